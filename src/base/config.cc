@@ -1,0 +1,332 @@
+#include "base/config.h"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <toml++/toml.h>
+#include <variant>
+
+namespace nines {
+namespace {
+
+// One row of the schema. `field` points into Config (or Config::limits).
+struct Key {
+  const char* path;  // "section.key"
+  std::variant<std::string Config::*, int64_t Config::*, bool Config::*,
+               std::vector<std::string> Config::*, int64_t Limits::*>
+      field;
+  int64_t min = 0;
+  int64_t max = std::numeric_limits<int64_t>::max();
+  bool reloadable = false;
+  const char* doc = "";
+};
+
+constexpr int64_t kMaxI = std::numeric_limits<int64_t>::max();
+
+const std::vector<Key>& Schema() {
+  static const std::vector<Key> kSchema = {
+      {"server.domain", &Config::domain, 0, 0, false,
+       "The XMPP domain this server hosts (the part after @)."},
+      {"server.data_dir", &Config::data_dir, 0, 0, false,
+       "Directory for the database, generated certificate and other state."},
+      {"server.threads", &Config::threads, 0, 1024, false,
+       "Event loops to run; 0 means one per CPU core."},
+      {"listen.c2s_address", &Config::c2s_address, 0, 0, false,
+       "Address for client connections with STARTTLS (RFC 6120)."},
+      {"listen.c2s_port", &Config::c2s_port, 0, 65535, false,
+       "Port for client connections with STARTTLS; 0 picks a free port."},
+      {"listen.c2s_tls_address", &Config::c2s_tls_address, 0, 0, false,
+       "Address for direct-TLS client connections (XEP-0368)."},
+      {"listen.c2s_tls_port", &Config::c2s_tls_port, -1, 65535, false,
+       "Port for direct-TLS client connections; 0 picks a free port, -1 disables.",
+      },
+      {"tls.certificate", &Config::certificate, 0, 0, true,
+       "PEM certificate chain; empty means <data_dir>/tls/cert.pem, self-signed on first start."},
+      {"tls.key", &Config::key, 0, 0, true, "PEM private key; empty means <data_dir>/tls/key.pem."},
+      {"tls.require", &Config::require_tls, 0, 0, true,
+       "Refuse authentication on port 5222 until STARTTLS has completed."},
+      {"store.backend", &Config::store_backend, 0, 0, false, "Storage backend: \"sqlite\"."},
+      {"store.sqlite_path", &Config::sqlite_path, 0, 0, false,
+       "SQLite database file; empty means <data_dir>/nines.db."},
+      {"store.sqlite_commit_batch", &Config::sqlite_commit_batch, 1, 100000, false,
+       "Most writes the SQLite writer thread puts in one fsync'd transaction."},
+      {"auth.mechanisms", &Config::sasl_mechanisms, 0, 0, true,
+       "SASL mechanisms offered, in order of preference. PLAIN is only ever offered over TLS."},
+      {"auth.scram_iterations", &Config::scram_iterations, 4096, 1000000, true,
+       "PBKDF2 iterations for newly set passwords."},
+      {"registration.enabled", &Config::registration_enabled, 0, 0, true,
+       "Allow XEP-0077 in-band registration of new accounts."},
+      {"version.name", &Config::version_name, 0, 0, true,
+       "Software name reported by XEP-0092."},
+      {"version.show", &Config::version_show, 0, 0, true,
+       "Answer XEP-0092 software version queries; false answers service-unavailable."},
+      {"version.show_os", &Config::version_show_os, 0, 0, true,
+       "Include the operating system in XEP-0092 answers."},
+      {"log.level", &Config::log_level, 0, 0, true,
+       "Log level: trace, debug, info, warn, error, critical, off."},
+
+      {"limits.stanza_size", &Limits::stanza_size, 512, 64 << 20, true,
+       "Largest stanza in bytes after authentication (policy-violation if exceeded)."},
+      {"limits.depth", &Limits::depth, 2, 1000, true, "Deepest element nesting inside a stanza."},
+      {"limits.attributes", &Limits::attributes, 1, 10000, true, "Most attributes on one element."},
+      {"limits.name_length", &Limits::name_length, 8, 65536, true,
+       "Longest element or attribute name, in bytes."},
+      {"limits.stanza_size_preauth", &Limits::stanza_size_preauth, 512, 64 << 20, true,
+       "Largest stanza before authentication."},
+      {"limits.depth_preauth", &Limits::depth_preauth, 2, 1000, true, "Deepest nesting before authentication."},
+      {"limits.attributes_preauth", &Limits::attributes_preauth, 1, 10000, true,
+       "Most attributes on one element before authentication."},
+      {"limits.name_length_preauth", &Limits::name_length_preauth, 8, 65536, true,
+       "Longest name before authentication."},
+      {"limits.connections_per_ip", &Limits::connections_per_ip, 1, kMaxI, true,
+       "Concurrent client connections from one IP address."},
+      {"limits.max_connections", &Limits::max_connections, 0, kMaxI, true,
+       "Concurrent client connections in all; 0 means bounded by the file-descriptor limit."},
+      {"limits.failed_logins_per_ip", &Limits::failed_logins_per_ip, 1, kMaxI, true,
+       "Failed authentications from one IP per window before further attempts are refused."},
+      {"limits.failed_logins_per_account", &Limits::failed_logins_per_account, 1, kMaxI, true,
+       "Failed authentications for one account per window before further attempts are refused."},
+      {"limits.failed_login_window", &Limits::failed_login_window, 1, 86400, true,
+       "Window for the failed-login counters, in seconds."},
+      {"limits.stanzas_per_second", &Limits::stanzas_per_second, 1, kMaxI, true,
+       "Sustained stanzas per second one session may send; beyond it reading pauses (TCP backpressure)."},
+      {"limits.stanza_burst", &Limits::stanza_burst, 1, kMaxI, true,
+       "Stanzas a session may send in a burst above the sustained rate."},
+      {"limits.send_queue", &Limits::send_queue, 4096, kMaxI, true,
+       "Bytes queued for a peer that is not reading before its stream is closed."},
+      {"limits.auth_timeout", &Limits::auth_timeout, 1, 3600, true,
+       "Seconds from connect until the session must be authenticated and bound."},
+      {"limits.stanza_timeout", &Limits::stanza_timeout, 1, 3600, true,
+       "Seconds a stanza may take to arrive once it has started (slowloris guard)."},
+      {"limits.idle_timeout", &Limits::idle_timeout, 1, 86400, true,
+       "Seconds of silence from a client before the server pings it."},
+      {"limits.ping_timeout", &Limits::ping_timeout, 1, 3600, true,
+       "Seconds a client has to answer the server's ping before it is disconnected."},
+      {"limits.registrations_per_ip", &Limits::registrations_per_ip, 1, kMaxI, true,
+       "In-band registrations allowed from one IP per hour."},
+      {"limits.resources_per_account", &Limits::resources_per_account, 1, 10000, true,
+       "Concurrent sessions (resources) per account."},
+      {"limits.roster_size", &Limits::roster_size, 1, 1000000, true, "Most contacts in one roster."},
+      {"limits.offline_messages", &Limits::offline_messages, 0, 1000000, true,
+       "Most messages stored for an offline account; beyond it senders get an error."},
+      {"limits.vcard_size", &Limits::vcard_size, 256, 16 << 20, true,
+       "Largest vCard in bytes."},
+  };
+  return kSchema;
+}
+
+std::string LineOf(const toml::node& node) {
+  const auto& src = node.source();
+  return src.begin ? fmt::format("line {}", src.begin.line) : std::string("unknown line");
+}
+
+struct Applier {
+  Config& config;
+  const Key& key;
+  const toml::node& node;
+  const std::string& origin;
+
+  Result<void> Fail(const std::string& what) const {
+    return MakeError(Errc::kInvalidArgument,
+                     fmt::format("{}: {}: key '{}' {}", origin, LineOf(node), key.path, what));
+  }
+  Result<void> CheckInt(int64_t v) const {
+    if (v < key.min || v > key.max) {
+      return Fail(fmt::format("is {}, outside [{}, {}]", v, key.min, key.max));
+    }
+    return {};
+  }
+
+  Result<void> operator()(std::string Config::*field) const {
+    auto v = node.value<std::string>();
+    if (!node.is_string() || !v) return Fail("must be a string");
+    config.*field = *v;
+    return {};
+  }
+  Result<void> operator()(int64_t Config::*field) const {
+    if (!node.is_integer()) return Fail("must be an integer");
+    int64_t v = *node.value<int64_t>();
+    if (auto r = CheckInt(v); !r) return r;
+    config.*field = v;
+    return {};
+  }
+  Result<void> operator()(int64_t Limits::*field) const {
+    if (!node.is_integer()) return Fail("must be an integer");
+    int64_t v = *node.value<int64_t>();
+    if (auto r = CheckInt(v); !r) return r;
+    config.limits.*field = v;
+    return {};
+  }
+  Result<void> operator()(bool Config::*field) const {
+    if (!node.is_boolean()) return Fail("must be true or false");
+    config.*field = *node.value<bool>();
+    return {};
+  }
+  Result<void> operator()(std::vector<std::string> Config::*field) const {
+    const auto* arr = node.as_array();
+    if (arr == nullptr) return Fail("must be an array of strings");
+    std::vector<std::string> out;
+    for (const auto& el : *arr) {
+      if (!el.is_string()) return Fail("must be an array of strings");
+      out.push_back(*el.value<std::string>());
+    }
+    config.*field = std::move(out);
+    return {};
+  }
+};
+
+Result<void> Validate(const Config& c, const std::string& origin) {
+  if (c.domain.empty()) return MakeError(Errc::kInvalidArgument, origin + ": server.domain is empty");
+  if (c.store_backend != "sqlite") {
+    return MakeError(Errc::kInvalidArgument,
+                     fmt::format("{}: store.backend '{}' is not known (sqlite)", origin, c.store_backend));
+  }
+  static const std::set<std::string> kMechs = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS",
+                                               "SCRAM-SHA-1", "PLAIN"};
+  for (const auto& m : c.sasl_mechanisms) {
+    if (kMechs.count(m) == 0) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("{}: auth.mechanisms: '{}' is not a supported mechanism", origin, m));
+    }
+  }
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (kLevels.count(c.log_level) == 0) {
+    return MakeError(Errc::kInvalidArgument, fmt::format("{}: log.level '{}' is not a level", origin, c.log_level));
+  }
+  return {};
+}
+
+}  // namespace
+
+std::string Config::CertificatePath() const {
+  return certificate.empty() ? data_dir + "/tls/cert.pem" : certificate;
+}
+std::string Config::KeyPath() const { return key.empty() ? data_dir + "/tls/key.pem" : key; }
+std::string Config::SqlitePath() const {
+  return sqlite_path.empty() ? data_dir + "/nines.db" : sqlite_path;
+}
+
+Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin) {
+  toml::table table;
+  try {
+    table = toml::parse(toml_text, origin);
+  } catch (const toml::parse_error& e) {
+    return MakeError(Errc::kInvalidArgument,
+                     fmt::format("{}: line {}: {}", origin, e.source().begin.line, e.description()));
+  }
+  Config config;
+  std::set<std::string> known;
+  for (const auto& key : Schema()) known.insert(key.path);
+
+  // Walk every key in the file so unknown ones are reported, with their line.
+  for (const auto& [section, node] : table) {
+    const auto* sub = node.as_table();
+    if (sub == nullptr) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("{}: {}: unknown key '{}' (keys live in sections such as [server])",
+                                   origin, LineOf(node), section.str()));
+    }
+    for (const auto& [name, value] : *sub) {
+      std::string path = std::string(section.str()) + "." + std::string(name.str());
+      if (known.count(path) == 0) {
+        return MakeError(Errc::kInvalidArgument,
+                         fmt::format("{}: {}: unknown key '{}'", origin, LineOf(value), path));
+      }
+      for (const auto& key : Schema()) {
+        if (path == key.path) {
+          if (auto r = std::visit(Applier{config, key, value, origin}, key.field); !r) return r.error();
+        }
+      }
+    }
+  }
+  if (auto r = Validate(config, origin); !r) return r.error();
+  return config;
+}
+
+Result<Config> LoadConfig(const std::string& path) {
+  if (path.empty()) return Config{};
+  std::ifstream in(path);
+  if (!in) return MakeError(Errc::kNotFound, fmt::format("cannot read config file '{}'", path));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return ParseConfig(buffer.str(), path);
+}
+
+Config MergeReloadable(const Config& current, const Config& fresh) {
+  Config out = current;
+  for (const auto& key : Schema()) {
+    if (!key.reloadable) continue;
+    std::visit(
+        [&](auto field) {
+          using F = decltype(field);
+          if constexpr (std::is_same_v<F, int64_t Limits::*>) {
+            out.limits.*field = fresh.limits.*field;
+          } else {
+            out.*field = fresh.*field;
+          }
+        },
+        key.field);
+  }
+  return out;
+}
+
+std::string ConfigDocMarkdown() {
+  Config defaults;
+  std::string out =
+      "# Configuration reference\n\n"
+      "<!-- Generated by `nines config doc` from the schema in src/base/config.cc; "
+      "a unit test fails if this file and the schema disagree. -->\n\n"
+      "nines reads one TOML file (`nines serve -c FILE`). Every key is optional; with no file at all "
+      "the server runs on the defaults below. Unknown keys are errors that name the key and line, so "
+      "a typo never silently falls back to a default. Keys marked *reload* take effect on SIGHUP; the "
+      "others need a restart.\n\n";
+  std::string section;
+  for (const auto& key : Schema()) {
+    std::string path = key.path;
+    std::string sec = path.substr(0, path.find('.'));
+    if (sec != section) {
+      section = sec;
+      out += fmt::format("\n## [{}]\n\n| key | type | default | bounds | reload | meaning |\n|---|---|---|---|---|---|\n",
+                         sec);
+    }
+    std::string type;
+    std::string def;
+    std::string bounds = "";
+    std::visit(
+        [&](auto field) {
+          using F = decltype(field);
+          if constexpr (std::is_same_v<F, std::string Config::*>) {
+            type = "string";
+            def = "\"" + defaults.*field + "\"";
+          } else if constexpr (std::is_same_v<F, int64_t Config::*>) {
+            type = "integer";
+            def = std::to_string(defaults.*field);
+            bounds = fmt::format("{} … {}", key.min, key.max);
+          } else if constexpr (std::is_same_v<F, int64_t Limits::*>) {
+            type = "integer";
+            def = std::to_string(defaults.limits.*field);
+            bounds = key.max == kMaxI ? fmt::format("≥ {}", key.min) : fmt::format("{} … {}", key.min, key.max);
+          } else if constexpr (std::is_same_v<F, bool Config::*>) {
+            type = "boolean";
+            def = defaults.*field ? "true" : "false";
+          } else {
+            type = "array of strings";
+            def = "[";
+            for (size_t i = 0; i < (defaults.*field).size(); ++i) {
+              def += (i ? ", \"" : "\"") + (defaults.*field)[i] + "\"";
+            }
+            def += "]";
+          }
+        },
+        key.field);
+    out += fmt::format("| `{}` | {} | `{}` | {} | {} | {} |\n", path.substr(path.find('.') + 1), type, def,
+                       bounds, key.reloadable ? "reload" : "restart", key.doc);
+  }
+  return out;
+}
+
+}  // namespace nines

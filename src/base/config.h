@@ -1,0 +1,115 @@
+// Config: every tunable of nines, declared once in one schema table.
+//
+// The schema (config.cc, kSchema) gives each key its TOML path, type, default,
+// bounds, whether SIGHUP reloads it, and one line of documentation.
+// docs/config.md is generated from the same table (`nines config doc`) and a
+// unit test checks the two agree. Unknown keys are errors that name the key
+// and its line.
+//
+// Thread safety: a Config is an immutable value once loaded. Reload builds a
+// new Config and swaps a shared_ptr<const Config>; readers keep the snapshot
+// they started with.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace nines {
+
+// All limits live here (DESIGN.md: "limits live in one place").
+struct Limits {
+  // Stanza and parser caps, after authentication.
+  int64_t stanza_size = 256 * 1024;
+  int64_t depth = 32;
+  int64_t attributes = 64;
+  int64_t name_length = 256;
+  // The same caps before authentication: tighter, as an unauthenticated peer
+  // is anyone on the internet.
+  int64_t stanza_size_preauth = 16 * 1024;
+  int64_t depth_preauth = 8;
+  int64_t attributes_preauth = 16;
+  int64_t name_length_preauth = 64;
+
+  int64_t connections_per_ip = 64;
+  int64_t max_connections = 0;  // 0: bounded by the process file limit
+  int64_t failed_logins_per_ip = 10;       // per failed_login_window
+  int64_t failed_logins_per_account = 10;  // per failed_login_window
+  int64_t failed_login_window = 60;        // seconds
+  int64_t stanzas_per_second = 500;        // sustained, per session
+  int64_t stanza_burst = 1000;             // token-bucket depth
+  int64_t send_queue = 1024 * 1024;        // bytes queued to a peer before it is cut off
+  int64_t auth_timeout = 30;               // seconds from connect to bound session
+  int64_t stanza_timeout = 30;             // seconds a partial stanza may take to arrive
+  int64_t idle_timeout = 300;              // seconds of silence before we ping
+  int64_t ping_timeout = 30;               // seconds to answer our ping
+  int64_t registrations_per_ip = 5;        // per hour
+  int64_t resources_per_account = 32;
+  int64_t roster_size = 1000;
+  int64_t offline_messages = 1000;         // per account
+  int64_t vcard_size = 64 * 1024;          // bytes
+};
+
+struct Config {
+  // [server]
+  std::string domain = "localhost";
+  std::string data_dir = "nines-data";
+  int64_t threads = 0;  // 0: one event loop per core
+
+  // [listen]
+  std::string c2s_address = "127.0.0.1";
+  int64_t c2s_port = 5222;
+  std::string c2s_tls_address = "127.0.0.1";
+  int64_t c2s_tls_port = 5223;
+
+  // [tls]
+  std::string certificate;  // empty: <data_dir>/tls/cert.pem, generated on first start
+  std::string key;          // empty: <data_dir>/tls/key.pem
+  bool require_tls = true;  // refuse to authenticate without TLS on 5222
+
+  // [store]
+  std::string store_backend = "sqlite";
+  std::string sqlite_path;  // empty: <data_dir>/nines.db
+  int64_t sqlite_commit_batch = 256;  // statements per group commit at most
+
+  // [auth]
+  std::vector<std::string> sasl_mechanisms = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1",
+                                              "PLAIN"};
+  int64_t scram_iterations = 4096;
+
+  // [registration]
+  bool registration_enabled = false;
+
+  // [version]
+  std::string version_name = "nines";
+  bool version_show = true;  // answer XEP-0092 with our version
+  bool version_show_os = false;
+
+  // [log]
+  std::string log_level = "info";
+
+  Limits limits;
+
+  // Paths with their defaults resolved against data_dir.
+  std::string CertificatePath() const;
+  std::string KeyPath() const;
+  std::string SqlitePath() const;
+};
+
+// Parses TOML text. `origin` names the file in error messages. Unknown keys,
+// wrong types and out-of-bounds values are errors that name the key and line.
+Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin);
+
+// Reads and parses a file. An empty path yields the defaults.
+Result<Config> LoadConfig(const std::string& path);
+
+// Copies the keys marked reloadable from `fresh` into a copy of `current`.
+Config MergeReloadable(const Config& current, const Config& fresh);
+
+// Markdown documentation of every key, generated from the schema.
+std::string ConfigDocMarkdown();
+
+}  // namespace nines

@@ -1,0 +1,100 @@
+#include "base/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace nines {
+namespace {
+
+TEST(ConfigTest, EmptyTextGivesDefaults) {
+  auto c = ParseConfig("", "test.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->domain, "localhost");
+  EXPECT_EQ(c->c2s_port, 5222);
+  EXPECT_TRUE(c->require_tls);
+  EXPECT_EQ(c->SqlitePath(), "nines-data/nines.db");
+}
+
+TEST(ConfigTest, ParsesKeysInSections) {
+  auto c = ParseConfig(
+      "[server]\ndomain = \"example.org\"\ndata_dir = \"/tmp/x\"\n"
+      "[listen]\nc2s_port = 0\n[limits]\nstanza_size = 4096\n[auth]\nmechanisms = [\"PLAIN\"]\n",
+      "t.toml");
+  ASSERT_TRUE(c.ok()) << c.error().message;
+  EXPECT_EQ(c->domain, "example.org");
+  EXPECT_EQ(c->c2s_port, 0);
+  EXPECT_EQ(c->limits.stanza_size, 4096);
+  EXPECT_EQ(c->sasl_mechanisms, std::vector<std::string>{"PLAIN"});
+  EXPECT_EQ(c->SqlitePath(), "/tmp/x/nines.db");
+}
+
+TEST(ConfigTest, UnknownKeyNamesKeyAndLine) {
+  auto c = ParseConfig("[server]\ndomain = \"a\"\n\ndoman = \"b\"\n", "my.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("server.doman"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("line 4"), std::string::npos) << c.error().message;
+  EXPECT_NE(c.error().message.find("my.toml"), std::string::npos) << c.error().message;
+}
+
+TEST(ConfigTest, UnknownSectionIsAnError) {
+  auto c = ParseConfig("[nope]\nx = 1\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("nope.x"), std::string::npos) << c.error().message;
+}
+
+TEST(ConfigTest, TopLevelKeyIsAnError) {
+  auto c = ParseConfig("domain = \"x\"\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("'domain'"), std::string::npos) << c.error().message;
+}
+
+TEST(ConfigTest, WrongTypeAndBoundsAreErrors) {
+  auto t = ParseConfig("[limits]\nstanza_size = \"big\"\n", "t.toml");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.error().message.find("must be an integer"), std::string::npos);
+  auto b = ParseConfig("[limits]\nstanza_size = 10\n", "t.toml");
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.error().message.find("outside"), std::string::npos) << b.error().message;
+}
+
+TEST(ConfigTest, SyntaxErrorNamesLine) {
+  auto c = ParseConfig("[server]\ndomain = \n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("line 2"), std::string::npos) << c.error().message;
+}
+
+TEST(ConfigTest, UnknownMechanismIsAnError) {
+  auto c = ParseConfig("[auth]\nmechanisms = [\"CRAM-MD5\"]\n", "t.toml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().message.find("CRAM-MD5"), std::string::npos);
+}
+
+TEST(ConfigTest, MergeReloadableTakesOnlyReloadableKeys) {
+  Config current;
+  Config fresh;
+  fresh.domain = "other";                 // restart-only
+  fresh.limits.stanza_size = 1234;        // reloadable
+  fresh.registration_enabled = true;      // reloadable
+  Config merged = MergeReloadable(current, fresh);
+  EXPECT_EQ(merged.domain, "localhost");
+  EXPECT_EQ(merged.limits.stanza_size, 1234);
+  EXPECT_TRUE(merged.registration_enabled);
+}
+
+// docs/config.md is generated from the schema; this keeps them in step.
+TEST(ConfigTest, DocsMatchSchema) {
+  const char* src = std::getenv("NINES_SOURCE_DIR");
+  ASSERT_NE(src, nullptr) << "run through ctest (sets NINES_SOURCE_DIR)";
+  std::ifstream in(std::string(src) + "/docs/config.md");
+  ASSERT_TRUE(in) << "docs/config.md missing";
+  std::stringstream s;
+  s << in.rdbuf();
+  EXPECT_EQ(s.str(), ConfigDocMarkdown())
+      << "docs/config.md is stale: regenerate with `nines config doc > docs/config.md`";
+}
+
+}  // namespace
+}  // namespace nines

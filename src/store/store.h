@@ -1,0 +1,144 @@
+// Store: the one asynchronous storage interface every module uses.
+//
+// Contract
+//  * Every call returns at once. Its Reply is invoked later, exactly once, on
+//    the executor the Reply was built with (the caller's event loop). No event
+//    loop ever blocks on storage.
+//  * A write's Reply runs only after the write is durable: for SQLite, after
+//    the transaction holding it has been committed and fsync'd (WAL,
+//    synchronous=FULL). This is what lets callers acknowledge (G1).
+//  * Writes issued from one thread are applied in the order issued.
+//  * Usernames passed in are already normalised (xmpp/jid.h); the store
+//    compares them byte for byte. JIDs in roster items are normalised bare
+//    JIDs in string form.
+//
+// Thread safety: all methods may be called from any thread. Implementations
+// own their threads; Close() drains queued work, then joins them.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/result.h"
+
+namespace nines::store {
+
+// A completion bound to the executor it must run on.
+template <class T>
+class Reply {
+ public:
+  using Fn = std::function<void(Result<T>)>;
+  Reply(boost::asio::any_io_executor executor, Fn fn) : executor_(std::move(executor)), fn_(std::move(fn)) {}
+
+  // Posts fn(result) to the executor. Call exactly once.
+  void operator()(Result<T> result) {
+    boost::asio::post(executor_, [fn = std::move(fn_), r = std::move(result)]() mutable { fn(std::move(r)); });
+  }
+
+ private:
+  boost::asio::any_io_executor executor_;
+  Fn fn_;
+};
+
+// Salted SCRAM keys for one hash (RFC 5802 §3). The password itself is never stored.
+struct ScramKeys {
+  std::string salt;        // raw bytes
+  int64_t iterations = 0;
+  std::string stored_key;  // raw bytes: H(ClientKey)
+  std::string server_key;  // raw bytes: HMAC(SaltedPassword, "Server Key")
+};
+
+struct Account {
+  std::string username;  // normalised localpart
+  ScramKeys sha1;
+  ScramKeys sha256;
+  int64_t created_ms = 0;  // unix milliseconds
+};
+
+// RFC 6121 §2.1.2.5 subscription states, with the pending flags of Appendix A.
+enum class Subscription { kNone, kTo, kFrom, kBoth, kRemove };
+
+struct RosterItem {
+  std::string jid;  // normalised bare JID of the contact
+  std::string name;
+  Subscription subscription = Subscription::kNone;
+  bool ask_out = false;      // we asked the contact (ask='subscribe' shown to the client)
+  bool pending_in = false;   // the contact asked us and we have not answered
+  bool preapproved = false;  // we pre-approved their future request (RFC 6121 §3.4)
+  std::vector<std::string> groups;
+  std::string pending_in_stanza;  // the stored subscribe request, redelivered at login
+};
+
+struct Roster {
+  int64_t version = 0;  // bumps on every change; used for roster versioning (XEP-0237 in RFC 6121 §2.6)
+  std::vector<RosterItem> items;
+};
+
+struct OfflineMessage {
+  int64_t id = 0;         // increasing per store
+  int64_t stamp_ms = 0;   // when the server received it (for XEP-0203)
+  std::string stanza;     // serialised <message/> as received, from-stamped
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Accounts. CreateAccount fails with kConflict if the username exists.
+  virtual void CreateAccount(Account account, Reply<void> reply) = 0;
+  // Creates many accounts in one transaction; existing ones fail the batch with kConflict.
+  virtual void CreateAccounts(std::vector<Account> accounts, Reply<void> reply) = 0;
+  // kNotFound if absent.
+  virtual void GetAccount(std::string username, Reply<Account> reply) = 0;
+  // Replaces both key sets. kNotFound if absent.
+  virtual void SetCredentials(std::string username, ScramKeys sha1, ScramKeys sha256, Reply<void> reply) = 0;
+  // Deletes the account and everything it owns (roster, offline, vCard).
+  // kNotFound if absent.
+  virtual void DeleteAccount(std::string username, Reply<void> reply) = 0;
+  // Sorted usernames.
+  virtual void ListAccounts(Reply<std::vector<std::string>> reply) = 0;
+
+  // Roster of `username`; empty roster (version 0) if none.
+  virtual void GetRoster(std::string username, Reply<Roster> reply) = 0;
+  // Inserts or replaces the item keyed by item.jid; returns the new roster version.
+  virtual void PutRosterItem(std::string username, RosterItem item, Reply<int64_t> reply) = 0;
+  // Removes the item; returns the new version. kNotFound if no such item.
+  virtual void RemoveRosterItem(std::string username, std::string jid, Reply<int64_t> reply) = 0;
+
+  // Offline messages. Store returns the new message id once durable.
+  virtual void StoreOffline(std::string username, OfflineMessage message, Reply<int64_t> reply) = 0;
+  virtual void CountOffline(std::string username, Reply<int64_t> reply) = 0;
+  // Oldest first.
+  virtual void LoadOffline(std::string username, Reply<std::vector<OfflineMessage>> reply) = 0;
+  // Deletes messages with id <= up_to_id (after they have been delivered).
+  virtual void DeleteOffline(std::string username, int64_t up_to_id, Reply<void> reply) = 0;
+
+  // vCard-temp (XEP-0054) as serialised XML; kNotFound if none.
+  virtual void GetVCard(std::string username, Reply<std::string> reply) = 0;
+  virtual void SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) = 0;
+
+  // Drains queued work and stops the store's threads. Idempotent.
+  virtual void Close() = 0;
+};
+
+struct SqliteOptions {
+  std::string path;
+  int64_t commit_batch = 256;  // most writes per group-committed transaction
+};
+
+// Opens (creating if needed) and migrates the database. Synchronous: for
+// startup and CLI use, never on an event loop.
+Result<std::unique_ptr<Store>> OpenSqlite(const SqliteOptions& options);
+
+// The schema version this build writes; OpenSqlite migrates older files up to it
+// and refuses newer ones with kInvalidArgument.
+int SqliteSchemaVersion();
+
+}  // namespace nines::store
