@@ -5,7 +5,8 @@
 // domainpart: IDNA2008 via ICU's UTS #46 processing to its Unicode form,
 // lower-cased, with a trailing dot removed (RFC 7622 §3.2). Each part is at
 // most 1023 bytes after normalisation. Implemented with ICU (see
-// docs/architecture.md for why not stringprep).
+// docs/architecture.md for why not stringprep). The PRECIS profiles are also
+// exposed in xmpp/jid/precis.h (SASL prepares passwords with OpaqueString).
 //
 // Thread safety: Jid is a value. Parse() is safe to call from any thread.
 #pragma once
