@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -108,6 +109,20 @@ Result<Config> LoadConfig(const std::string& path);
 
 // Copies the keys marked reloadable from `fresh` into a copy of `current`.
 Config MergeReloadable(const Config& current, const Config& fresh);
+
+// The live config: a snapshot readers take, swapped whole on reload.
+// Thread safety: Get() and Set() may be called from any thread.
+class ConfigSource {
+ public:
+  explicit ConfigSource(Config config) : current_(std::make_shared<const Config>(std::move(config))) {}
+  std::shared_ptr<const Config> Get() const { return current_.load(std::memory_order_acquire); }
+  void Set(Config config) {
+    current_.store(std::make_shared<const Config>(std::move(config)), std::memory_order_release);
+  }
+
+ private:
+  std::atomic<std::shared_ptr<const Config>> current_;
+};
 
 // Markdown documentation of every key, generated from the schema.
 std::string ConfigDocMarkdown();

@@ -1,0 +1,83 @@
+#include "net/loop_pool.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+namespace nines::net {
+
+Loop::Loop(size_t index) : index_(index), scratch_(64 * 1024) {
+  work_.emplace(context_.get_executor());
+}
+
+void Loop::StartTicking() {
+  tick_timer_ = std::make_unique<boost::asio::steady_timer>(context_);
+  auto start = std::chrono::steady_clock::now();
+  // A self-rearming tick; stops when the timer is cancelled.
+  struct Ticker {
+    Loop* loop;
+    std::chrono::steady_clock::time_point start;
+    void operator()(const boost::system::error_code& ec) const {
+      if (ec) return;
+      loop->now_seconds_ = std::chrono::duration_cast<std::chrono::seconds>(
+                               std::chrono::steady_clock::now() - start)
+                               .count();
+      for (auto& fn : loop->tick_handlers_) fn();
+      loop->tick_timer_->expires_after(std::chrono::seconds(1));
+      loop->tick_timer_->async_wait(*this);
+    }
+  };
+  tick_timer_->expires_after(std::chrono::seconds(1));
+  tick_timer_->async_wait(Ticker{this, start});
+}
+
+LoopPool::LoopPool(size_t count) {
+  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < count; ++i) loops_.push_back(std::make_unique<Loop>(i));
+}
+
+LoopPool::~LoopPool() { Stop(); }
+
+void LoopPool::Start() {
+  for (auto& loop : loops_) {
+    Loop* l = loop.get();
+    threads_.emplace_back([l] {
+      l->thread_id_ = std::this_thread::get_id();
+      l->StartTicking();
+      for (;;) {
+        try {
+          l->context_.run();
+          break;
+        } catch (const std::exception& e) {
+          // A handler threw: that is a bug (no exceptions on the data path).
+          // Log it and keep the loop alive rather than take every session down.
+          spdlog::critical("loop {}: unhandled exception: {}", l->index_, e.what());
+        }
+      }
+    });
+  }
+}
+
+void LoopPool::Join() {
+  for (auto& loop : loops_) {
+    Loop* l = loop.get();
+    boost::asio::post(l->context_, [l] {
+      if (l->tick_timer_) l->tick_timer_->cancel();
+      l->work_.reset();
+    });
+  }
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+void LoopPool::Stop() {
+  for (auto& loop : loops_) loop->context_.stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+}  // namespace nines::net

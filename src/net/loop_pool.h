@@ -1,0 +1,89 @@
+// LoopPool: one event loop (io_context + thread) per core.
+//
+// A connection lives on one loop for its whole life. Work for another loop is
+// posted to that loop's io_context (its queue); nothing on the hot path takes
+// a lock that another loop holds for long. Each loop also ticks once a second,
+// which sessions use for their deadlines instead of one timer each.
+//
+// Thread safety: Post() may be called from any thread. Everything else in a
+// Loop is touched only by that loop's thread once Run() has started.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace nines::net {
+
+class Loop {
+ public:
+  explicit Loop(size_t index);
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  size_t index() const { return index_; }
+  boost::asio::io_context& context() { return context_; }
+  boost::asio::any_io_executor executor() { return context_.get_executor(); }
+
+  template <class F>
+  void Post(F&& f) {
+    boost::asio::post(context_, std::forward<F>(f));
+  }
+
+  // True when called on this loop's thread.
+  bool InLoop() const { return std::this_thread::get_id() == thread_id_; }
+
+  // A scratch buffer for reads: connections read into it and parse at once,
+  // so an idle connection holds no read buffer of its own. Loop thread only.
+  std::vector<char>& scratch() { return scratch_; }
+
+  // Called once a second on the loop thread, in registration order.
+  void OnTick(std::function<void()> fn) { tick_handlers_.push_back(std::move(fn)); }
+
+  // Seconds since the loop started, updated by the tick; cheap monotonic clock for deadlines.
+  int64_t now_seconds() const { return now_seconds_; }
+
+ private:
+  friend class LoopPool;
+  void StartTicking();
+
+  size_t index_;
+  boost::asio::io_context context_{1};
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::thread::id thread_id_;
+  std::vector<char> scratch_;
+  std::vector<std::function<void()>> tick_handlers_;
+  std::unique_ptr<boost::asio::steady_timer> tick_timer_;
+  int64_t now_seconds_ = 0;
+};
+
+class LoopPool {
+ public:
+  // `count` 0 means one loop per hardware thread.
+  explicit LoopPool(size_t count);
+  ~LoopPool();
+
+  size_t size() const { return loops_.size(); }
+  Loop& loop(size_t i) { return *loops_[i]; }
+
+  // Starts one thread per loop. Returns at once.
+  void Start();
+  // Lets loops run out of work and joins the threads: call after everything
+  // that keeps work alive (listeners, sessions, timers) has been closed.
+  void Join();
+  // Stops all loops at once (abandoning queued work) and joins.
+  void Stop();
+
+ private:
+  std::vector<std::unique_ptr<Loop>> loops_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace nines::net

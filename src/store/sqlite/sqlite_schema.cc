@@ -1,0 +1,177 @@
+#include "store/sqlite/sqlite_schema.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <string>
+
+namespace nines::store::sqlite {
+namespace {
+
+// Version 1: accounts, roster items (groups as a JSON array), offline
+// messages. Each account keeps its roster version counter.
+constexpr const char* kV1 = R"sql(
+PRAGMA application_id = 1852403301;
+
+CREATE TABLE accounts (
+  username TEXT PRIMARY KEY NOT NULL,
+  sha1_salt BLOB NOT NULL,
+  sha1_iterations INTEGER NOT NULL,
+  sha1_stored_key BLOB NOT NULL,
+  sha1_server_key BLOB NOT NULL,
+  sha256_salt BLOB NOT NULL,
+  sha256_iterations INTEGER NOT NULL,
+  sha256_stored_key BLOB NOT NULL,
+  sha256_server_key BLOB NOT NULL,
+  created_ms INTEGER NOT NULL,
+  roster_version INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE roster_items (
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  jid TEXT NOT NULL,
+  name TEXT NOT NULL DEFAULT '',
+  subscription TEXT NOT NULL CHECK (subscription IN ('none', 'to', 'from', 'both')),
+  ask_out INTEGER NOT NULL DEFAULT 0,
+  pending_in INTEGER NOT NULL DEFAULT 0,
+  preapproved INTEGER NOT NULL DEFAULT 0,
+  groups_json TEXT NOT NULL DEFAULT '[]',
+  PRIMARY KEY (username, jid)
+);
+
+CREATE TABLE offline_messages (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  stamp_ms INTEGER NOT NULL,
+  stanza TEXT NOT NULL
+);
+CREATE INDEX offline_messages_by_user ON offline_messages(username, id);
+)sql";
+
+// Version 2: roster groups move from a JSON column to their own table (so a
+// group can be renamed or listed with SQL), roster items keep the pending
+// inbound subscribe stanza, and vCards arrive. Malformed JSON left by hand
+// edits is treated as no groups rather than failing the upgrade.
+constexpr const char* kV2 = R"sql(
+ALTER TABLE roster_items ADD COLUMN pending_in_stanza TEXT NOT NULL DEFAULT '';
+
+CREATE TABLE roster_groups (
+  username TEXT NOT NULL,
+  jid TEXT NOT NULL,
+  name TEXT NOT NULL,
+  PRIMARY KEY (username, jid, name),
+  FOREIGN KEY (username, jid) REFERENCES roster_items(username, jid) ON DELETE CASCADE
+);
+
+INSERT INTO roster_groups (username, jid, name)
+  SELECT DISTINCT r.username, r.jid, g.value
+  FROM roster_items AS r,
+       json_each(CASE WHEN json_valid(r.groups_json) AND json_type(r.groups_json) = 'array'
+                      THEN r.groups_json ELSE '[]' END) AS g
+  WHERE g.type = 'text';
+
+ALTER TABLE roster_items DROP COLUMN groups_json;
+
+CREATE TABLE vcards (
+  username TEXT PRIMARY KEY NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  xml TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+)sql";
+
+constexpr std::array kMigrations = {
+    Migration{1, "accounts, roster, offline messages", kV1},
+    Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
+};
+
+Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {
+  auto stmt = conn.Prepare(sql);
+  if (!stmt.ok()) return stmt.error();
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  if (!*row) return MakeError(Errc::kInternal, std::string(sql) + " returned no row");
+  return stmt->ColumnInt(0);
+}
+
+Result<void> SetWal(Connection& conn) {
+  auto stmt = conn.Prepare("PRAGMA journal_mode = WAL");
+  if (!stmt.ok()) return stmt.error();
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  std::string mode = *row ? stmt->ColumnText(0) : std::string();
+  if (mode != "wal") {
+    return MakeError(Errc::kUnavailable, "cannot switch the database to WAL mode (journal_mode is '" + mode + "')");
+  }
+  return {};
+}
+
+// Fails if any foreign key points nowhere; run inside each migration so a
+// bad data transformation rolls back instead of leaving orphans.
+Result<void> CheckForeignKeys(Connection& conn) {
+  auto stmt = conn.Prepare("PRAGMA foreign_key_check");
+  if (!stmt.ok()) return stmt.error();
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  if (*row) return MakeError(Errc::kInternal, "foreign key violation in table " + stmt->ColumnText(0));
+  return {};
+}
+
+Result<void> Apply(Connection& conn, const Migration& migration) {
+  if (auto r = conn.Exec("BEGIN IMMEDIATE"); !r.ok()) return r.error();
+  auto attempt = [&]() -> Result<void> {
+    auto version = ReadPragmaInt(conn, "PRAGMA user_version");
+    if (!version.ok()) return version.error();
+    if (*version >= migration.version) return {};  // another process got here first
+    if (auto r = conn.Exec(migration.sql); !r.ok()) return r.error();
+    if (auto r = CheckForeignKeys(conn); !r.ok()) return r.error();
+    std::string set_version = "PRAGMA user_version = " + std::to_string(migration.version);
+    if (auto r = conn.Exec(set_version.c_str()); !r.ok()) return r.error();
+    return conn.Exec("COMMIT");
+  };
+  auto result = attempt();
+  if (!result.ok()) {
+    if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
+    return MakeError(result.error().code, "schema migration to version " + std::to_string(migration.version) +
+                                              " (" + migration.description + ") failed: " + result.error().message);
+  }
+  if (!conn.InAutocommit()) return conn.Exec("COMMIT");  // the "already done" path
+  return {};
+}
+
+}  // namespace
+
+std::span<const Migration> Migrations() { return kMigrations; }
+
+int CurrentVersion() { return kMigrations.back().version; }
+
+Result<int> Migrate(Connection& conn) {
+  // Reading the header first also turns "not a database" into a clean error
+  // before we try to change anything.
+  auto application_id = ReadPragmaInt(conn, "PRAGMA application_id");
+  if (!application_id.ok()) return application_id.error();
+  if (*application_id != 0 && *application_id != kApplicationId) {
+    return MakeError(Errc::kInvalidArgument,
+                     "the database file belongs to another application (application_id " +
+                         std::to_string(*application_id) + ")");
+  }
+  auto found = ReadPragmaInt(conn, "PRAGMA user_version");
+  if (!found.ok()) return found.error();
+  if (*found > CurrentVersion()) {
+    return MakeError(Errc::kInvalidArgument,
+                     "the database schema version is " + std::to_string(*found) +
+                         ", newer than this build of nines supports (" + std::to_string(CurrentVersion()) +
+                         "); run a newer nines or restore a backup");
+  }
+  if (*found < 0) {
+    return MakeError(Errc::kInvalidArgument, "invalid database schema version " + std::to_string(*found));
+  }
+  if (auto r = SetWal(conn); !r.ok()) return r.error();
+  for (const Migration& migration : kMigrations) {
+    if (migration.version <= *found) continue;
+    if (auto r = Apply(conn, migration); !r.ok()) return r.error();
+    spdlog::info("store: database schema at version {} ({})", migration.version, migration.description);
+  }
+  return static_cast<int>(*found);
+}
+
+}  // namespace nines::store::sqlite

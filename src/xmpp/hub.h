@@ -1,0 +1,44 @@
+// Hub: where authenticated stanzas go. The stream layer (C2sSession) owns
+// connections, TLS, SASL and resource binding; everything an account does
+// after that — routing, presence, roster, offline storage, IQ handlers — is
+// behind this interface, implemented by im::Hub.
+//
+// Threading: every method is called on the calling session's loop. An
+// implementation that keeps per-account state must move work to the loop that
+// owns that state (im::Hub keeps each account on a "home" loop chosen by hash)
+// and reach sessions only through Sessions::Deliver/Kick.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "base/result.h"
+#include "xml/element.h"
+#include "xmpp/jid/jid.h"
+#include "xmpp/session_ref.h"
+
+namespace nines::xmpp {
+
+class Hub {
+ public:
+  virtual ~Hub() = default;
+
+  // Binds a resource for an authenticated account (RFC 6120 §7). `requested`
+  // is the client's normalised resource or empty (then the hub generates one).
+  // A resource already bound for the account is taken over: the old session
+  // is closed with <conflict/> (RFC 6120 §7.7.2.2, "override"). Errors:
+  // kLimitExceeded (too many resources: <resource-constraint/>), kUnavailable.
+  // `done` runs on the session's loop with the full JID.
+  virtual void Bind(SessionRef ref, const Jid& bare, const std::string& requested,
+                    std::function<void(Result<Jid>)> done) = 0;
+
+  // A stanza from a bound session; `from` is its full JID and the stanza's
+  // 'from' has already been stamped with it.
+  virtual void HandleStanza(SessionRef ref, const Jid& from, xml::Element stanza) = 0;
+
+  // The session has ended (any reason). If it was available, the hub
+  // broadcasts unavailable presence on its behalf (RFC 6121 §4.5.1).
+  virtual void Unbind(SessionRef ref, const Jid& full) = 0;
+};
+
+}  // namespace nines::xmpp
