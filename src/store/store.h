@@ -8,12 +8,25 @@
 //    the transaction holding it has been committed and fsync'd (WAL,
 //    synchronous=FULL). This is what lets callers acknowledge (G1).
 //  * Writes issued from one thread are applied in the order issued.
+//  * A read issued after a write's Reply has run sees that write. (A read
+//    issued earlier may or may not.)
+//  * A write that fails (bad input, conflict) fails alone: it changes nothing,
+//    and other callers' writes are unaffected.
+//  * Writes that belong to an account (roster, offline, vCard) fail with
+//    kNotFound if the account does not exist. Reads of a missing account's
+//    data return empty results (version 0, no messages), except GetAccount
+//    and GetVCard, which return kNotFound.
+//  * Errors: kUnavailable means the database could not be reached or was
+//    busy past its timeout, or the store is closed; the caller may retry.
 //  * Usernames passed in are already normalised (xmpp/jid.h); the store
 //    compares them byte for byte. JIDs in roster items are normalised bare
 //    JIDs in string form.
 //
 // Thread safety: all methods may be called from any thread. Implementations
-// own their threads; Close() drains queued work, then joins them.
+// own their threads; Close() drains queued work, then joins them. Calls made
+// after Close() has begun reply with kUnavailable.
+//
+// Every backend runs the typed conformance suite in store/store_conformance.h.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
@@ -108,14 +121,17 @@ class Store {
   // Roster of `username`; empty roster (version 0) if none.
   virtual void GetRoster(std::string username, Reply<Roster> reply) = 0;
   // Inserts or replaces the item keyed by item.jid; returns the new roster version.
+  // Groups are a set: duplicates collapse, and GetRoster returns them sorted.
+  // kInvalidArgument for Subscription::kRemove, which is a request, not a state.
   virtual void PutRosterItem(std::string username, RosterItem item, Reply<int64_t> reply) = 0;
   // Removes the item; returns the new version. kNotFound if no such item.
   virtual void RemoveRosterItem(std::string username, std::string jid, Reply<int64_t> reply) = 0;
 
-  // Offline messages. Store returns the new message id once durable.
+  // Offline messages. Store returns the new message id once durable; ids are
+  // never reused, and message.id is ignored.
   virtual void StoreOffline(std::string username, OfflineMessage message, Reply<int64_t> reply) = 0;
   virtual void CountOffline(std::string username, Reply<int64_t> reply) = 0;
-  // Oldest first.
+  // Oldest (lowest id) first. CountOffline and LoadOffline of an unknown user: 0, empty.
   virtual void LoadOffline(std::string username, Reply<std::vector<OfflineMessage>> reply) = 0;
   // Deletes messages with id <= up_to_id (after they have been delivered).
   virtual void DeleteOffline(std::string username, int64_t up_to_id, Reply<void> reply) = 0;
@@ -124,7 +140,9 @@ class Store {
   virtual void GetVCard(std::string username, Reply<std::string> reply) = 0;
   virtual void SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) = 0;
 
-  // Drains queued work and stops the store's threads. Idempotent.
+  // Drains queued work (every queued write commits and replies) and stops
+  // the store's threads. Blocks; never call it on an event loop that must
+  // keep serving. Idempotent.
   virtual void Close() = 0;
 };
 

@@ -5,6 +5,32 @@
 // prefix. Serialize() writes xmlns declarations only where the namespace
 // differs from the parent's, with text and attribute values escaped.
 //
+// Attribute names:
+//   - unprefixed attributes by their local name ("to", "type");
+//   - attributes in the XML namespace as "xml:<local>" ("xml:lang"), written
+//     as is because the xml prefix is always bound;
+//   - any other namespaced attribute in Clark notation, "{uri}local". The
+//     serialiser declares a generated prefix (a0, a1, ...) for it on the
+//     element that carries it. '{' cannot start an XML name, so this never
+//     collides with a real attribute name.
+// Attributes named "xmlns" or "xmlns:*" are never written: namespaces are
+// expressed only through ns().
+//
+// Serialisation of the streams namespace: an element whose ns() is
+// kStreamsNs is written with the conventional "stream:" prefix
+// (<stream:features/>, <stream:error/>) and no declaration, because every
+// XMPP peer has that prefix bound by the stream header and several clients
+// match on the prefixed name. Such output is meant for insertion inside an
+// XMPP stream.
+//
+// Text and attribute values must be valid UTF-8 (parsed input always is).
+// The serialiser drops C0 control characters other than tab, LF and CR,
+// which XML 1.0 cannot represent, so its output is always well-formed.
+//
+// Memory: an Element is five words of strings plus two vectors (about 112
+// bytes on LP64); a child costs a Node (40 bytes) plus its Element. Adjacent
+// text is merged into one node.
+//
 // Thread safety: a plain value; not shared between threads while mutated.
 #pragma once
 
@@ -17,6 +43,7 @@
 namespace nines::xml {
 
 constexpr std::string_view kXmlNs = "http://www.w3.org/XML/1998/namespace";
+constexpr std::string_view kStreamsNs = "http://etherx.jabber.org/streams";
 
 struct Attribute {
   std::string name;  // local name; "xml:lang" for the xml namespace's lang
@@ -39,6 +66,13 @@ class Element {
   bool HasAttr(std::string_view name) const { return FindAttr(name) != nullptr; }
   Element& SetAttr(std::string_view name, std::string value);
   void RemoveAttr(std::string_view name);
+  // Appends an attribute without looking for an existing one of that name.
+  // The caller guarantees the name is not present yet (the parser uses this:
+  // expat has already rejected duplicates).
+  void AppendAttr(std::string name, std::string value) {
+    attrs_.push_back(Attribute{std::move(name), std::move(value)});
+  }
+  void ReserveAttrs(size_t count) { attrs_.reserve(count); }
   const std::vector<Attribute>& attrs() const { return attrs_; }
 
   // Children: elements and text nodes in document order.
@@ -48,9 +82,12 @@ class Element {
   };
   const std::vector<Node>& nodes() const { return nodes_; }
 
-  // Appends a child element and returns it.
+  // Appends a child element and returns it. The reference stays valid until
+  // the child is removed (children are held by pointer).
   Element& AddChild(std::string name, std::string ns);
   Element& AddChild(Element child);
+  // Appends text; merged into the last node if that is text. Empty text is
+  // ignored.
   void AddText(std::string_view text);
   void ClearChildren() { nodes_.clear(); }
   // Removes every child element with this name and namespace.
@@ -73,6 +110,9 @@ class Element {
 
   Element Clone() const;
 
+  // Structural equality: name, ns, attributes in order, and nodes in order.
+  friend bool operator==(const Element& a, const Element& b);
+
  private:
   std::string name_;
   std::string ns_;
@@ -80,7 +120,12 @@ class Element {
   std::vector<Node> nodes_;
 };
 
-// Escapes text for element content or an attribute value (both quote kinds).
+// Escapes text for element content or an attribute value (both quote kinds):
+// & < > " ' become entity references, and tab, LF and CR become character
+// references so attribute-value normalisation cannot change them.
 void AppendEscaped(std::string& out, std::string_view text);
+// Escapes element content: like AppendEscaped, but keeps tab and LF literal
+// (CR is still written as &#13; since parsers turn a literal CR into LF).
+void AppendEscapedText(std::string& out, std::string_view text);
 
 }  // namespace nines::xml

@@ -53,6 +53,10 @@ bool AuthzidAllowed(std::string_view authzid, std::string_view authcid, std::str
   return authzid.empty() || authzid == authcid || authzid == username;
 }
 
+Failure PrecisFailure(const Error& error) {
+  return error.code == Errc::kInternal ? Failure::kTemporaryAuthFailure : Failure::kNotAuthorized;
+}
+
 }  // namespace nines::xmpp::sasl::internal
 
 namespace nines::xmpp::sasl {

@@ -34,6 +34,10 @@ FakeCredentials FakeCredentialsFor(Hash hash, std::string_view username);
 // normalised username.
 bool AuthzidAllowed(std::string_view authzid, std::string_view authcid, std::string_view username);
 
+// The failure for a username or password PRECIS rejects: not-authorized for
+// input the profile disallows, temporary-auth-failure when ICU itself failed.
+Failure PrecisFailure(const Error& error);
+
 // ClientKey = HMAC(SaltedPassword, "Client Key") and friends (RFC 5802 §3).
 inline constexpr std::string_view kClientKeyLabel = "Client Key";
 inline constexpr std::string_view kServerKeyLabel = "Server Key";

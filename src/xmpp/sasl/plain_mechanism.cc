@@ -54,11 +54,11 @@ StepResult PlainMechanism::HandleMessage(std::string_view message) {
   if (authcid.empty() || password.empty()) return Fail(Failure::kMalformedRequest);
 
   Result<std::string> username = precis::UsernameCaseMapped(authcid);
-  if (!username.ok()) return Fail(Failure::kNotAuthorized);
+  if (!username.ok()) return Fail(PrecisFailure(username.error()));
   if (!AuthzidAllowed(authzid, authcid, *username)) return Fail(Failure::kInvalidAuthzid);
   Result<std::string> prepared = precis::OpaqueString(password);
   // No stored key can come from a password the profile rejects.
-  if (!prepared.ok()) return Fail(Failure::kNotAuthorized);
+  if (!prepared.ok()) return Fail(PrecisFailure(prepared.error()));
   password_.value() = std::move(prepared).value();
 
   username_ = std::move(username).value();

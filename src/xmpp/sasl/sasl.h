@@ -113,7 +113,9 @@ std::vector<std::string> MechanismNames(const ChannelBinding& binding);
 // count shown with them. For the fake to be indistinguishable from a real
 // account, the secret must be stable across restarts and the iterations must
 // match what DeriveKeys is called with. Until called, a random per-process
-// secret and 4096 iterations are used. Safe from any thread.
+// secret and 4096 iterations are used. An empty secret selects a new random
+// one; iterations outside [1, 2^31) leave the count unchanged. Safe from any
+// thread; call it at startup, before logins are served.
 void SetUnknownUserSecret(std::string_view secret, int64_t iterations = 4096);
 
 // Derives keys for storage from a password (PRECIS OpaqueString-prepared

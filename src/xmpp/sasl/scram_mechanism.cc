@@ -221,7 +221,7 @@ StepResult ScramMechanism::HandleClientFirst(std::string_view message) {
 
   Result<std::string> username = precis::UsernameCaseMapped(first->authcid);
   // No account can carry a name the profile rejects, so this reveals nothing.
-  if (!username.ok()) return Fail(Failure::kNotAuthorized);
+  if (!username.ok()) return Fail(PrecisFailure(username.error()));
   if (first->authzid && !AuthzidAllowed(*first->authzid, first->authcid, *username)) {
     return Fail(Failure::kInvalidAuthzid);
   }

@@ -1,0 +1,639 @@
+#include "store/sqlite/sqlite_store.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+
+#include "store/sqlite/sqlite_schema.h"
+
+namespace nines::store {
+
+Result<std::unique_ptr<Store>> OpenSqlite(const SqliteOptions& options) {
+  auto store = sqlite::SqliteStore::Open(options);
+  if (!store.ok()) return store.error();
+  return std::unique_ptr<Store>(std::move(store).value());
+}
+
+int SqliteSchemaVersion() { return sqlite::CurrentVersion(); }
+
+}  // namespace nines::store
+
+namespace nines::store::sqlite {
+
+// ---- Jobs ----
+
+// One unit of work for a worker thread: some statements and the Reply that
+// reports their outcome.
+class SqliteStore::Job {
+ public:
+  virtual ~Job() = default;
+  // Runs the statements on `conn` (the writer: inside the job's savepoint)
+  // and keeps the result. Returns false if the result is an error.
+  virtual bool Run(Connection& conn) = 0;
+  // Replaces the kept result with `error`: the transaction the job ran in
+  // did not commit, or the job never ran.
+  virtual void Fail(const Error& error) = 0;
+  // Posts the kept result to the caller's executor. Called exactly once.
+  virtual void Finish() = 0;
+};
+
+template <class T, class Fn>
+class SqliteStore::JobImpl final : public SqliteStore::Job {
+ public:
+  JobImpl(Reply<T> reply, Fn fn) : reply_(std::move(reply)), fn_(std::move(fn)) {}
+
+  bool Run(Connection& conn) override {
+    result_.emplace(fn_(conn));
+    return result_->ok();
+  }
+  void Fail(const Error& error) override { result_.emplace(error); }
+  void Finish() override {
+    if (!result_) result_.emplace(MakeError(Errc::kInternal, "store job finished without running"));
+    reply_(std::move(*result_));
+  }
+
+ private:
+  Reply<T> reply_;
+  Fn fn_;
+  std::optional<Result<T>> result_;
+};
+
+// ---- Open / Close ----
+
+Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
+  if (options.path.empty() || options.path == ":memory:" || options.path.starts_with("file:")) {
+    return MakeError(Errc::kInvalidArgument, "the SQLite store needs a plain file path, got '" + options.path + "'");
+  }
+  if (options.commit_batch < 1) {
+    return MakeError(Errc::kInvalidArgument, "commit_batch must be at least 1");
+  }
+  std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
+  if (!parent.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(parent, ec);
+    if (ec) {
+      return MakeError(Errc::kUnavailable, "cannot create directory " + parent.string() + ": " + ec.message());
+    }
+  }
+  auto writer = Connection::Open(options.path, Connection::Mode::kReadWrite, kBusyTimeoutMs);
+  if (!writer.ok()) return writer.error();
+  auto found = Migrate(**writer);
+  if (!found.ok()) return MakeError(found.error().code, options.path + ": " + found.error().message);
+  // Opened after migration so the file is already in WAL mode, which a
+  // read-only connection cannot switch on.
+  auto reader = Connection::Open(options.path, Connection::Mode::kReadOnly, kBusyTimeoutMs);
+  if (!reader.ok()) return reader.error();
+  return std::unique_ptr<SqliteStore>(
+      new SqliteStore(options, std::move(writer).value(), std::move(reader).value()));
+}
+
+SqliteStore::SqliteStore(SqliteOptions options, std::unique_ptr<Connection> writer,
+                         std::unique_ptr<Connection> reader)
+    : options_(std::move(options)),
+      writer_connection_(std::move(writer)),
+      reader_connection_(std::move(reader)) {
+  writer_ = std::thread([this] { WriterLoop(); });
+  reader_ = std::thread([this] { ReaderLoop(); });
+}
+
+SqliteStore::~SqliteStore() { Close(); }
+
+void SqliteStore::Close() {
+  std::lock_guard close_lock(close_mu_);
+  {
+    std::lock_guard lock(mu_);
+    closing_ = true;
+  }
+  writes_ready_.notify_all();
+  reads_ready_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (reader_.joinable()) reader_.join();
+  // The reader goes first so the writer's close is the last one and
+  // checkpoints the WAL back into the main file.
+  reader_connection_.reset();
+  writer_connection_.reset();
+}
+
+SqliteStore::Stats SqliteStore::stats() const {
+  Stats stats;
+  stats.transactions = transactions_.load(std::memory_order_relaxed);
+  stats.writes_ok = writes_ok_.load(std::memory_order_relaxed);
+  stats.writes_failed = writes_failed_.load(std::memory_order_relaxed);
+  stats.reads = reads_run_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+// ---- Queues and threads ----
+
+template <class T, class Fn>
+void SqliteStore::Submit(JobQueue& queue, std::condition_variable& cv, Reply<T> reply, Fn fn) {
+  {
+    std::lock_guard lock(mu_);
+    if (!closing_) {
+      queue.push_back(std::make_unique<JobImpl<T, Fn>>(std::move(reply), std::move(fn)));
+      cv.notify_one();
+      return;
+    }
+  }
+  reply(MakeError(Errc::kUnavailable, "the store is closed"));
+}
+
+template <class T, class Fn>
+void SqliteStore::Write(Reply<T> reply, Fn fn) {
+  Submit(writes_, writes_ready_, std::move(reply), std::move(fn));
+}
+
+template <class T, class Fn>
+void SqliteStore::Read(Reply<T> reply, Fn fn) {
+  Submit(reads_, reads_ready_, std::move(reply), std::move(fn));
+}
+
+void SqliteStore::WriterLoop() {
+  std::vector<std::unique_ptr<Job>> batch;
+  const auto limit = static_cast<size_t>(options_.commit_batch);
+  while (true) {
+    {
+      std::unique_lock lock(mu_);
+      writes_ready_.wait(lock, [this] { return closing_ || !writes_.empty(); });
+      if (writes_.empty()) return;  // closing, and everything queued has been committed
+      while (!writes_.empty() && batch.size() < limit) {
+        batch.push_back(std::move(writes_.front()));
+        writes_.pop_front();
+      }
+    }
+    CommitBatch(batch);
+    batch.clear();
+  }
+}
+
+namespace {
+
+Result<void> RunStatement(Connection& conn, std::string_view sql) {
+  auto stmt = conn.Prepare(sql);
+  if (!stmt.ok()) return stmt.error();
+  return stmt->Run();
+}
+
+}  // namespace
+
+void SqliteStore::CommitBatch(std::vector<std::unique_ptr<Job>>& batch) {
+  Connection& conn = *writer_connection_;
+  auto fail_all = [&](const Error& error, size_t from, const std::vector<bool>& ran_ok) {
+    for (size_t i = from; i < batch.size(); ++i) {
+      if (i >= ran_ok.size() || ran_ok[i]) batch[i]->Fail(error);
+    }
+  };
+  auto finish_all = [&] {
+    for (auto& job : batch) job->Finish();
+  };
+
+  std::vector<bool> ran_ok;
+  ran_ok.reserve(batch.size());
+  if (auto begun = RunStatement(conn, "BEGIN IMMEDIATE"); !begun.ok()) {
+    spdlog::warn("store: cannot begin a write transaction for {} jobs: {}", batch.size(), begun.error().message);
+    fail_all(begun.error(), 0, ran_ok);
+    writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
+    finish_all();
+    return;
+  }
+
+  int64_t own_failures = 0;
+  std::optional<Error> abandoned;  // set if SQLite rolled the whole transaction back
+  for (auto& job : batch) {
+    if (auto r = RunStatement(conn, "SAVEPOINT job"); !r.ok()) {
+      abandoned = r.error();
+      break;
+    }
+    if (job->Run(conn)) {
+      ran_ok.push_back(true);
+      if (auto r = RunStatement(conn, "RELEASE job"); !r.ok()) {
+        abandoned = r.error();
+        break;
+      }
+      continue;
+    }
+    ran_ok.push_back(false);
+    ++own_failures;
+    if (conn.InAutocommit()) {
+      // Some errors (IOERR, FULL, NOMEM, BUSY mid-statement) make SQLite roll
+      // back the whole transaction, taking the earlier jobs' work with it.
+      abandoned = MakeError(Errc::kUnavailable, "the write transaction was rolled back after a failed statement");
+      break;
+    }
+    auto rolled_back = RunStatement(conn, "ROLLBACK TO job");
+    auto released = rolled_back.ok() ? RunStatement(conn, "RELEASE job") : rolled_back;
+    if (!released.ok()) {
+      abandoned = released.error();
+      break;
+    }
+  }
+
+  if (!abandoned) {
+    if (auto committed = RunStatement(conn, "COMMIT"); !committed.ok()) abandoned = committed.error();
+  }
+  if (abandoned) {
+    if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
+    spdlog::warn("store: write transaction of {} jobs failed: {}", batch.size(), abandoned->message);
+    fail_all(*abandoned, 0, ran_ok);
+    writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
+    finish_all();
+    return;
+  }
+  transactions_.fetch_add(1, std::memory_order_relaxed);
+  writes_ok_.fetch_add(static_cast<int64_t>(batch.size()) - own_failures, std::memory_order_relaxed);
+  writes_failed_.fetch_add(own_failures, std::memory_order_relaxed);
+  finish_all();
+}
+
+void SqliteStore::ReaderLoop() {
+  Connection& conn = *reader_connection_;
+  while (true) {
+    std::unique_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      reads_ready_.wait(lock, [this] { return closing_ || !reads_.empty(); });
+      if (reads_.empty()) return;
+      job = std::move(reads_.front());
+      reads_.pop_front();
+    }
+    // A read transaction so multi-statement reads see one snapshot.
+    if (auto begun = RunStatement(conn, "BEGIN"); !begun.ok()) {
+      job->Fail(begun.error());
+    } else {
+      job->Run(conn);
+      if (!conn.InAutocommit()) {
+        if (auto ended = RunStatement(conn, "COMMIT"); !ended.ok()) job->Fail(ended.error());
+      }
+    }
+    reads_run_.fetch_add(1, std::memory_order_relaxed);
+    job->Finish();
+  }
+}
+
+// ---- Statements ----
+
+namespace {
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+const char* SubscriptionName(Subscription subscription) {
+  switch (subscription) {
+    case Subscription::kNone: return "none";
+    case Subscription::kTo: return "to";
+    case Subscription::kFrom: return "from";
+    case Subscription::kBoth: return "both";
+    case Subscription::kRemove: break;
+  }
+  return nullptr;
+}
+
+Subscription SubscriptionFromName(std::string_view name) {
+  if (name == "to") return Subscription::kTo;
+  if (name == "from") return Subscription::kFrom;
+  if (name == "both") return Subscription::kBoth;
+  return Subscription::kNone;  // the CHECK constraint admits nothing else
+}
+
+// Rewrites a foreign-key failure, which in this schema always means the
+// owning account is missing, into a message naming the account.
+Error NoAccountIfForeignKey(Error error, const std::string& username) {
+  if (error.code == Errc::kNotFound) return MakeError(Errc::kNotFound, "no account '" + username + "'");
+  return error;
+}
+
+void BindKeys(Statement& stmt, int first, const ScramKeys& keys) {
+  stmt.BindBlob(first, keys.salt);
+  stmt.BindInt(first + 1, keys.iterations);
+  stmt.BindBlob(first + 2, keys.stored_key);
+  stmt.BindBlob(first + 3, keys.server_key);
+}
+
+ScramKeys ReadKeys(const Statement& stmt, int first) {
+  ScramKeys keys;
+  keys.salt = stmt.ColumnBlob(first);
+  keys.iterations = stmt.ColumnInt(first + 1);
+  keys.stored_key = stmt.ColumnBlob(first + 2);
+  keys.server_key = stmt.ColumnBlob(first + 3);
+  return keys;
+}
+
+Result<void> InsertAccount(Connection& conn, const Account& account) {
+  auto stmt = conn.Prepare(
+      "INSERT INTO accounts (username, sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,"
+      " sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, created_ms)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, account.username);
+  BindKeys(*stmt, 2, account.sha1);
+  BindKeys(*stmt, 6, account.sha256);
+  stmt->BindInt(10, account.created_ms);
+  auto done = stmt->Run();
+  if (!done.ok() && done.error().code == Errc::kConflict) {
+    return MakeError(Errc::kConflict, "account '" + account.username + "' already exists");
+  }
+  return done;
+}
+
+// Bumps and returns the roster version of `username`; kNotFound if there is
+// no such account.
+Result<int64_t> BumpRosterVersion(Connection& conn, const std::string& username) {
+  auto stmt = conn.Prepare(
+      "UPDATE accounts SET roster_version = roster_version + 1 WHERE username = ?1 RETURNING roster_version");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, username);
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  if (!*row) return MakeError(Errc::kNotFound, "no account '" + username + "'");
+  int64_t version = stmt->ColumnInt(0);
+  if (auto done = stmt->Run(); !done.ok()) return done.error();
+  return version;
+}
+
+}  // namespace
+
+void SqliteStore::CreateAccount(Account account, Reply<void> reply) {
+  Write(std::move(reply), [account = std::move(account)](Connection& conn) { return InsertAccount(conn, account); });
+}
+
+void SqliteStore::CreateAccounts(std::vector<Account> accounts, Reply<void> reply) {
+  Write(std::move(reply), [accounts = std::move(accounts)](Connection& conn) -> Result<void> {
+    for (const Account& account : accounts) {
+      if (auto r = InsertAccount(conn, account); !r.ok()) return r;
+    }
+    return {};
+  });
+}
+
+void SqliteStore::GetAccount(std::string username, Reply<Account> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<Account> {
+    auto stmt = conn.Prepare(
+        "SELECT sha1_salt, sha1_iterations, sha1_stored_key, sha1_server_key,"
+        " sha256_salt, sha256_iterations, sha256_stored_key, sha256_server_key, created_ms"
+        " FROM accounts WHERE username = ?1");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) return MakeError(Errc::kNotFound, "no account '" + username + "'");
+    Account account;
+    account.username = username;
+    account.sha1 = ReadKeys(*stmt, 0);
+    account.sha256 = ReadKeys(*stmt, 4);
+    account.created_ms = stmt->ColumnInt(8);
+    return account;
+  });
+}
+
+void SqliteStore::SetCredentials(std::string username, ScramKeys sha1, ScramKeys sha256, Reply<void> reply) {
+  Write(std::move(reply), [username = std::move(username), sha1 = std::move(sha1),
+                           sha256 = std::move(sha256)](Connection& conn) -> Result<void> {
+    auto stmt = conn.Prepare(
+        "UPDATE accounts SET sha1_salt = ?2, sha1_iterations = ?3, sha1_stored_key = ?4, sha1_server_key = ?5,"
+        " sha256_salt = ?6, sha256_iterations = ?7, sha256_stored_key = ?8, sha256_server_key = ?9"
+        " WHERE username = ?1");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    BindKeys(*stmt, 2, sha1);
+    BindKeys(*stmt, 6, sha256);
+    if (auto done = stmt->Run(); !done.ok()) return done;
+    if (conn.Changes() == 0) return MakeError(Errc::kNotFound, "no account '" + username + "'");
+    return {};
+  });
+}
+
+void SqliteStore::DeleteAccount(std::string username, Reply<void> reply) {
+  Write(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<void> {
+    // Roster items, their groups, offline messages and the vCard go with it
+    // through ON DELETE CASCADE.
+    auto stmt = conn.Prepare("DELETE FROM accounts WHERE username = ?1");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    if (auto done = stmt->Run(); !done.ok()) return done;
+    if (conn.Changes() == 0) return MakeError(Errc::kNotFound, "no account '" + username + "'");
+    return {};
+  });
+}
+
+void SqliteStore::ListAccounts(Reply<std::vector<std::string>> reply) {
+  Read(std::move(reply), [](Connection& conn) -> Result<std::vector<std::string>> {
+    auto stmt = conn.Prepare("SELECT username FROM accounts ORDER BY username");
+    if (!stmt.ok()) return stmt.error();
+    std::vector<std::string> usernames;
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      usernames.push_back(stmt->ColumnText(0));
+    }
+    return usernames;
+  });
+}
+
+void SqliteStore::GetRoster(std::string username, Reply<Roster> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<Roster> {
+    Roster roster;
+    {
+      auto stmt = conn.Prepare("SELECT roster_version FROM accounts WHERE username = ?1");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) return roster;  // no account: an empty roster at version 0
+      roster.version = stmt->ColumnInt(0);
+    }
+    std::unordered_map<std::string, size_t> by_jid;
+    {
+      auto stmt = conn.Prepare(
+          "SELECT jid, name, subscription, ask_out, pending_in, preapproved, pending_in_stanza"
+          " FROM roster_items WHERE username = ?1 ORDER BY jid");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      while (true) {
+        auto row = stmt->Step();
+        if (!row.ok()) return row.error();
+        if (!*row) break;
+        RosterItem item;
+        item.jid = stmt->ColumnText(0);
+        item.name = stmt->ColumnText(1);
+        item.subscription = SubscriptionFromName(stmt->ColumnText(2));
+        item.ask_out = stmt->ColumnInt(3) != 0;
+        item.pending_in = stmt->ColumnInt(4) != 0;
+        item.preapproved = stmt->ColumnInt(5) != 0;
+        item.pending_in_stanza = stmt->ColumnText(6);
+        by_jid.emplace(item.jid, roster.items.size());
+        roster.items.push_back(std::move(item));
+      }
+    }
+    {
+      auto stmt = conn.Prepare("SELECT jid, name FROM roster_groups WHERE username = ?1 ORDER BY jid, name");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      while (true) {
+        auto row = stmt->Step();
+        if (!row.ok()) return row.error();
+        if (!*row) break;
+        auto it = by_jid.find(stmt->ColumnText(0));
+        if (it != by_jid.end()) roster.items[it->second].groups.push_back(stmt->ColumnText(1));
+      }
+    }
+    return roster;
+  });
+}
+
+void SqliteStore::PutRosterItem(std::string username, RosterItem item, Reply<int64_t> reply) {
+  Write(std::move(reply), [username = std::move(username), item = std::move(item)](Connection& conn) -> Result<int64_t> {
+    const char* subscription = SubscriptionName(item.subscription);
+    if (subscription == nullptr) {
+      return MakeError(Errc::kInvalidArgument, "subscription 'remove' is not a stored state; use RemoveRosterItem");
+    }
+    auto version = BumpRosterVersion(conn, username);
+    if (!version.ok()) return version;
+    {
+      auto stmt = conn.Prepare(
+          "INSERT INTO roster_items (username, jid, name, subscription, ask_out, pending_in, preapproved,"
+          " pending_in_stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+          " ON CONFLICT (username, jid) DO UPDATE SET name = excluded.name, subscription = excluded.subscription,"
+          " ask_out = excluded.ask_out, pending_in = excluded.pending_in, preapproved = excluded.preapproved,"
+          " pending_in_stanza = excluded.pending_in_stanza");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      stmt->BindText(2, item.jid);
+      stmt->BindText(3, item.name);
+      stmt->BindText(4, subscription);
+      stmt->BindInt(5, item.ask_out ? 1 : 0);
+      stmt->BindInt(6, item.pending_in ? 1 : 0);
+      stmt->BindInt(7, item.preapproved ? 1 : 0);
+      stmt->BindText(8, item.pending_in_stanza);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+    }
+    {
+      auto stmt = conn.Prepare("DELETE FROM roster_groups WHERE username = ?1 AND jid = ?2");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      stmt->BindText(2, item.jid);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+    }
+    // Groups are a set (RFC 6121 §2.1.2.2); duplicates collapse here.
+    std::set<std::string_view> groups(item.groups.begin(), item.groups.end());
+    for (std::string_view group : groups) {
+      auto stmt = conn.Prepare("INSERT INTO roster_groups (username, jid, name) VALUES (?1, ?2, ?3)");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      stmt->BindText(2, item.jid);
+      stmt->BindText(3, group);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+    }
+    return version;
+  });
+}
+
+void SqliteStore::RemoveRosterItem(std::string username, std::string jid, Reply<int64_t> reply) {
+  Write(std::move(reply), [username = std::move(username), jid = std::move(jid)](Connection& conn) -> Result<int64_t> {
+    auto stmt = conn.Prepare("DELETE FROM roster_items WHERE username = ?1 AND jid = ?2");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    stmt->BindText(2, jid);
+    if (auto done = stmt->Run(); !done.ok()) return done.error();
+    if (conn.Changes() == 0) return MakeError(Errc::kNotFound, "no roster item '" + jid + "' for '" + username + "'");
+    return BumpRosterVersion(conn, username);
+  });
+}
+
+void SqliteStore::StoreOffline(std::string username, OfflineMessage message, Reply<int64_t> reply) {
+  Write(std::move(reply),
+        [username = std::move(username), message = std::move(message)](Connection& conn) -> Result<int64_t> {
+          auto stmt = conn.Prepare(
+              "INSERT INTO offline_messages (username, stamp_ms, stanza) VALUES (?1, ?2, ?3) RETURNING id");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          stmt->BindInt(2, message.stamp_ms);
+          stmt->BindText(3, message.stanza);
+          auto row = stmt->Step();
+          if (!row.ok()) return NoAccountIfForeignKey(row.error(), username);
+          if (!*row) return MakeError(Errc::kInternal, "INSERT ... RETURNING gave no row");
+          int64_t id = stmt->ColumnInt(0);
+          if (auto done = stmt->Run(); !done.ok()) return NoAccountIfForeignKey(done.error(), username);
+          return id;
+        });
+}
+
+void SqliteStore::CountOffline(std::string username, Reply<int64_t> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<int64_t> {
+    auto stmt = conn.Prepare("SELECT count(*) FROM offline_messages WHERE username = ?1");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    return *row ? stmt->ColumnInt(0) : 0;
+  });
+}
+
+void SqliteStore::LoadOffline(std::string username, Reply<std::vector<OfflineMessage>> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<std::vector<OfflineMessage>> {
+    auto stmt =
+        conn.Prepare("SELECT id, stamp_ms, stanza FROM offline_messages WHERE username = ?1 ORDER BY id");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    std::vector<OfflineMessage> messages;
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      OfflineMessage message;
+      message.id = stmt->ColumnInt(0);
+      message.stamp_ms = stmt->ColumnInt(1);
+      message.stanza = stmt->ColumnText(2);
+      messages.push_back(std::move(message));
+    }
+    return messages;
+  });
+}
+
+void SqliteStore::DeleteOffline(std::string username, int64_t up_to_id, Reply<void> reply) {
+  Write(std::move(reply), [username = std::move(username), up_to_id](Connection& conn) -> Result<void> {
+    auto stmt = conn.Prepare("DELETE FROM offline_messages WHERE username = ?1 AND id <= ?2");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    stmt->BindInt(2, up_to_id);
+    return stmt->Run();
+  });
+}
+
+void SqliteStore::GetVCard(std::string username, Reply<std::string> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<std::string> {
+    auto stmt = conn.Prepare("SELECT xml FROM vcards WHERE username = ?1");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) return MakeError(Errc::kNotFound, "no vCard for '" + username + "'");
+    return stmt->ColumnText(0);
+  });
+}
+
+void SqliteStore::SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) {
+  Write(std::move(reply),
+        [username = std::move(username), vcard_xml = std::move(vcard_xml)](Connection& conn) -> Result<void> {
+          auto stmt = conn.Prepare(
+              "INSERT INTO vcards (username, xml, updated_ms) VALUES (?1, ?2, ?3)"
+              " ON CONFLICT (username) DO UPDATE SET xml = excluded.xml, updated_ms = excluded.updated_ms");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          stmt->BindText(2, vcard_xml);
+          stmt->BindInt(3, NowMs());
+          if (auto done = stmt->Run(); !done.ok()) return NoAccountIfForeignKey(done.error(), username);
+          return {};
+        });
+}
+
+}  // namespace nines::store::sqlite

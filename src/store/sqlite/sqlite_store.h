@@ -1,0 +1,126 @@
+// SqliteStore: the embedded Store, one SQLite file in WAL mode.
+//
+// Threads
+//  * One writer thread owns the read-write connection. It group-commits: it
+//    takes every queued write (at most SqliteOptions::commit_batch), runs them
+//    in one BEGIN IMMEDIATE ... COMMIT, each inside its own SAVEPOINT, and only
+//    then posts their Replies. With synchronous=FULL the COMMIT fsyncs the
+//    WAL, so one fsync acknowledges the whole batch (G1). A job whose
+//    statement fails rolls back to its savepoint and fails alone; the rest of
+//    the batch commits. If SQLite itself abandons the transaction (I/O error,
+//    disk full) or COMMIT fails, every job in the batch fails with the mapped
+//    error (kUnavailable) and nothing from it is applied.
+//  * One reader thread owns a read-only connection and runs reads one at a
+//    time, each in its own read transaction (a consistent snapshot). WAL lets
+//    it read while the writer writes.
+//  * Both queues are FIFO and there is one writer, so writes apply in the
+//    order they were issued (across all threads, not only per thread). A
+//    write's Reply is posted after its COMMIT returns, so any read issued
+//    after that Reply has run starts a later snapshot and sees the write.
+//
+// Other processes (the `nines user add` CLI) may write the same file while
+// the server runs: every connection waits up to kBusyTimeoutMs for a lock
+// before failing the batch with kUnavailable.
+//
+// Thread safety: every public method may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/sqlite/sqlite_connection.h"
+#include "store/store.h"
+
+namespace nines::store::sqlite {
+
+// How long a connection waits for another connection's (or process's) lock.
+inline constexpr int kBusyTimeoutMs = 5000;
+
+class SqliteStore final : public Store {
+ public:
+  // Counters since open, for metrics and tests. Read with relaxed ordering:
+  // each is exact, but they are not a consistent snapshot of one another.
+  struct Stats {
+    int64_t transactions = 0;  // write transactions committed
+    int64_t writes_ok = 0;     // write jobs committed and acknowledged
+    int64_t writes_failed = 0; // write jobs that replied with an error
+    int64_t reads = 0;         // read jobs run (ok or not)
+  };
+
+  // See OpenSqlite in store.h.
+  static Result<std::unique_ptr<SqliteStore>> Open(const SqliteOptions& options);
+
+  ~SqliteStore() override;  // Close()s
+
+  void CreateAccount(Account account, Reply<void> reply) override;
+  void CreateAccounts(std::vector<Account> accounts, Reply<void> reply) override;
+  void GetAccount(std::string username, Reply<Account> reply) override;
+  void SetCredentials(std::string username, ScramKeys sha1, ScramKeys sha256, Reply<void> reply) override;
+  void DeleteAccount(std::string username, Reply<void> reply) override;
+  void ListAccounts(Reply<std::vector<std::string>> reply) override;
+  void GetRoster(std::string username, Reply<Roster> reply) override;
+  void PutRosterItem(std::string username, RosterItem item, Reply<int64_t> reply) override;
+  void RemoveRosterItem(std::string username, std::string jid, Reply<int64_t> reply) override;
+  void StoreOffline(std::string username, OfflineMessage message, Reply<int64_t> reply) override;
+  void CountOffline(std::string username, Reply<int64_t> reply) override;
+  void LoadOffline(std::string username, Reply<std::vector<OfflineMessage>> reply) override;
+  void DeleteOffline(std::string username, int64_t up_to_id, Reply<void> reply) override;
+  void GetVCard(std::string username, Reply<std::string> reply) override;
+  void SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) override;
+  void Close() override;
+
+  Stats stats() const;
+
+ private:
+  class Job;
+  template <class T, class Fn>
+  class JobImpl;
+  using JobQueue = std::deque<std::unique_ptr<Job>>;
+
+  SqliteStore(SqliteOptions options, std::unique_ptr<Connection> writer, std::unique_ptr<Connection> reader);
+
+  // Queue `fn` (Result<T>(Connection&)) for the writer or the reader thread.
+  // After Close() has begun, the Reply gets kUnavailable at once.
+  template <class T, class Fn>
+  void Submit(JobQueue& queue, std::condition_variable& cv, Reply<T> reply, Fn fn);
+  template <class T, class Fn>
+  void Write(Reply<T> reply, Fn fn);
+  template <class T, class Fn>
+  void Read(Reply<T> reply, Fn fn);
+
+  void WriterLoop();
+  void ReaderLoop();
+  // Runs one group-committed transaction and posts every job's Reply.
+  void CommitBatch(std::vector<std::unique_ptr<Job>>& batch);
+
+  const SqliteOptions options_;
+  // Each connection is touched only by its thread once the threads start,
+  // and by Close() after they have been joined.
+  std::unique_ptr<Connection> writer_connection_;
+  std::unique_ptr<Connection> reader_connection_;
+
+  std::mutex mu_;
+  std::condition_variable writes_ready_;
+  std::condition_variable reads_ready_;
+  JobQueue writes_;      // guarded by mu_
+  JobQueue reads_;       // guarded by mu_
+  bool closing_ = false; // guarded by mu_; once set, queues only drain
+
+  std::mutex close_mu_;  // serialises Close(); held while joining
+  std::thread writer_;
+  std::thread reader_;
+
+  std::atomic<int64_t> transactions_{0};
+  std::atomic<int64_t> writes_ok_{0};
+  std::atomic<int64_t> writes_failed_{0};
+  std::atomic<int64_t> reads_run_{0};
+};
+
+}  // namespace nines::store::sqlite

@@ -1,0 +1,26 @@
+#include "xmpp/base64.h"
+
+#include <gtest/gtest.h>
+
+namespace nines::xmpp {
+namespace {
+
+TEST(Base64Test, RoundTrips) {
+  for (std::string s : {"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+    auto d = Base64Decode(Base64Encode(s));
+    ASSERT_TRUE(d.has_value());
+    EXPECT_EQ(*d, s);
+  }
+}
+
+TEST(Base64Test, RejectsNonCanonical) {
+  EXPECT_FALSE(Base64Decode("YQ").has_value());       // missing padding
+  EXPECT_FALSE(Base64Decode("Y Q==").has_value());    // whitespace
+  EXPECT_FALSE(Base64Decode("=YQ=").has_value());     // padding first
+  EXPECT_FALSE(Base64Decode("YQ=a").has_value());     // data after padding
+  EXPECT_FALSE(Base64Decode("YQ!=").has_value());     // bad character
+  EXPECT_EQ(*Base64Decode("YWJj"), "abc");
+}
+
+}  // namespace
+}  // namespace nines::xmpp

@@ -1,0 +1,134 @@
+// C2sSession: one client-to-server XMPP stream (RFC 6120), from TCP accept
+// to close: STARTTLS or direct TLS, SASL, resource binding, then stanzas to
+// the Hub.
+//
+// Life cycle
+//   Start() creates the session on the accepting loop and registers it in
+//   Sessions. It lives on that loop until it closes; async handlers hold a
+//   shared_ptr to it. Close paths (peer close, stream error, timeout,
+//   shutdown) all end in Finish(), which unbinds from the Hub, releases the
+//   connection slot and removes the session from Sessions.
+//
+// Flow control
+//   Input is read into the loop's scratch buffer and parsed at once. Reading
+//   pauses (TCP backpressure reaches the peer) while the session waits on the
+//   store, while the peer exceeds limits.stanzas_per_second, and while more
+//   than half of limits.send_queue is queued to it. A peer whose queue passes
+//   limits.send_queue is disconnected.
+//
+// Deadlines are checked by the loop's one-second tick: auth_timeout until
+// bound, stanza_timeout for a started stanza (slowloris), idle_timeout then
+// ping_timeout once bound.
+//
+// Thread safety: every member is touched only on the session's loop.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "net/limiter.h"
+#include "net/transport.h"
+#include "xml/stream_parser.h"
+#include "xmpp/jid/jid.h"
+#include "xmpp/sasl/sasl.h"
+#include "xmpp/server_context.h"
+#include "xmpp/session_ref.h"
+
+namespace nines::xmpp {
+
+class C2sSession : public std::enable_shared_from_this<C2sSession> {
+ public:
+  // Takes the accepted socket. `direct_tls`: XEP-0368 port, TLS before XMPP.
+  static void Start(ServerContext& context, net::Loop& loop, boost::asio::ip::tcp::socket socket,
+                    bool direct_tls);
+
+  C2sSession(ServerContext& context, net::Loop& loop, boost::asio::ip::tcp::socket socket, bool direct_tls,
+             SessionRef ref);
+  ~C2sSession();
+
+  // Queues serialised XML for the peer and writes what the socket takes.
+  void Send(std::string_view xml);
+  // Sends <stream:error> with an RFC 6120 §4.9.3 condition, closes the stream.
+  void CloseWithStreamError(std::string_view condition, std::string_view text = {});
+  // Called by the loop tick.
+  void CheckDeadlines();
+
+  SessionRef ref() const { return ref_; }
+  const Jid& jid() const { return jid_; }
+  bool bound() const { return state_ == State::kBound; }
+
+ private:
+  enum class State { kStreamStart, kTlsHandshake, kFeatures, kBinding, kBound, kClosing, kClosed };
+
+  void Begin();
+  void DoHandshake();
+  void ArmRead();
+  void OnReadable();
+  void ProcessEvents(std::vector<xml::ParseEvent>& events, size_t from);
+  // Returns false when processing must stop (blocked on async work or closed).
+  bool HandleEvent(xml::ParseEvent& event);
+  void HandleStreamOpen(const xml::Element& header);
+  void SendFeatures();
+  void HandleStartTls();
+  void HandleAuth(const xml::Element& auth);
+  void HandleSaslResponse(const xml::Element& response);
+  void ContinueSasl(sasl::StepResult step);
+  void SaslFailed(sasl::Failure failure, std::string_view text = {});
+  void HandlePreBindStanza(xml::Element& stanza);
+  void HandleBoundStanza(xml::Element stanza);
+  bool HandleRegistration(xml::Element& iq, bool authenticated);
+  void SendStanzaError(const xml::Element& stanza, std::string_view type, std::string_view condition,
+                       std::string_view text = {});
+
+  void Block() { ++blocked_; }
+  void Unblock();
+  void Flush();
+  void OnWritable();
+  void Finish();
+  std::string HeaderXml() const;
+  std::vector<std::string> OfferedMechanisms() const;
+  xml::ParserLimits CurrentParserLimits() const;
+  void NoteFailedLogin(const std::string& username);
+  bool LoginThrottled(const std::string& username) const;
+
+  ServerContext& context_;
+  net::Loop& loop_;
+  net::Transport transport_;
+  std::shared_ptr<const Config> config_;  // snapshot taken at connect and refreshed at auth
+  std::shared_ptr<const net::TlsContext> tls_context_;
+  xml::StreamParser parser_;
+  SessionRef ref_;
+  State state_ = State::kStreamStart;
+  bool direct_tls_;
+  bool header_sent_ = false;
+  bool authenticated_ = false;
+  bool reading_ = false;     // a read wait is armed
+  bool writing_ = false;     // a write wait is armed
+  bool in_read_ = false;     // inside OnReadable: flush once at the end
+  bool counted_ = false;     // holds a ConnectionCounter slot
+  bool stanza_started_ = false;
+  int blocked_ = 0;          // >0: async work in progress; reading paused
+  int sasl_failures_ = 0;
+  int64_t connected_at_ = 0;  // loop seconds
+  int64_t last_read_ = 0;
+  int64_t stanza_started_at_ = 0;
+  int64_t ping_sent_at_ = 0;  // 0: no ping outstanding
+  uint64_t ping_counter_ = 0;
+  std::string stream_id_;
+  std::string sasl_mechanism_;
+  std::string username_;
+  Jid jid_;
+  std::unique_ptr<sasl::Mechanism> sasl_;
+  std::string out_;           // bytes queued for the peer
+  size_t out_offset_ = 0;     // bytes of out_ already written
+  std::deque<xml::ParseEvent> pending_;  // parsed while blocked
+  net::TokenBucket rate_;
+  std::unique_ptr<boost::asio::steady_timer> throttle_timer_;  // only while throttled
+};
+
+}  // namespace nines::xmpp

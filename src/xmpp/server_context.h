@@ -1,0 +1,42 @@
+// ServerContext: what every client session shares.
+//
+// Thread safety: the members are either immutable after startup, atomics, or
+// themselves thread-safe (documented on each type).
+#pragma once
+
+#include <atomic>
+#include <memory>
+
+#include "base/config.h"
+#include "net/limiter.h"
+#include "net/loop_pool.h"
+#include "net/tls.h"
+#include "store/store.h"
+#include "xmpp/hub.h"
+#include "xmpp/sessions.h"
+
+namespace nines::xmpp {
+
+struct ServerContext {
+  ServerContext(net::LoopPool& l, ConfigSource& c, store::Store& s, Sessions& ss)
+      : loops(l), config(c), store(s), sessions(ss) {}
+
+  net::LoopPool& loops;
+  ConfigSource& config;
+  store::Store& store;
+  Sessions& sessions;
+  Hub* hub = nullptr;  // set before listeners start
+
+  // The TLS context new connections use; swapped on SIGHUP.
+  std::atomic<std::shared_ptr<const net::TlsContext>> tls;
+
+  net::ConnectionCounter connections;
+  net::WindowCounter failed_logins_by_ip;
+  net::WindowCounter failed_logins_by_account;
+  net::WindowCounter registrations_by_ip;
+
+  std::atomic<uint64_t> next_session_id{1};
+  std::atomic<bool> shutting_down{false};
+};
+
+}  // namespace nines::xmpp

@@ -1,0 +1,54 @@
+#include "xmpp/sessions.h"
+
+#include "xmpp/c2s_session.h"
+
+namespace nines::xmpp {
+
+Sessions::Sessions(net::LoopPool& loops) : loops_(loops), tables_(loops.size()) {}
+
+void Sessions::Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone) {
+  auto& loop = loops_.loop(ref.loop);
+  auto run = [this, ref, xml = std::move(xml), on_gone = std::move(on_gone)] {
+    if (C2sSession* s = Find(ref)) {
+      s->Send(*xml);
+    } else if (on_gone) {
+      on_gone();
+    }
+  };
+  if (loop.InLoop()) {
+    run();
+  } else {
+    loop.Post(std::move(run));
+  }
+}
+
+void Sessions::Kick(SessionRef ref, std::string condition, std::string text) {
+  loops_.loop(ref.loop).Post([this, ref, condition = std::move(condition), text = std::move(text)] {
+    if (C2sSession* s = Find(ref)) s->CloseWithStreamError(condition, text);
+  });
+}
+
+void Sessions::With(SessionRef ref, std::function<void(C2sSession&)> fn) {
+  loops_.loop(ref.loop).Post([this, ref, fn = std::move(fn)] {
+    if (C2sSession* s = Find(ref)) fn(*s);
+  });
+}
+
+void Sessions::Add(SessionRef ref, C2sSession* session) { tables_[ref.loop][ref.id] = session; }
+
+void Sessions::Remove(SessionRef ref) { tables_[ref.loop].erase(ref.id); }
+
+C2sSession* Sessions::Find(SessionRef ref) {
+  auto& table = tables_[ref.loop];
+  auto it = table.find(ref.id);
+  return it == table.end() ? nullptr : it->second;
+}
+
+std::vector<C2sSession*> Sessions::AllOnLoop(size_t loop) const {
+  std::vector<C2sSession*> out;
+  out.reserve(tables_[loop].size());
+  for (auto& [id, s] : tables_[loop]) out.push_back(s);
+  return out;
+}
+
+}  // namespace nines::xmpp

@@ -1,0 +1,61 @@
+#include "xmpp/stanza.h"
+
+#include <openssl/rand.h>
+
+#include "xmpp/namespaces.h"
+
+namespace nines::xmpp {
+
+xml::Element MakeErrorReply(const xml::Element& stanza, std::string_view type, std::string_view condition,
+                            std::string_view text) {
+  xml::Element reply(stanza.name(), std::string(ns::kClient));
+  if (auto id = stanza.FindAttr("id")) reply.SetAttr("id", *id);
+  if (auto from = stanza.FindAttr("from")) reply.SetAttr("to", *from);
+  if (auto to = stanza.FindAttr("to")) reply.SetAttr("from", *to);
+  reply.SetAttr("type", "error");
+  auto& error = reply.AddChild("error", std::string(ns::kClient));
+  error.SetAttr("type", std::string(type));
+  error.AddChild(std::string(condition), std::string(ns::kStanzaErrors));
+  if (!text.empty()) {
+    auto& t = error.AddChild("text", std::string(ns::kStanzaErrors));
+    t.SetAttr("xml:lang", "en");
+    t.AddText(text);
+  }
+  return reply;
+}
+
+xml::Element MakeIqResult(const xml::Element& iq) {
+  xml::Element reply("iq", std::string(ns::kClient));
+  if (auto id = iq.FindAttr("id")) reply.SetAttr("id", *id);
+  if (auto from = iq.FindAttr("from")) reply.SetAttr("to", *from);
+  if (auto to = iq.FindAttr("to")) reply.SetAttr("from", *to);
+  reply.SetAttr("type", "result");
+  return reply;
+}
+
+std::string_view DefaultErrorType(std::string_view c) {
+  if (c == "bad-request" || c == "jid-malformed" || c == "not-acceptable" || c == "policy-violation" ||
+      c == "redirect" || c == "gone") {
+    return "modify";
+  }
+  if (c == "not-authorized" || c == "forbidden" || c == "registration-required" ||
+      c == "subscription-required") {
+    return "auth";
+  }
+  if (c == "resource-constraint" || c == "internal-server-error" || c == "remote-server-timeout" ||
+      c == "recipient-unavailable") {
+    return "wait";
+  }
+  return "cancel";
+}
+
+std::string RandomId(size_t length) {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string out(length, '\0');
+  std::string raw(length, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(length));
+  for (size_t i = 0; i < length; ++i) out[i] = kAlphabet[static_cast<unsigned char>(raw[i]) % 62];
+  return out;
+}
+
+}  // namespace nines::xmpp

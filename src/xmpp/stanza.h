@@ -1,0 +1,26 @@
+// Helpers for building stanzas and stanza errors (RFC 6120 §8.3).
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "xml/element.h"
+
+namespace nines::xmpp {
+
+// An error reply to `stanza`: same name and id, 'to' and 'from' swapped,
+// type='error', with <error type='...'><condition/><text/></error>.
+// `type` is one of auth, cancel, continue, modify, wait.
+xml::Element MakeErrorReply(const xml::Element& stanza, std::string_view type, std::string_view condition,
+                            std::string_view text = {});
+
+// An empty IQ result for `iq`: id kept, 'to'/'from' swapped.
+xml::Element MakeIqResult(const xml::Element& iq);
+
+// The stanza error type RFC 6120 §8.3.3 gives for a condition.
+std::string_view DefaultErrorType(std::string_view condition);
+
+// Random alphanumeric id of `length` characters (unguessable: OpenSSL RAND).
+std::string RandomId(size_t length);
+
+}  // namespace nines::xmpp
