@@ -1,6 +1,7 @@
 #include "xmpp/jid/jid.h"
 
 #include <arpa/inet.h>
+#include <unicode/uchar.h>
 #include <unicode/uidna.h>
 #include <unicode/utf8.h>
 
@@ -82,6 +83,71 @@ std::string_view StripTrailingDot(std::string_view domain) {
   return domain;
 }
 
+// UTS #46 "valid" is wider than IDNA2008 PVALID: it also accepts the code
+// points its mapping table marks NV8 (symbols, punctuation, ...), which RFC
+// 5892 disallows. RFC 7622 §3.2 asks for IDNA2008, so each non-ASCII code
+// point of the mapped U-labels is checked against the RFC 5892 derivation as
+// it applies after UTS #46 mapping (which already removed Unstable and
+// unassigned code points, and whose CONTEXTJ/CONTEXTO checks we enable).
+bool IsIdna2008Valid(UChar32 c) {
+  switch (c) {
+    case 0x00DF: case 0x03C2: case 0x06FD: case 0x06FE: case 0x0F0B: case 0x3007:  // exceptions PVALID
+    case 0x00B7: case 0x0375: case 0x05F3: case 0x05F4: case 0x30FB:                // exceptions CONTEXTO
+    case 0x200C: case 0x200D:                                                       // JoinControl
+      return true;
+    case 0x0640: case 0x07FA: case 0x302E: case 0x302F: case 0x303B:  // exceptions DISALLOWED
+      return false;
+    default:
+      break;
+  }
+  if ((c >= 0x0660 && c <= 0x0669) || (c >= 0x06F0 && c <= 0x06F9)) return true;  // CONTEXTO digits
+  if (c >= 0x3031 && c <= 0x3035) return false;
+  switch (u_getIntPropertyValue(c, UCHAR_HANGUL_SYLLABLE_TYPE)) {  // OldHangulJamo
+    case U_HST_LEADING_JAMO:
+    case U_HST_VOWEL_JAMO:
+    case U_HST_TRAILING_JAMO:
+      return false;
+    default:
+      break;
+  }
+  if (u_hasBinaryProperty(c, UCHAR_DEFAULT_IGNORABLE_CODE_POINT) ||
+      u_hasBinaryProperty(c, UCHAR_NONCHARACTER_CODE_POINT)) {
+    return false;
+  }
+  switch (u_getIntPropertyValue(c, UCHAR_BLOCK)) {  // IgnorableBlocks
+    case UBLOCK_COMBINING_MARKS_FOR_SYMBOLS:
+    case UBLOCK_MUSICAL_SYMBOLS:
+    case UBLOCK_ANCIENT_GREEK_MUSICAL_NOTATION:
+      return false;
+    default:
+      break;
+  }
+  switch (u_charType(c)) {  // LetterDigits
+    case U_LOWERCASE_LETTER:
+    case U_UPPERCASE_LETTER:
+    case U_OTHER_LETTER:
+    case U_DECIMAL_DIGIT_NUMBER:
+    case U_MODIFIER_LETTER:
+    case U_NON_SPACING_MARK:
+    case U_COMBINING_SPACING_MARK:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool AllIdna2008Valid(std::string_view utf8) {
+  const auto* bytes = reinterpret_cast<const uint8_t*>(utf8.data());
+  const auto length = static_cast<int32_t>(utf8.size());
+  for (int32_t i = 0; i < length;) {
+    UChar32 c;
+    U8_NEXT(bytes, i, length, c);
+    if (c < 0) return false;
+    if (c >= 0x80 && !IsIdna2008Valid(c)) return false;
+  }
+  return true;
+}
+
 Result<std::string> CheckLength(std::string_view part_name, std::string value) {
   if (value.size() > kMaxPartBytes) return Malformed(std::string(part_name) + " longer than 1023 bytes");
   return value;
@@ -153,6 +219,7 @@ Result<std::string> Jid::NormalizeDomain(std::string_view domain) {
   // UTS #46 accepts one trailing root label; one dot was already stripped, so
   // a second one means "example.com.." and is an empty label.
   if (out.empty() || out.back() == '.') return Malformed("domainpart has an empty label");
+  if (!AllIdna2008Valid(out)) return Malformed("domainpart contains a code point not valid in IDNA2008");
   return CheckLength("domainpart", std::move(out));
 }
 
