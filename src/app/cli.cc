@@ -1,21 +1,237 @@
 #include "app/cli.h"
 
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <spdlog/spdlog.h>
+#include <termios.h>
+#include <unistd.h>
 
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+
+#include "app/server.h"
 #include "base/config.h"
+#include "store/store.h"
+#include "xmpp/jid/jid.h"
+#include "xmpp/sasl/sasl.h"
 
 namespace nines::app {
+namespace {
+
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+
+int Fail(const std::string& message, int status = kFailed) {
+  fmt::print(stderr, "nines: {}\n", message);
+  return status;
+}
+
+// Runs one store call synchronously (CLI only; never on an event loop).
+template <class T, class Call>
+Result<T> RunSync(Call call) {
+  boost::asio::io_context io;
+  std::optional<Result<T>> out;
+  call(store::Reply<T>(io.get_executor(), [&](Result<T> r) { out.emplace(std::move(r)); }));
+  while (!out) io.run_one();
+  return std::move(*out);
+}
+
+std::optional<std::string> ReadPassword(bool from_stdin) {
+  std::string password;
+  if (from_stdin) {
+    if (!std::getline(std::cin, password)) return std::nullopt;
+    if (!password.empty() && password.back() == '\r') password.pop_back();
+    return password;
+  }
+  if (!isatty(STDIN_FILENO)) {
+    fmt::print(stderr, "nines: no terminal to prompt on; use --password-stdin\n");
+    return std::nullopt;
+  }
+  termios old{};
+  tcgetattr(STDIN_FILENO, &old);
+  termios noecho = old;
+  noecho.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+  auto prompt = [&](const char* text) -> std::optional<std::string> {
+    fmt::print(stderr, "{}", text);
+    std::fflush(stderr);
+    tcsetattr(STDIN_FILENO, TCSANOW, &noecho);
+    std::string line;
+    bool ok = static_cast<bool>(std::getline(std::cin, line));
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    fmt::print(stderr, "\n");
+    if (!ok) return std::nullopt;
+    return line;
+  };
+  auto first = prompt("Password: ");
+  if (!first) return std::nullopt;
+  auto second = prompt("Again: ");
+  if (!second) return std::nullopt;
+  if (*first != *second) {
+    fmt::print(stderr, "nines: the passwords differ\n");
+    return std::nullopt;
+  }
+  return first;
+}
+
+// Accepts "alice" or "alice@domain" (the configured domain only).
+Result<std::string> ParseUser(const std::string& text, const Config& config) {
+  std::string local = text;
+  if (auto at = text.find('@'); at != std::string::npos) {
+    auto jid = xmpp::Jid::Parse(text);
+    if (!jid.ok()) return MakeError(Errc::kInvalidArgument, fmt::format("'{}' is not a valid JID", text));
+    if (jid->domain() != config.domain || !jid->IsBare()) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("'{}' is not a bare JID of this server's domain {}", text, config.domain));
+    }
+    return jid->local();
+  }
+  auto normalised = xmpp::Jid::NormalizeLocal(local);
+  if (!normalised.ok()) {
+    return MakeError(Errc::kInvalidArgument, fmt::format("'{}' is not a valid username: {}", text,
+                                                         normalised.error().message));
+  }
+  return normalised.value();
+}
+
+Result<std::unique_ptr<store::Store>> OpenStore(const Config& config) {
+  return store::OpenSqlite({config.SqlitePath(), config.sqlite_commit_batch});
+}
+
+Result<std::pair<store::ScramKeys, store::ScramKeys>> Keys(const std::string& password, const Config& config) {
+  auto sha1 = xmpp::sasl::DeriveKeys(xmpp::sasl::Hash::kSha1, password, config.scram_iterations);
+  if (!sha1.ok()) return sha1.error();
+  auto sha256 = xmpp::sasl::DeriveKeys(xmpp::sasl::Hash::kSha256, password, config.scram_iterations);
+  if (!sha256.ok()) return sha256.error();
+  return std::pair{std::move(sha1.value()), std::move(sha256.value())};
+}
+
+int UserCommand(const std::string& action, const std::string& config_path, const std::string& user_text,
+                bool password_stdin) {
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) return Fail(config.error().message, kUsage);
+  std::string user;
+  if (action != "list") {
+    auto parsed = ParseUser(user_text, *config);
+    if (!parsed.ok()) return Fail(parsed.error().message, kUsage);
+    user = std::move(parsed.value());
+  }
+  spdlog::set_level(spdlog::level::warn);
+  auto opened = OpenStore(*config);
+  if (!opened.ok()) return Fail(opened.error().message);
+  auto& store = *opened.value();
+  int status = 0;
+  if (action == "list") {
+    auto users = RunSync<std::vector<std::string>>([&](auto reply) { store.ListAccounts(std::move(reply)); });
+    if (!users.ok()) return Fail(users.error().message);
+    for (const auto& u : *users) fmt::print("{}\n", u);
+  } else if (action == "del") {
+    auto r = RunSync<void>([&](auto reply) { store.DeleteAccount(user, std::move(reply)); });
+    if (!r.ok()) {
+      status = Fail(r.error().code == Errc::kNotFound ? fmt::format("user '{}' does not exist", user)
+                                                      : r.error().message);
+    }
+  } else {
+    auto password = ReadPassword(password_stdin);
+    if (!password) return Fail("no password given");
+    if (password->empty()) return Fail("the password is empty");
+    auto keys = Keys(*password, *config);
+    if (!keys.ok()) return Fail("that password is not allowed: " + keys.error().message);
+    Result<void> r;
+    if (action == "add") {
+      store::Account account;
+      account.username = user;
+      account.sha1 = keys->first;
+      account.sha256 = keys->second;
+      account.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+      r = RunSync<void>([&](auto reply) { store.CreateAccount(std::move(account), std::move(reply)); });
+      if (!r.ok() && r.error().code == Errc::kConflict) r = MakeError(Errc::kConflict, fmt::format("user '{}' already exists", user));
+    } else {
+      r = RunSync<void>(
+          [&](auto reply) { store.SetCredentials(user, keys->first, keys->second, std::move(reply)); });
+      if (!r.ok() && r.error().code == Errc::kNotFound) r = MakeError(Errc::kNotFound, fmt::format("user '{}' does not exist", user));
+    }
+    if (!r.ok()) status = Fail(r.error().message);
+  }
+  store.Close();
+  return status;
+}
+
+int Serve(const std::string& config_path) {
+  auto config = LoadConfig(config_path);
+  if (!config.ok()) return Fail(config.error().message, kUsage);
+  auto server = Server::Create(std::move(config.value()), config_path);
+  if (!server.ok()) return Fail(server.error().message);
+  if (auto r = (*server)->Start(); !r.ok()) return Fail(r.error().message);
+  return (*server)->Run();
+}
+
+}  // namespace
 
 int RunCli(int argc, char** argv) {
-  CLI::App app{"nines: a messaging server (XMPP)"};
+  CLI::App app{"nines: a messaging server (XMPP). See docs/cli.md."};
   app.require_subcommand(1);
+  std::string config_path;
+
+  auto* serve = app.add_subcommand("serve", "Run the server in the foreground");
+  serve->add_option("-c,--config", config_path, "TOML config file (defaults apply without it)");
+
+  auto* user = app.add_subcommand("user", "Manage accounts (works with the server running or stopped)");
+  user->require_subcommand(1);
+  std::string user_name;
+  bool password_stdin = false;
+  std::string action;
+  for (const char* name : {"add", "passwd", "del", "list"}) {
+    const char* help = std::string_view(name) == "add"      ? "Create an account"
+                       : std::string_view(name) == "passwd" ? "Set an account's password"
+                       : std::string_view(name) == "del"    ? "Delete an account and all it owns"
+                                                            : "List accounts";
+    auto* sub = user->add_subcommand(name, help);
+    sub->add_option("-c,--config", config_path, "TOML config file");
+    if (std::string_view(name) != "list") sub->add_option("USER", user_name, "localpart or bare JID")->required();
+    if (std::string_view(name) == "add" || std::string_view(name) == "passwd") {
+      sub->add_flag("--password-stdin", password_stdin, "Read the password from the first line of stdin");
+    }
+    sub->callback([&action, name] { action = name; });
+  }
+
   auto* config_cmd = app.add_subcommand("config", "Check or document configuration");
   config_cmd->require_subcommand(1);
-  auto* doc = config_cmd->add_subcommand("doc", "Print docs/config.md, generated from the schema");
-  doc->callback([] { fmt::print("{}", ConfigDocMarkdown()); });
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  std::string check_file;
+  auto* check = config_cmd->add_subcommand("check", "Validate a config file");
+  check->add_option("FILE", check_file, "TOML config file")->required();
+  auto* doc = config_cmd->add_subcommand("doc", "Print the configuration reference (docs/config.md)");
+
+  auto* version = app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : kUsage;
+  }
+
+  if (*serve) return Serve(config_path);
+  if (*user) return UserCommand(action, config_path, user_name, password_stdin);
+  if (*version) {
+    fmt::print("nines {}\n", NINES_VERSION);
+    return 0;
+  }
+  if (*doc) {
+    fmt::print("{}", ConfigDocMarkdown());
+    return 0;
+  }
+  if (*check) {
+    auto c = LoadConfig(check_file);
+    if (!c.ok()) return Fail(c.error().message, kUsage);
+    fmt::print("{}: ok\n", check_file);
+    return 0;
+  }
+  return kUsage;
 }
 
 }  // namespace nines::app

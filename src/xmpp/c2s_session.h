@@ -118,6 +118,7 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   int64_t last_read_ = 0;
   int64_t stanza_started_at_ = 0;
   int64_t ping_sent_at_ = 0;  // 0: no ping outstanding
+  int64_t closing_since_ = 0;
   uint64_t ping_counter_ = 0;
   std::string stream_id_;
   std::string sasl_mechanism_;

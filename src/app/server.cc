@@ -1,0 +1,222 @@
+#include "app/server.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+
+#include <boost/asio/signal_set.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <thread>
+
+#include "base/log.h"
+#include "im/hub.h"
+#include "net/listener.h"
+#include "net/loop_pool.h"
+#include "net/tls.h"
+#include "store/store.h"
+#include "xmpp/c2s_session.h"
+#include "xmpp/server_context.h"
+#include "xmpp/sessions.h"
+
+namespace nines::app {
+
+namespace asio = boost::asio;
+
+struct Server::Impl {
+  std::string config_path;
+  std::unique_ptr<ConfigSource> config;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<net::LoopPool> loops;
+  std::unique_ptr<xmpp::Sessions> sessions;
+  std::unique_ptr<xmpp::ServerContext> context;
+  std::unique_ptr<im::Hub> hub;
+  std::unique_ptr<net::Listener> c2s;
+  std::unique_ptr<net::Listener> c2s_tls;
+  // Signals are caught from Create() on, so a SIGTERM right after the ready
+  // line is a graceful shutdown, never the default action.
+  asio::io_context signals_context;
+  std::unique_ptr<asio::signal_set> signals;
+
+  void Reload();
+  void Shutdown();
+  size_t SessionCount();
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+namespace {
+
+// Raises our own open-file limit to the hard cap (permitted without privilege).
+void RaiseFileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int64_t FileLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  return static_cast<int64_t>(rl.rlim_cur);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config_path) {
+  auto impl = std::make_unique<Impl>();
+  impl->config_path = std::move(config_path);
+  impl->signals = std::make_unique<asio::signal_set>(impl->signals_context, SIGTERM, SIGINT, SIGHUP);
+  SetLogLevel(config.log_level);
+  RaiseFileLimit();
+  if (config.limits.max_connections == 0) {
+    // Keep descriptors back for the store, listeners and logs.
+    config.limits.max_connections = std::max<int64_t>(16, FileLimit() - 64);
+  }
+
+  std::error_code ec;
+  std::filesystem::create_directories(config.data_dir, ec);
+  if (ec) return MakeError(Errc::kInternal, fmt::format("cannot create data directory '{}': {}", config.data_dir, ec.message()));
+
+  auto created = net::EnsureSelfSignedCertificate(config.CertificatePath(), config.KeyPath(), config.domain);
+  if (!created.ok()) return created.error();
+  if (*created) spdlog::info("generated a self-signed certificate for {} in {}", config.domain, config.CertificatePath());
+  auto tls = net::TlsContext::Load(config.CertificatePath(), config.KeyPath());
+  if (!tls.ok()) return tls.error();
+
+  auto store = store::OpenSqlite({config.SqlitePath(), config.sqlite_commit_batch});
+  if (!store.ok()) return store.error();
+  impl->store = std::move(store.value());
+
+  impl->loops = std::make_unique<net::LoopPool>(static_cast<size_t>(config.threads));
+  impl->config = std::make_unique<ConfigSource>(std::move(config));
+  impl->sessions = std::make_unique<xmpp::Sessions>(*impl->loops);
+  impl->context = std::make_unique<xmpp::ServerContext>(*impl->loops, *impl->config, *impl->store, *impl->sessions);
+  impl->context->tls.store(std::move(tls.value()));
+  impl->hub = std::make_unique<im::Hub>(im::HubDeps{impl->loops.get(), impl->sessions.get(), impl->store.get(),
+                                                    impl->config.get()});
+  impl->context->hub = impl->hub.get();
+
+  for (size_t i = 0; i < impl->loops->size(); ++i) {
+    auto* sessions = impl->sessions.get();
+    impl->loops->loop(i).OnTick([sessions, i] {
+      for (auto* s : sessions->AllOnLoop(i)) s->CheckDeadlines();
+    });
+  }
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Result<void> Server::Start() {
+  auto& d = *impl_;
+  auto cfg = d.config->Get();
+  auto* context = d.context.get();
+  auto c2s = net::Listener::Bind(*d.loops, cfg->c2s_address, static_cast<uint16_t>(cfg->c2s_port),
+                                 [context](net::Loop& loop, asio::ip::tcp::socket socket) {
+                                   xmpp::C2sSession::Start(*context, loop, std::move(socket), false);
+                                 });
+  if (!c2s.ok()) return c2s.error();
+  d.c2s = std::move(c2s.value());
+  if (cfg->c2s_tls_port >= 0) {
+    auto tls = net::Listener::Bind(*d.loops, cfg->c2s_tls_address, static_cast<uint16_t>(cfg->c2s_tls_port),
+                                   [context](net::Loop& loop, asio::ip::tcp::socket socket) {
+                                     xmpp::C2sSession::Start(*context, loop, std::move(socket), true);
+                                   });
+    if (!tls.ok()) return tls.error();
+    d.c2s_tls = std::move(tls.value());
+  }
+  d.loops->Start();
+  d.c2s->Start();
+  if (d.c2s_tls) d.c2s_tls->Start();
+
+  std::string ready = "ready c2s=" + d.c2s->endpoint();
+  if (d.c2s_tls) ready += " c2s_tls=" + d.c2s_tls->endpoint();
+  std::printf("%s\n", ready.c_str());
+  std::fflush(stdout);
+  spdlog::info("nines {} serving {} with {} event loop(s); data in {}", NINES_VERSION, cfg->domain, d.loops->size(),
+               cfg->data_dir);
+  spdlog::info("client connections: {} (STARTTLS){}", d.c2s->endpoint(),
+               d.c2s_tls ? ", " + d.c2s_tls->endpoint() + " (direct TLS)" : "");
+  spdlog::info("add a user:  nines user add alice{}   then log in as alice@{} with any XMPP client",
+               d.config_path.empty() ? "" : " -c " + d.config_path, cfg->domain);
+  return {};
+}
+
+size_t Server::Impl::SessionCount() {
+  size_t total = 0;
+  for (size_t i = 0; i < loops->size(); ++i) {
+    std::promise<size_t> p;
+    auto f = p.get_future();
+    loops->loop(i).Post([this, i, &p] { p.set_value(sessions->CountOnLoop(i)); });
+    if (f.wait_for(std::chrono::seconds(2)) == std::future_status::ready) total += f.get();
+  }
+  return total;
+}
+
+void Server::Impl::Reload() {
+  if (config_path.empty()) {
+    spdlog::info("SIGHUP: no config file to reload (started without -c)");
+  } else {
+    auto fresh = LoadConfig(config_path);
+    if (!fresh.ok()) {
+      spdlog::error("SIGHUP: keeping the running config: {}", fresh.error().message);
+      return;
+    }
+    Config merged = MergeReloadable(*config->Get(), fresh.value());
+    SetLogLevel(merged.log_level);
+    config->Set(std::move(merged));
+  }
+  auto cfg = config->Get();
+  auto tls = net::TlsContext::Load(cfg->CertificatePath(), cfg->KeyPath());
+  if (!tls.ok()) {
+    spdlog::error("SIGHUP: keeping the old certificate: {}", tls.error().message);
+  } else {
+    context->tls.store(std::move(tls.value()));
+  }
+  spdlog::info("SIGHUP: configuration and certificate reloaded");
+}
+
+void Server::Impl::Shutdown() {
+  spdlog::info("shutting down: closing listeners and streams");
+  context->shutting_down.store(true);
+  if (c2s) c2s->Close();
+  if (c2s_tls) c2s_tls->Close();
+  for (size_t i = 0; i < loops->size(); ++i) {
+    loops->loop(i).Post([this, i] {
+      for (auto* s : sessions->AllOnLoop(i)) s->CloseWithStreamError("system-shutdown", "the server is shutting down");
+    });
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(6);
+  while (SessionCount() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Let the hub's in-flight store work land before stopping the loops.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  loops->Stop();
+  store->Close();
+  spdlog::info("stopped");
+}
+
+int Server::Run() {
+  auto& signals = *impl_->signals;
+  bool stop = false;
+  std::function<void(const boost::system::error_code&, int)> on_signal =
+      [&](const boost::system::error_code& ec, int signal) {
+        if (ec) return;
+        if (signal == SIGHUP) {
+          impl_->Reload();
+          signals.async_wait(on_signal);
+          return;
+        }
+        stop = true;
+      };
+  signals.async_wait(on_signal);
+  while (!stop) impl_->signals_context.run_one();
+  impl_->Shutdown();
+  return 0;
+}
+
+}  // namespace nines::app

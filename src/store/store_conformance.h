@@ -1,0 +1,857 @@
+// The Store conformance suite: one typed GoogleTest suite that every backend
+// runs (CONVENTIONS.md §9). It tests the contract in store.h and nothing
+// backend-specific.
+//
+// A backend plugs in with a factory type:
+//
+//   struct MyFactory {
+//     // Sets up an empty backing store (a temp directory, a fresh database or
+//     // schema) that lives as long as the factory. One factory per test.
+//     MyFactory();
+//     // Opens a Store on that backing store. Called again after Close() to
+//     // test that data survives a reopen.
+//     Result<std::unique_ptr<Store>> Open();
+//     // Optional: a reason to skip (e.g. no PostgreSQL server reachable).
+//     static std::optional<std::string> SkipReason();
+//   };
+//
+// and, in exactly one test source of its binary:
+//
+//   INSTANTIATE_TYPED_TEST_SUITE_P(Sqlite, StoreConformance, ::testing::Types<MyFactory>);
+//
+// Replies are collected by running a boost::asio::io_context on the test
+// thread, so every check also proves that Replies run on the caller's
+// executor and run exactly once. Usernames are ASCII so that ordering
+// expectations hold for any byte-wise collation.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "store/store.h"
+
+namespace nines::store::conformance {
+
+inline constexpr std::chrono::seconds kReplyTimeout{60};
+
+// Issues one call with a Reply bound to a fresh io_context, runs that context
+// on this thread until the Reply has run, and returns its result. Records a
+// test failure if the Reply never runs, runs on another thread, or runs twice.
+template <class T, class Call>
+Result<T> Await(Call&& call) {
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::optional<Result<T>> out;
+  int runs = 0;
+  bool on_caller_thread = true;
+  const auto caller = std::this_thread::get_id();
+  call(Reply<T>(io.get_executor(), [&](Result<T> result) {
+    ++runs;
+    on_caller_thread = on_caller_thread && std::this_thread::get_id() == caller;
+    out.emplace(std::move(result));
+    guard.reset();
+  }));
+  io.run_for(kReplyTimeout);
+  io.restart();
+  io.poll();  // a second invocation, if any, would have been posted by now
+  EXPECT_EQ(runs, 1) << "a Reply must run exactly once";
+  EXPECT_TRUE(on_caller_thread) << "a Reply must run on its executor's thread";
+  if (!out) return MakeError(Errc::kInternal, "no reply within the timeout");
+  return std::move(*out);
+}
+
+// Collects the Replies of many calls issued without waiting, in the order the
+// Replies run, on an io_context the caller runs with Wait().
+class Batch {
+ public:
+  template <class T>
+  Reply<T> Add(std::function<void(Result<T>)> check) {
+    ++expected_;
+    return Reply<T>(io_.get_executor(), [this, check = std::move(check)](Result<T> result) {
+      check(std::move(result));
+      ++done_;
+    });
+  }
+  // Runs the io_context on this thread until every Reply has run.
+  void Wait() {
+    const auto deadline = std::chrono::steady_clock::now() + kReplyTimeout;
+    while (done_ < expected_ && std::chrono::steady_clock::now() < deadline) {
+      io_.run_for(std::chrono::milliseconds(10));
+      io_.restart();
+    }
+    ASSERT_EQ(done_, expected_) << "replies missing after the timeout";
+  }
+
+ private:
+  boost::asio::io_context io_;
+  int expected_ = 0;
+  int done_ = 0;
+};
+
+inline std::string Bytes(const std::string& seed, size_t size) {
+  std::string out;
+  for (size_t i = 0; i < size; ++i) out.push_back(static_cast<char>((seed.size() * 31 + i * 7 + seed[i % seed.size()]) & 0xff));
+  return out;
+}
+
+// An account whose keys are derived from its name; salts and keys contain
+// NUL and high bytes so they prove binary round-tripping.
+inline Account MakeAccount(const std::string& username, int64_t created_ms = 1700000000123) {
+  Account account;
+  account.username = username;
+  account.sha1 = ScramKeys{Bytes(username + "s1", 16), 4096, Bytes(username + "k1", 20), Bytes(username + "v1", 20)};
+  account.sha256 =
+      ScramKeys{Bytes(username + "s2", 16), 8192, Bytes(username + "k2", 32), Bytes(username + "v2", 32)};
+  account.created_ms = created_ms;
+  return account;
+}
+
+inline RosterItem MakeItem(const std::string& jid, Subscription subscription = Subscription::kBoth,
+                           std::vector<std::string> groups = {}) {
+  RosterItem item;
+  item.jid = jid;
+  item.name = "Name of " + jid;
+  item.subscription = subscription;
+  item.groups = std::move(groups);
+  return item;
+}
+
+inline OfflineMessage MakeMessage(const std::string& body, int64_t stamp_ms = 1700000000000) {
+  OfflineMessage message;
+  message.stamp_ms = stamp_ms;
+  message.stanza = "<message from='a@example.org/r' to='b@example.org' type='chat'><body>" + body + "</body></message>";
+  return message;
+}
+
+template <class Factory>
+class StoreConformance : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if constexpr (requires { Factory::SkipReason(); }) {
+      if (auto reason = Factory::SkipReason()) GTEST_SKIP() << *reason;
+    }
+    factory_ = std::make_unique<Factory>();
+    Open();
+  }
+
+  void TearDown() override {
+    if (store_) store_->Close();
+    store_.reset();
+    factory_.reset();
+  }
+
+  void Open() {
+    auto opened = factory_->Open();
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    store_ = std::move(opened).value();
+  }
+
+  // Closes the store and opens a new one on the same backing store.
+  void Reopen() {
+    store_->Close();
+    store_.reset();
+    Open();
+  }
+
+  Store& store() { return *store_; }
+
+  // Synchronous wrappers, one per Store method.
+  Result<void> CreateAccount(Account account) {
+    return Await<void>([&](Reply<void> r) { store_->CreateAccount(std::move(account), std::move(r)); });
+  }
+  Result<void> CreateAccounts(std::vector<Account> accounts) {
+    return Await<void>([&](Reply<void> r) { store_->CreateAccounts(std::move(accounts), std::move(r)); });
+  }
+  Result<Account> GetAccount(const std::string& username) {
+    return Await<Account>([&](Reply<Account> r) { store_->GetAccount(username, std::move(r)); });
+  }
+  Result<void> SetCredentials(const std::string& username, ScramKeys sha1, ScramKeys sha256) {
+    return Await<void>([&](Reply<void> r) { store_->SetCredentials(username, sha1, sha256, std::move(r)); });
+  }
+  Result<void> DeleteAccount(const std::string& username) {
+    return Await<void>([&](Reply<void> r) { store_->DeleteAccount(username, std::move(r)); });
+  }
+  Result<std::vector<std::string>> ListAccounts() {
+    return Await<std::vector<std::string>>(
+        [&](Reply<std::vector<std::string>> r) { store_->ListAccounts(std::move(r)); });
+  }
+  Result<Roster> GetRoster(const std::string& username) {
+    return Await<Roster>([&](Reply<Roster> r) { store_->GetRoster(username, std::move(r)); });
+  }
+  Result<int64_t> PutRosterItem(const std::string& username, RosterItem item) {
+    return Await<int64_t>([&](Reply<int64_t> r) { store_->PutRosterItem(username, std::move(item), std::move(r)); });
+  }
+  Result<int64_t> RemoveRosterItem(const std::string& username, const std::string& jid) {
+    return Await<int64_t>([&](Reply<int64_t> r) { store_->RemoveRosterItem(username, jid, std::move(r)); });
+  }
+  Result<int64_t> StoreOffline(const std::string& username, OfflineMessage message) {
+    return Await<int64_t>(
+        [&](Reply<int64_t> r) { store_->StoreOffline(username, std::move(message), std::move(r)); });
+  }
+  Result<int64_t> CountOffline(const std::string& username) {
+    return Await<int64_t>([&](Reply<int64_t> r) { store_->CountOffline(username, std::move(r)); });
+  }
+  Result<std::vector<OfflineMessage>> LoadOffline(const std::string& username) {
+    return Await<std::vector<OfflineMessage>>(
+        [&](Reply<std::vector<OfflineMessage>> r) { store_->LoadOffline(username, std::move(r)); });
+  }
+  Result<void> DeleteOffline(const std::string& username, int64_t up_to_id) {
+    return Await<void>([&](Reply<void> r) { store_->DeleteOffline(username, up_to_id, std::move(r)); });
+  }
+  Result<std::string> GetVCard(const std::string& username) {
+    return Await<std::string>([&](Reply<std::string> r) { store_->GetVCard(username, std::move(r)); });
+  }
+  Result<void> SetVCard(const std::string& username, std::string xml) {
+    return Await<void>([&](Reply<void> r) { store_->SetVCard(username, std::move(xml), std::move(r)); });
+  }
+
+  std::unique_ptr<Factory> factory_;
+  std::unique_ptr<Store> store_;
+};
+
+TYPED_TEST_SUITE_P(StoreConformance);
+
+#define NINES_ASSERT_OK(expr)                                         \
+  do {                                                                \
+    auto nines_result_ = (expr);                                      \
+    ASSERT_TRUE(nines_result_.ok()) << nines_result_.error().message; \
+  } while (0)
+
+#define NINES_ASSERT_ERRC(expr, errc)                                            \
+  do {                                                                           \
+    auto nines_result_ = (expr);                                                 \
+    ASSERT_FALSE(nines_result_.ok()) << #expr " succeeded; expected an error";  \
+    ASSERT_EQ(nines_result_.error().code, errc) << nines_result_.error().message; \
+  } while (0)
+
+inline void ExpectSameKeys(const ScramKeys& a, const ScramKeys& b) {
+  EXPECT_EQ(a.salt, b.salt);
+  EXPECT_EQ(a.iterations, b.iterations);
+  EXPECT_EQ(a.stored_key, b.stored_key);
+  EXPECT_EQ(a.server_key, b.server_key);
+}
+
+inline void ExpectSameAccount(const Account& a, const Account& b) {
+  EXPECT_EQ(a.username, b.username);
+  ExpectSameKeys(a.sha1, b.sha1);
+  ExpectSameKeys(a.sha256, b.sha256);
+  EXPECT_EQ(a.created_ms, b.created_ms);
+}
+
+// ---- Accounts ----
+
+TYPED_TEST_P(StoreConformance, AccountRoundTrips) {
+  Account alice = MakeAccount("alice");
+  ASSERT_EQ(alice.sha1.salt.size(), 16u);
+  NINES_ASSERT_OK(this->CreateAccount(alice));
+  auto got = this->GetAccount("alice");
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  ExpectSameAccount(*got, alice);
+}
+
+TYPED_TEST_P(StoreConformance, CreateAccountTwiceIsConflictAndKeepsOriginal) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice", 1)));
+  Account impostor = MakeAccount("alice", 2);
+  impostor.sha256.salt = "different";
+  NINES_ASSERT_ERRC(this->CreateAccount(impostor), Errc::kConflict);
+  auto got = this->GetAccount("alice");
+  ASSERT_TRUE(got.ok());
+  ExpectSameAccount(*got, MakeAccount("alice", 1));
+}
+
+TYPED_TEST_P(StoreConformance, MissingAccountIsNotFound) {
+  NINES_ASSERT_ERRC(this->GetAccount("nobody"), Errc::kNotFound);
+  NINES_ASSERT_ERRC(this->SetCredentials("nobody", ScramKeys{}, ScramKeys{}), Errc::kNotFound);
+  NINES_ASSERT_ERRC(this->DeleteAccount("nobody"), Errc::kNotFound);
+}
+
+TYPED_TEST_P(StoreConformance, UsernamesCompareByteForByte) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_ERRC(this->GetAccount("Alice"), Errc::kNotFound);
+  NINES_ASSERT_ERRC(this->GetAccount("alice "), Errc::kNotFound);
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("Alice")));
+}
+
+TYPED_TEST_P(StoreConformance, SetCredentialsReplacesBothKeySets) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  Account fresh = MakeAccount("alice-new-password");
+  NINES_ASSERT_OK(this->SetCredentials("alice", fresh.sha1, fresh.sha256));
+  auto got = this->GetAccount("alice");
+  ASSERT_TRUE(got.ok());
+  ExpectSameKeys(got->sha1, fresh.sha1);
+  ExpectSameKeys(got->sha256, fresh.sha256);
+  EXPECT_EQ(got->created_ms, MakeAccount("alice").created_ms);
+}
+
+TYPED_TEST_P(StoreConformance, ListAccountsIsSorted) {
+  auto empty = this->ListAccounts();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+  for (const char* name : {"mallory", "bob", "alice", "carol"}) NINES_ASSERT_OK(this->CreateAccount(MakeAccount(name)));
+  auto names = this->ListAccounts();
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"alice", "bob", "carol", "mallory"}));
+}
+
+TYPED_TEST_P(StoreConformance, CreateAccountsInBulk) {
+  std::vector<Account> accounts;
+  std::vector<std::string> expected;
+  for (int i = 0; i < 500; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "user%04d", i);
+    accounts.push_back(MakeAccount(name));
+    expected.push_back(name);
+  }
+  NINES_ASSERT_OK(this->CreateAccounts(accounts));
+  auto names = this->ListAccounts();
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, expected);
+  auto got = this->GetAccount("user0321");
+  ASSERT_TRUE(got.ok());
+  ExpectSameAccount(*got, accounts[321]);
+  NINES_ASSERT_OK(this->CreateAccounts({}));
+}
+
+TYPED_TEST_P(StoreConformance, CreateAccountsConflictFailsTheWholeBatch) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  NINES_ASSERT_ERRC(this->CreateAccounts({MakeAccount("alice"), MakeAccount("bob"), MakeAccount("carol")}),
+                    Errc::kConflict);
+  NINES_ASSERT_ERRC(this->CreateAccounts({MakeAccount("dave"), MakeAccount("dave")}), Errc::kConflict);
+  auto names = this->ListAccounts();
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, std::vector<std::string>{"bob"});
+}
+
+TYPED_TEST_P(StoreConformance, DeleteAccountThenRecreate) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  NINES_ASSERT_OK(this->DeleteAccount("alice"));
+  NINES_ASSERT_ERRC(this->GetAccount("alice"), Errc::kNotFound);
+  NINES_ASSERT_ERRC(this->DeleteAccount("alice"), Errc::kNotFound);
+  NINES_ASSERT_OK(this->GetAccount("bob"));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->GetAccount("alice"));
+}
+
+// ---- Roster ----
+
+TYPED_TEST_P(StoreConformance, RosterOfUnknownOrNewUserIsEmpty) {
+  auto unknown = this->GetRoster("nobody");
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_EQ(unknown->version, 0);
+  EXPECT_TRUE(unknown->items.empty());
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  auto fresh = this->GetRoster("alice");
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_EQ(fresh->version, 0);
+  EXPECT_TRUE(fresh->items.empty());
+}
+
+TYPED_TEST_P(StoreConformance, RosterItemRoundTripsAndVersionBumps) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  RosterItem bob = MakeItem("bob@example.org", Subscription::kTo, {"Work", "Friends", "Work"});
+  bob.ask_out = true;
+  bob.pending_in = true;
+  bob.preapproved = true;
+  bob.pending_in_stanza = "<presence from='bob@example.org' type='subscribe'/>";
+  auto v1 = this->PutRosterItem("alice", bob);
+  ASSERT_TRUE(v1.ok()) << v1.error().message;
+  EXPECT_GT(*v1, 0);
+  auto v2 = this->PutRosterItem("alice", MakeItem("carol@example.org", Subscription::kNone));
+  ASSERT_TRUE(v2.ok());
+  EXPECT_GT(*v2, *v1);
+
+  auto roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_EQ(roster->version, *v2);
+  ASSERT_EQ(roster->items.size(), 2u);
+  const RosterItem& got = roster->items[0];
+  EXPECT_EQ(got.jid, "bob@example.org");
+  EXPECT_EQ(got.name, bob.name);
+  EXPECT_EQ(got.subscription, Subscription::kTo);
+  EXPECT_TRUE(got.ask_out);
+  EXPECT_TRUE(got.pending_in);
+  EXPECT_TRUE(got.preapproved);
+  EXPECT_EQ(got.groups, (std::vector<std::string>{"Friends", "Work"}));  // a set, sorted
+  EXPECT_EQ(got.pending_in_stanza, bob.pending_in_stanza);
+  EXPECT_EQ(roster->items[1].jid, "carol@example.org");
+  EXPECT_EQ(roster->items[1].subscription, Subscription::kNone);
+  EXPECT_FALSE(roster->items[1].ask_out);
+  EXPECT_TRUE(roster->items[1].groups.empty());
+}
+
+TYPED_TEST_P(StoreConformance, PutRosterItemReplaces) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  RosterItem bob = MakeItem("bob@example.org", Subscription::kNone, {"Old"});
+  bob.ask_out = true;
+  bob.pending_in_stanza = "<presence type='subscribe'/>";
+  NINES_ASSERT_OK(this->PutRosterItem("alice", bob));
+  RosterItem updated = MakeItem("bob@example.org", Subscription::kBoth, {"New", "Newer"});
+  updated.name = "Robert";
+  auto version = this->PutRosterItem("alice", updated);
+  ASSERT_TRUE(version.ok());
+  auto roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_EQ(roster->version, *version);
+  ASSERT_EQ(roster->items.size(), 1u);
+  EXPECT_EQ(roster->items[0].name, "Robert");
+  EXPECT_EQ(roster->items[0].subscription, Subscription::kBoth);
+  EXPECT_FALSE(roster->items[0].ask_out);
+  EXPECT_EQ(roster->items[0].pending_in_stanza, "");
+  EXPECT_EQ(roster->items[0].groups, (std::vector<std::string>{"New", "Newer"}));
+}
+
+TYPED_TEST_P(StoreConformance, RemoveRosterItem) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->PutRosterItem("alice", MakeItem("bob@example.org", Subscription::kBoth, {"G"})));
+  auto put = this->PutRosterItem("alice", MakeItem("carol@example.org"));
+  ASSERT_TRUE(put.ok());
+  auto removed = this->RemoveRosterItem("alice", "bob@example.org");
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_GT(*removed, *put);
+  NINES_ASSERT_ERRC(this->RemoveRosterItem("alice", "bob@example.org"), Errc::kNotFound);
+  NINES_ASSERT_ERRC(this->RemoveRosterItem("nobody", "bob@example.org"), Errc::kNotFound);
+  auto roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_EQ(roster->version, *removed) << "a failed remove must not bump the version";
+  ASSERT_EQ(roster->items.size(), 1u);
+  EXPECT_EQ(roster->items[0].jid, "carol@example.org");
+  // Re-adding the removed contact starts with no stale groups.
+  NINES_ASSERT_OK(this->PutRosterItem("alice", MakeItem("bob@example.org")));
+  roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  ASSERT_EQ(roster->items.size(), 2u);
+  EXPECT_TRUE(roster->items[0].groups.empty());
+}
+
+TYPED_TEST_P(StoreConformance, RosterWritesNeedAnAccountAndAValidState) {
+  NINES_ASSERT_ERRC(this->PutRosterItem("nobody", MakeItem("bob@example.org")), Errc::kNotFound);
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  auto version = this->PutRosterItem("alice", MakeItem("bob@example.org"));
+  ASSERT_TRUE(version.ok());
+  NINES_ASSERT_ERRC(this->PutRosterItem("alice", MakeItem("carol@example.org", Subscription::kRemove)),
+                    Errc::kInvalidArgument);
+  auto roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_EQ(roster->version, *version);
+  EXPECT_EQ(roster->items.size(), 1u);
+}
+
+TYPED_TEST_P(StoreConformance, RostersArePerUser) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  NINES_ASSERT_OK(this->PutRosterItem("alice", MakeItem("carol@example.org", Subscription::kBoth, {"A"})));
+  NINES_ASSERT_OK(this->PutRosterItem("bob", MakeItem("carol@example.org", Subscription::kFrom, {"B"})));
+  auto alice = this->GetRoster("alice");
+  auto bob = this->GetRoster("bob");
+  ASSERT_TRUE(alice.ok() && bob.ok());
+  ASSERT_EQ(alice->items.size(), 1u);
+  ASSERT_EQ(bob->items.size(), 1u);
+  EXPECT_EQ(alice->items[0].subscription, Subscription::kBoth);
+  EXPECT_EQ(alice->items[0].groups, std::vector<std::string>{"A"});
+  EXPECT_EQ(bob->items[0].subscription, Subscription::kFrom);
+  EXPECT_EQ(bob->items[0].groups, std::vector<std::string>{"B"});
+  NINES_ASSERT_OK(this->RemoveRosterItem("alice", "carol@example.org"));
+  bob = this->GetRoster("bob");
+  ASSERT_TRUE(bob.ok());
+  EXPECT_EQ(bob->items.size(), 1u);
+}
+
+// ---- Offline messages ----
+
+TYPED_TEST_P(StoreConformance, OfflineMessagesKeepOrderAndContent) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  std::vector<OfflineMessage> sent;
+  sent.push_back(MakeMessage("first", 1000));
+  sent.push_back(MakeMessage("zweite \xc3\xbc \xe2\x9c\x93", 500));  // UTF-8; stamps need not be monotonic
+  sent.push_back(MakeMessage(std::string(70000, 'x'), 2000));
+  std::vector<int64_t> ids;
+  for (const auto& message : sent) {
+    auto id = this->StoreOffline("bob", message);
+    ASSERT_TRUE(id.ok()) << id.error().message;
+    if (!ids.empty()) EXPECT_GT(*id, ids.back());
+    ids.push_back(*id);
+  }
+  auto count = this->CountOffline("bob");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 3);
+  auto loaded = this->LoadOffline("bob");
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ((*loaded)[i].id, ids[i]);
+    EXPECT_EQ((*loaded)[i].stamp_ms, sent[i].stamp_ms);
+    EXPECT_EQ((*loaded)[i].stanza, sent[i].stanza);
+  }
+}
+
+TYPED_TEST_P(StoreConformance, DeleteOfflineUpToIdAndIdsAreNotReused) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("carol")));
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 4; ++i) {
+    auto id = this->StoreOffline("bob", MakeMessage("m" + std::to_string(i)));
+    ASSERT_TRUE(id.ok());
+    ids.push_back(*id);
+  }
+  auto carol_id = this->StoreOffline("carol", MakeMessage("for carol"));
+  ASSERT_TRUE(carol_id.ok());
+  NINES_ASSERT_OK(this->DeleteOffline("bob", ids[1]));
+  auto loaded = this->LoadOffline("bob");
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), 2u);
+  EXPECT_EQ((*loaded)[0].id, ids[2]);
+  EXPECT_EQ((*loaded)[1].id, ids[3]);
+  // Another user's messages are untouched even with a larger bound.
+  NINES_ASSERT_OK(this->DeleteOffline("bob", *carol_id + 1000));
+  auto count = this->CountOffline("bob");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 0);
+  count = this->CountOffline("carol");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 1);
+  auto next = this->StoreOffline("bob", MakeMessage("after delete"));
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, *carol_id);
+  EXPECT_GT(*next, ids.back());
+}
+
+TYPED_TEST_P(StoreConformance, OfflineOfUnknownUser) {
+  auto count = this->CountOffline("nobody");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 0);
+  auto loaded = this->LoadOffline("nobody");
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_TRUE(loaded->empty());
+  NINES_ASSERT_ERRC(this->StoreOffline("nobody", MakeMessage("lost")), Errc::kNotFound);
+  NINES_ASSERT_OK(this->DeleteOffline("nobody", 100));
+}
+
+// ---- vCards ----
+
+TYPED_TEST_P(StoreConformance, VCardSetGetReplace) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_ERRC(this->GetVCard("alice"), Errc::kNotFound);
+  const std::string first = "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>";
+  const std::string second = "<vCard xmlns='vcard-temp'><FN>Alice \xc3\x84</FN><NICKNAME>al</NICKNAME></vCard>";
+  NINES_ASSERT_OK(this->SetVCard("alice", first));
+  auto got = this->GetVCard("alice");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, first);
+  NINES_ASSERT_OK(this->SetVCard("alice", second));
+  got = this->GetVCard("alice");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(*got, second);
+  NINES_ASSERT_ERRC(this->SetVCard("nobody", first), Errc::kNotFound);
+  NINES_ASSERT_ERRC(this->GetVCard("nobody"), Errc::kNotFound);
+}
+
+// ---- Cascades ----
+
+TYPED_TEST_P(StoreConformance, DeleteAccountCascades) {
+  for (const char* name : {"alice", "bob"}) {
+    NINES_ASSERT_OK(this->CreateAccount(MakeAccount(name)));
+    NINES_ASSERT_OK(this->PutRosterItem(name, MakeItem("carol@example.org", Subscription::kBoth, {"G1", "G2"})));
+    NINES_ASSERT_OK(this->StoreOffline(name, MakeMessage("hello")));
+    NINES_ASSERT_OK(this->SetVCard(name, "<vCard xmlns='vcard-temp'/>"));
+  }
+  NINES_ASSERT_OK(this->DeleteAccount("alice"));
+  auto roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_TRUE(roster->items.empty());
+  auto count = this->CountOffline("alice");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 0);
+  NINES_ASSERT_ERRC(this->GetVCard("alice"), Errc::kNotFound);
+
+  // A new account of the same name inherits nothing.
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_TRUE(roster->items.empty());
+  NINES_ASSERT_ERRC(this->GetVCard("alice"), Errc::kNotFound);
+  NINES_ASSERT_OK(this->PutRosterItem("alice", MakeItem("carol@example.org")));
+  roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  ASSERT_EQ(roster->items.size(), 1u);
+  EXPECT_TRUE(roster->items[0].groups.empty());
+
+  // The other account is untouched.
+  roster = this->GetRoster("bob");
+  ASSERT_TRUE(roster.ok());
+  ASSERT_EQ(roster->items.size(), 1u);
+  EXPECT_EQ(roster->items[0].groups, (std::vector<std::string>{"G1", "G2"}));
+  count = this->CountOffline("bob");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 1);
+  NINES_ASSERT_OK(this->GetVCard("bob"));
+}
+
+// ---- Threads, ordering, durability ----
+
+TYPED_TEST_P(StoreConformance, RepliesRunOnTheCallersExecutor) {
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::thread loop([&] { io.run(); });
+  const auto loop_id = loop.get_id();
+  std::atomic<int> done{0};
+  std::atomic<bool> all_on_loop{true};
+  auto check = [&] {
+    if (std::this_thread::get_id() != loop_id) all_on_loop = false;
+    ++done;
+  };
+  this->store().CreateAccount(MakeAccount("alice"), Reply<void>(io.get_executor(), [&](Result<void>) { check(); }));
+  this->store().GetAccount("alice", Reply<Account>(io.get_executor(), [&](Result<Account>) { check(); }));
+  this->store().GetAccount("nobody", Reply<Account>(io.get_executor(), [&](Result<Account>) { check(); }));
+  this->store().DeleteAccount("nobody", Reply<void>(io.get_executor(), [&](Result<void>) { check(); }));
+  const auto deadline = std::chrono::steady_clock::now() + kReplyTimeout;
+  while (done < 4 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  guard.reset();
+  loop.join();
+  EXPECT_EQ(done, 4);
+  EXPECT_TRUE(all_on_loop);
+}
+
+TYPED_TEST_P(StoreConformance, WritesFromOneThreadApplyInOrder) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  constexpr int kWrites = 300;
+  Batch batch;
+  std::vector<int64_t> ids;
+  std::vector<int64_t> versions;
+  int failures = 0;
+  for (int i = 0; i < kWrites; ++i) {
+    const std::string n = std::to_string(i);
+    this->store().StoreOffline("alice", MakeMessage(n), batch.Add<int64_t>([&](Result<int64_t> r) {
+      if (r.ok()) ids.push_back(*r); else ++failures;
+    }));
+    this->store().SetVCard("alice", "<vCard>" + n + "</vCard>", batch.Add<void>([&](Result<void> r) {
+      if (!r.ok()) ++failures;
+    }));
+    this->store().PutRosterItem("alice", MakeItem("c" + n + "@example.org"), batch.Add<int64_t>([&](Result<int64_t> r) {
+      if (r.ok()) versions.push_back(*r); else ++failures;
+    }));
+  }
+  batch.Wait();
+  ASSERT_EQ(failures, 0);
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kWrites));
+  ASSERT_EQ(versions.size(), static_cast<size_t>(kWrites));
+  // Replies are posted in commit order, and each id/version came from its own
+  // write, so sorting them by issue order must give increasing values.
+  std::vector<int64_t> sorted_ids = ids;
+  std::sort(sorted_ids.begin(), sorted_ids.end());
+  EXPECT_EQ(ids, sorted_ids);
+  std::vector<int64_t> sorted_versions = versions;
+  std::sort(sorted_versions.begin(), sorted_versions.end());
+  EXPECT_EQ(versions, sorted_versions);
+
+  auto loaded = this->LoadOffline("alice");
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), static_cast<size_t>(kWrites));
+  for (int i = 0; i < kWrites; ++i) EXPECT_EQ((*loaded)[i].stanza, MakeMessage(std::to_string(i)).stanza);
+  auto vcard = this->GetVCard("alice");
+  ASSERT_TRUE(vcard.ok());
+  EXPECT_EQ(*vcard, "<vCard>" + std::to_string(kWrites - 1) + "</vCard>");
+  auto roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_EQ(roster->version, versions.back());
+  EXPECT_EQ(roster->items.size(), static_cast<size_t>(kWrites));
+}
+
+TYPED_TEST_P(StoreConformance, ReadAfterWriteReplySeesTheWrite) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  // Chain: each write's Reply issues a read, whose Reply issues the next write.
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  constexpr int kRounds = 50;
+  int round = 0;
+  int mismatches = 0;
+  std::function<void()> next = [&] {
+    if (round == kRounds) {
+      guard.reset();
+      return;
+    }
+    const int mine = round++;
+    this->store().StoreOffline("alice", MakeMessage(std::to_string(mine)),
+                               Reply<int64_t>(io.get_executor(), [&, mine](Result<int64_t> stored) {
+                                 if (!stored.ok()) ++mismatches;
+                                 this->store().CountOffline(
+                                     "alice", Reply<int64_t>(io.get_executor(), [&, mine](Result<int64_t> count) {
+                                       if (!count.ok() || *count != mine + 1) ++mismatches;
+                                       next();
+                                     }));
+                               }));
+  };
+  next();
+  io.run_for(kReplyTimeout);
+  EXPECT_EQ(round, kRounds);
+  EXPECT_EQ(mismatches, 0);
+}
+
+TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 150;
+  std::vector<Account> accounts;
+  for (int t = 0; t < kThreads; ++t) accounts.push_back(MakeAccount("user" + std::to_string(t)));
+  NINES_ASSERT_OK(this->CreateAccounts(accounts));
+
+  std::vector<std::vector<int64_t>> ids(kThreads);
+  std::vector<int> failures(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string user = "user" + std::to_string(t);
+      Batch batch;
+      for (int i = 0; i < kPerThread; ++i) {
+        this->store().StoreOffline(user, MakeMessage(std::to_string(i)), batch.Add<int64_t>([&, t](Result<int64_t> r) {
+          if (r.ok()) ids[t].push_back(*r); else ++failures[t];
+        }));
+        this->store().PutRosterItem(user, MakeItem("c" + std::to_string(i) + "@example.org"),
+                                    batch.Add<int64_t>([&, t](Result<int64_t> r) {
+                                      if (!r.ok()) ++failures[t];
+                                    }));
+      }
+      batch.Wait();
+    });
+  }
+  for (auto& thread : threads) thread.join();
+
+  // Reopen, so what we check is what reached the backing store.
+  this->Reopen();
+  for (int t = 0; t < kThreads; ++t) {
+    const std::string user = "user" + std::to_string(t);
+    EXPECT_EQ(failures[t], 0);
+    ASSERT_EQ(ids[t].size(), static_cast<size_t>(kPerThread));
+    EXPECT_TRUE(std::is_sorted(ids[t].begin(), ids[t].end())) << "thread " << t << " writes applied out of order";
+    auto loaded = this->LoadOffline(user);
+    ASSERT_TRUE(loaded.ok());
+    ASSERT_EQ(loaded->size(), static_cast<size_t>(kPerThread));
+    for (int i = 0; i < kPerThread; ++i) {
+      EXPECT_EQ((*loaded)[i].id, ids[t][i]);
+      EXPECT_EQ((*loaded)[i].stanza, MakeMessage(std::to_string(i)).stanza);
+    }
+    auto roster = this->GetRoster(user);
+    ASSERT_TRUE(roster.ok());
+    EXPECT_EQ(roster->items.size(), static_cast<size_t>(kPerThread));
+    EXPECT_EQ(roster->version, kPerThread);
+  }
+}
+
+TYPED_TEST_P(StoreConformance, AFailingWriteFailsAlone) {
+  // Issued back to back so a group-committing backend is likely to put them
+  // in one transaction; the outcome must not depend on that.
+  Batch batch;
+  std::vector<std::pair<std::string, Errc>> failures;
+  std::vector<std::string> successes;
+  auto expect = [&](std::string what) {
+    return [&, what](Result<void> r) {
+      if (r.ok()) successes.push_back(what); else failures.emplace_back(what, r.error().code);
+    };
+  };
+  auto expect_id = [&](std::string what) {
+    return [&, what](Result<int64_t> r) {
+      if (r.ok()) successes.push_back(what); else failures.emplace_back(what, r.error().code);
+    };
+  };
+  this->store().CreateAccount(MakeAccount("alice"), batch.Add<void>(expect("alice")));
+  this->store().CreateAccount(MakeAccount("alice"), batch.Add<void>(expect("alice again")));
+  this->store().StoreOffline("nobody", MakeMessage("x"), batch.Add<int64_t>(expect_id("offline to nobody")));
+  this->store().PutRosterItem("alice", MakeItem("x@example.org", Subscription::kRemove),
+                              batch.Add<int64_t>(expect_id("bad roster item")));
+  this->store().CreateAccount(MakeAccount("bob"), batch.Add<void>(expect("bob")));
+  this->store().StoreOffline("alice", MakeMessage("y"), batch.Add<int64_t>(expect_id("offline to alice")));
+  batch.Wait();
+  EXPECT_EQ(successes, (std::vector<std::string>{"alice", "bob", "offline to alice"}));
+  EXPECT_EQ(failures, (std::vector<std::pair<std::string, Errc>>{{"alice again", Errc::kConflict},
+                                                                  {"offline to nobody", Errc::kNotFound},
+                                                                  {"bad roster item", Errc::kInvalidArgument}}));
+  auto names = this->ListAccounts();
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"alice", "bob"}));
+  auto roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_EQ(roster->version, 0);
+  auto count = this->CountOffline("alice");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 1);
+}
+
+TYPED_TEST_P(StoreConformance, CloseDrainsQueuedWritesAndLaterCallsAreUnavailable) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  constexpr int kWrites = 500;
+  Batch batch;
+  int ok = 0;
+  for (int i = 0; i < kWrites; ++i) {
+    this->store().StoreOffline("alice", MakeMessage(std::to_string(i)), batch.Add<int64_t>([&](Result<int64_t> r) {
+      if (r.ok()) ++ok;
+    }));
+  }
+  this->store().Close();
+  this->store().Close();  // idempotent
+  batch.Wait();
+  EXPECT_EQ(ok, kWrites) << "Close() must commit and acknowledge everything queued before it";
+
+  NINES_ASSERT_ERRC(this->GetAccount("alice"), Errc::kUnavailable);
+  NINES_ASSERT_ERRC(this->CreateAccount(MakeAccount("bob")), Errc::kUnavailable);
+
+  this->Reopen();
+  auto count = this->CountOffline("alice");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, kWrites);
+}
+
+TYPED_TEST_P(StoreConformance, DataSurvivesReopen) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->PutRosterItem("alice", MakeItem("bob@example.org", Subscription::kFrom, {"G"})));
+  auto id = this->StoreOffline("alice", MakeMessage("kept"));
+  ASSERT_TRUE(id.ok());
+  NINES_ASSERT_OK(this->SetVCard("alice", "<vCard/>"));
+  this->Reopen();
+  auto account = this->GetAccount("alice");
+  ASSERT_TRUE(account.ok());
+  ExpectSameAccount(*account, MakeAccount("alice"));
+  auto roster = this->GetRoster("alice");
+  ASSERT_TRUE(roster.ok());
+  EXPECT_EQ(roster->version, 1);
+  ASSERT_EQ(roster->items.size(), 1u);
+  EXPECT_EQ(roster->items[0].groups, std::vector<std::string>{"G"});
+  auto loaded = this->LoadOffline("alice");
+  ASSERT_TRUE(loaded.ok());
+  ASSERT_EQ(loaded->size(), 1u);
+  EXPECT_EQ((*loaded)[0].id, *id);
+  auto vcard = this->GetVCard("alice");
+  ASSERT_TRUE(vcard.ok());
+  EXPECT_EQ(*vcard, "<vCard/>");
+  // Ids keep increasing across a reopen.
+  auto next = this->StoreOffline("alice", MakeMessage("next"));
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(*next, *id);
+}
+
+REGISTER_TYPED_TEST_SUITE_P(StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
+                            MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
+                            ListAccountsIsSorted, CreateAccountsInBulk, CreateAccountsConflictFailsTheWholeBatch,
+                            DeleteAccountThenRecreate, RosterOfUnknownOrNewUserIsEmpty,
+                            RosterItemRoundTripsAndVersionBumps, PutRosterItemReplaces, RemoveRosterItem,
+                            RosterWritesNeedAnAccountAndAValidState, RostersArePerUser,
+                            OfflineMessagesKeepOrderAndContent, DeleteOfflineUpToIdAndIdsAreNotReused,
+                            OfflineOfUnknownUser, VCardSetGetReplace, DeleteAccountCascades,
+                            RepliesRunOnTheCallersExecutor, WritesFromOneThreadApplyInOrder,
+                            ReadAfterWriteReplySeesTheWrite, ConcurrentWritersAreAllDurableAndVisible,
+                            AFailingWriteFailsAlone, CloseDrainsQueuedWritesAndLaterCallsAreUnavailable,
+                            DataSurvivesReopen);
+
+}  // namespace nines::store::conformance
