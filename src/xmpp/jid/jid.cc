@@ -24,7 +24,9 @@ constexpr size_t kMaxPartBytes = 1023;
 // jamo), so a raw part longer than this cannot normalise to 1023 bytes.
 constexpr size_t kMaxRawPartBytes = 4 * kMaxPartBytes;
 
-Error Malformed(std::string message) { return MakeError(Errc::kInvalidArgument, "jid: " + std::move(message)); }
+Error Malformed(std::string message) {
+  return MakeError(Errc::kInvalidArgument, "jid: " + std::move(message));
+}
 
 bool IsValidUtf8(std::string_view text) {
   if (text.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) return false;
@@ -91,11 +93,25 @@ std::string_view StripTrailingDot(std::string_view domain) {
 // unassigned code points, and whose CONTEXTJ/CONTEXTO checks we enable).
 bool IsIdna2008Valid(UChar32 c) {
   switch (c) {
-    case 0x00DF: case 0x03C2: case 0x06FD: case 0x06FE: case 0x0F0B: case 0x3007:  // exceptions PVALID
-    case 0x00B7: case 0x0375: case 0x05F3: case 0x05F4: case 0x30FB:                // exceptions CONTEXTO
-    case 0x200C: case 0x200D:                                                       // JoinControl
+    case 0x00DF:
+    case 0x03C2:
+    case 0x06FD:
+    case 0x06FE:
+    case 0x0F0B:
+    case 0x3007:  // exceptions PVALID
+    case 0x00B7:
+    case 0x0375:
+    case 0x05F3:
+    case 0x05F4:
+    case 0x30FB:  // exceptions CONTEXTO
+    case 0x200C:
+    case 0x200D:  // JoinControl
       return true;
-    case 0x0640: case 0x07FA: case 0x302E: case 0x302F: case 0x303B:  // exceptions DISALLOWED
+    case 0x0640:
+    case 0x07FA:
+    case 0x302E:
+    case 0x302F:
+    case 0x303B:  // exceptions DISALLOWED
       return false;
     default:
       break;
@@ -168,7 +184,14 @@ Result<std::string> Jid::NormalizeLocal(std::string_view local) {
   // (FULLWIDTH COMMERCIAL AT becomes '@').
   for (char ch : *prepared) {
     switch (ch) {
-      case '"': case '&': case '\'': case '/': case ':': case '<': case '>': case '@':
+      case '"':
+      case '&':
+      case '\'':
+      case '/':
+      case ':':
+      case '<':
+      case '>':
+      case '@':
         return Malformed("localpart contains a character prohibited by RFC 7622 3.3.1");
       default:
         break;
@@ -204,8 +227,8 @@ Result<std::string> Jid::NormalizeDomain(std::string_view domain) {
   std::string out(domain.size() * 2 + 16, '\0');
   UIDNAInfo info = UIDNA_INFO_INITIALIZER;
   UErrorCode status = U_ZERO_ERROR;
-  int32_t length = uidna_nameToUnicodeUTF8(idna, domain.data(), static_cast<int32_t>(domain.size()), out.data(),
-                                           static_cast<int32_t>(out.size()), &info, &status);
+  int32_t length = uidna_nameToUnicodeUTF8(idna, domain.data(), static_cast<int32_t>(domain.size()),
+                                           out.data(), static_cast<int32_t>(out.size()), &info, &status);
   if (status == U_BUFFER_OVERFLOW_ERROR) {
     out.assign(static_cast<size_t>(length), '\0');
     info = UIDNA_INFO_INITIALIZER;

@@ -49,13 +49,13 @@ TEST(JidTest, Rfc7622ValidExamples) {
 }
 
 TEST(JidTest, Rfc7622InvalidExamples) {
-  ExpectRejected("\"juliet\"@example.com");  // quotation marks in localpart
-  ExpectRejected("foo bar@example.com");     // space in localpart
-  ExpectRejected("@example.com/");           // empty localpart and resourcepart
+  ExpectRejected("\"juliet\"@example.com");   // quotation marks in localpart
+  ExpectRejected("foo bar@example.com");      // space in localpart
+  ExpectRejected("@example.com/");            // empty localpart and resourcepart
   ExpectRejected("henry\u2163@example.com");  // ROMAN NUMERAL FOUR
-  ExpectRejected("\u265a@example.com");      // BLACK CHESS KING in localpart
-  ExpectRejected("juliet@");                 // empty domainpart
-  ExpectRejected("/foobar");                 // empty localpart and domainpart
+  ExpectRejected("\u265a@example.com");       // BLACK CHESS KING in localpart
+  ExpectRejected("juliet@");                  // empty domainpart
+  ExpectRejected("/foobar");                  // empty localpart and domainpart
 }
 
 // RFC 7622 §3.5 lists "juliet@example.com/ foo" as invalid ("leading space in
@@ -77,9 +77,7 @@ TEST(JidTest, SplitsOnFirstSlashThenFirstAt) {
   ExpectParses("mercutio@example.net/@", {"mercutio", "example.net", "@"});
 }
 
-TEST(JidTest, SecondAtEndsUpInDomainAndIsRejected) {
-  ExpectRejected("a@b@example.com");
-}
+TEST(JidTest, SecondAtEndsUpInDomainAndIsRejected) { ExpectRejected("a@b@example.com"); }
 
 TEST(JidTest, EmptyPartsNextToSeparatorsAreErrors) {
   ExpectRejected("");
@@ -122,7 +120,8 @@ TEST(JidTest, ResourceMapsNonAsciiSpaces) {
 
 TEST(JidTest, ResourceAllowsSpacesAtSignsSlashesAndSymbols) {
   ExpectParses("juliet@example.com/ spaced  out ", {"juliet", "example.com", " spaced  out "});
-  ExpectParses("room@conference.example.com/Romeo@Verona", {"room", "conference.example.com", "Romeo@Verona"});
+  ExpectParses("room@conference.example.com/Romeo@Verona",
+               {"room", "conference.example.com", "Romeo@Verona"});
   ExpectParses("juliet@example.com/a/b/c", {"juliet", "example.com", "a/b/c"});
   ExpectParses("juliet@example.com/\U0001F339 rose", {"juliet", "example.com", "\U0001F339 rose"});
 }
@@ -212,12 +211,13 @@ TEST(JidTest, DomainRejectsNonHostNames) {
 TEST(JidTest, DomainIsIdna2008NotJustUts46) {
   // UTS #46 calls these "valid" (NV8); IDNA2008 does not.
   ExpectRejected("i\u2764.ws");
-  ExpectRejected("xn--i-7iq.ws");  // the same, as an A-label
+  ExpectRejected("xn--i-7iq.ws");      // the same, as an A-label
   ExpectRejected("a\u0640b.example");  // ARABIC TATWEEL (RFC 5892 exception)
-  ExpectRejected("a\u20d7.example");  // combining mark for symbols
+  ExpectRejected("a\u20d7.example");   // combining mark for symbols
   // Scripts other than Latin are fine.
   ExpectParses("\u4f8b\u3048.\u30c6\u30b9\u30c8", {"", "\u4f8b\u3048.\u30c6\u30b9\u30c8", ""});
-  ExpectParses("\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", {"", "\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", ""});
+  ExpectParses("\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444",
+               {"", "\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444", ""});
   ExpectParses("\u0645\u062b\u0627\u0644.example", {"", "\u0645\u062b\u0627\u0644.example", ""});
   ExpectParses("xn--fsqu00a.xn--zckzah", {"", "\u4f8b\u5b50.\u30c6\u30b9\u30c8", ""});
 }
@@ -277,7 +277,9 @@ TEST(JidTest, LengthIsMeasuredAfterMapping) {
 }
 
 TEST(JidTest, InvalidUtf8IsRejectedInEveryPart) {
-  ExpectRejected("juli\xff" "et@example.com");
+  ExpectRejected(
+      "juli\xff"
+      "et@example.com");
   ExpectRejected("juliet@exam\xc3ple.com");
   ExpectRejected("juliet@example.com/res\xed\xa0\x80");
   ExpectRejected("juliet@example.com/\xc0\xaf");

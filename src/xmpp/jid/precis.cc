@@ -2,11 +2,11 @@
 
 #include <unicode/normalizer2.h>
 #include <unicode/uchar.h>
+#include <unicode/unistr.h>
 #include <unicode/uscript.h>
 #include <unicode/ustring.h>
 #include <unicode/utf16.h>
 #include <unicode/utf8.h>
-#include <unicode/unistr.h>
 
 #include <cstdint>
 #include <limits>
@@ -94,8 +94,8 @@ const icu::Normalizer2* Nfkd() {
 bool ToNfc(const CodePoints& in, CodePoints& out) {
   const icu::Normalizer2* nfc = Nfc();
   if (nfc == nullptr) return false;
-  icu::UnicodeString text =
-      icu::UnicodeString::fromUTF32(reinterpret_cast<const UChar32*>(in.data()), static_cast<int32_t>(in.size()));
+  icu::UnicodeString text = icu::UnicodeString::fromUTF32(reinterpret_cast<const UChar32*>(in.data()),
+                                                          static_cast<int32_t>(in.size()));
   UErrorCode status = U_ZERO_ERROR;
   icu::UnicodeString normalised = nfc->normalize(text, status);
   if (U_FAILURE(status)) return false;
@@ -189,11 +189,24 @@ bool HasCompat(UChar32 c) {
 Derived Derive(UChar32 c, const char*& reason) {
   // Exceptions (F), RFC 5892 §2.6.
   switch (c) {
-    case 0x00DF: case 0x03C2: case 0x06FD: case 0x06FE: case 0x0F0B: case 0x3007:
+    case 0x00DF:
+    case 0x03C2:
+    case 0x06FD:
+    case 0x06FE:
+    case 0x0F0B:
+    case 0x3007:
       return Derived::kPValid;
-    case 0x00B7: case 0x0375: case 0x05F3: case 0x05F4: case 0x30FB:
+    case 0x00B7:
+    case 0x0375:
+    case 0x05F3:
+    case 0x05F4:
+    case 0x30FB:
       return Derived::kContextO;
-    case 0x0640: case 0x07FA: case 0x302E: case 0x302F: case 0x303B:
+    case 0x0640:
+    case 0x07FA:
+    case 0x302E:
+    case 0x302F:
+    case 0x303B:
       reason = kReasonException;
       return Derived::kDisallowed;
     default:
@@ -211,9 +224,9 @@ Derived Derive(UChar32 c, const char*& reason) {
     reason = kReasonUnassigned;
     return Derived::kUnassigned;
   }
-  if (c >= 0x21 && c <= 0x7E) return Derived::kPValid;                      // ASCII7 (K)
+  if (c >= 0x21 && c <= 0x7E) return Derived::kPValid;                        // ASCII7 (K)
   if (u_hasBinaryProperty(c, UCHAR_JOIN_CONTROL)) return Derived::kContextJ;  // JoinControl (H)
-  switch (u_getIntPropertyValue(c, UCHAR_HANGUL_SYLLABLE_TYPE)) {            // OldHangulJamo (I)
+  switch (u_getIntPropertyValue(c, UCHAR_HANGUL_SYLLABLE_TYPE)) {             // OldHangulJamo (I)
     case U_HST_LEADING_JAMO:
     case U_HST_VOWEL_JAMO:
     case U_HST_TRAILING_JAMO:
@@ -234,7 +247,7 @@ Derived Derive(UChar32 c, const char*& reason) {
     reason = "compatibility character not allowed in an identifier";
     return Derived::kFreePValid;
   }
-  if (IsLetterDigit(gc)) return Derived::kPValid;  // LetterDigits (A)
+  if (IsLetterDigit(gc)) return Derived::kPValid;         // LetterDigits (A)
   if (const char* category = FreeformOnlyCategory(gc)) {  // (R), (N), (O), (P)
     reason = category;
     return Derived::kFreePValid;
@@ -248,9 +261,7 @@ Derived Derive(UChar32 c, const char*& reason) {
 
 constexpr uint8_t kViramaCombiningClass = 9;
 
-int32_t JoiningType(char32_t c) {
-  return u_getIntPropertyValue(static_cast<UChar32>(c), UCHAR_JOINING_TYPE);
-}
+int32_t JoiningType(char32_t c) { return u_getIntPropertyValue(static_cast<UChar32>(c), UCHAR_JOINING_TYPE); }
 
 UScriptCode ScriptOf(char32_t c) {
   UErrorCode status = U_ZERO_ERROR;
@@ -261,7 +272,8 @@ UScriptCode ScriptOf(char32_t c) {
 bool ContextRuleHolds(const CodePoints& s, size_t i) {
   const char32_t c = s[i];
   const size_t n = s.size();
-  const bool after_virama = i > 0 && u_getCombiningClass(static_cast<UChar32>(s[i - 1])) == kViramaCombiningClass;
+  const bool after_virama =
+      i > 0 && u_getCombiningClass(static_cast<UChar32>(s[i - 1])) == kViramaCombiningClass;
   switch (c) {
     case 0x200C: {  // ZERO WIDTH NON-JOINER, A.1
       if (after_virama) return true;
@@ -326,7 +338,8 @@ Result<void> CheckClass(std::string_view profile, StringClass string_class, cons
         break;
       case Derived::kContextJ:
       case Derived::kContextO:
-        if (!ContextRuleHolds(s, i)) return Invalid(profile, "contextual code point used outside its context");
+        if (!ContextRuleHolds(s, i))
+          return Invalid(profile, "contextual code point used outside its context");
         break;
       case Derived::kDisallowed:
       case Derived::kUnassigned:
@@ -399,8 +412,9 @@ Result<void> CheckBidi(std::string_view profile, const CodePoints& s) {
         allowed = false;
         break;
     }
-    if (!allowed) return Invalid(profile, rtl ? "bidi rule 2: character not allowed in an RTL string"
-                                             : "bidi rule 5: character not allowed in an LTR string");
+    if (!allowed)
+      return Invalid(profile, rtl ? "bidi rule 2: character not allowed in an RTL string"
+                                  : "bidi rule 5: character not allowed in an LTR string");
     if (d != U_DIR_NON_SPACING_MARK) last_non_nsm = d;
   }
   if (rtl) {
@@ -428,7 +442,8 @@ void MapWidth(CodePoints& s) {
   for (char32_t c : s) {
     const auto type = u_getIntPropertyValue(static_cast<UChar32>(c), UCHAR_DECOMPOSITION_TYPE);
     icu::UnicodeString mapped;
-    if ((type == U_DT_WIDE || type == U_DT_NARROW) && nfkd->getRawDecomposition(static_cast<UChar32>(c), mapped)) {
+    if ((type == U_DT_WIDE || type == U_DT_NARROW) &&
+        nfkd->getRawDecomposition(static_cast<UChar32>(c), mapped)) {
       for (int32_t i = 0; i < mapped.length();) {
         UChar32 m = mapped.char32At(i);
         out.push_back(static_cast<char32_t>(m));
@@ -503,7 +518,8 @@ Result<std::string> UsernameCaseMapped(std::string_view input) {
       CodePoints next = s;
       MapWidth(next);
       if (!MapLowerCase(next)) return MakeError(Errc::kInternal, "UsernameCaseMapped: case mapping failed");
-      if (!ToNfc(next, next)) return MakeError(Errc::kInternal, "UsernameCaseMapped: NFC normalisation failed");
+      if (!ToNfc(next, next))
+        return MakeError(Errc::kInternal, "UsernameCaseMapped: NFC normalisation failed");
       stable = next == s;
       s.swap(next);
     }

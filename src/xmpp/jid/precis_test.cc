@@ -15,12 +15,12 @@ namespace {
     EXPECT_EQ(*prepared, expected) << #profile "(" #input ")";                           \
   } while (0)
 
-#define EXPECT_REJECT(profile, input)                                  \
-  do {                                                                 \
-    auto prepared = profile(input);                                    \
-    ASSERT_FALSE(prepared.ok()) << #profile "(" #input ") accepted";   \
-    EXPECT_EQ(prepared.error().code, Errc::kInvalidArgument);          \
-    EXPECT_FALSE(prepared.error().message.empty());                    \
+#define EXPECT_REJECT(profile, input)                                \
+  do {                                                               \
+    auto prepared = profile(input);                                  \
+    ASSERT_FALSE(prepared.ok()) << #profile "(" #input ") accepted"; \
+    EXPECT_EQ(prepared.error().code, Errc::kInvalidArgument);        \
+    EXPECT_FALSE(prepared.error().message.empty());                  \
   } while (0)
 
 // ---------------------------------------------------------------------------
@@ -46,10 +46,10 @@ TEST(OpaqueStringTest, Rfc8265Section4_3Examples) {
 }
 
 TEST(OpaqueStringTest, NonAsciiSpacesMapToAsciiSpace) {
-  EXPECT_PREP(OpaqueString, "a\u00a0b", "a b");        // NO-BREAK SPACE
-  EXPECT_PREP(OpaqueString, "a\u3000b", "a b");        // IDEOGRAPHIC SPACE
+  EXPECT_PREP(OpaqueString, "a\u00a0b", "a b");         // NO-BREAK SPACE
+  EXPECT_PREP(OpaqueString, "a\u3000b", "a b");         // IDEOGRAPHIC SPACE
   EXPECT_PREP(OpaqueString, "a\u2002\u2003b", "a  b");  // EN SPACE, EM SPACE
-  EXPECT_PREP(OpaqueString, "a\u2000b", "a b");        // EN QUAD (canonically EN SPACE)
+  EXPECT_PREP(OpaqueString, "a\u2000b", "a b");         // EN QUAD (canonically EN SPACE)
 }
 
 TEST(OpaqueStringTest, NoWidthMapping) {
@@ -58,10 +58,10 @@ TEST(OpaqueStringTest, NoWidthMapping) {
 }
 
 TEST(OpaqueStringTest, NormalisesToNfc) {
-  EXPECT_PREP(OpaqueString, "e\u0301", "\u00e9");                 // e + COMBINING ACUTE
-  EXPECT_PREP(OpaqueString, "\u212b", "\u00c5");                  // ANGSTROM SIGN
-  EXPECT_PREP(OpaqueString, "\u1100\u1161\u11a8", "\uac01");      // conjoining jamo compose
-  EXPECT_PREP(OpaqueString, "\u2126", "\u03a9");                  // OHM SIGN -> OMEGA
+  EXPECT_PREP(OpaqueString, "e\u0301", "\u00e9");             // e + COMBINING ACUTE
+  EXPECT_PREP(OpaqueString, "\u212b", "\u00c5");              // ANGSTROM SIGN
+  EXPECT_PREP(OpaqueString, "\u1100\u1161\u11a8", "\uac01");  // conjoining jamo compose
+  EXPECT_PREP(OpaqueString, "\u2126", "\u03a9");              // OHM SIGN -> OMEGA
 }
 
 TEST(OpaqueStringTest, FreeformClassAllowsSymbolsPunctuationCompat) {
@@ -69,7 +69,7 @@ TEST(OpaqueStringTest, FreeformClassAllowsSymbolsPunctuationCompat) {
   EXPECT_PREP(OpaqueString, "\u2163", "\u2163");              // ROMAN NUMERAL FOUR
   EXPECT_PREP(OpaqueString, "\u00bd\u00b2", "\u00bd\u00b2");  // ½²
   EXPECT_PREP(OpaqueString, "\u201chi\u201d", "\u201chi\u201d");
-  EXPECT_PREP(OpaqueString, "\U0001F600", "\U0001F600");      // emoji
+  EXPECT_PREP(OpaqueString, "\U0001F600", "\U0001F600");  // emoji
 }
 
 TEST(OpaqueStringTest, RejectsControls) {
@@ -81,17 +81,17 @@ TEST(OpaqueStringTest, RejectsControls) {
 }
 
 TEST(OpaqueStringTest, RejectsIgnorablesAndOtherDisallowed) {
-  EXPECT_REJECT(OpaqueString, "a\u00adb");      // SOFT HYPHEN (default ignorable)
-  EXPECT_REJECT(OpaqueString, "a\u200bb");      // ZERO WIDTH SPACE
-  EXPECT_REJECT(OpaqueString, "a\ufeffb");      // BOM
-  EXPECT_REJECT(OpaqueString, "\ufdd0");        // noncharacter
-  EXPECT_REJECT(OpaqueString, "\U0010FFFF");    // noncharacter
-  EXPECT_REJECT(OpaqueString, "\ue000");        // private use
-  EXPECT_REJECT(OpaqueString, "a\u2028b");      // LINE SEPARATOR
-  EXPECT_REJECT(OpaqueString, "a\u2029b");      // PARAGRAPH SEPARATOR
-  EXPECT_REJECT(OpaqueString, "\u1100");        // conjoining jamo on its own
-  EXPECT_REJECT(OpaqueString, "a\u0640b");      // ARABIC TATWEEL (exception, disallowed)
-  EXPECT_REJECT(OpaqueString, "\U000E0001");    // LANGUAGE TAG (format)
+  EXPECT_REJECT(OpaqueString, "a\u00adb");    // SOFT HYPHEN (default ignorable)
+  EXPECT_REJECT(OpaqueString, "a\u200bb");    // ZERO WIDTH SPACE
+  EXPECT_REJECT(OpaqueString, "a\ufeffb");    // BOM
+  EXPECT_REJECT(OpaqueString, "\ufdd0");      // noncharacter
+  EXPECT_REJECT(OpaqueString, "\U0010FFFF");  // noncharacter
+  EXPECT_REJECT(OpaqueString, "\ue000");      // private use
+  EXPECT_REJECT(OpaqueString, "a\u2028b");    // LINE SEPARATOR
+  EXPECT_REJECT(OpaqueString, "a\u2029b");    // PARAGRAPH SEPARATOR
+  EXPECT_REJECT(OpaqueString, "\u1100");      // conjoining jamo on its own
+  EXPECT_REJECT(OpaqueString, "a\u0640b");    // ARABIC TATWEEL (exception, disallowed)
+  EXPECT_REJECT(OpaqueString, "\U000E0001");  // LANGUAGE TAG (format)
 }
 
 TEST(OpaqueStringTest, RejectsUnassigned) {
@@ -103,12 +103,12 @@ TEST(OpaqueStringTest, RejectsEmpty) { EXPECT_REJECT(OpaqueString, ""); }
 
 TEST(OpaqueStringTest, RejectsInvalidUtf8) {
   EXPECT_REJECT(OpaqueString, "\xff");
-  EXPECT_REJECT(OpaqueString, "abc\xc3");          // truncated
-  EXPECT_REJECT(OpaqueString, "\xc0\xaf");         // overlong '/'
-  EXPECT_REJECT(OpaqueString, "\xe0\x80\xaf");     // overlong
-  EXPECT_REJECT(OpaqueString, "\xed\xa0\x80");     // UTF-16 surrogate
+  EXPECT_REJECT(OpaqueString, "abc\xc3");           // truncated
+  EXPECT_REJECT(OpaqueString, "\xc0\xaf");          // overlong '/'
+  EXPECT_REJECT(OpaqueString, "\xe0\x80\xaf");      // overlong
+  EXPECT_REJECT(OpaqueString, "\xed\xa0\x80");      // UTF-16 surrogate
   EXPECT_REJECT(OpaqueString, "\xf4\x90\x80\x80");  // above U+10FFFF
-  EXPECT_REJECT(OpaqueString, "\x80");             // lone continuation
+  EXPECT_REJECT(OpaqueString, "\x80");              // lone continuation
 }
 
 TEST(OpaqueStringTest, ErrorMessageDoesNotEchoInput) {
@@ -145,10 +145,10 @@ TEST(UsernameCaseMappedTest, Rfc8265Section3_5Examples) {
   EXPECT_PREP(UsernameCaseMapped, "\u03a3", "\u03c3");              // Σ -> σ
   EXPECT_PREP(UsernameCaseMapped, "\u03c3", "\u03c3");              // σ
   EXPECT_PREP(UsernameCaseMapped, "\u03c2", "\u03c2");              // ς stays final sigma
-  EXPECT_REJECT(UsernameCaseMapped, "foo bar");                    // space
-  EXPECT_REJECT(UsernameCaseMapped, "");                           // empty
-  EXPECT_REJECT(UsernameCaseMapped, "henry\u2163");                // ROMAN NUMERAL FOUR
-  EXPECT_REJECT(UsernameCaseMapped, "\u265a");                     // BLACK CHESS KING
+  EXPECT_REJECT(UsernameCaseMapped, "foo bar");                     // space
+  EXPECT_REJECT(UsernameCaseMapped, "");                            // empty
+  EXPECT_REJECT(UsernameCaseMapped, "henry\u2163");                 // ROMAN NUMERAL FOUR
+  EXPECT_REJECT(UsernameCaseMapped, "\u265a");                      // BLACK CHESS KING
 }
 
 TEST(UsernameCaseMappedTest, CaseMappingIsContextFree) {
@@ -164,7 +164,7 @@ TEST(UsernameCaseMappedTest, CaseMappingIsContextFree) {
 
 TEST(UsernameCaseMappedTest, WidthMapping) {
   EXPECT_PREP(UsernameCaseMapped, "\uff2a\uff55\uff4c\uff49\uff45\uff54", "juliet");  // fullwidth, mixed case
-  EXPECT_PREP(UsernameCaseMapped, "\uff10\uff19", "09");                               // fullwidth digits
+  EXPECT_PREP(UsernameCaseMapped, "\uff10\uff19", "09");                              // fullwidth digits
   EXPECT_PREP(UsernameCaseMapped, "\uff76\uff9e", "\u30ac");  // halfwidth KA + voiced mark -> GA (NFC)
   // Width mapping exposes ASCII7 punctuation, which IdentifierClass allows.
   EXPECT_PREP(UsernameCaseMapped, "a\uff0eb", "a.b");
@@ -173,7 +173,7 @@ TEST(UsernameCaseMappedTest, WidthMapping) {
 TEST(UsernameCaseMappedTest, NormalisesToNfc) {
   EXPECT_PREP(UsernameCaseMapped, "e\u0301", "\u00e9");
   EXPECT_PREP(UsernameCaseMapped, "E\u0301", "\u00e9");
-  EXPECT_PREP(UsernameCaseMapped, "\u212b", "\u00e5");  // ANGSTROM SIGN -> å
+  EXPECT_PREP(UsernameCaseMapped, "\u212b", "\u00e5");        // ANGSTROM SIGN -> å
   EXPECT_PREP(UsernameCaseMapped, "\u1100\u1161", "\uac00");  // jamo compose into a syllable
 }
 
@@ -188,20 +188,20 @@ TEST(UsernameCaseMappedTest, RejectsSpacesAndControls) {
 }
 
 TEST(UsernameCaseMappedTest, RejectsIdentifierDisallowedCategories) {
-  EXPECT_REJECT(UsernameCaseMapped, "a\u2665");       // symbol
-  EXPECT_REJECT(UsernameCaseMapped, "\U0001F600");    // emoji
-  EXPECT_REJECT(UsernameCaseMapped, "a\u00a7");       // SECTION SIGN (punctuation)
-  EXPECT_REJECT(UsernameCaseMapped, "a\u2014b");      // EM DASH
-  EXPECT_REJECT(UsernameCaseMapped, "\u00bd");        // VULGAR FRACTION (compat)
-  EXPECT_REJECT(UsernameCaseMapped, "x\u00b2");       // SUPERSCRIPT TWO (compat)
-  EXPECT_REJECT(UsernameCaseMapped, "\ufb01");        // ﬁ ligature (compat)
-  EXPECT_REJECT(UsernameCaseMapped, "\u01c5");        // titlecase Dž (lowercases to dž, compat)
-  EXPECT_REJECT(UsernameCaseMapped, "\u2460");        // CIRCLED DIGIT ONE
-  EXPECT_REJECT(UsernameCaseMapped, "a\u00adb");      // soft hyphen
-  EXPECT_REJECT(UsernameCaseMapped, "a\u200bb");      // zero width space
-  EXPECT_REJECT(UsernameCaseMapped, "\ue000");        // private use
-  EXPECT_REJECT(UsernameCaseMapped, "\u0378");        // unassigned
-  EXPECT_REJECT(UsernameCaseMapped, "\u3031");        // exception: disallowed
+  EXPECT_REJECT(UsernameCaseMapped, "a\u2665");     // symbol
+  EXPECT_REJECT(UsernameCaseMapped, "\U0001F600");  // emoji
+  EXPECT_REJECT(UsernameCaseMapped, "a\u00a7");     // SECTION SIGN (punctuation)
+  EXPECT_REJECT(UsernameCaseMapped, "a\u2014b");    // EM DASH
+  EXPECT_REJECT(UsernameCaseMapped, "\u00bd");      // VULGAR FRACTION (compat)
+  EXPECT_REJECT(UsernameCaseMapped, "x\u00b2");     // SUPERSCRIPT TWO (compat)
+  EXPECT_REJECT(UsernameCaseMapped, "\ufb01");      // ﬁ ligature (compat)
+  EXPECT_REJECT(UsernameCaseMapped, "\u01c5");      // titlecase Dž (lowercases to dž, compat)
+  EXPECT_REJECT(UsernameCaseMapped, "\u2460");      // CIRCLED DIGIT ONE
+  EXPECT_REJECT(UsernameCaseMapped, "a\u00adb");    // soft hyphen
+  EXPECT_REJECT(UsernameCaseMapped, "a\u200bb");    // zero width space
+  EXPECT_REJECT(UsernameCaseMapped, "\ue000");      // private use
+  EXPECT_REJECT(UsernameCaseMapped, "\u0378");      // unassigned
+  EXPECT_REJECT(UsernameCaseMapped, "\u3031");      // exception: disallowed
 }
 
 TEST(UsernameCaseMappedTest, ExceptionsPValid) {
@@ -239,13 +239,19 @@ TEST(UsernameCaseMappedTest, ArabicRules) {
 
 TEST(UsernameCaseMappedTest, BidiRule) {
   EXPECT_PREP(UsernameCaseMapped, "\u05e9\u05dc\u05d5\u05dd", "\u05e9\u05dc\u05d5\u05dd");  // Hebrew
-  EXPECT_PREP(UsernameCaseMapped, "\u05d0" "1", "\u05d0" "1");  // RTL may end in EN
-  EXPECT_REJECT(UsernameCaseMapped, "1\u05d0");                  // rule 1: starts with EN
-  EXPECT_REJECT(UsernameCaseMapped, "a\u05d0");                  // rule 5: R in an LTR string
-  EXPECT_REJECT(UsernameCaseMapped, "\u05d0a");                  // rule 2: L in an RTL string
-  EXPECT_REJECT(UsernameCaseMapped, "\u05d0-");                  // rule 3: ends with ES
-  EXPECT_REJECT(UsernameCaseMapped, "\u0628" "1\u0661");         // rule 4: EN and AN mixed
-  EXPECT_PREP(UsernameCaseMapped, "abc-1", "abc-1");             // no RTL: rule not applied
+  EXPECT_PREP(UsernameCaseMapped,
+              "\u05d0"
+              "1",
+              "\u05d0"
+              "1");                              // RTL may end in EN
+  EXPECT_REJECT(UsernameCaseMapped, "1\u05d0");  // rule 1: starts with EN
+  EXPECT_REJECT(UsernameCaseMapped, "a\u05d0");  // rule 5: R in an LTR string
+  EXPECT_REJECT(UsernameCaseMapped, "\u05d0a");  // rule 2: L in an RTL string
+  EXPECT_REJECT(UsernameCaseMapped, "\u05d0-");  // rule 3: ends with ES
+  EXPECT_REJECT(UsernameCaseMapped,
+                "\u0628"
+                "1\u0661");                           // rule 4: EN and AN mixed
+  EXPECT_PREP(UsernameCaseMapped, "abc-1", "abc-1");  // no RTL: rule not applied
 }
 
 TEST(UsernameCaseMappedTest, RejectsInvalidUtf8) {
@@ -291,7 +297,8 @@ TEST(UsernameCaseMappedTest, EveryCodePointSettles) {
       auto once = profile(utf8);
       if (!once.ok()) {
         ASSERT_EQ(once.error().code, Errc::kInvalidArgument) << std::hex << static_cast<uint32_t>(c);
-        ASSERT_EQ(once.error().message.find("stable"), std::string::npos) << std::hex << static_cast<uint32_t>(c);
+        ASSERT_EQ(once.error().message.find("stable"), std::string::npos)
+            << std::hex << static_cast<uint32_t>(c);
         continue;
       }
       auto twice = profile(*once);
