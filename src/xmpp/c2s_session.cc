@@ -575,8 +575,9 @@ void C2sSession::HandlePreBindStanza(Element& stanza) {
   }
   state_ = State::kBinding;
   Block();
-  Element iq = stanza.Clone();
-  context_.hub->Bind(ref_, *bare, requested, [self = shared_from_this(), iq = std::move(iq)](Result<Jid> jid) {
+  // std::function needs a copyable capture, and Element is move-only.
+  auto iq = std::make_shared<const Element>(stanza.Clone());
+  context_.hub->Bind(ref_, *bare, requested, [self = shared_from_this(), iq](Result<Jid> jid) {
     if (self->state_ == State::kClosed || self->state_ == State::kClosing) {
       if (jid.ok()) self->context_.hub->Unbind(self->ref_, *jid);
       self->Unblock();
@@ -585,16 +586,16 @@ void C2sSession::HandlePreBindStanza(Element& stanza) {
     if (!jid.ok()) {
       self->state_ = State::kFeatures;
       if (jid.error().code == Errc::kLimitExceeded) {
-        self->SendStanzaError(iq, "wait", "resource-constraint", "too many sessions for this account");
+        self->SendStanzaError(*iq, "wait", "resource-constraint", "too many sessions for this account");
       } else {
-        self->SendStanzaError(iq, "wait", "internal-server-error");
+        self->SendStanzaError(*iq, "wait", "internal-server-error");
       }
       self->Unblock();
       return;
     }
     self->jid_ = std::move(jid.value());
     self->state_ = State::kBound;
-    Element result = MakeIqResult(iq);
+    Element result = MakeIqResult(*iq);
     result.RemoveAttr("to");
     result.AddChild("bind", std::string(ns::kBind)).AddChild("jid", std::string(ns::kBind)).AddText(self->jid_.Full());
     self->Send(result.Serialize(ns::kClient));
@@ -639,16 +640,15 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
       return true;
     }
     Block();
-    Element copy = iq.Clone();
+    auto copy = std::make_shared<const Element>(iq.Clone());
     context_.store.DeleteAccount(
-        username_, store::Reply<void>(loop_.executor(), [self = shared_from_this(), copy = std::move(copy)](
-                                                             Result<void> r) {
+        username_, store::Reply<void>(loop_.executor(), [self = shared_from_this(), copy](Result<void> r) {
           if (self->state_ != State::kClosed) {
             if (r.ok()) {
-              self->Send(MakeIqResult(copy).Serialize(ns::kClient));
+              self->Send(MakeIqResult(*copy).Serialize(ns::kClient));
               self->CloseWithStreamError("not-authorized", "the account has been removed");
             } else {
-              self->SendStanzaError(copy, "wait", "internal-server-error");
+              self->SendStanzaError(*copy, "wait", "internal-server-error");
             }
           }
           self->Unblock();
@@ -677,17 +677,17 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
     SendStanzaError(iq, "modify", "not-acceptable", "that password is not allowed");
     return true;
   }
-  Element copy = iq.Clone();
-  auto done = [self = shared_from_this(), copy = std::move(copy)](Result<void> r) {
+  auto copy = std::make_shared<const Element>(iq.Clone());
+  auto done = [self = shared_from_this(), copy](Result<void> r) {
     if (self->state_ != State::kClosed) {
       if (r.ok()) {
-        self->Send(MakeIqResult(copy).Serialize(ns::kClient));
+        self->Send(MakeIqResult(*copy).Serialize(ns::kClient));
       } else if (r.error().code == Errc::kConflict) {
-        self->SendStanzaError(copy, "cancel", "conflict", "that username is taken");
+        self->SendStanzaError(*copy, "cancel", "conflict", "that username is taken");
       } else if (r.error().code == Errc::kNotFound) {
-        self->SendStanzaError(copy, "cancel", "item-not-found");
+        self->SendStanzaError(*copy, "cancel", "item-not-found");
       } else {
-        self->SendStanzaError(copy, "wait", "internal-server-error");
+        self->SendStanzaError(*copy, "wait", "internal-server-error");
       }
     }
     self->Unblock();
