@@ -28,7 +28,8 @@ std::unique_ptr<Mechanism> Create(std::string_view name, const ChannelBinding& b
   for (const Scram& scram : kScram) {
     if (name != scram.name) continue;
     if (scram.plus && binding.tls_exporter.empty()) return nullptr;
-    return std::make_unique<internal::ScramMechanism>(scram.hash, scram.plus, binding, std::move(server_nonce));
+    return std::make_unique<internal::ScramMechanism>(scram.hash, scram.plus, binding,
+                                                      std::move(server_nonce));
   }
   if (name == "PLAIN") return std::make_unique<internal::PlainMechanism>();
   return nullptr;
@@ -38,17 +39,28 @@ std::unique_ptr<Mechanism> Create(std::string_view name, const ChannelBinding& b
 
 const char* FailureCondition(Failure failure) {
   switch (failure) {
-    case Failure::kNone: return "";
-    case Failure::kAborted: return "aborted";
-    case Failure::kAccountDisabled: return "account-disabled";
-    case Failure::kEncryptionRequired: return "encryption-required";
-    case Failure::kIncorrectEncoding: return "incorrect-encoding";
-    case Failure::kInvalidAuthzid: return "invalid-authzid";
-    case Failure::kInvalidMechanism: return "invalid-mechanism";
-    case Failure::kMalformedRequest: return "malformed-request";
-    case Failure::kMechanismTooWeak: return "mechanism-too-weak";
-    case Failure::kNotAuthorized: return "not-authorized";
-    case Failure::kTemporaryAuthFailure: return "temporary-auth-failure";
+    case Failure::kNone:
+      return "";
+    case Failure::kAborted:
+      return "aborted";
+    case Failure::kAccountDisabled:
+      return "account-disabled";
+    case Failure::kEncryptionRequired:
+      return "encryption-required";
+    case Failure::kIncorrectEncoding:
+      return "incorrect-encoding";
+    case Failure::kInvalidAuthzid:
+      return "invalid-authzid";
+    case Failure::kInvalidMechanism:
+      return "invalid-mechanism";
+    case Failure::kMalformedRequest:
+      return "malformed-request";
+    case Failure::kMechanismTooWeak:
+      return "mechanism-too-weak";
+    case Failure::kNotAuthorized:
+      return "not-authorized";
+    case Failure::kTemporaryAuthFailure:
+      return "temporary-auth-failure";
   }
   return "not-authorized";
 }

@@ -75,8 +75,8 @@ struct StepResult {
 
 // What the transport offers for channel binding.
 struct ChannelBinding {
-  bool tls = false;                 // the stream is encrypted
-  std::string tls_exporter;         // RFC 9266 data (32 bytes), empty if unavailable (e.g. TLS 1.2 without EMS)
+  bool tls = false;          // the stream is encrypted
+  std::string tls_exporter;  // RFC 9266 data (32 bytes), empty if unavailable (e.g. TLS 1.2 without EMS)
   bool server_offers_plus = false;  // a -PLUS mechanism was advertised (for the 'y' downgrade check)
 };
 

@@ -48,8 +48,8 @@ std::string UnB64(std::string_view text) {
 std::string ClientHmac(Hash hash, std::string_view key, std::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
-  HMAC(Md(hash), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
-       data.size(), out, &size);
+  HMAC(Md(hash), key.data(), static_cast<int>(key.size()),
+       reinterpret_cast<const unsigned char*>(data.data()), data.size(), out, &size);
   return std::string(reinterpret_cast<char*>(out), size);
 }
 
@@ -84,18 +84,20 @@ class ScramClient {
  public:
   // `gs2_header` e.g. "n,," or "p=tls-exporter,,"; `cb_data` is appended to it
   // in c= when the header starts with 'p'.
-  ScramClient(Hash hash, std::string username_escaped, std::string password, std::string gs2_header = "n,,",
-              std::string cb_data = "", std::string client_nonce = RandomText(18))
+  ScramClient(Hash hash, std::string_view username_escaped, std::string password,
+              std::string gs2_header = "n,,", std::string cb_data = "",
+              std::string_view client_nonce = RandomText(18))
       : hash_(hash),
         password_(std::move(password)),
         gs2_header_(std::move(gs2_header)),
         cb_data_(std::move(cb_data)),
-        bare_("n=" + username_escaped + ",r=" + client_nonce) {}
+        bare_("n=" + std::string(username_escaped) + ",r=" + std::string(client_nonce)) {}
 
   std::string First() const { return gs2_header_ + bare_; }
 
   // Computes client-final for `server_first`; c= may be overridden.
-  std::string Final(std::string_view server_first, std::optional<std::string> channel_binding = std::nullopt) {
+  std::string Final(std::string_view server_first,
+                    const std::optional<std::string>& channel_binding = std::nullopt) {
     auto attrs = Attributes(server_first);
     std::string salt = UnB64(attrs['s']);
     int iterations = std::stoi(attrs['i']);
@@ -112,7 +114,7 @@ class ScramClient {
     std::string without_proof = "c=" + channel_binding.value_or(B64(cbind)) + ",r=" + attrs['r'];
     std::string auth_message = bare_ + "," + std::string(server_first) + "," + without_proof;
     std::string proof = ClientHmac(hash_, stored_key, auth_message);
-    for (size_t i = 0; i < proof.size(); ++i) proof[i] ^= client_key[i];
+    for (size_t i = 0; i < proof.size(); ++i) proof[i] = static_cast<char>(proof[i] ^ client_key[i]);
     expected_server_final_ = "v=" + B64(ClientHmac(hash_, server_key, auth_message));
     return without_proof + ",p=" + B64(proof);
   }
@@ -154,19 +156,19 @@ std::string MechName(Hash hash, bool plus) {
 
 // Drives a whole exchange: client-first as initial response, keys, client-final.
 StepResult RunScram(Mechanism& mech, ScramClient& client, const store::ScramKeys* keys,
-                    std::optional<std::string> channel_binding = std::nullopt) {
+                    const std::optional<std::string>& channel_binding = std::nullopt) {
   StepResult first = mech.Start(client.First());
   if (first.kind != Kind::kNeedKeys) return first;
   StepResult challenge = mech.ProvideKeys(keys);
   if (challenge.kind != Kind::kChallenge) return challenge;
-  return mech.Step(client.Final(challenge.data, std::move(channel_binding)));
+  return mech.Step(client.Final(challenge.data, channel_binding));
 }
 
 ::testing::AssertionResult IsFailure(const StepResult& result, Failure failure) {
   if (result.kind == Kind::kFailure && result.failure == failure) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "kind " << static_cast<int>(result.kind) << ", failure '"
-                                       << FailureCondition(result.failure) << "', wanted '"
-                                       << FailureCondition(failure) << "'";
+  return ::testing::AssertionFailure()
+         << "kind " << static_cast<int>(result.kind) << ", failure '" << FailureCondition(result.failure)
+         << "', wanted '" << FailureCondition(failure) << "'";
 }
 #define EXPECT_FAILURE(result, failure) EXPECT_TRUE(IsFailure((result), (failure)))
 
@@ -219,8 +221,9 @@ TEST(ScramTest, Rfc5802ExampleWithWrongPasswordKeysFails) {
   auto mech = CreateMechanismForTesting("SCRAM-SHA-1", ChannelBinding{}, "3rfcNHYJY1ZVvWVs7j");
   ASSERT_EQ(mech->Start("n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL"s).kind, Kind::kNeedKeys);
   ASSERT_EQ(mech->ProvideKeys(&*keys).kind, Kind::kChallenge);
-  EXPECT_FAILURE(mech->Step("c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="),
-                Failure::kNotAuthorized);
+  EXPECT_FAILURE(
+      mech->Step("c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts="),
+      Failure::kNotAuthorized);
 }
 
 // --- Round trips with the test client ---------------------------------------
@@ -462,27 +465,27 @@ TEST(ScramAuthzidTest, AuthzidIsPartOfTheBoundHeader) {
 
 TEST(ScramMalformedTest, ClientFirst) {
   const std::string cases[] = {
-      "n,,n=romeo",                   // missing r=
-      "n,,r=abc,n=romeo",             // attributes out of order
-      "n,,m=ext,n=romeo,r=abc",       // reserved m= must fail
-      "n,,n=romeo,r=abc,m=ext",       // m= as a trailing extension
-      "x,,n=romeo,r=abc",             // unknown gs2 flag
-      "n=romeo,r=abc",                // no gs2 header
-      "n,n=romeo,r=abc",              // gs2 header with one comma
-      "p,,n=romeo,r=abc",             // p without a type
-      "p=,,n=romeo,r=abc",            // p with an empty type
-      "p=tls exporter,,n=romeo,r=abc",  // bad cb-name
-      "n,b=romeo,n=romeo,r=abc",      // authzid without a=
-      "n,a=,n=romeo,r=abc",           // empty authzid value
-      "n,,n=,r=abc",                  // empty username
-      "n,,n=romeo,r=",                // empty nonce
-      "n,,n=romeo,r=a\x01" "bc",      // non-printable nonce
-      "n,,n=romeo,r=abc,",            // trailing comma
-      "n,,n=romeo,r=abc,x",           // extension without value
-      "n,,n=romeo,r=abc,1=x",         // extension name not ALPHA
-      "n,,n=romeo,,r=abc",            // empty attribute
-      "N,,n=romeo,r=abc",             // flags are case-sensitive
-      "n,,n=rom\0eo,r=abc"s,          // NUL
+      "n,,n=romeo",                              // missing r=
+      "n,,r=abc,n=romeo",                        // attributes out of order
+      "n,,m=ext,n=romeo,r=abc",                  // reserved m= must fail
+      "n,,n=romeo,r=abc,m=ext",                  // m= as a trailing extension
+      "x,,n=romeo,r=abc",                        // unknown gs2 flag
+      "n=romeo,r=abc",                           // no gs2 header
+      "n,n=romeo,r=abc",                         // gs2 header with one comma
+      "p,,n=romeo,r=abc",                        // p without a type
+      "p=,,n=romeo,r=abc",                       // p with an empty type
+      "p=tls exporter,,n=romeo,r=abc",           // bad cb-name
+      "n,b=romeo,n=romeo,r=abc",                 // authzid without a=
+      "n,a=,n=romeo,r=abc",                      // empty authzid value
+      "n,,n=,r=abc",                             // empty username
+      "n,,n=romeo,r=",                           // empty nonce
+      "n,,n=romeo,r=a\x01z",                     // non-printable nonce
+      "n,,n=romeo,r=abc,",                       // trailing comma
+      "n,,n=romeo,r=abc,x",                      // extension without value
+      "n,,n=romeo,r=abc,1=x",                    // extension name not ALPHA
+      "n,,n=romeo,,r=abc",                       // empty attribute
+      "N,,n=romeo,r=abc",                        // flags are case-sensitive
+      "n,,n=rom\0eo,r=abc"s,                     // NUL
       "n,,n=romeo,r=" + std::string(9000, 'a'),  // too long
   };
   for (const std::string& message : cases) {
@@ -690,13 +693,13 @@ TEST_F(PlainTest, Sha1KeysAreNotUsable) {
 
 TEST_F(PlainTest, MalformedMessages) {
   const std::string cases[] = {
-      ""s,                       // nothing
-      "userpencil"s,             // no NUL
-      "user\0pencil"s,           // one NUL
-      "\0\0pencil"s,             // empty authcid
-      "\0user\0"s,               // empty password
-      "\0user\0pen\0cil"s,       // three NULs
-      "\0\0"s,                   // all empty
+      ""s,                                   // nothing
+      "userpencil"s,                         // no NUL
+      "user\0pencil"s,                       // one NUL
+      "\0\0pencil"s,                         // empty authcid
+      "\0user\0"s,                           // empty password
+      "\0user\0pen\0cil"s,                   // three NULs
+      "\0\0"s,                               // all empty
       "\0user\0"s + std::string(5000, 'x'),  // too long
   };
   for (const std::string& message : cases) {
@@ -713,9 +716,12 @@ TEST_F(PlainTest, AuthzidCases) {
 }
 
 TEST_F(PlainTest, PrecisRejections) {
-  EXPECT_FAILURE(Run("\0us er\0pencil"s, &keys_), Failure::kNotAuthorized);         // space in username
-  EXPECT_FAILURE(Run("\0user\0pen\x01" "cil"s, &keys_), Failure::kNotAuthorized);   // control char in password
-  EXPECT_FAILURE(Run("\0user\0\xff"s, &keys_), Failure::kNotAuthorized);            // invalid UTF-8
+  EXPECT_FAILURE(Run("\0us er\0pencil"s, &keys_), Failure::kNotAuthorized);  // space in username
+  EXPECT_FAILURE(Run("\0user\0pen\x01"
+                     "cil"s,
+                     &keys_),
+                 Failure::kNotAuthorized);                                // control char in password
+  EXPECT_FAILURE(Run("\0user\0\xff"s, &keys_), Failure::kNotAuthorized);  // invalid UTF-8
 }
 
 TEST_F(PlainTest, NoInitialResponse) {
@@ -779,7 +785,8 @@ TEST(DeriveKeysTest, RejectsBadInput) {
 
 TEST(MechanismTest, CreateByName) {
   ChannelBinding plus = PlusBinding();
-  for (const char* name : {"SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "PLAIN"}) {
+  for (const char* name :
+       {"SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "PLAIN"}) {
     EXPECT_NE(CreateMechanism(name, plus), nullptr) << name;
   }
   for (const char* name : {"", "scram-sha-256", "SCRAM-SHA-512", "DIGEST-MD5", "EXTERNAL", "PLAIN "}) {
@@ -794,8 +801,8 @@ TEST(MechanismTest, Names) {
   tls.tls = true;
   EXPECT_EQ(MechanismNames(tls), (std::vector<std::string>{"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"}));
   EXPECT_EQ(MechanismNames(PlusBinding()),
-            (std::vector<std::string>{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1",
-                                      "PLAIN"}));
+            (std::vector<std::string>{"SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256",
+                                      "SCRAM-SHA-1", "PLAIN"}));
 }
 
 TEST(FailureTest, ConditionNames) {

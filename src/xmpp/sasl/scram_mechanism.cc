@@ -290,7 +290,8 @@ StepResult ScramMechanism::HandleClientFinal(std::string_view message) {
   std::string auth_message = client_first_bare_ + "," + server_first_ + "," + final_message->without_proof;
   // ClientKey = ClientProof XOR HMAC(StoredKey, AuthMessage); check H(ClientKey) == StoredKey.
   SecretString client_key(Hmac(hash_, stored_key_.value(), auth_message));
-  for (size_t i = 0; i < client_key.value().size(); ++i) client_key.value()[i] ^= (*proof)[i];
+  std::string& key = client_key.value();
+  for (size_t i = 0; i < key.size(); ++i) key[i] = static_cast<char>(key[i] ^ (*proof)[i]);
   bool proof_ok = ConstantTimeEquals(Digest(hash_, client_key.value()), stored_key_.value());
   if (!proof_ok || unknown_user_) return Fail(Failure::kNotAuthorized);
 

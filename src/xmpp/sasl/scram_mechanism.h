@@ -49,8 +49,8 @@ std::optional<ClientFirst> ParseClientFirst(std::string_view message);
 struct ClientFinal {
   std::string channel_binding;  // the c= value, still base64
   std::string nonce;
-  std::string proof;            // the p= value, still base64
-  std::string without_proof;    // client-final-message-without-proof, verbatim
+  std::string proof;          // the p= value, still base64
+  std::string without_proof;  // client-final-message-without-proof, verbatim
 };
 std::optional<ClientFinal> ParseClientFinal(std::string_view message);
 
