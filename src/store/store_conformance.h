@@ -33,6 +33,9 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -413,7 +416,7 @@ TYPED_TEST_P(StoreConformance, PutRosterItemReplaces) {
   EXPECT_EQ(roster->items[0].groups, (std::vector<std::string>{"New", "Newer"}));
 }
 
-TYPED_TEST_P(StoreConformance, RemoveRosterItem) {
+TYPED_TEST_P(StoreConformance, RemoveRosterItemBumpsVersion) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   NINES_ASSERT_OK(this->PutRosterItem("alice", MakeItem("bob@example.org", Subscription::kBoth, {"G"})));
   auto put = this->PutRosterItem("alice", MakeItem("carol@example.org"));
@@ -481,7 +484,9 @@ TYPED_TEST_P(StoreConformance, OfflineMessagesKeepOrderAndContent) {
   for (const auto& message : sent) {
     auto id = this->StoreOffline("bob", message);
     ASSERT_TRUE(id.ok()) << id.error().message;
-    if (!ids.empty()) EXPECT_GT(*id, ids.back());
+    if (!ids.empty()) {
+      EXPECT_GT(*id, ids.back());
+    }
     ids.push_back(*id);
   }
   auto count = this->CountOffline("bob");
@@ -630,33 +635,38 @@ TYPED_TEST_P(StoreConformance, WritesFromOneThreadApplyInOrder) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   constexpr int kWrites = 300;
   Batch batch;
-  std::vector<int64_t> ids;
-  std::vector<int64_t> versions;
+  // Indexed by issue order. Each id and version is produced by its own
+  // write, so applying in issue order means both sequences increase.
+  std::vector<int64_t> ids(kWrites, -1);
+  std::vector<int64_t> versions(kWrites, -1);
   int failures = 0;
   for (int i = 0; i < kWrites; ++i) {
     const std::string n = std::to_string(i);
-    this->store().StoreOffline("alice", MakeMessage(n), batch.Add<int64_t>([&](Result<int64_t> r) {
-      if (r.ok()) ids.push_back(*r); else ++failures;
+    this->store().StoreOffline("alice", MakeMessage(n), batch.Add<int64_t>([&, i](Result<int64_t> r) {
+      if (r.ok()) {
+        ids[i] = *r;
+      } else {
+        ++failures;
+      }
     }));
     this->store().SetVCard("alice", "<vCard>" + n + "</vCard>", batch.Add<void>([&](Result<void> r) {
       if (!r.ok()) ++failures;
     }));
-    this->store().PutRosterItem("alice", MakeItem("c" + n + "@example.org"), batch.Add<int64_t>([&](Result<int64_t> r) {
-      if (r.ok()) versions.push_back(*r); else ++failures;
-    }));
+    this->store().PutRosterItem("alice", MakeItem("c" + n + "@example.org"),
+                                batch.Add<int64_t>([&, i](Result<int64_t> r) {
+                                  if (r.ok()) {
+        versions[i] = *r;
+      } else {
+        ++failures;
+      }
+                                }));
   }
   batch.Wait();
   ASSERT_EQ(failures, 0);
-  ASSERT_EQ(ids.size(), static_cast<size_t>(kWrites));
-  ASSERT_EQ(versions.size(), static_cast<size_t>(kWrites));
-  // Replies are posted in commit order, and each id/version came from its own
-  // write, so sorting them by issue order must give increasing values.
-  std::vector<int64_t> sorted_ids = ids;
-  std::sort(sorted_ids.begin(), sorted_ids.end());
-  EXPECT_EQ(ids, sorted_ids);
-  std::vector<int64_t> sorted_versions = versions;
-  std::sort(sorted_versions.begin(), sorted_versions.end());
-  EXPECT_EQ(versions, sorted_versions);
+  for (int i = 1; i < kWrites; ++i) {
+    EXPECT_GT(ids[i], ids[i - 1]) << "offline write " << i;
+    EXPECT_GT(versions[i], versions[i - 1]) << "roster write " << i;
+  }
 
   auto loaded = this->LoadOffline("alice");
   ASSERT_TRUE(loaded.ok());
@@ -708,7 +718,7 @@ TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
   for (int t = 0; t < kThreads; ++t) accounts.push_back(MakeAccount("user" + std::to_string(t)));
   NINES_ASSERT_OK(this->CreateAccounts(accounts));
 
-  std::vector<std::vector<int64_t>> ids(kThreads);
+  std::vector<std::vector<int64_t>> ids(kThreads, std::vector<int64_t>(kPerThread, -1));  // by issue order
   std::vector<int> failures(kThreads, 0);
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
@@ -716,9 +726,14 @@ TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
       const std::string user = "user" + std::to_string(t);
       Batch batch;
       for (int i = 0; i < kPerThread; ++i) {
-        this->store().StoreOffline(user, MakeMessage(std::to_string(i)), batch.Add<int64_t>([&, t](Result<int64_t> r) {
-          if (r.ok()) ids[t].push_back(*r); else ++failures[t];
-        }));
+        this->store().StoreOffline(user, MakeMessage(std::to_string(i)),
+                                   batch.Add<int64_t>([&, t, i](Result<int64_t> r) {
+                                     if (r.ok()) {
+        ids[t][i] = *r;
+      } else {
+        ++failures[t];
+      }
+                                   }));
         this->store().PutRosterItem(user, MakeItem("c" + std::to_string(i) + "@example.org"),
                                     batch.Add<int64_t>([&, t](Result<int64_t> r) {
                                       if (!r.ok()) ++failures[t];
@@ -734,7 +749,6 @@ TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
   for (int t = 0; t < kThreads; ++t) {
     const std::string user = "user" + std::to_string(t);
     EXPECT_EQ(failures[t], 0);
-    ASSERT_EQ(ids[t].size(), static_cast<size_t>(kPerThread));
     EXPECT_TRUE(std::is_sorted(ids[t].begin(), ids[t].end())) << "thread " << t << " writes applied out of order";
     auto loaded = this->LoadOffline(user);
     ASSERT_TRUE(loaded.ok());
@@ -746,7 +760,7 @@ TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
     auto roster = this->GetRoster(user);
     ASSERT_TRUE(roster.ok());
     EXPECT_EQ(roster->items.size(), static_cast<size_t>(kPerThread));
-    EXPECT_EQ(roster->version, kPerThread);
+    EXPECT_GE(roster->version, kPerThread);
   }
 }
 
@@ -754,36 +768,30 @@ TYPED_TEST_P(StoreConformance, AFailingWriteFailsAlone) {
   // Issued back to back so a group-committing backend is likely to put them
   // in one transaction; the outcome must not depend on that.
   Batch batch;
-  std::vector<std::pair<std::string, Errc>> failures;
-  std::vector<std::string> successes;
-  auto expect = [&](std::string what) {
-    return [&, what](Result<void> r) {
-      if (r.ok()) successes.push_back(what); else failures.emplace_back(what, r.error().code);
-    };
+  std::map<std::string, std::string> outcome;  // what -> "ok" or the Errc name
+  auto record = [&](std::string what) {
+    return [&outcome, what](auto result) { outcome[what] = result.ok() ? "ok" : ErrcName(result.error().code); };
   };
-  auto expect_id = [&](std::string what) {
-    return [&, what](Result<int64_t> r) {
-      if (r.ok()) successes.push_back(what); else failures.emplace_back(what, r.error().code);
-    };
-  };
-  this->store().CreateAccount(MakeAccount("alice"), batch.Add<void>(expect("alice")));
-  this->store().CreateAccount(MakeAccount("alice"), batch.Add<void>(expect("alice again")));
-  this->store().StoreOffline("nobody", MakeMessage("x"), batch.Add<int64_t>(expect_id("offline to nobody")));
+  this->store().CreateAccount(MakeAccount("alice"), batch.Add<void>(record("alice")));
+  this->store().CreateAccount(MakeAccount("alice"), batch.Add<void>(record("alice again")));
+  this->store().StoreOffline("nobody", MakeMessage("x"), batch.Add<int64_t>(record("offline to nobody")));
   this->store().PutRosterItem("alice", MakeItem("x@example.org", Subscription::kRemove),
-                              batch.Add<int64_t>(expect_id("bad roster item")));
-  this->store().CreateAccount(MakeAccount("bob"), batch.Add<void>(expect("bob")));
-  this->store().StoreOffline("alice", MakeMessage("y"), batch.Add<int64_t>(expect_id("offline to alice")));
+                              batch.Add<int64_t>(record("bad roster item")));
+  this->store().CreateAccount(MakeAccount("bob"), batch.Add<void>(record("bob")));
+  this->store().StoreOffline("alice", MakeMessage("y"), batch.Add<int64_t>(record("offline to alice")));
   batch.Wait();
-  EXPECT_EQ(successes, (std::vector<std::string>{"alice", "bob", "offline to alice"}));
-  EXPECT_EQ(failures, (std::vector<std::pair<std::string, Errc>>{{"alice again", Errc::kConflict},
-                                                                  {"offline to nobody", Errc::kNotFound},
-                                                                  {"bad roster item", Errc::kInvalidArgument}}));
+  EXPECT_EQ(outcome, (std::map<std::string, std::string>{{"alice", "ok"},
+                                                         {"alice again", ErrcName(Errc::kConflict)},
+                                                         {"offline to nobody", ErrcName(Errc::kNotFound)},
+                                                         {"bad roster item", ErrcName(Errc::kInvalidArgument)},
+                                                         {"bob", "ok"},
+                                                         {"offline to alice", "ok"}}));
   auto names = this->ListAccounts();
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, (std::vector<std::string>{"alice", "bob"}));
   auto roster = this->GetRoster("alice");
   ASSERT_TRUE(roster.ok());
-  EXPECT_EQ(roster->version, 0);
+  EXPECT_EQ(roster->version, 0) << "a failed write changes nothing";
   auto count = this->CountOffline("alice");
   ASSERT_TRUE(count.ok());
   EXPECT_EQ(*count, 1);
@@ -815,7 +823,8 @@ TYPED_TEST_P(StoreConformance, CloseDrainsQueuedWritesAndLaterCallsAreUnavailabl
 
 TYPED_TEST_P(StoreConformance, DataSurvivesReopen) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
-  NINES_ASSERT_OK(this->PutRosterItem("alice", MakeItem("bob@example.org", Subscription::kFrom, {"G"})));
+  auto version = this->PutRosterItem("alice", MakeItem("bob@example.org", Subscription::kFrom, {"G"}));
+  ASSERT_TRUE(version.ok());
   auto id = this->StoreOffline("alice", MakeMessage("kept"));
   ASSERT_TRUE(id.ok());
   NINES_ASSERT_OK(this->SetVCard("alice", "<vCard/>"));
@@ -825,7 +834,7 @@ TYPED_TEST_P(StoreConformance, DataSurvivesReopen) {
   ExpectSameAccount(*account, MakeAccount("alice"));
   auto roster = this->GetRoster("alice");
   ASSERT_TRUE(roster.ok());
-  EXPECT_EQ(roster->version, 1);
+  EXPECT_EQ(roster->version, *version);
   ASSERT_EQ(roster->items.size(), 1u);
   EXPECT_EQ(roster->items[0].groups, std::vector<std::string>{"G"});
   auto loaded = this->LoadOffline("alice");
@@ -845,7 +854,7 @@ REGISTER_TYPED_TEST_SUITE_P(StoreConformance, AccountRoundTrips, CreateAccountTw
                             MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
                             ListAccountsIsSorted, CreateAccountsInBulk, CreateAccountsConflictFailsTheWholeBatch,
                             DeleteAccountThenRecreate, RosterOfUnknownOrNewUserIsEmpty,
-                            RosterItemRoundTripsAndVersionBumps, PutRosterItemReplaces, RemoveRosterItem,
+                            RosterItemRoundTripsAndVersionBumps, PutRosterItemReplaces, RemoveRosterItemBumpsVersion,
                             RosterWritesNeedAnAccountAndAValidState, RostersArePerUser,
                             OfflineMessagesKeepOrderAndContent, DeleteOfflineUpToIdAndIdsAreNotReused,
                             OfflineOfUnknownUser, VCardSetGetReplace, DeleteAccountCascades,

@@ -1,0 +1,545 @@
+// The conformance suite run against SQLite, plus what only SQLite has:
+// schema migration, refusal of files it must not touch, durability of an
+// acknowledged write across a kill -9, and group commit.
+#include "store/sqlite/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/sqlite/sqlite_connection.h"
+#include "store/sqlite/sqlite_schema.h"
+#include "store/store_conformance.h"
+
+namespace nines::store::sqlite {
+namespace {
+
+using conformance::Await;
+using conformance::Batch;
+using conformance::MakeAccount;
+using conformance::MakeItem;
+using conformance::MakeMessage;
+
+// A fresh directory, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::path(::testing::TempDir()) / "nines-store-XXXXXX").string();
+    char* made = mkdtemp(pattern.data());
+    if (made == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = made;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct SqliteFactory {
+  TempDir dir;
+  // A nested path, so every test also proves missing parents are created.
+  std::string path = (dir.path() / "var" / "lib" / "nines.db").string();
+
+  Result<std::unique_ptr<Store>> Open() { return OpenSqlite(SqliteOptions{path}); }
+};
+
+}  // namespace
+}  // namespace nines::store::sqlite
+
+namespace nines::store::conformance {
+INSTANTIATE_TYPED_TEST_SUITE_P(Sqlite, StoreConformance, ::testing::Types<sqlite::SqliteFactory>);
+}  // namespace nines::store::conformance
+
+namespace nines::store::sqlite {
+namespace {
+
+// A plain sqlite3 connection for the tests to look at (or lock) the file
+// behind the store's back, the way another process would.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << "cannot open " << path;
+    }
+    sqlite3_busy_timeout(db_, 5000);
+  }
+  ~RawDb() { sqlite3_close_v2(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  void Exec(const std::string& sql) {
+    char* error = nullptr;
+    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &error);
+    EXPECT_EQ(rc, SQLITE_OK) << (error ? error : "") << " in: " << sql;
+    sqlite3_free(error);
+  }
+  // The first column of the first row as text ("" if no row).
+  std::string Query(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      ADD_FAILURE() << sqlite3_errmsg(db_) << " in: " << sql;
+      return out;
+    }
+    if (sqlite3_step(stmt) == SQLITE_ROW && sqlite3_column_text(stmt, 0) != nullptr) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0));
+    }
+    sqlite3_finalize(stmt);
+    return out;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+std::unique_ptr<Store> MustOpen(const SqliteOptions& options) {
+  auto opened = OpenSqlite(options);
+  EXPECT_TRUE(opened.ok()) << opened.error().message;
+  return opened.ok() ? std::move(opened).value() : nullptr;
+}
+
+SqliteStore& AsSqlite(Store& store) { return dynamic_cast<SqliteStore&>(store); }
+
+// ---- Schema ----
+
+TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
+  EXPECT_EQ(SqliteSchemaVersion(), 2);
+  ASSERT_EQ(static_cast<int>(Migrations().size()), SqliteSchemaVersion());
+  for (size_t i = 0; i < Migrations().size(); ++i) EXPECT_EQ(Migrations()[i].version, static_cast<int>(i) + 1);
+
+  TempDir dir;
+  const std::string path = (dir.path() / "new" / "nines.db").string();
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  RawDb raw(path);
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.Query("PRAGMA application_id"), std::to_string(kApplicationId));
+  EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('vcards', 'roster_groups')"), "2");
+}
+
+// The v1 schema exactly as the v1 build wrote it, with data, kept here (not
+// taken from the migration list) so the test notices if migration 1 is edited.
+constexpr const char* kV1Fixture = R"sql(
+PRAGMA application_id = 1852403301;
+CREATE TABLE accounts (
+  username TEXT PRIMARY KEY NOT NULL,
+  sha1_salt BLOB NOT NULL, sha1_iterations INTEGER NOT NULL, sha1_stored_key BLOB NOT NULL,
+  sha1_server_key BLOB NOT NULL,
+  sha256_salt BLOB NOT NULL, sha256_iterations INTEGER NOT NULL, sha256_stored_key BLOB NOT NULL,
+  sha256_server_key BLOB NOT NULL,
+  created_ms INTEGER NOT NULL,
+  roster_version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE roster_items (
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  jid TEXT NOT NULL,
+  name TEXT NOT NULL DEFAULT '',
+  subscription TEXT NOT NULL CHECK (subscription IN ('none', 'to', 'from', 'both')),
+  ask_out INTEGER NOT NULL DEFAULT 0,
+  pending_in INTEGER NOT NULL DEFAULT 0,
+  preapproved INTEGER NOT NULL DEFAULT 0,
+  groups_json TEXT NOT NULL DEFAULT '[]',
+  PRIMARY KEY (username, jid)
+);
+CREATE TABLE offline_messages (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  stamp_ms INTEGER NOT NULL,
+  stanza TEXT NOT NULL
+);
+CREATE INDEX offline_messages_by_user ON offline_messages(username, id);
+
+INSERT INTO accounts VALUES
+  ('alice', x'00a1ff', 4096, x'0102', x'0304', x'00b2ff', 8192, x'0506', x'0708', 1600000000000, 7),
+  ('bob',   x'11',     4096, x'12',   x'13',   x'14',     8192, x'15',   x'16',   1600000000001, 1);
+INSERT INTO roster_items VALUES
+  ('alice', 'bob@example.org',   'Bob',   'both', 0, 0, 0, '["Work","Friends","Work"]'),
+  ('alice', 'carol@example.org', 'Carol', 'to',   1, 1, 1, '[]'),
+  ('alice', 'dave@example.org',  '',      'none', 0, 0, 0, '{not json'),
+  ('alice', 'erin@example.org',  '',      'from', 0, 0, 0, '["Solo", 42, null]'),
+  ('bob',   'alice@example.org', 'Al',    'both', 0, 0, 0, '["Family"]');
+INSERT INTO offline_messages (id, username, stamp_ms, stanza) VALUES
+  (5, 'alice', 1600000000100, '<message><body>one</body></message>'),
+  (9, 'alice', 1600000000200, '<message><body>two</body></message>'),
+  (12, 'bob',  1600000000300, '<message><body>three</body></message>');
+PRAGMA user_version = 1;
+)sql";
+
+TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
+  TempDir dir;
+  const std::string path = (dir.path() / "v1.db").string();
+  {
+    RawDb raw(path);
+    raw.Exec(kV1Fixture);
+    ASSERT_EQ(raw.Query("PRAGMA user_version"), "1");
+  }
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  {
+    RawDb raw(path);
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
+    EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_table_info('roster_items') WHERE name = 'groups_json'"), "0");
+  }
+
+  auto alice = Await<Account>([&](Reply<Account> r) { store->GetAccount("alice", std::move(r)); });
+  ASSERT_TRUE(alice.ok()) << alice.error().message;
+  EXPECT_EQ(alice->sha1.salt, std::string("\x00\xa1\xff", 3));
+  EXPECT_EQ(alice->sha1.iterations, 4096);
+  EXPECT_EQ(alice->sha256.stored_key, "\x05\x06");
+  EXPECT_EQ(alice->created_ms, 1600000000000);
+
+  auto roster = Await<Roster>([&](Reply<Roster> r) { store->GetRoster("alice", std::move(r)); });
+  ASSERT_TRUE(roster.ok()) << roster.error().message;
+  EXPECT_EQ(roster->version, 7);
+  ASSERT_EQ(roster->items.size(), 4u);
+  EXPECT_EQ(roster->items[0].jid, "bob@example.org");
+  EXPECT_EQ(roster->items[0].name, "Bob");
+  EXPECT_EQ(roster->items[0].subscription, Subscription::kBoth);
+  EXPECT_EQ(roster->items[0].groups, (std::vector<std::string>{"Friends", "Work"}));
+  EXPECT_EQ(roster->items[0].pending_in_stanza, "");
+  EXPECT_EQ(roster->items[1].subscription, Subscription::kTo);
+  EXPECT_TRUE(roster->items[1].ask_out && roster->items[1].pending_in && roster->items[1].preapproved);
+  EXPECT_TRUE(roster->items[1].groups.empty());
+  EXPECT_TRUE(roster->items[2].groups.empty()) << "malformed JSON migrates as no groups";
+  EXPECT_EQ(roster->items[3].groups, std::vector<std::string>{"Solo"}) << "non-string entries are dropped";
+
+  auto offline = Await<std::vector<OfflineMessage>>(
+      [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
+  ASSERT_TRUE(offline.ok());
+  ASSERT_EQ(offline->size(), 2u);
+  EXPECT_EQ((*offline)[0].id, 5);
+  EXPECT_EQ((*offline)[0].stanza, "<message><body>one</body></message>");
+  EXPECT_EQ((*offline)[1].id, 9);
+  EXPECT_EQ((*offline)[1].stamp_ms, 1600000000200);
+
+  // The new schema works on migrated data: vCards, new ids, cascades.
+  EXPECT_TRUE(Await<void>([&](Reply<void> r) { store->SetVCard("alice", "<vCard/>", std::move(r)); }).ok());
+  auto id = Await<int64_t>([&](Reply<int64_t> r) { store->StoreOffline("alice", MakeMessage("new"), std::move(r)); });
+  ASSERT_TRUE(id.ok());
+  EXPECT_GT(*id, 12);
+  auto version = Await<int64_t>([&](Reply<int64_t> r) { store->PutRosterItem("bob", MakeItem("x@example.org"), std::move(r)); });
+  ASSERT_TRUE(version.ok());
+  EXPECT_EQ(*version, 2);
+  EXPECT_TRUE(Await<void>([&](Reply<void> r) { store->DeleteAccount("alice", std::move(r)); }).ok());
+  store->Close();
+  RawDb raw(path);
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM roster_groups WHERE username = 'alice'"), "0");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM roster_groups WHERE username = 'bob'"), "1");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM vcards"), "0");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM offline_messages"), "1");
+}
+
+TEST(SqliteSchema, RefusesANewerSchemaAndLeavesTheFileAlone) {
+  TempDir dir;
+  const std::string path = (dir.path() / "future.db").string();
+  {
+    RawDb raw(path);
+    raw.Exec("PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 3;");
+  }
+  auto opened = OpenSqlite({path});
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(opened.error().message.find("newer"), std::string::npos) << opened.error().message;
+  EXPECT_NE(opened.error().message.find("3"), std::string::npos) << opened.error().message;
+  RawDb raw(path);
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "delete") << "a refused file must not be switched to WAL";
+}
+
+TEST(SqliteSchema, RefusesFilesThatAreNotOurs) {
+  TempDir dir;
+  const std::string other = (dir.path() / "other.db").string();
+  {
+    RawDb raw(other);
+    raw.Exec("PRAGMA application_id = 42; CREATE TABLE t (x);");
+  }
+  auto opened = OpenSqlite({other});
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().code, Errc::kInvalidArgument) << opened.error().message;
+
+  const std::string garbage = (dir.path() / "garbage.db").string();
+  std::ofstream(garbage) << std::string(4096, 'G');
+  opened = OpenSqlite({garbage});
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().code, Errc::kInvalidArgument) << opened.error().message;
+
+  for (const char* bad : {"", ":memory:", "file:x.db?mode=memory"}) {
+    opened = OpenSqlite({bad});
+    ASSERT_FALSE(opened.ok()) << bad;
+    EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
+  }
+  opened = OpenSqlite({(dir.path() / "a.db").string(), 0});
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
+}
+
+TEST(SqliteErrors, ResultCodesMapOnce) {
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_CONSTRAINT_PRIMARYKEY), Errc::kConflict);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_CONSTRAINT_UNIQUE), Errc::kConflict);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_CONSTRAINT_FOREIGNKEY), Errc::kNotFound);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_BUSY), Errc::kUnavailable);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_BUSY_SNAPSHOT), Errc::kUnavailable);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_LOCKED), Errc::kUnavailable);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_IOERR_FSYNC), Errc::kUnavailable);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_FULL), Errc::kUnavailable);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_TOOBIG), Errc::kLimitExceeded);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_NOTADB), Errc::kInvalidArgument);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_CORRUPT), Errc::kInternal);
+  EXPECT_EQ(ErrcFromSqlite(SQLITE_ERROR), Errc::kInternal);
+}
+
+// ---- Durability ----
+
+// Every Reply, the moment it runs, finds its write committed: a separate
+// connection (as another process would use) already sees the row. Replies
+// run on a loop thread of their own while the writer keeps committing, so a
+// Reply posted before its COMMIT would be caught here.
+TEST(SqliteDurability, EveryAcknowledgedWriteIsAlreadyCommitted) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(Await<void>([&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+
+  RawDb raw(path);  // used only on the loop thread below
+  boost::asio::io_context io;
+  auto guard = boost::asio::make_work_guard(io);
+  std::thread loop([&] { io.run(); });
+  constexpr int kWrites = 2000;
+  std::atomic<int> acknowledged{0};
+  std::atomic<int> not_yet_visible{0};
+  for (int i = 0; i < kWrites; ++i) {
+    store->StoreOffline("alice", MakeMessage(std::to_string(i)), Reply<int64_t>(io.get_executor(), [&](Result<int64_t> r) {
+      if (!r.ok() || raw.Query("SELECT count(*) FROM offline_messages WHERE id = " + std::to_string(*r)) != "1") {
+        ++not_yet_visible;
+      }
+      ++acknowledged;
+    }));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (acknowledged < kWrites && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  guard.reset();
+  loop.join();
+  EXPECT_EQ(acknowledged, kWrites);
+  EXPECT_EQ(not_yet_visible, 0);
+}
+
+// G1 across a crash: a child process writes and reports each acknowledged id
+// through a pipe; the parent kills it with SIGKILL mid-stream, reopens the
+// file, and finds every acknowledged message. (A power cut is stronger than
+// a process kill; synchronous=FULL is what covers that, and is set by
+// Connection::Open.)
+TEST(SqliteDurability, AcknowledgedWritesSurviveKill9) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  {
+    auto store = MustOpen({path});
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(Await<void>([&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  }
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  constexpr int kWrites = 20000;
+  constexpr int kKillAfter = 2000;
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(fds[0]);
+    auto opened = OpenSqlite({path, 64});
+    if (!opened.ok()) _exit(2);
+    auto store = std::move(opened).value();
+    boost::asio::io_context io;
+    auto guard = boost::asio::make_work_guard(io);
+    for (int i = 0; i < kWrites; ++i) {
+      store->StoreOffline("alice", MakeMessage(std::to_string(i)),
+                          Reply<int64_t>(io.get_executor(), [fd = fds[1]](Result<int64_t> r) {
+                            if (!r.ok()) _exit(3);
+                            int64_t id = *r;
+                            if (write(fd, &id, sizeof id) != sizeof id) _exit(4);
+                          }));
+    }
+    io.run();  // until killed
+    _exit(5);
+  }
+  close(fds[1]);
+  std::set<int64_t> acknowledged;
+  int64_t id = 0;
+  while (acknowledged.size() < kKillAfter && read(fds[0], &id, sizeof id) == sizeof id) acknowledged.insert(id);
+  kill(child, SIGKILL);
+  // Acknowledgements already in the pipe were sent before the kill; they count too.
+  while (read(fds[0], &id, sizeof id) == sizeof id) acknowledged.insert(id);
+  close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited on its own with status " << WEXITSTATUS(status);
+  ASSERT_GE(acknowledged.size(), static_cast<size_t>(kKillAfter));
+
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  auto loaded = Await<std::vector<OfflineMessage>>(
+      [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
+  ASSERT_TRUE(loaded.ok());
+  std::set<int64_t> present;
+  for (const auto& message : *loaded) present.insert(message.id);
+  size_t missing = 0;
+  for (int64_t acked : acknowledged) missing += present.count(acked) == 0 ? 1 : 0;
+  EXPECT_EQ(missing, 0u) << "acknowledged " << acknowledged.size() << ", found " << present.size();
+  // Writes apply in order, so what survived is a prefix of what was issued.
+  for (size_t i = 0; i < loaded->size(); ++i) {
+    EXPECT_EQ((*loaded)[i].stanza, MakeMessage(std::to_string(i)).stanza);
+    if ((*loaded)[i].stanza != MakeMessage(std::to_string(i)).stanza) break;
+  }
+}
+
+// ---- Group commit ----
+
+// Holds the database write lock from another connection (as `nines user add`
+// in another process would) while writes queue up, then releases it. The
+// writer is stuck in BEGIN IMMEDIATE on its first batch meanwhile, so
+// everything queued behind it must go out in as few transactions as
+// commit_batch allows.
+struct LockedWrites {
+  static constexpr auto kHold = std::chrono::milliseconds(200);
+};
+
+TEST(SqliteGroupCommit, QueuedWritesShareOneTransaction) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(Await<void>([&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  const auto before = AsSqlite(*store).stats();
+
+  constexpr int kWrites = 200;
+  Batch batch;
+  int ok = 0;
+  {
+    RawDb other(path);
+    other.Exec("BEGIN IMMEDIATE");
+    for (int i = 0; i < kWrites; ++i) {
+      store->StoreOffline("alice", MakeMessage(std::to_string(i)), batch.Add<int64_t>([&](Result<int64_t> r) {
+        if (r.ok()) ++ok;
+      }));
+    }
+    std::this_thread::sleep_for(LockedWrites::kHold);
+    other.Exec("COMMIT");
+  }
+  batch.Wait();
+  EXPECT_EQ(ok, kWrites);
+  const auto after = AsSqlite(*store).stats();
+  EXPECT_EQ(after.writes_ok - before.writes_ok, kWrites);
+  // The first batch may have held only the first write; the rest queued.
+  EXPECT_LE(after.transactions - before.transactions, 2) << "writes were not group-committed";
+}
+
+TEST(SqliteGroupCommit, BatchesAreCappedByCommitBatch) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  auto store = MustOpen({path, 4});
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(Await<void>([&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  const auto before = AsSqlite(*store).stats();
+  constexpr int kWrites = 40;
+  Batch batch;
+  int ok = 0;
+  {
+    RawDb other(path);
+    other.Exec("BEGIN IMMEDIATE");
+    for (int i = 0; i < kWrites; ++i) {
+      store->StoreOffline("alice", MakeMessage(std::to_string(i)), batch.Add<int64_t>([&](Result<int64_t> r) {
+        if (r.ok()) ++ok;
+      }));
+    }
+    std::this_thread::sleep_for(LockedWrites::kHold);
+    other.Exec("COMMIT");
+  }
+  batch.Wait();
+  EXPECT_EQ(ok, kWrites);
+  const auto transactions = AsSqlite(*store).stats().transactions - before.transactions;
+  EXPECT_GE(transactions, kWrites / 4);
+  EXPECT_LE(transactions, kWrites / 4 + 1);
+}
+
+TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  const auto before = AsSqlite(*store).stats();
+  Batch batch;
+  std::vector<std::string> outcome(5);
+  auto record = [&](size_t index) {
+    return [&outcome, index](auto r) { outcome[index] = r.ok() ? "ok" : ErrcName(r.error().code); };
+  };
+  {
+    RawDb other(path);
+    other.Exec("BEGIN IMMEDIATE");
+    store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(0)));
+    store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(1)));
+    store->CreateAccounts({MakeAccount("bob"), MakeAccount("alice")}, batch.Add<void>(record(2)));
+    store->StoreOffline("alice", MakeMessage("x"), batch.Add<int64_t>(record(3)));
+    store->CreateAccount(MakeAccount("carol"), batch.Add<void>(record(4)));
+    std::this_thread::sleep_for(LockedWrites::kHold);
+    other.Exec("COMMIT");
+  }
+  batch.Wait();
+  EXPECT_EQ(outcome, (std::vector<std::string>{"ok", "conflict", "conflict", "ok", "ok"}));
+  const auto after = AsSqlite(*store).stats();
+  EXPECT_LE(after.transactions - before.transactions, 2);
+  EXPECT_EQ(after.writes_ok - before.writes_ok, 3);
+  EXPECT_EQ(after.writes_failed - before.writes_failed, 2);
+  auto names = Await<std::vector<std::string>>(
+      [&](Reply<std::vector<std::string>> r) { store->ListAccounts(std::move(r)); });
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"alice", "carol"})) << "bob must roll back with his batch-mate";
+}
+
+// ---- Sharing the file ----
+
+TEST(SqliteSharing, AnotherWriterCanAddAccountsWhileTheStoreIsOpen) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  auto server = MustOpen({path});
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(Await<void>([&](Reply<void> r) { server->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  {
+    // What `nines user add` does: its own store on the same file.
+    auto cli = MustOpen({path});
+    ASSERT_TRUE(cli);
+    ASSERT_TRUE(Await<void>([&](Reply<void> r) { cli->CreateAccount(MakeAccount("bob"), std::move(r)); }).ok());
+    EXPECT_EQ(Await<void>([&](Reply<void> r) { cli->CreateAccount(MakeAccount("alice"), std::move(r)); }).error().code,
+              Errc::kConflict);
+  }
+  auto bob = Await<Account>([&](Reply<Account> r) { server->GetAccount("bob", std::move(r)); });
+  ASSERT_TRUE(bob.ok()) << bob.error().message;
+  ASSERT_TRUE(Await<void>([&](Reply<void> r) { server->CreateAccount(MakeAccount("carol"), std::move(r)); }).ok());
+}
+
+}  // namespace
+}  // namespace nines::store::sqlite
