@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <openssl/rand.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
@@ -18,6 +20,7 @@
 #include "net/tls.h"
 #include "store/store.h"
 #include "xmpp/c2s_session.h"
+#include "xmpp/sasl/sasl.h"
 #include "xmpp/server_context.h"
 #include "xmpp/sessions.h"
 
@@ -65,6 +68,28 @@ int64_t FileLimit() {
   return static_cast<int64_t>(rl.rlim_cur);
 }
 
+// A per-installation secret (32 random bytes, mode 0600), kept across restarts.
+Result<std::string> LoadOrCreateSecret(const std::string& path) {
+  std::string secret;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[64];
+    size_t n = std::fread(buf, 1, sizeof(buf), f);
+    std::fclose(f);
+    if (n >= 32) return std::string(buf, n);
+  }
+  secret.resize(32);
+  RAND_bytes(reinterpret_cast<unsigned char*>(secret.data()), 32);
+  mode_t old = umask(077);
+  FILE* f = std::fopen(path.c_str(), "wb");
+  umask(old);
+  if (f == nullptr || std::fwrite(secret.data(), 1, secret.size(), f) != secret.size()) {
+    if (f) std::fclose(f);
+    return MakeError(Errc::kInternal, fmt::format("cannot write '{}'", path));
+  }
+  std::fclose(f);
+  return secret;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config_path) {
@@ -81,6 +106,11 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
   if (ec) return MakeError(Errc::kInternal, fmt::format("cannot create data directory '{}': {}", config.data_dir, ec.message()));
+
+  auto secret = LoadOrCreateSecret(config.data_dir + "/secret");
+  if (!secret.ok()) return secret.error();
+  // Unknown users get stable fake SCRAM salts, so their absence does not show.
+  xmpp::sasl::SetUnknownUserSecret(*secret, config.scram_iterations);
 
   auto created = net::EnsureSelfSignedCertificate(config.CertificatePath(), config.KeyPath(), config.domain);
   if (!created.ok()) return created.error();

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <openssl/crypto.h>
+
 #include <chrono>
 
 #include "base/log.h"
@@ -434,6 +436,7 @@ void C2sSession::HandleAuth(const Element& auth) {
   }
   sasl_mechanism_ = mechanism;
   ContinueSasl(initial ? sasl_->Start(std::string_view(*initial)) : sasl_->Start(std::nullopt));
+  if (initial) OPENSSL_cleanse(initial->data(), initial->size());  // PLAIN carries the password
 }
 
 void C2sSession::HandleSaslResponse(const Element& response) {
@@ -448,6 +451,7 @@ void C2sSession::HandleSaslResponse(const Element& response) {
     return;
   }
   ContinueSasl(sasl_->Step(*data));
+  OPENSSL_cleanse(data->data(), data->size());
 }
 
 void C2sSession::ContinueSasl(sasl::StepResult step) {
@@ -463,7 +467,7 @@ void C2sSession::ContinueSasl(sasl::StepResult step) {
         SaslFailed(sasl::Failure::kTemporaryAuthFailure, "too many failed logins for this account; try again later");
         return;
       }
-      bool sha1 = sasl_mechanism_.find("SHA-1") != std::string::npos;
+      bool sha1 = step.key_hash == sasl::Hash::kSha1;
       Block();
       context_.store.GetAccount(
           username_, store::Reply<store::Account>(loop_.executor(), [self = shared_from_this(), sha1](
