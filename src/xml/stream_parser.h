@@ -4,13 +4,49 @@
 // the stream header, each complete top-level stanza (depth-1 child of
 // <stream:stream>) as an Element, the stream's close, or an error. Bytes are
 // consumed completely; partial stanzas are buffered inside (bounded by
-// Limits::max_stanza_bytes).
+// ParserLimits::max_stanza_bytes).
 //
-// Hardening (RFC 6120 §11.1): a DOCTYPE, entity declaration, processing
-// instruction (other than the XML declaration) or comment is an error
-// (kRestrictedXml). Invalid UTF-8 is kBadFormat... see Error below. Limits
-// are checked while parsing, so a hostile peer can't make us allocate more
-// than the stanza cap before we stop.
+// Events:
+//   kStreamOpen  the root, which must be {http://etherx.jabber.org/streams}
+//                stream. Its element has name "stream", ns kStreamsNs, the
+//                root's attributes (to, from, version, id, xml:lang, ...) and
+//                no children. The content namespace is reported as an
+//                attribute named "xmlns" holding the default namespace
+//                declared on the root (absent if none was declared); the
+//                session checks it is jabber:client / jabber:server.
+//   kStanza      a depth-1 child with all its children and text. Its ns is the
+//                resolved namespace: "jabber:client" for <message/> under a
+//                jabber:client default, kStreamsNs for <stream:features/> or
+//                <stream:error/>. Prefixes are resolved and then forgotten.
+//   kStreamClose </stream:stream>. The parser stops; Reset() starts anew.
+//   kError       see ParseError. The parser is dead afterwards.
+// Whitespace between stanzas (keepalives) produces no event and does not
+// count towards any stanza's size.
+//
+// Errors (RFC 6120 §4.9.3):
+//   - a root that is not named "stream": kBadFormat; named "stream" but in
+//     another namespace: kInvalidNamespace;
+//   - non-whitespace text directly inside <stream:stream>: kBadFormat (it is
+//     well-formed XML, but not an XMPP stream);
+//   - DOCTYPE, any DTD declaration, entity references other than the five
+//     predefined ones, processing instructions (a misplaced XML declaration
+//     included) and comments: kRestrictedXml (§11.1). Entities are never
+//     expanded: the DOCTYPE is rejected as soon as it starts, before any
+//     declaration in it is parsed;
+//   - an encoding declaration other than UTF-8, or a UTF-16/UTF-32 byte order
+//     mark or NUL byte at the start: kUnsupportedEncoding (§11.6);
+//   - malformed XML, invalid UTF-8 or unbound prefixes: kNotWellFormed;
+//   - a limit exceeded (ParserLimits): kPolicyViolation.
+//
+// Limits are checked while parsing, so a hostile peer can't make us allocate
+// more than the caps before we stop: input is handed to expat in slices no
+// larger than what the current stanza may still grow by, and expat's own
+// allocations go through a counting allocator capped by max_memory_bytes.
+//
+// Cost of a trickled huge tag: expat re-scans an incomplete tag from its start
+// on every Feed(). When more than 4 KiB of a tag are pending, input that
+// holds no '>' (so cannot complete anything) is held back and handed over
+// together with the next '>' instead; no event is ever delayed by this.
 //
 // Thread safety: one parser per connection, used only on that connection's loop.
 #pragma once
@@ -29,8 +65,15 @@ namespace nines::xml {
 struct ParserLimits {
   size_t max_stanza_bytes = 256 * 1024;  // bytes from a stanza's '<' to its end tag
   size_t max_depth = 32;                 // nesting inside a stanza; the stanza itself is depth 1
-  size_t max_attributes = 64;            // per element
+  size_t max_attributes = 64;            // per element; namespace declarations count too
   size_t max_name_length = 256;          // element or attribute name, bytes (prefix included)
+  // Bytes from the start of the stream to the end of the <stream:stream> tag
+  // (XML declaration and prolog whitespace included).
+  size_t max_header_bytes = 16 * 1024;
+  // Heap held by the parser: expat's buffers plus the stanza being built.
+  // 0 means 16 * max_stanza_bytes + 64 KiB (a stanza tree of tiny elements
+  // costs roughly ten times its text size).
+  size_t max_memory_bytes = 0;
 };
 
 // Each error maps to one RFC 6120 §4.9.3 stream error condition.
@@ -41,9 +84,11 @@ enum class ParseError {
   kPolicyViolation,    // <policy-violation/>: a size/depth/count limit
   kInvalidNamespace,   // <invalid-namespace/>: wrong stream namespace
   kBadFormat,          // <bad-format/>: e.g. stream root is not <stream:stream>
-  kUnsupportedEncoding,// <unsupported-encoding/>: a non-UTF-8 declaration or invalid UTF-8
+  kUnsupportedEncoding,// <unsupported-encoding/>: a non-UTF-8 declaration, UTF-16/32 input
 };
 
+// The RFC 6120 §4.9.3 condition element name, e.g. "not-well-formed".
+// kNone gives "undefined-condition".
 const char* StreamErrorCondition(ParseError error);
 
 struct ParseEvent {
@@ -63,22 +108,29 @@ class StreamParser {
   StreamParser(const StreamParser&) = delete;
   StreamParser& operator=(const StreamParser&) = delete;
 
-  // Parses `data`, appending completed events to `out`. After an error event
-  // the parser is dead: further calls return immediately with no events.
+  // Parses `data`, appending completed events to `out` (which is not
+  // cleared). `data` need not outlive the call. After an error event or the
+  // stream close, the parser is dead: further calls return immediately with
+  // no events until Reset().
   void Feed(std::string_view data, std::vector<ParseEvent>& out);
 
-  // Starts a new stream (after STARTTLS or SASL success), dropping any state.
+  // Starts a new stream (after STARTTLS or SASL success), dropping any state
+  // of the old one, including a failure.
   void Reset();
 
-  // Limits may be loosened after authentication; applies from the next stanza.
+  // Limits may be loosened after authentication. They apply at once when no
+  // stanza is in progress, otherwise from the end of the current stanza.
   void SetLimits(ParserLimits limits);
 
-  // True while a stanza has started but not finished (for the slowloris timer).
+  // True while a stanza (or the next stanza's start tag) has been partly
+  // received after the stream header (for the slowloris timer).
   bool InStanza() const;
 
   // Frees the expat parser and its buffers when no stanza is in progress (an
-  // idle session then costs almost nothing). The next Feed() re-creates the
-  // parser and silently replays the stream header, so namespaces stay in scope.
+  // idle session then costs almost nothing); a no-op otherwise. The next
+  // Feed() re-creates the parser and silently replays the stream header (the
+  // root's qualified name and namespace declarations only), so prefixes
+  // declared on the root stay in scope and no second kStreamOpen is emitted.
   void Compact();
 
   // Approximate heap bytes held (for memory accounting and tests).

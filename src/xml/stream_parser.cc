@@ -1,0 +1,807 @@
+#include "xml/stream_parser.h"
+
+#include <strings.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+// expat_config.h tells whether the installed expat was built with XML_DTD,
+// which gates the billion-laughs protection API in expat.h. Included after
+// every other header: it defines generic macros (VERSION, PACKAGE, ...).
+#if __has_include(<expat_config.h>)
+#include <expat_config.h>
+#endif
+#include <expat.h>
+
+namespace nines::xml {
+namespace {
+
+// Separates namespace URI, local name and prefix in the names expat reports
+// ("uri\xFFlocal\xFFprefix"). The byte 0xFF never occurs in UTF-8, so no URI
+// or name can contain it and the split is unambiguous.
+constexpr XML_Char kSeparator = static_cast<XML_Char>('\xff');
+
+// When more than this many bytes of one token are pending inside expat, input
+// without '>' is held back (see the header).
+constexpr size_t kDeferThreshold = 4 * 1024;
+
+// ---------------------------------------------------------------------------
+// Counting allocator. expat's memory suite has no user-data pointer, so the
+// account to charge for new blocks is published in a thread_local for the
+// duration of each call into expat (a parser is used on one thread only).
+// Each block starts with a header naming its size and account, so realloc and
+// free find the account without the thread_local.
+
+struct MemoryAccount {
+  size_t expat_bytes = 0;  // held by expat blocks, headers included
+  size_t other_bytes = 0;  // stanza tree and held-back input, estimated
+  size_t cap = SIZE_MAX;
+  bool refused = false;  // an allocation was refused because of `cap`
+
+  size_t Total() const { return expat_bytes + other_bytes; }
+};
+
+thread_local MemoryAccount* t_account = nullptr;
+
+struct alignas(16) BlockHeader {
+  size_t size;  // bytes including this header
+  MemoryAccount* account;
+};
+static_assert(sizeof(BlockHeader) == 16);
+
+class AllocScope {
+ public:
+  explicit AllocScope(MemoryAccount* account) : saved_(t_account) { t_account = account; }
+  ~AllocScope() { t_account = saved_; }
+  AllocScope(const AllocScope&) = delete;
+  AllocScope& operator=(const AllocScope&) = delete;
+
+ private:
+  MemoryAccount* saved_;
+};
+
+bool Admit(MemoryAccount* account, size_t growth) {
+  if (account == nullptr) return true;
+  if (growth > account->cap || account->Total() > account->cap - growth) {
+    account->refused = true;
+    return false;
+  }
+  return true;
+}
+
+void* CountingMalloc(size_t size) {
+  if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
+  const size_t total = size + sizeof(BlockHeader);
+  MemoryAccount* account = t_account;
+  if (!Admit(account, total)) return nullptr;
+  auto* header = static_cast<BlockHeader*>(std::malloc(total));
+  if (header == nullptr) return nullptr;
+  header->size = total;
+  header->account = account;
+  if (account) account->expat_bytes += total;
+  return header + 1;
+}
+
+void CountingFree(void* ptr) {
+  if (ptr == nullptr) return;
+  BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
+  if (header->account) header->account->expat_bytes -= header->size;
+  std::free(header);
+}
+
+void* CountingRealloc(void* ptr, size_t size) {
+  if (ptr == nullptr) return CountingMalloc(size);
+  if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
+  BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
+  MemoryAccount* account = header->account;
+  const size_t old_total = header->size;
+  const size_t total = size + sizeof(BlockHeader);
+  if (total > old_total && !Admit(account, total - old_total)) return nullptr;
+  auto* moved = static_cast<BlockHeader*>(std::realloc(header, total));
+  if (moved == nullptr) return nullptr;
+  moved->size = total;
+  if (account) account->expat_bytes = account->expat_bytes - old_total + total;
+  return moved + 1;
+}
+
+const XML_Memory_Handling_Suite kMemorySuite = {CountingMalloc, CountingRealloc, CountingFree};
+
+// Hash salt for expat's attribute-name tables. Seeding a per-thread generator
+// once avoids a getrandom() call for every parser expat would otherwise make.
+unsigned long NextHashSalt() {
+  thread_local uint64_t state = [] {
+    std::random_device device;
+    return (static_cast<uint64_t>(device()) << 32) ^ device();
+  }();
+  // splitmix64
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return static_cast<unsigned long>(z | 1);  // 0 would make expat pick its own
+}
+
+// A name as expat reports it with namespace triplets.
+struct QName {
+  std::string_view uri;  // empty: no namespace
+  std::string_view local;
+  std::string_view prefix;  // empty: unprefixed
+
+  size_t QualifiedLength() const { return prefix.empty() ? local.size() : prefix.size() + 1 + local.size(); }
+};
+
+QName SplitName(const XML_Char* name) {
+  const char* first = std::strchr(name, kSeparator);
+  if (first == nullptr) return QName{{}, name, {}};
+  QName q;
+  q.uri = std::string_view(name, first - name);
+  const char* local = first + 1;
+  const char* second = std::strchr(local, kSeparator);
+  if (second == nullptr) {
+    q.local = local;
+  } else {
+    q.local = std::string_view(local, second - local);
+    q.prefix = second + 1;
+  }
+  return q;
+}
+
+// The attribute name stored in Element (see element.h).
+std::string AttributeName(const QName& q) {
+  if (q.uri.empty()) return std::string(q.local);
+  std::string name;
+  if (q.uri == kXmlNs) {
+    name.reserve(4 + q.local.size());
+    name.append("xml:").append(q.local);
+  } else {
+    name.reserve(q.uri.size() + q.local.size() + 2);
+    name.append("{").append(q.uri).append("}").append(q.local);
+  }
+  return name;
+}
+
+bool IsXmlWhitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+bool AllWhitespace(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), IsXmlWhitespace);
+}
+
+// Heap bytes a std::string holds beyond the object itself.
+size_t HeapBytes(const std::string& s) { return s.capacity() > 15 ? s.capacity() + 1 : 0; }
+size_t HeapBytes(std::string_view s) { return s.size() > 15 ? s.size() + 1 : 0; }
+
+ParseError ErrorFromExpat(XML_Error code) {
+  switch (code) {
+    case XML_ERROR_NO_MEMORY:
+      return ParseError::kPolicyViolation;
+    case XML_ERROR_UNKNOWN_ENCODING:
+    case XML_ERROR_INCORRECT_ENCODING:
+      return ParseError::kUnsupportedEncoding;
+    case XML_ERROR_UNDEFINED_ENTITY:
+    case XML_ERROR_RECURSIVE_ENTITY_REF:
+    case XML_ERROR_BINARY_ENTITY_REF:
+    case XML_ERROR_ATTRIBUTE_EXTERNAL_ENTITY_REF:
+    case XML_ERROR_EXTERNAL_ENTITY_HANDLING:
+    case XML_ERROR_PARAM_ENTITY_REF:
+    case XML_ERROR_ENTITY_DECLARED_IN_PE:
+    case XML_ERROR_NOT_STANDALONE:
+    case XML_ERROR_MISPLACED_XML_PI:
+    case XML_ERROR_FEATURE_REQUIRES_XML_DTD:
+    case XML_ERROR_AMPLIFICATION_LIMIT_BREACH:
+      return ParseError::kRestrictedXml;
+    default:
+      return ParseError::kNotWellFormed;
+  }
+}
+
+}  // namespace
+
+const char* StreamErrorCondition(ParseError error) {
+  switch (error) {
+    case ParseError::kNone: return "undefined-condition";
+    case ParseError::kNotWellFormed: return "not-well-formed";
+    case ParseError::kRestrictedXml: return "restricted-xml";
+    case ParseError::kPolicyViolation: return "policy-violation";
+    case ParseError::kInvalidNamespace: return "invalid-namespace";
+    case ParseError::kBadFormat: return "bad-format";
+    case ParseError::kUnsupportedEncoding: return "unsupported-encoding";
+  }
+  return "undefined-condition";
+}
+
+// Invariants:
+//   - `parser_` is null before the first Feed(), after Compact(), and once
+//     the stream has closed or failed; otherwise it has seen exactly `fed_`
+//     bytes (the replayed header included).
+//   - Offsets (`fed_`, `consumed_`, `stanza_start_`) are in expat's byte
+//     coordinates for the current `parser_`.
+//   - `stack_` holds the open elements of the stanza being built, outermost
+//     first; stack_[0] == &stanza_. depth_ == stack_.size() + 1 once the root
+//     is open.
+struct StreamParser::Impl {
+  enum class Phase { kHeader, kOpen, kClosed, kFailed };
+
+  explicit Impl(ParserLimits l) { ApplyLimits(l); }
+
+  ~Impl() { FreeParser(); }
+
+  // --- configuration -------------------------------------------------------
+
+  void ApplyLimits(const ParserLimits& l) {
+    limits = l;
+    memory.cap = l.max_memory_bytes != 0 ? l.max_memory_bytes : 16 * l.max_stanza_bytes + 64 * 1024;
+  }
+
+  bool CreateParser() {
+    AllocScope scope(&memory);
+    parser = XML_ParserCreate_MM("UTF-8", &kMemorySuite, &kSeparator);
+    if (parser == nullptr) return false;
+    Configure();
+    return true;
+  }
+
+  void FreeParser() {
+    if (parser == nullptr) return;
+    AllocScope scope(&memory);
+    XML_ParserFree(parser);
+    parser = nullptr;
+  }
+
+  // Installs handlers and protections; needed after create and after
+  // XML_ParserReset, which clears them.
+  void Configure() {
+    XML_SetUserData(parser, this);
+    XML_SetReturnNSTriplet(parser, XML_TRUE);
+    XML_SetHashSalt(parser, NextHashSalt());
+    XML_SetParamEntityParsing(parser, XML_PARAM_ENTITY_PARSING_NEVER);
+    XML_SetElementHandler(parser, &Impl::StartElementThunk, &Impl::EndElementThunk);
+    XML_SetCharacterDataHandler(parser, &Impl::CharacterDataThunk);
+    XML_SetStartNamespaceDeclHandler(parser, &Impl::NamespaceDeclThunk);
+    XML_SetXmlDeclHandler(parser, &Impl::XmlDeclThunk);
+    // RFC 6120 §11.1: none of these may appear. The DOCTYPE handler fires as
+    // soon as "<!DOCTYPE name" is seen, before any internal subset is parsed,
+    // so no entity is ever declared, let alone expanded; the others are
+    // defence in depth.
+    XML_SetStartDoctypeDeclHandler(parser, &Impl::DoctypeThunk);
+    XML_SetEntityDeclHandler(parser, &Impl::EntityDeclThunk);
+    XML_SetUnparsedEntityDeclHandler(parser, &Impl::UnparsedEntityDeclThunk);
+    XML_SetNotationDeclHandler(parser, &Impl::NotationDeclThunk);
+    XML_SetElementDeclHandler(parser, &Impl::ElementDeclThunk);
+    XML_SetAttlistDeclHandler(parser, &Impl::AttlistDeclThunk);
+    XML_SetCommentHandler(parser, &Impl::CommentThunk);
+    XML_SetProcessingInstructionHandler(parser, &Impl::ProcessingInstructionThunk);
+#ifdef XML_DTD
+    // Only the predefined entities can be expanded here (each one turns 4-6
+    // input bytes into 1, an amplification of at most 1.25), so anything
+    // above 2 is an attack that got past the handlers above.
+    XML_SetBillionLaughsAttackProtectionMaximumAmplification(parser, 2.0f);
+    XML_SetBillionLaughsAttackProtectionActivationThreshold(parser, 64 * 1024);
+#endif
+#if XML_MAJOR_VERSION > 2 || (XML_MAJOR_VERSION == 2 && XML_MINOR_VERSION >= 6)
+    // Reparse deferral can hold a complete stanza back until more input
+    // arrives, which a request/response protocol cannot afford. Our own
+    // deferral (see Feed) bounds the cost of trickled tags instead.
+    XML_SetReparseDeferralEnabled(parser, XML_FALSE);
+#endif
+  }
+
+  // --- feeding ---------------------------------------------------------------
+
+  size_t Pending() const { return fed - consumed; }
+
+  // Where the current budget starts and how large it is.
+  void Budget(uint64_t& base, size_t& cap) const {
+    if (phase == Phase::kHeader) {
+      base = 0;
+      cap = limits.max_header_bytes;
+    } else if (depth >= 2) {
+      base = stanza_start;
+      cap = limits.max_stanza_bytes;
+    } else {
+      base = consumed;  // the next stanza's bytes, if any, start here
+      cap = limits.max_stanza_bytes;
+    }
+  }
+
+  // Bytes still allowed into the current budget, counting held-back input.
+  size_t Allowance() const {
+    uint64_t base;
+    size_t cap;
+    Budget(base, cap);
+    const uint64_t used = fed + deferred.size() - base;
+    return used >= cap ? 0 : cap - static_cast<size_t>(used);
+  }
+
+  void Feed(std::string_view data, std::vector<ParseEvent>& sink) {
+    if (phase == Phase::kClosed || phase == Phase::kFailed || data.empty()) return;
+    out = &sink;
+    if (parser == nullptr && !Recreate()) {
+      Finish();
+      return;
+    }
+    if (!deferred.empty() || Pending() >= kDeferThreshold) {
+      // A large token is pending in expat. Input without '>' cannot complete
+      // it (text is reported as it arrives, so what is pending is markup), so
+      // hold it back rather than have expat re-scan the token again.
+      const bool completes = std::memchr(data.data(), '>', data.size()) != nullptr;
+      if (!completes) {
+        if (data.size() > Allowance()) {
+          Fail(ParseError::kPolicyViolation, TooLargeText());
+        } else {
+          Hold(data);
+        }
+        Finish();
+        return;
+      }
+      if (!deferred.empty()) {
+        std::string held = std::move(deferred);
+        deferred = std::string();
+        memory.other_bytes -= held_bytes;
+        held_bytes = 0;
+        held.append(data);
+        Parse(held);
+        Finish();
+        return;
+      }
+    }
+    Parse(data);
+    Finish();
+  }
+
+  void Finish() {
+    if (Dead()) Release();
+    out = nullptr;
+  }
+
+  void Hold(std::string_view data) {
+    deferred.append(data);
+    memory.other_bytes -= held_bytes;
+    held_bytes = HeapBytes(deferred);
+    memory.other_bytes += held_bytes;
+  }
+
+  std::string TooLargeText() const {
+    return phase == Phase::kHeader ? "stream header exceeds " + std::to_string(limits.max_header_bytes) + " bytes"
+                                   : "stanza exceeds " + std::to_string(limits.max_stanza_bytes) + " bytes";
+  }
+
+  // Hands `data` to expat in slices no larger than the current allowance.
+  void Parse(std::string_view data) {
+    while (!data.empty()) {
+      const size_t allowance = Allowance();
+      if (allowance == 0) {
+        Fail(ParseError::kPolicyViolation, TooLargeText());
+        break;
+      }
+      const size_t n = std::min({data.size(), allowance, static_cast<size_t>(INT_MAX)});
+      const std::string_view slice = data.substr(0, n);
+      if (fed < 2 && !CheckEncodingSignature(slice)) break;
+      XML_Status status;
+      {
+        AllocScope scope(&memory);
+        in_parse = true;
+        status = XML_Parse(parser, slice.data(), static_cast<int>(n), XML_FALSE);
+        in_parse = false;
+      }
+      fed += n;
+      if (status != XML_STATUS_OK) {
+        if (phase != Phase::kClosed && phase != Phase::kFailed) FailFromExpat();
+        break;
+      }
+      data.remove_prefix(n);
+      if (data.empty()) NotePendingTail(slice);
+    }
+  }
+
+  // Records whether the bytes expat holds back are only whitespace (a CR
+  // waiting for a possible LF), which must not count as a stanza in progress.
+  void NotePendingTail(std::string_view slice) {
+    const size_t pending = Pending();
+    pending_is_whitespace =
+        pending == 0 || (pending <= 4 && pending <= slice.size() && AllWhitespace(slice.substr(slice.size() - pending)));
+  }
+
+  // RFC 6120 §11.6: only UTF-8. A UTF-16/32 byte order mark or a NUL among
+  // the first two bytes is reported as such rather than as bad XML.
+  bool CheckEncodingSignature(std::string_view slice) {
+    for (size_t i = 0; i < slice.size() && fed + i < 2; ++i) {
+      const auto byte = static_cast<unsigned char>(slice[i]);
+      if (byte == 0x00 || (fed + i == 0 && (byte == 0xFE || byte == 0xFF))) {
+        Fail(ParseError::kUnsupportedEncoding, "stream is not UTF-8");
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Creates the parser; after Compact() also replays the stream header.
+  bool Recreate() {
+    if (!CreateParser()) {
+      Fail(ParseError::kPolicyViolation, "cannot allocate parser");
+      return false;
+    }
+    fed = consumed = 0;
+    if (phase != Phase::kOpen) return true;
+    depth = 0;
+    namespace_decls = 0;
+    replaying = true;
+    XML_Status status;
+    {
+      AllocScope scope(&memory);
+      in_parse = true;
+      status = XML_Parse(parser, replay.data(), static_cast<int>(replay.size()), XML_FALSE);
+      in_parse = false;
+    }
+    replaying = false;
+    fed = replay.size();
+    if (status != XML_STATUS_OK || depth != 1) {
+      Fail(ParseError::kPolicyViolation, "cannot replay stream header");
+      return false;
+    }
+    consumed = fed;
+    pending_is_whitespace = true;
+    return true;
+  }
+
+  // Drops everything a dead parser holds.
+  void Release() {
+    FreeParser();
+    stack.clear();
+    stack.shrink_to_fit();
+    stanza = Element();
+    memory.other_bytes = 0;
+    tree_bytes = held_bytes = 0;
+    deferred = std::string();
+    root_decls = std::string();
+  }
+
+  // --- errors ----------------------------------------------------------------
+
+  void Fail(ParseError error, std::string text) {
+    if (phase == Phase::kFailed || phase == Phase::kClosed) return;
+    phase = Phase::kFailed;
+    if (out != nullptr) {
+      ParseEvent& event = out->emplace_back();
+      event.kind = ParseEvent::Kind::kError;
+      event.error = error;
+      event.error_text = std::move(text);
+    }
+    if (in_parse) XML_StopParser(parser, XML_FALSE);
+  }
+
+  void FailFromExpat() {
+    const XML_Error code = XML_GetErrorCode(parser);
+    std::string text = XML_ErrorString(code);
+    if (code == XML_ERROR_NO_MEMORY && memory.refused) {
+      text = "parser memory exceeds " + std::to_string(memory.cap) + " bytes";
+    }
+    text += " at line " + std::to_string(XML_GetCurrentLineNumber(parser)) + ", column " +
+            std::to_string(XML_GetCurrentColumnNumber(parser));
+    Fail(ErrorFromExpat(code), std::move(text));
+  }
+
+  bool Dead() const { return phase == Phase::kFailed || phase == Phase::kClosed; }
+
+  // --- handlers ----------------------------------------------------------------
+
+  // Marks everything up to the end of the current event as parsed.
+  void Advance() {
+    const XML_Index index = XML_GetCurrentByteIndex(parser);
+    if (index < 0) return;
+    const uint64_t end = static_cast<uint64_t>(index) + static_cast<uint64_t>(XML_GetCurrentByteCount(parser));
+    if (end > consumed) consumed = end;
+  }
+
+  bool CheckName(const QName& q, const char* what) {
+    if (q.QualifiedLength() <= limits.max_name_length) return true;
+    Fail(ParseError::kPolicyViolation, std::string(what) + " name longer than " +
+                                           std::to_string(limits.max_name_length) + " bytes");
+    return false;
+  }
+
+  // Copies expat's attributes into `element`, checking names.
+  bool CopyAttributes(Element& element, const XML_Char** atts, size_t count) {
+    element.ReserveAttrs(count);
+    for (const XML_Char** a = atts; *a != nullptr; a += 2) {
+      const QName q = SplitName(a[0]);
+      if (!CheckName(q, "attribute")) return false;
+      std::string name = AttributeName(q);
+      std::string value(a[1]);
+      tree_bytes += sizeof(Attribute) + HeapBytes(name) + HeapBytes(value);
+      element.AppendAttr(std::move(name), std::move(value));
+    }
+    return true;
+  }
+
+  void OnStartElement(const XML_Char* raw_name, const XML_Char** atts) {
+    if (Dead()) return;
+    Advance();
+    const QName q = SplitName(raw_name);
+    if (!CheckName(q, "element")) return;
+    size_t count = 0;
+    for (const XML_Char** a = atts; *a != nullptr; a += 2) ++count;
+    const size_t declarations = namespace_decls;
+    namespace_decls = 0;
+    if (count + declarations > limits.max_attributes) {
+      Fail(ParseError::kPolicyViolation,
+           "more than " + std::to_string(limits.max_attributes) + " attributes on an element");
+      return;
+    }
+    if (depth == 0) {
+      OnRoot(q, atts, count);
+      return;
+    }
+    if (depth >= limits.max_depth + 1) {
+      Fail(ParseError::kPolicyViolation, "stanza nested deeper than " + std::to_string(limits.max_depth));
+      return;
+    }
+    Element* element;
+    if (depth == 1) {
+      stanza_start = static_cast<uint64_t>(XML_GetCurrentByteIndex(parser));
+      stanza.set_name(std::string(q.local));
+      stanza.set_ns(std::string(q.uri));
+      element = &stanza;
+      tree_bytes = sizeof(Element);
+    } else {
+      element = &stack.back()->AddChild(std::string(q.local), std::string(q.uri));
+      tree_bytes += sizeof(Element) + sizeof(Element::Node);
+    }
+    tree_bytes += HeapBytes(q.local) + HeapBytes(q.uri);
+    ++depth;
+    stack.push_back(element);
+    if (count != 0 && !CopyAttributes(*element, atts, count)) return;
+    CheckTreeMemory();
+  }
+
+  void OnRoot(const QName& q, const XML_Char** atts, size_t count) {
+    if (q.local != "stream") {
+      Fail(ParseError::kBadFormat, "stream root is <" + std::string(q.local) + ">, not <stream:stream>");
+      return;
+    }
+    if (q.uri != kStreamsNs) {
+      Fail(ParseError::kInvalidNamespace, "stream root in namespace '" + std::string(q.uri) + "'");
+      return;
+    }
+    depth = 1;
+    phase = Phase::kOpen;
+    if (replaying) return;
+    // What Compact() needs to put the root's namespace scope back.
+    replay.clear();
+    replay.append("<");
+    if (!q.prefix.empty()) replay.append(q.prefix).append(":");
+    replay.append(q.local).append(root_decls).append(">");
+    root_decls = std::string();
+
+    ParseEvent& event = out->emplace_back();
+    event.kind = ParseEvent::Kind::kStreamOpen;
+    Element& root = event.element;
+    root.set_name(std::string(q.local));
+    root.set_ns(std::string(q.uri));
+    if (!CopyAttributes(root, atts, count)) return;
+    tree_bytes = 0;
+    if (has_root_default_ns) root.AppendAttr("xmlns", std::move(root_default_ns));
+    root_default_ns = std::string();
+    has_root_default_ns = false;
+  }
+
+  void OnEndElement() {
+    if (Dead()) return;
+    Advance();
+    if (depth == 1) {
+      depth = 0;
+      phase = Phase::kClosed;
+      out->emplace_back().kind = ParseEvent::Kind::kStreamClose;
+      XML_StopParser(parser, XML_FALSE);
+      return;
+    }
+    stack.pop_back();
+    --depth;
+    if (depth == 1) {
+      ParseEvent& event = out->emplace_back();
+      event.kind = ParseEvent::Kind::kStanza;
+      event.element = std::move(stanza);
+      stanza = Element();
+      memory.other_bytes -= std::min(memory.other_bytes, tree_accounted);
+      tree_bytes = tree_accounted = 0;
+      if (has_pending_limits) {
+        has_pending_limits = false;
+        ApplyLimits(pending_limits);
+      }
+    }
+  }
+
+  void OnCharacterData(const XML_Char* text, int length) {
+    if (Dead()) return;
+    Advance();
+    const std::string_view view(text, static_cast<size_t>(length));
+    if (depth <= 1) {
+      if (!AllWhitespace(view)) Fail(ParseError::kBadFormat, "text outside of a stanza");
+      return;
+    }
+    stack.back()->AddText(view);
+    tree_bytes += view.size();
+    CheckTreeMemory();
+  }
+
+  // Stanza memory counts against the same cap as expat's.
+  void CheckTreeMemory() {
+    memory.other_bytes += tree_bytes - tree_accounted;
+    tree_accounted = tree_bytes;
+    if (memory.Total() > memory.cap) {
+      Fail(ParseError::kPolicyViolation, "parser memory exceeds " + std::to_string(memory.cap) + " bytes");
+    }
+  }
+
+  void OnNamespaceDecl(const XML_Char* prefix, const XML_Char* uri) {
+    if (Dead()) return;
+    ++namespace_decls;
+    if (depth != 0 || replaying) return;
+    root_decls.append(" xmlns");
+    if (prefix != nullptr) root_decls.append(":").append(prefix);
+    root_decls.append("='");
+    AppendEscaped(root_decls, uri != nullptr ? uri : "");
+    root_decls.append("'");
+    if (prefix == nullptr) {
+      root_default_ns = uri != nullptr ? uri : "";
+      has_root_default_ns = true;
+    }
+  }
+
+  void OnXmlDecl(const XML_Char* version, const XML_Char* encoding) {
+    if (Dead()) return;
+    Advance();
+    if (encoding != nullptr && strcasecmp(encoding, "UTF-8") != 0) {
+      Fail(ParseError::kUnsupportedEncoding, std::string("encoding '") + encoding + "' is not UTF-8");
+    }
+  }
+
+  void Restricted(const char* what) { Fail(ParseError::kRestrictedXml, std::string(what) + " not allowed"); }
+
+  static Impl* Self(void* data) { return static_cast<Impl*>(data); }
+  static void XMLCALL StartElementThunk(void* data, const XML_Char* name, const XML_Char** atts) {
+    Self(data)->OnStartElement(name, atts);
+  }
+  static void XMLCALL EndElementThunk(void* data, const XML_Char*) { Self(data)->OnEndElement(); }
+  static void XMLCALL CharacterDataThunk(void* data, const XML_Char* text, int length) {
+    Self(data)->OnCharacterData(text, length);
+  }
+  static void XMLCALL NamespaceDeclThunk(void* data, const XML_Char* prefix, const XML_Char* uri) {
+    Self(data)->OnNamespaceDecl(prefix, uri);
+  }
+  static void XMLCALL XmlDeclThunk(void* data, const XML_Char* version, const XML_Char* encoding, int) {
+    Self(data)->OnXmlDecl(version, encoding);
+  }
+  static void XMLCALL DoctypeThunk(void* data, const XML_Char*, const XML_Char*, const XML_Char*, int) {
+    Self(data)->Restricted("DOCTYPE");
+  }
+  static void XMLCALL EntityDeclThunk(void* data, const XML_Char*, int, const XML_Char*, int, const XML_Char*,
+                                      const XML_Char*, const XML_Char*, const XML_Char*) {
+    Self(data)->Restricted("entity declaration");
+  }
+  static void XMLCALL UnparsedEntityDeclThunk(void* data, const XML_Char*, const XML_Char*, const XML_Char*,
+                                              const XML_Char*, const XML_Char*) {
+    Self(data)->Restricted("entity declaration");
+  }
+  static void XMLCALL NotationDeclThunk(void* data, const XML_Char*, const XML_Char*, const XML_Char*,
+                                        const XML_Char*) {
+    Self(data)->Restricted("notation declaration");
+  }
+  static void XMLCALL ElementDeclThunk(void* data, const XML_Char*, XML_Content* model) {
+    Impl* self = Self(data);
+    // The handler owns the content model.
+    AllocScope scope(&self->memory);
+    XML_FreeContentModel(self->parser, model);
+    self->Restricted("element declaration");
+  }
+  static void XMLCALL AttlistDeclThunk(void* data, const XML_Char*, const XML_Char*, const XML_Char*,
+                                       const XML_Char*, int) {
+    Self(data)->Restricted("attribute list declaration");
+  }
+  static void XMLCALL CommentThunk(void* data, const XML_Char*) { Self(data)->Restricted("comment"); }
+  static void XMLCALL ProcessingInstructionThunk(void* data, const XML_Char*, const XML_Char*) {
+    Self(data)->Restricted("processing instruction");
+  }
+
+  // --- state -------------------------------------------------------------------
+
+  ParserLimits limits;
+  ParserLimits pending_limits;
+  bool has_pending_limits = false;
+  MemoryAccount memory;
+  XML_Parser parser = nullptr;
+  std::vector<ParseEvent>* out = nullptr;  // set for the duration of Feed()
+  Phase phase = Phase::kHeader;
+  bool in_parse = false;
+  bool replaying = false;
+  bool pending_is_whitespace = true;
+  size_t depth = 0;            // open elements, the root included
+  size_t namespace_decls = 0;  // declarations seen since the last start tag
+  uint64_t fed = 0;            // bytes handed to `parser`
+  uint64_t consumed = 0;       // end of the last event expat reported
+  uint64_t stanza_start = 0;   // offset of the current stanza's '<'
+  Element stanza;
+  std::vector<Element*> stack;
+  size_t tree_bytes = 0;      // estimated heap of `stanza`
+  size_t tree_accounted = 0;  // part of tree_bytes already in memory.other_bytes
+  size_t held_bytes = 0;      // part of memory.other_bytes that is `deferred`
+  std::string deferred;       // input held back, see Feed()
+  std::string replay;         // "<stream:stream xmlns:stream='...' xmlns='...'>"
+  std::string root_decls;     // the root's declarations, while it is parsed
+  std::string root_default_ns;
+  bool has_root_default_ns = false;
+};
+
+StreamParser::StreamParser(ParserLimits limits) : impl_(std::make_unique<Impl>(limits)) {}
+
+StreamParser::~StreamParser() = default;
+
+void StreamParser::Feed(std::string_view data, std::vector<ParseEvent>& out) { impl_->Feed(data, out); }
+
+void StreamParser::Reset() {
+  Impl& s = *impl_;
+  if (s.phase == Impl::Phase::kClosed || s.phase == Impl::Phase::kFailed) s.Release();
+  if (s.parser != nullptr) {
+    AllocScope scope(&s.memory);
+    XML_ParserReset(s.parser, "UTF-8");
+    s.Configure();
+  }
+  s.phase = Impl::Phase::kHeader;
+  s.depth = 0;
+  s.namespace_decls = 0;
+  s.fed = s.consumed = s.stanza_start = 0;
+  s.pending_is_whitespace = true;
+  s.stack.clear();
+  s.stanza = Element();
+  s.memory.other_bytes = 0;
+  s.memory.refused = false;
+  s.tree_bytes = s.tree_accounted = s.held_bytes = 0;
+  s.deferred = std::string();
+  s.replay.clear();
+  s.root_decls = std::string();
+  s.root_default_ns = std::string();
+  s.has_root_default_ns = false;
+  if (s.has_pending_limits) {
+    s.has_pending_limits = false;
+    s.ApplyLimits(s.pending_limits);
+  }
+}
+
+void StreamParser::SetLimits(ParserLimits limits) {
+  if (impl_->depth >= 2) {
+    impl_->pending_limits = limits;
+    impl_->has_pending_limits = true;
+  } else {
+    impl_->has_pending_limits = false;
+    impl_->ApplyLimits(limits);
+  }
+}
+
+bool StreamParser::InStanza() const {
+  const Impl& s = *impl_;
+  if (s.phase != Impl::Phase::kOpen) return false;
+  return s.depth >= 2 || !s.deferred.empty() || !s.pending_is_whitespace;
+}
+
+void StreamParser::Compact() {
+  Impl& s = *impl_;
+  if (s.parser == nullptr) return;
+  const bool idle_in_stream = s.phase == Impl::Phase::kOpen && !InStanza();
+  const bool untouched = s.phase == Impl::Phase::kHeader && s.fed == 0;
+  if (!idle_in_stream && !untouched) return;
+  s.FreeParser();
+  s.fed = s.consumed = 0;
+  s.pending_is_whitespace = true;
+  s.stack.shrink_to_fit();
+  s.stanza = Element();
+}
+
+size_t StreamParser::MemoryUsage() const {
+  const Impl& s = *impl_;
+  return sizeof(Impl) + s.memory.Total() + HeapBytes(s.replay) + HeapBytes(s.root_decls) +
+         s.stack.capacity() * sizeof(Element*);
+}
+
+}  // namespace nines::xml
