@@ -275,6 +275,9 @@ class AsyncServerTestCase(unittest.IsolatedAsyncioTestCase):
         return run_reporting_server(self, result, super().run)
 
     async def asyncSetUp(self) -> None:
+        # IsolatedAsyncioTestCase runs the loop in debug mode, which logs every slow callback
+        # (slixmpp's pure-python SCRAM); that is noise here.
+        asyncio.get_running_loop().set_debug(False)
         self.clients: list[Client] = []
 
     async def asyncTearDown(self) -> None:
@@ -294,10 +297,14 @@ class AsyncServerTestCase(unittest.IsolatedAsyncioTestCase):
         return c
 
     async def online(self, jid: str, password: str, *, resource: Optional[str] = None,
-                     presence: bool = True, **kwargs) -> Client:
-        """Logs in (optionally as jid/resource) and, by default, sends initial presence and syncs."""
+                     roster: bool = True, presence: bool = True, **kwargs) -> Client:
+        """Logs in (optionally as jid/resource) and, as a typical client does, requests the
+        roster (which makes it an "interested resource" that gets roster pushes, RFC 6121
+        §2.1.6) and sends initial presence; then syncs."""
         c = self.client(f"{jid}/{resource}" if resource else jid, password, **kwargs)
         await c.login()
+        if roster:
+            await roster_get(c)
         if presence:
             c.send_presence()
             await c.sync()
