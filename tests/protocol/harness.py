@@ -175,6 +175,7 @@ class Server:
         self.config_path.write_text(to_toml(self.config))
         self._stdout_queue: "queue.Queue[Optional[str]]" = queue.Queue()
         self._stderr_file = None
+        self._cleaned = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -238,17 +239,17 @@ class Server:
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
-        """SIGTERM, then wait (bounded). Raises ServerError unless the exit status is 0."""
-        if self.process is None:
-            self._cleanup()
-            return 0
+    def terminate(self) -> None:
+        """Sends SIGTERM (graceful shutdown, docs/cli.md) without waiting; see wait_stopped()."""
+        if self.process is None or self.process.poll() is not None:
+            raise ServerError(f"server is not running (status {self.process and self.process.returncode})\n"
+                              f"{self.report()}")
+        self.process.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float = STOP_TIMEOUT) -> int:
+        """Waits (bounded) for the process to exit after terminate(); raises ServerError unless
+        the exit status is 0 and stdout held nothing but the ready line. Cleans up."""
         try:
-            if self.process.poll() is not None:
-                status = self.process.returncode
-                raise ServerError(f"server had already exited (status {status}) before stop()\n"
-                                  f"{self.report()}")
-            self.process.send_signal(signal.SIGTERM)
             status = self._wait_exit(timeout)
             if status is None:
                 self._kill()
@@ -266,7 +267,24 @@ class Server:
         finally:
             self._cleanup()
 
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, then wait (bounded). Raises ServerError unless the exit status is 0."""
+        if self.process is None:
+            self._cleanup()
+            return 0
+        if self.process.poll() is not None:
+            self.keep_tmp = True
+            status = self.process.returncode
+            self._cleanup()
+            raise ServerError(f"server had already exited (status {status}) before stop()\n"
+                              f"{self.report()}")
+        self.terminate()
+        return self.wait_stopped(timeout)
+
     def _cleanup(self) -> None:
+        if self._cleaned:
+            return
+        self._cleaned = True
         if self.process and self.process.stdout:
             self.process.stdout.close()
         if self._stderr_file:
@@ -556,6 +574,7 @@ class RawStream:
         self.features: Optional[ET.Element] = None
         self.stream_attrs: dict = {}
         self.closed = False
+        self.saw_stream_end = False  # the server sent </stream:stream>
         self._reset_parser()
 
     # -- plumbing ----------------------------------------------------------
@@ -600,6 +619,7 @@ class RawStream:
                         self._root.remove(elem)
                 elif self._depth == 0:
                     self.closed = True
+                    self.saw_stream_end = True
                     self.log.append("S: </stream:stream>")
 
     def _read_more(self, deadline: float) -> None:

@@ -633,6 +633,22 @@ class PresenceTest(AsyncServerTestCase):
                                             f"unavailable from {alice.boundjid.full}")
         self.assertEqual(gone.xml.get("type"), "unavailable")
 
+    async def test_contact_presence_on_login(self):
+        """RFC 6121 §4.2.2/§4.3: on initial presence the server probes the user's contacts and
+        delivers the current presence of each of their available resources."""
+        (alice_jid, alice_pw), bob = await self._friends()
+        bob_jid = bob.boundjid.bare
+        alice = await self.online(alice_jid, alice_pw, resource="laptop", presence=False)
+        alice.send_presence(pstatus="at my desk", pshow="dnd")
+        await bob.presences.wait_for(presence_from(alice.boundjid.full, "dnd"),
+                                     f"dnd presence from {alice.boundjid.full}")
+        await bob.close()
+
+        bob2 = await self.online(bob_jid, bob.password, resource="phone")
+        pres = await bob2.presences.wait_for(presence_from(alice.boundjid.full, "dnd"),
+                                             f"alice's current presence after bob's login")
+        self.assertEqual(pres["status"], "at my desk")
+
     async def test_unavailable_on_connection_loss(self):
         """RFC 6121 §4.5.2 (and RFC 6120 §4.4): a TCP close without </stream:stream> also ends it."""
         (alice_jid, alice_pw), bob = await self._friends()
