@@ -322,6 +322,21 @@ struct StreamParser::Impl {
       Finish();
       return;
     }
+    if (fed == 0) {
+      // The stream's first two bytes are checked together, before expat sees
+      // either (see CheckEncodingSignature), so hold a lone first byte.
+      if (deferred.empty() && data.size() == 1) {
+        Hold(data);
+      } else if (!deferred.empty()) {
+        std::string held = TakeHeld();
+        held.append(data);
+        Parse(held);
+      } else {
+        Parse(data);
+      }
+      Finish();
+      return;
+    }
     if (!deferred.empty() || Pending() >= kDeferThreshold) {
       // A large token is pending in expat. Input without '>' cannot complete
       // it (text is reported as it arrives, so what is pending is markup), so
@@ -337,10 +352,7 @@ struct StreamParser::Impl {
         return;
       }
       if (!deferred.empty()) {
-        std::string held = std::move(deferred);
-        deferred = std::string();
-        memory.other_bytes -= held_bytes;
-        held_bytes = 0;
+        std::string held = TakeHeld();
         held.append(data);
         Parse(held);
         Finish();
@@ -354,6 +366,14 @@ struct StreamParser::Impl {
   void Finish() {
     if (Dead()) Release();
     out = nullptr;
+  }
+
+  std::string TakeHeld() {
+    std::string held = std::move(deferred);
+    deferred = std::string();
+    memory.other_bytes -= held_bytes;
+    held_bytes = 0;
+    return held;
   }
 
   void Hold(std::string_view data) {
@@ -404,8 +424,10 @@ struct StreamParser::Impl {
         pending == 0 || (pending <= 4 && pending <= slice.size() && AllWhitespace(slice.substr(slice.size() - pending)));
   }
 
-  // RFC 6120 §11.6: only UTF-8. A UTF-16/32 byte order mark or a NUL among
-  // the first two bytes is reported as such rather than as bad XML.
+  // RFC 6120 §11.6: only UTF-8. A UTF-16/32 byte order mark or a NUL in the
+  // first two bytes (expat would switch to UTF-16 on seeing one, whatever
+  // encoding it was told) is reported as such rather than as bad XML.
+  // Feed() guarantees both bytes arrive in the same slice.
   bool CheckEncodingSignature(std::string_view slice) {
     for (size_t i = 0; i < slice.size() && fed + i < 2; ++i) {
       const auto byte = static_cast<unsigned char>(slice[i]);

@@ -604,6 +604,7 @@ TEST(StreamParserTest, Utf16InputIsUnsupported) {
   EXPECT_EQ(LastError(Parse(std::string("\0<\0s", 4))), ParseError::kUnsupportedEncoding);
   StreamParser parser({});
   EXPECT_EQ(LastError(FeedBytes(parser, std::string("<\0s\0", 4))), ParseError::kUnsupportedEncoding);
+  EXPECT_EQ(LastError(Parse(std::string("r\0 a>", 6))), ParseError::kUnsupportedEncoding);
 }
 
 TEST(StreamParserTest, Utf8ByteOrderMarkIsAccepted) {
