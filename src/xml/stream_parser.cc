@@ -597,16 +597,15 @@ struct StreamParser::Impl {
     replay.append(q.local).append(root_decls).append(">");
     root_decls = std::string();
 
-    ParseEvent& event = out->emplace_back();
-    event.kind = ParseEvent::Kind::kStreamOpen;
-    Element& root = event.element;
-    root.set_name(std::string(q.local));
-    root.set_ns(std::string(q.uri));
+    Element root(std::string(q.local), std::string(q.uri));
     if (!CopyAttributes(root, atts, count)) return;
     tree_bytes = 0;
     if (has_root_default_ns) root.AppendAttr("xmlns", std::move(root_default_ns));
     root_default_ns = std::string();
     has_root_default_ns = false;
+    ParseEvent& event = out->emplace_back();
+    event.kind = ParseEvent::Kind::kStreamOpen;
+    event.element = std::move(root);
   }
 
   void OnEndElement() {

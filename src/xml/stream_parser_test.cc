@@ -73,6 +73,14 @@ TEST(StreamParserTest, StreamOpenReportsAttributesAndContentNamespace) {
   EXPECT_TRUE(root.nodes().empty());
 }
 
+TEST(StreamParserTest, BadHeaderAttributeGivesOnlyAnError) {
+  ParserLimits limits;
+  limits.max_name_length = 8;
+  auto events = Parse("<s:stream xmlns:s='http://etherx.jabber.org/streams' toooooooooo='x'>", limits);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(LastError(events), ParseError::kPolicyViolation);
+}
+
 TEST(StreamParserTest, StreamOpenWithoutDefaultNamespaceHasNoXmlnsAttribute) {
   auto events = Parse("<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='abc'>");
   ASSERT_EQ(events.size(), 1u);
@@ -558,6 +566,20 @@ TEST(StreamParserTest, BillionLaughs) {
     EXPECT_EQ(LastError(events), ParseError::kRestrictedXml);
     EXPECT_LT(parser.MemoryUsage(), 4096u);
   }
+}
+
+TEST(StreamParserTest, ManyPredefinedEntitiesAreNotAnAmplificationAttack) {
+  // expat counts each predefined entity as an expansion; their ratio stays
+  // far below the amplification limit however many there are.
+  std::string text;
+  for (int i = 0; i < 25000; ++i) text += "&lt;&amp;";
+  StreamParser parser({});
+  std::vector<ParseEvent> events;
+  parser.Feed(kHeader, events);
+  for (int i = 0; i < 10; ++i) parser.Feed("<message><body>" + text + "</body></message>", events);
+  ASSERT_EQ(events.size(), 11u) << events.back().error_text;
+  EXPECT_EQ(events.back().kind, Kind::kStanza);
+  EXPECT_EQ(events.back().element.ChildText("body").size(), 50000u);
 }
 
 TEST(StreamParserTest, UndefinedEntityReferenceIsRestricted) {
