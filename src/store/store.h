@@ -4,6 +4,9 @@
 //  * Every call returns at once. Its Reply is invoked later, exactly once, on
 //    the executor the Reply was built with (the caller's event loop). No event
 //    loop ever blocks on storage.
+//    That executor's execution context must outlive the Store (or at least
+//    its Close()): a store thread may still be inside post() when the Reply
+//    has already run on the loop.
 //  * A write's Reply runs only after the write is durable: for SQLite, after
 //    the transaction holding it has been committed and fsync'd (WAL,
 //    synchronous=FULL). This is what lets callers acknowledge (G1).

@@ -34,6 +34,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -49,12 +50,15 @@ namespace nines::store::conformance {
 
 inline constexpr std::chrono::seconds kReplyTimeout{60};
 
-// Issues one call with a Reply bound to a fresh io_context, runs that context
-// on this thread until the Reply has run, and returns its result. Records a
-// test failure if the Reply never runs, runs on another thread, or runs twice.
+// Issues one call with a Reply bound to `io`, runs `io` on this thread until
+// the Reply has run, and returns its result. Records a test failure if the
+// Reply never runs, runs on another thread, or runs twice.
+//
+// `io` must outlive the store's threads (be destroyed after Close()): the
+// store may still be returning from post() when the Reply has already run.
 template <class T, class Call>
-Result<T> Await(Call&& call) {
-  boost::asio::io_context io;
+Result<T> Await(boost::asio::io_context& io, Call&& call) {
+  io.restart();
   auto guard = boost::asio::make_work_guard(io);
   std::optional<Result<T>> out;
   int runs = 0;
@@ -75,10 +79,12 @@ Result<T> Await(Call&& call) {
   return std::move(*out);
 }
 
-// Collects the Replies of many calls issued without waiting, in the order the
-// Replies run, on an io_context the caller runs with Wait().
+// Collects the Replies of many calls issued without waiting, on `io`, which
+// Wait() runs on the calling thread. The same lifetime rule as Await applies.
 class Batch {
  public:
+  explicit Batch(boost::asio::io_context& io) : io_(io) {}
+
   template <class T>
   Reply<T> Add(std::function<void(Result<T>)> check) {
     ++expected_;
@@ -90,6 +96,7 @@ class Batch {
   // Runs the io_context on this thread until every Reply has run.
   void Wait() {
     const auto deadline = std::chrono::steady_clock::now() + kReplyTimeout;
+    io_.restart();
     while (done_ < expected_ && std::chrono::steady_clock::now() < deadline) {
       io_.run_for(std::chrono::milliseconds(10));
       io_.restart();
@@ -98,7 +105,7 @@ class Batch {
   }
 
  private:
-  boost::asio::io_context io_;
+  boost::asio::io_context& io_;
   int expected_ = 0;
   int done_ = 0;
 };
@@ -170,56 +177,63 @@ class StoreConformance : public ::testing::Test {
 
   Store& store() { return *store_; }
 
+  // A further io_context, for a test that runs replies on several threads.
+  // Destroyed with the fixture, after TearDown has closed the store.
+  boost::asio::io_context& NewIoContext() { return more_io_.emplace_back(); }
+
   // Synchronous wrappers, one per Store method.
   Result<void> CreateAccount(Account account) {
-    return Await<void>([&](Reply<void> r) { store_->CreateAccount(std::move(account), std::move(r)); });
+    return Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(std::move(account), std::move(r)); });
   }
   Result<void> CreateAccounts(std::vector<Account> accounts) {
-    return Await<void>([&](Reply<void> r) { store_->CreateAccounts(std::move(accounts), std::move(r)); });
+    return Await<void>(io_, [&](Reply<void> r) { store_->CreateAccounts(std::move(accounts), std::move(r)); });
   }
   Result<Account> GetAccount(const std::string& username) {
-    return Await<Account>([&](Reply<Account> r) { store_->GetAccount(username, std::move(r)); });
+    return Await<Account>(io_, [&](Reply<Account> r) { store_->GetAccount(username, std::move(r)); });
   }
   Result<void> SetCredentials(const std::string& username, ScramKeys sha1, ScramKeys sha256) {
-    return Await<void>([&](Reply<void> r) { store_->SetCredentials(username, sha1, sha256, std::move(r)); });
+    return Await<void>(io_, [&](Reply<void> r) { store_->SetCredentials(username, sha1, sha256, std::move(r)); });
   }
   Result<void> DeleteAccount(const std::string& username) {
-    return Await<void>([&](Reply<void> r) { store_->DeleteAccount(username, std::move(r)); });
+    return Await<void>(io_, [&](Reply<void> r) { store_->DeleteAccount(username, std::move(r)); });
   }
   Result<std::vector<std::string>> ListAccounts() {
-    return Await<std::vector<std::string>>(
+    return Await<std::vector<std::string>>(io_, 
         [&](Reply<std::vector<std::string>> r) { store_->ListAccounts(std::move(r)); });
   }
   Result<Roster> GetRoster(const std::string& username) {
-    return Await<Roster>([&](Reply<Roster> r) { store_->GetRoster(username, std::move(r)); });
+    return Await<Roster>(io_, [&](Reply<Roster> r) { store_->GetRoster(username, std::move(r)); });
   }
   Result<int64_t> PutRosterItem(const std::string& username, RosterItem item) {
-    return Await<int64_t>([&](Reply<int64_t> r) { store_->PutRosterItem(username, std::move(item), std::move(r)); });
+    return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->PutRosterItem(username, std::move(item), std::move(r)); });
   }
   Result<int64_t> RemoveRosterItem(const std::string& username, const std::string& jid) {
-    return Await<int64_t>([&](Reply<int64_t> r) { store_->RemoveRosterItem(username, jid, std::move(r)); });
+    return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->RemoveRosterItem(username, jid, std::move(r)); });
   }
   Result<int64_t> StoreOffline(const std::string& username, OfflineMessage message) {
-    return Await<int64_t>(
+    return Await<int64_t>(io_, 
         [&](Reply<int64_t> r) { store_->StoreOffline(username, std::move(message), std::move(r)); });
   }
   Result<int64_t> CountOffline(const std::string& username) {
-    return Await<int64_t>([&](Reply<int64_t> r) { store_->CountOffline(username, std::move(r)); });
+    return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->CountOffline(username, std::move(r)); });
   }
   Result<std::vector<OfflineMessage>> LoadOffline(const std::string& username) {
-    return Await<std::vector<OfflineMessage>>(
+    return Await<std::vector<OfflineMessage>>(io_, 
         [&](Reply<std::vector<OfflineMessage>> r) { store_->LoadOffline(username, std::move(r)); });
   }
   Result<void> DeleteOffline(const std::string& username, int64_t up_to_id) {
-    return Await<void>([&](Reply<void> r) { store_->DeleteOffline(username, up_to_id, std::move(r)); });
+    return Await<void>(io_, [&](Reply<void> r) { store_->DeleteOffline(username, up_to_id, std::move(r)); });
   }
   Result<std::string> GetVCard(const std::string& username) {
-    return Await<std::string>([&](Reply<std::string> r) { store_->GetVCard(username, std::move(r)); });
+    return Await<std::string>(io_, [&](Reply<std::string> r) { store_->GetVCard(username, std::move(r)); });
   }
   Result<void> SetVCard(const std::string& username, std::string xml) {
-    return Await<void>([&](Reply<void> r) { store_->SetVCard(username, std::move(xml), std::move(r)); });
+    return Await<void>(io_, [&](Reply<void> r) { store_->SetVCard(username, std::move(xml), std::move(r)); });
   }
 
+  // Declared before the store so they are destroyed after it.
+  boost::asio::io_context io_;
+  std::deque<boost::asio::io_context> more_io_;
   std::unique_ptr<Factory> factory_;
   std::unique_ptr<Store> store_;
 };
@@ -607,7 +621,7 @@ TYPED_TEST_P(StoreConformance, DeleteAccountCascades) {
 // ---- Threads, ordering, durability ----
 
 TYPED_TEST_P(StoreConformance, RepliesRunOnTheCallersExecutor) {
-  boost::asio::io_context io;
+  boost::asio::io_context& io = this->NewIoContext();
   auto guard = boost::asio::make_work_guard(io);
   std::thread loop([&] { io.run(); });
   const auto loop_id = loop.get_id();
@@ -634,7 +648,7 @@ TYPED_TEST_P(StoreConformance, RepliesRunOnTheCallersExecutor) {
 TYPED_TEST_P(StoreConformance, WritesFromOneThreadApplyInOrder) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   constexpr int kWrites = 300;
-  Batch batch;
+  Batch batch(this->io_);
   // Indexed by issue order. Each id and version is produced by its own
   // write, so applying in issue order means both sequences increase.
   std::vector<int64_t> ids(kWrites, -1);
@@ -684,7 +698,7 @@ TYPED_TEST_P(StoreConformance, WritesFromOneThreadApplyInOrder) {
 TYPED_TEST_P(StoreConformance, ReadAfterWriteReplySeesTheWrite) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   // Chain: each write's Reply issues a read, whose Reply issues the next write.
-  boost::asio::io_context io;
+  boost::asio::io_context& io = this->NewIoContext();
   auto guard = boost::asio::make_work_guard(io);
   constexpr int kRounds = 50;
   int round = 0;
@@ -720,11 +734,13 @@ TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
 
   std::vector<std::vector<int64_t>> ids(kThreads, std::vector<int64_t>(kPerThread, -1));  // by issue order
   std::vector<int> failures(kThreads, 0);
+  std::vector<boost::asio::io_context*> contexts;
+  for (int t = 0; t < kThreads; ++t) contexts.push_back(&this->NewIoContext());
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&, t] {
       const std::string user = "user" + std::to_string(t);
-      Batch batch;
+      Batch batch(*contexts[t]);
       for (int i = 0; i < kPerThread; ++i) {
         this->store().StoreOffline(user, MakeMessage(std::to_string(i)),
                                    batch.Add<int64_t>([&, t, i](Result<int64_t> r) {
@@ -767,7 +783,7 @@ TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
 TYPED_TEST_P(StoreConformance, AFailingWriteFailsAlone) {
   // Issued back to back so a group-committing backend is likely to put them
   // in one transaction; the outcome must not depend on that.
-  Batch batch;
+  Batch batch(this->io_);
   std::map<std::string, std::string> outcome;  // what -> "ok" or the Errc name
   auto record = [&](std::string what) {
     return [&outcome, what](auto result) { outcome[what] = result.ok() ? "ok" : ErrcName(result.error().code); };
@@ -800,7 +816,7 @@ TYPED_TEST_P(StoreConformance, AFailingWriteFailsAlone) {
 TYPED_TEST_P(StoreConformance, CloseDrainsQueuedWritesAndLaterCallsAreUnavailable) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   constexpr int kWrites = 500;
-  Batch batch;
+  Batch batch(this->io_);
   int ok = 0;
   for (int i = 0; i < kWrites; ++i) {
     this->store().StoreOffline("alice", MakeMessage(std::to_string(i)), batch.Add<int64_t>([&](Result<int64_t> r) {

@@ -132,6 +132,7 @@ TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
 
   TempDir dir;
   const std::string path = (dir.path() / "new" / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   RawDb raw(path);
@@ -197,6 +198,7 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
     raw.Exec(kV1Fixture);
     ASSERT_EQ(raw.Query("PRAGMA user_version"), "1");
   }
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   {
@@ -205,14 +207,14 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
     EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_table_info('roster_items') WHERE name = 'groups_json'"), "0");
   }
 
-  auto alice = Await<Account>([&](Reply<Account> r) { store->GetAccount("alice", std::move(r)); });
+  auto alice = Await<Account>(io, [&](Reply<Account> r) { store->GetAccount("alice", std::move(r)); });
   ASSERT_TRUE(alice.ok()) << alice.error().message;
   EXPECT_EQ(alice->sha1.salt, std::string("\x00\xa1\xff", 3));
   EXPECT_EQ(alice->sha1.iterations, 4096);
   EXPECT_EQ(alice->sha256.stored_key, "\x05\x06");
   EXPECT_EQ(alice->created_ms, 1600000000000);
 
-  auto roster = Await<Roster>([&](Reply<Roster> r) { store->GetRoster("alice", std::move(r)); });
+  auto roster = Await<Roster>(io, [&](Reply<Roster> r) { store->GetRoster("alice", std::move(r)); });
   ASSERT_TRUE(roster.ok()) << roster.error().message;
   EXPECT_EQ(roster->version, 7);
   ASSERT_EQ(roster->items.size(), 4u);
@@ -227,8 +229,7 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   EXPECT_TRUE(roster->items[2].groups.empty()) << "malformed JSON migrates as no groups";
   EXPECT_EQ(roster->items[3].groups, std::vector<std::string>{"Solo"}) << "non-string entries are dropped";
 
-  auto offline = Await<std::vector<OfflineMessage>>(
-      [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
+  auto offline = Await<std::vector<OfflineMessage>>(io, [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
   ASSERT_TRUE(offline.ok());
   ASSERT_EQ(offline->size(), 2u);
   EXPECT_EQ((*offline)[0].id, 5);
@@ -237,14 +238,14 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   EXPECT_EQ((*offline)[1].stamp_ms, 1600000000200);
 
   // The new schema works on migrated data: vCards, new ids, cascades.
-  EXPECT_TRUE(Await<void>([&](Reply<void> r) { store->SetVCard("alice", "<vCard/>", std::move(r)); }).ok());
-  auto id = Await<int64_t>([&](Reply<int64_t> r) { store->StoreOffline("alice", MakeMessage("new"), std::move(r)); });
+  EXPECT_TRUE(Await<void>(io, [&](Reply<void> r) { store->SetVCard("alice", "<vCard/>", std::move(r)); }).ok());
+  auto id = Await<int64_t>(io, [&](Reply<int64_t> r) { store->StoreOffline("alice", MakeMessage("new"), std::move(r)); });
   ASSERT_TRUE(id.ok());
   EXPECT_GT(*id, 12);
-  auto version = Await<int64_t>([&](Reply<int64_t> r) { store->PutRosterItem("bob", MakeItem("x@example.org"), std::move(r)); });
+  auto version = Await<int64_t>(io, [&](Reply<int64_t> r) { store->PutRosterItem("bob", MakeItem("x@example.org"), std::move(r)); });
   ASSERT_TRUE(version.ok());
   EXPECT_EQ(*version, 2);
-  EXPECT_TRUE(Await<void>([&](Reply<void> r) { store->DeleteAccount("alice", std::move(r)); }).ok());
+  EXPECT_TRUE(Await<void>(io, [&](Reply<void> r) { store->DeleteAccount("alice", std::move(r)); }).ok());
   store->Close();
   RawDb raw(path);
   EXPECT_EQ(raw.Query("SELECT count(*) FROM roster_groups WHERE username = 'alice'"), "0");
@@ -321,12 +322,13 @@ TEST(SqliteErrors, ResultCodesMapOnce) {
 TEST(SqliteDurability, EveryAcknowledgedWriteIsAlreadyCommitted) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
-  ASSERT_TRUE(Await<void>([&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
 
   RawDb raw(path);  // used only on the loop thread below
-  boost::asio::io_context io;
+  io.restart();      // Await ran it out of work
   auto guard = boost::asio::make_work_guard(io);
   std::thread loop([&] { io.run(); });
   constexpr int kWrites = 2000;
@@ -359,9 +361,10 @@ TEST(SqliteDurability, AcknowledgedWritesSurviveKill9) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
   {
+    boost::asio::io_context io;  // outlives the store, see conformance::Await
     auto store = MustOpen({path});
     ASSERT_TRUE(store);
-    ASSERT_TRUE(Await<void>([&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+    ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
   }
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
@@ -400,10 +403,10 @@ TEST(SqliteDurability, AcknowledgedWritesSurviveKill9) {
   ASSERT_TRUE(WIFSIGNALED(status)) << "the child exited on its own with status " << WEXITSTATUS(status);
   ASSERT_GE(acknowledged.size(), static_cast<size_t>(kKillAfter));
 
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
-  auto loaded = Await<std::vector<OfflineMessage>>(
-      [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
+  auto loaded = Await<std::vector<OfflineMessage>>(io, [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
   ASSERT_TRUE(loaded.ok());
   std::set<int64_t> present;
   for (const auto& message : *loaded) present.insert(message.id);
@@ -431,13 +434,14 @@ struct LockedWrites {
 TEST(SqliteGroupCommit, QueuedWritesShareOneTransaction) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
-  ASSERT_TRUE(Await<void>([&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
   const auto before = AsSqlite(*store).stats();
 
   constexpr int kWrites = 200;
-  Batch batch;
+  Batch batch(io);
   int ok = 0;
   {
     RawDb other(path);
@@ -461,12 +465,13 @@ TEST(SqliteGroupCommit, QueuedWritesShareOneTransaction) {
 TEST(SqliteGroupCommit, BatchesAreCappedByCommitBatch) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path, 4});
   ASSERT_TRUE(store);
-  ASSERT_TRUE(Await<void>([&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
   const auto before = AsSqlite(*store).stats();
   constexpr int kWrites = 40;
-  Batch batch;
+  Batch batch(io);
   int ok = 0;
   {
     RawDb other(path);
@@ -489,10 +494,11 @@ TEST(SqliteGroupCommit, BatchesAreCappedByCommitBatch) {
 TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   const auto before = AsSqlite(*store).stats();
-  Batch batch;
+  Batch batch(io);
   std::vector<std::string> outcome(5);
   auto record = [&](size_t index) {
     return [&outcome, index](auto r) { outcome[index] = r.ok() ? "ok" : ErrcName(r.error().code); };
@@ -514,8 +520,7 @@ TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
   EXPECT_LE(after.transactions - before.transactions, 2);
   EXPECT_EQ(after.writes_ok - before.writes_ok, 3);
   EXPECT_EQ(after.writes_failed - before.writes_failed, 2);
-  auto names = Await<std::vector<std::string>>(
-      [&](Reply<std::vector<std::string>> r) { store->ListAccounts(std::move(r)); });
+  auto names = Await<std::vector<std::string>>(io, [&](Reply<std::vector<std::string>> r) { store->ListAccounts(std::move(r)); });
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, (std::vector<std::string>{"alice", "carol"})) << "bob must roll back with his batch-mate";
 }
@@ -525,20 +530,21 @@ TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
 TEST(SqliteSharing, AnotherWriterCanAddAccountsWhileTheStoreIsOpen) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto server = MustOpen({path});
   ASSERT_TRUE(server);
-  ASSERT_TRUE(Await<void>([&](Reply<void> r) { server->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { server->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
   {
     // What `nines user add` does: its own store on the same file.
     auto cli = MustOpen({path});
     ASSERT_TRUE(cli);
-    ASSERT_TRUE(Await<void>([&](Reply<void> r) { cli->CreateAccount(MakeAccount("bob"), std::move(r)); }).ok());
-    EXPECT_EQ(Await<void>([&](Reply<void> r) { cli->CreateAccount(MakeAccount("alice"), std::move(r)); }).error().code,
+    ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { cli->CreateAccount(MakeAccount("bob"), std::move(r)); }).ok());
+    EXPECT_EQ(Await<void>(io, [&](Reply<void> r) { cli->CreateAccount(MakeAccount("alice"), std::move(r)); }).error().code,
               Errc::kConflict);
   }
-  auto bob = Await<Account>([&](Reply<Account> r) { server->GetAccount("bob", std::move(r)); });
+  auto bob = Await<Account>(io, [&](Reply<Account> r) { server->GetAccount("bob", std::move(r)); });
   ASSERT_TRUE(bob.ok()) << bob.error().message;
-  ASSERT_TRUE(Await<void>([&](Reply<void> r) { server->CreateAccount(MakeAccount("carol"), std::move(r)); }).ok());
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { server->CreateAccount(MakeAccount("carol"), std::move(r)); }).ok());
 }
 
 }  // namespace
