@@ -1,0 +1,130 @@
+// AccountState: everything the hub keeps about one account, on its home loop.
+//
+// Thread safety: touched only on the account's home loop (HubImpl::HomeOf).
+//
+// Invariants
+//  * An AccountState exists while the account has a bound resource, queued
+//    or running work, store calls in flight (busy > 0) or a load in
+//    progress; HubImpl::MaybeEvict drops it as soon as none of these holds.
+//  * `roster` mirrors the store and may run ahead of it: a change is applied
+//    here first, then written; clients hear of it (IQ result, roster push)
+//    only from the write's Reply. `roster_version` is the store's version
+//    after the last completed write, so it never claims more than is durable.
+//  * A resource is "available" only after its presence was processed, which
+//    requires a loaded roster, so load == kReady whenever any resource is
+//    available (except briefly after a failed write forced a reload).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "im/unique_function.h"
+#include "store/store.h"
+#include "xmpp/session_ref.h"
+
+namespace nines::im {
+
+// Heterogeneous lookup for maps keyed by std::string.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>()(s); }
+};
+
+struct Resource {
+  xmpp::SessionRef ref;
+  std::string name;  // normalised resourcepart
+  std::string full;  // bare + '/' + name
+  int priority = 0;
+  bool available = false;   // sent available presence, not yet unavailable
+  bool interested = false;  // requested the roster (RFC 6121 §2.2): gets roster pushes
+  // The last broadcast available presence, serialised, with no 'to'. Null
+  // while unavailable.
+  std::shared_ptr<const std::string> presence;
+  // Entities that got directed available presence from this resource and no
+  // directed unavailable since (RFC 6121 §4.6.3): they get unavailable when
+  // the resource goes away.
+  std::vector<std::string> directed;
+};
+
+struct AccountState;
+using AccountOp = UniqueFunction<void(AccountState&)>;
+
+struct AccountState {
+  enum class Load : uint8_t {
+    kNone,     // nothing loaded (yet, or again after a failure)
+    kLoading,  // store reads in flight; work waits in `queue`
+    kReady,    // roster and offline count loaded
+    kMissing,  // no such account
+    kFailed,   // the load failed; queued work is being answered with errors
+  };
+
+  std::string bare;  // "user@domain"
+  std::string user;  // the localpart: the store's username
+  size_t home = 0;   // loop index
+  Load load = Load::kNone;
+  bool known_to_exist = false;  // a session bound, so no need to ask the store
+
+  std::vector<Resource> resources;
+
+  std::unordered_map<std::string, store::RosterItem, StringHash, std::equal_to<>> roster;
+  int64_t roster_version = 0;
+
+  int64_t offline_count = 0;           // messages in offline storage (as far as we know)
+  int64_t offline_delivered_up_to = 0; // highest offline id handed to a session
+  bool offline_loading = false;        // a LoadOffline is in flight
+  bool offline_again = false;          // another delivery was asked for meanwhile
+
+  // Contacts that answered our presence with an error during this lifetime of
+  // the state: no further broadcasts to them (RFC 6121 §4.4.2).
+  std::vector<std::string> presence_errors;
+
+  std::deque<AccountOp> queue;  // work waiting for the load, in arrival order
+  int busy = 0;                 // store calls in flight
+  int running = 0;              // ops on the stack (guards eviction)
+
+  bool Ready() const { return load == Load::kReady; }
+
+  Resource* FindByRef(xmpp::SessionRef ref) {
+    for (auto& r : resources) {
+      if (r.ref == ref) return &r;
+    }
+    return nullptr;
+  }
+  Resource* FindByName(std::string_view name) {
+    for (auto& r : resources) {
+      if (r.name == name) return &r;
+    }
+    return nullptr;
+  }
+  const store::RosterItem* FindItem(std::string_view jid) const {
+    auto it = roster.find(jid);
+    return it == roster.end() ? nullptr : &it->second;
+  }
+  store::RosterItem* FindItem(std::string_view jid) {
+    auto it = roster.find(jid);
+    return it == roster.end() ? nullptr : &it->second;
+  }
+};
+
+// True for a record that exists only to hold a pending inbound subscription
+// request: the store has no separate table for those, so such an item is
+// kept in the roster but never shown to the client (RFC 6121 §3.1.3: a
+// pending request does not create a roster item). See docs/im.md.
+inline bool IsHiddenItem(const store::RosterItem& item) {
+  return item.subscription == store::Subscription::kNone && !item.ask_out && !item.preapproved &&
+         item.pending_in && item.name.empty() && item.groups.empty();
+}
+
+// True for an item that carries nothing at all (and can be deleted).
+inline bool IsEmptyItem(const store::RosterItem& item) {
+  return item.subscription == store::Subscription::kNone && !item.ask_out && !item.preapproved &&
+         !item.pending_in && item.name.empty() && item.groups.empty();
+}
+
+}  // namespace nines::im

@@ -1,0 +1,23 @@
+#include "im/hub.h"
+
+#include "im/hub_impl.h"
+
+namespace nines::im {
+
+Hub::Hub(HubDeps deps) : impl_(std::make_unique<HubImpl>(deps)) {}
+Hub::~Hub() = default;
+
+void Hub::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& requested,
+               std::function<void(Result<xmpp::Jid>)> done) {
+  impl_->Bind(ref, bare, requested, std::move(done));
+}
+
+void Hub::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza) {
+  impl_->HandleStanza(ref, from, std::move(stanza));
+}
+
+void Hub::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) { impl_->Unbind(ref, full); }
+
+const IqRegistry& Hub::registry() const { return impl_->registry(); }
+
+}  // namespace nines::im

@@ -1,0 +1,670 @@
+#include "im/hub_impl.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "im/stanza_text.h"
+#include "xmpp/namespaces.h"
+#include "xmpp/stanza.h"
+
+namespace nines::im {
+
+namespace ns = xmpp::ns;
+using Load = AccountState::Load;
+
+MsgType ParseMsgType(std::string_view type) {
+  if (type == "chat") return MsgType::kChat;
+  if (type == "groupchat") return MsgType::kGroupchat;
+  if (type == "headline") return MsgType::kHeadline;
+  if (type == "error") return MsgType::kError;
+  return MsgType::kNormal;
+}
+
+PresType ParsePresType(std::string_view type) {
+  if (type.empty()) return PresType::kAvailable;
+  if (type == "unavailable") return PresType::kUnavailable;
+  if (type == "subscribe") return PresType::kSubscribe;
+  if (type == "subscribed") return PresType::kSubscribed;
+  if (type == "unsubscribe") return PresType::kUnsubscribe;
+  if (type == "unsubscribed") return PresType::kUnsubscribed;
+  if (type == "probe") return PresType::kProbe;
+  if (type == "error") return PresType::kError;
+  return PresType::kInvalid;
+}
+
+IqType ParseIqType(std::string_view type) {
+  if (type == "get") return IqType::kGet;
+  if (type == "set") return IqType::kSet;
+  if (type == "result") return IqType::kResult;
+  if (type == "error") return IqType::kError;
+  return IqType::kInvalid;
+}
+
+namespace {
+
+std::string_view KindName(Kind kind) {
+  switch (kind) {
+    case Kind::kMessage: return "message";
+    case Kind::kPresence: return "presence";
+    case Kind::kIq: return "iq";
+  }
+  return "message";
+}
+
+bool IsErrorType(const Routed& r) {
+  switch (r.kind) {
+    case Kind::kMessage: return r.msg_type() == MsgType::kError;
+    case Kind::kPresence: return r.pres_type() == PresType::kError;
+    case Kind::kIq: return r.iq_type() == IqType::kError || r.iq_type() == IqType::kResult;
+  }
+  return true;
+}
+
+std::string ErrorXml(std::string_view kind, std::string_view from, std::string_view to, std::string_view id,
+                     std::string_view condition, std::string_view text) {
+  std::string out;
+  out.reserve(192 + from.size() + to.size() + id.size() + text.size());
+  out.push_back('<');
+  out.append(kind);
+  if (!from.empty()) AppendAttr(out, "from", from);
+  if (!to.empty()) AppendAttr(out, "to", to);
+  if (!id.empty()) AppendAttr(out, "id", id);
+  out.append(" type='error'><error type='");
+  out.append(xmpp::DefaultErrorType(condition));
+  out.append("'><");
+  out.append(condition);
+  out.append(" xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>");
+  if (!text.empty()) {
+    out.append("<text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas' xml:lang='en'>");
+    xml::AppendEscapedText(out, text);
+    out.append("</text>");
+  }
+  out.append("</error></");
+  out.append(kind);
+  out.push_back('>');
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Construction
+
+HubImpl::HubImpl(HubDeps deps)
+    : loops_(deps.loops), store_(deps.store), config_(deps.config), port_(deps.port) {
+  if (port_ == nullptr) {
+    owned_port_ = MakeSessionsPort(deps.sessions);
+    port_ = owned_port_.get();
+  }
+  auto snapshot = config_->Get();
+  shards_.reserve(loops_->size());
+  for (size_t i = 0; i < loops_->size(); ++i) {
+    shards_.push_back(std::make_unique<Shard>());
+    shards_.back()->config = snapshot;
+    // Registered from the loop itself, so this works before or after Start().
+    loop(i).Post([this, i] {
+      loop(i).OnTick([this, i] { shards_[i]->config = config_->Get(); });
+    });
+  }
+  RegisterRoster();
+  RegisterOffline();
+  RegisterServices();
+}
+
+HubImpl::~HubImpl() = default;
+
+// ---------------------------------------------------------------------------
+// Accounts: lookup, loading, eviction
+
+AccountState* HubImpl::FindAccount(size_t home, std::string_view bare) {
+  auto& accounts = shard(home).accounts;
+  auto it = accounts.find(bare);
+  return it == accounts.end() ? nullptr : it->second.get();
+}
+
+AccountState& HubImpl::FindOrCreate(size_t home, std::string_view bare) {
+  auto& accounts = shard(home).accounts;
+  auto it = accounts.find(bare);
+  if (it != accounts.end()) return *it->second;
+  auto st = std::make_unique<AccountState>();
+  st->bare = std::string(bare);
+  st->user = std::string(SplitJid(bare).local);
+  st->home = home;
+  AccountState& ref = *st;
+  accounts.emplace(st->bare, std::move(st));
+  return ref;
+}
+
+void HubImpl::MaybeEvict(AccountState& st) {
+  if (st.running > 0 || !st.resources.empty() || !st.queue.empty() || st.busy > 0 || st.load == Load::kLoading ||
+      st.offline_loading) {
+    return;
+  }
+  shard(st.home).accounts.erase(st.bare);
+}
+
+void HubImpl::PostToAccount(std::string bare, AccountOp op) {
+  size_t home = HomeOf(bare);
+  loop(home).Post([this, home, bare = std::move(bare), op = std::move(op)]() mutable {
+    RunOnAccount(home, bare, std::move(op));
+  });
+}
+
+struct HubImpl::LoadResult {
+  int pending = 0;
+  bool missing = false;
+  bool failed = false;
+  std::string error;
+  store::Roster roster;
+  int64_t offline_count = 0;
+
+  void Fail(const Error& e) {
+    failed = true;
+    error = e.message;
+  }
+};
+
+void HubImpl::StartLoad(AccountState& st) {
+  st.load = Load::kLoading;
+  auto result = std::make_shared<LoadResult>();
+  result->pending = st.known_to_exist ? 2 : 3;
+  auto executor = loop(st.home).executor();
+  auto part = [this, home = st.home, bare = st.bare, result] {
+    if (--result->pending == 0) FinishLoad(home, bare, *result);
+  };
+  if (!st.known_to_exist) {
+    store_->GetAccount(st.user, store::Reply<store::Account>(executor, [result, part](Result<store::Account> r) {
+                         if (!r.ok()) {
+                           if (r.error().code == Errc::kNotFound) {
+                             result->missing = true;
+                           } else {
+                             result->Fail(r.error());
+                           }
+                         }
+                         part();
+                       }));
+  }
+  store_->GetRoster(st.user, store::Reply<store::Roster>(executor, [result, part](Result<store::Roster> r) {
+                      if (r.ok()) {
+                        result->roster = std::move(r.value());
+                      } else {
+                        result->Fail(r.error());
+                      }
+                      part();
+                    }));
+  store_->CountOffline(st.user, store::Reply<int64_t>(executor, [result, part](Result<int64_t> r) {
+                         if (r.ok()) {
+                           result->offline_count = *r;
+                         } else {
+                           result->Fail(r.error());
+                         }
+                         part();
+                       }));
+}
+
+void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& result) {
+  AccountState* st = FindAccount(home, bare);
+  if (st == nullptr) return;  // cannot happen: a loading state is never evicted
+  if (result.failed) {
+    spdlog::warn("im: loading account {} failed: {}", bare, result.error);
+    st->load = Load::kFailed;
+  } else if (result.missing) {
+    st->load = Load::kMissing;
+  } else {
+    st->load = Load::kReady;
+    st->roster.clear();
+    st->roster.reserve(result.roster.items.size());
+    for (auto& item : result.roster.items) {
+      std::string key = item.jid;
+      st->roster.emplace(std::move(key), std::move(item));
+    }
+    st->roster_version = result.roster.version;
+    st->offline_count = result.offline_count;
+  }
+  ++st->running;
+  while (!st->queue.empty() && st->load != Load::kLoading && st->load != Load::kNone) {
+    AccountOp op = std::move(st->queue.front());
+    st->queue.pop_front();
+    op(*st);
+  }
+  if (st->load == Load::kFailed) st->load = Load::kNone;  // the next piece of work retries
+  --st->running;
+  if (st->load == Load::kNone && !st->queue.empty()) {
+    StartLoad(*st);
+    return;
+  }
+  MaybeEvict(*st);
+}
+
+// ---------------------------------------------------------------------------
+// Bind / Unbind
+
+void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& requested,
+                   std::function<void(Result<xmpp::Jid>)> done) {
+  std::string key = bare.BareString();
+  size_t home = HomeOf(key);
+  loop(home).Post([this, ref, bare, requested, home, key = std::move(key), done = std::move(done)]() mutable {
+    AccountState& st = FindOrCreate(home, key);
+    st.known_to_exist = true;
+    ++st.running;
+    const Config& config = ConfigOn(home);
+    std::string name = requested;
+    if (name.empty()) {
+      do {
+        name = xmpp::RandomId(16);
+      } while (st.FindByName(name) != nullptr);
+    }
+    Result<xmpp::Jid> result = MakeError(Errc::kInternal, "unset");
+    auto existing = std::find_if(st.resources.begin(), st.resources.end(),
+                                 [&](const Resource& r) { return r.name == name; });
+    if (existing == st.resources.end() &&
+        static_cast<int64_t>(st.resources.size()) >= config.limits.resources_per_account) {
+      result = MakeError(Errc::kLimitExceeded, "too many resources bound for " + key);
+    } else {
+      if (existing != st.resources.end()) {
+        // RFC 6120 §7.7.2.2: the new session takes the resource over; the
+        // old one is closed with <conflict/>. Its later Unbind finds no
+        // resource with its ref and does nothing.
+        Resource old = std::move(*existing);
+        st.resources.erase(existing);
+        port_->Kick(old.ref, "conflict");
+        if (old.available || !old.directed.empty()) ResourceGone(st, std::move(old));
+      }
+      Resource res;
+      res.ref = ref;
+      res.name = name;
+      res.full = key + "/" + name;
+      st.resources.push_back(std::move(res));
+      // Load the roster now: the client will ask for it right away.
+      if (st.load == Load::kNone) StartLoad(st);
+      result = bare.WithResource(name);
+    }
+    --st.running;
+    MaybeEvict(st);
+    loop(ref.loop).Post([done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
+  });
+}
+
+void HubImpl::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) {
+  std::string key = full.BareString();
+  size_t home = HomeOf(key);
+  loop(home).Post([this, ref, home, key = std::move(key)] {
+    AccountState* st = FindAccount(home, key);
+    if (st == nullptr) return;
+    auto it = std::find_if(st->resources.begin(), st->resources.end(),
+                           [&](const Resource& r) { return r.ref == ref; });
+    if (it == st->resources.end()) return;  // replaced by a newer session (conflict)
+    Resource gone = std::move(*it);
+    st->resources.erase(it);
+    ++st->running;
+    if (gone.available || !gone.directed.empty()) ResourceGone(*st, std::move(gone));
+    --st->running;
+    MaybeEvict(*st);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Stanzas from sessions
+
+void HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza) {
+  const Config& config = ConfigOn(ref.loop);
+  const std::string& name = stanza.name();
+  if (name == "message") {
+    ClientMessage(ref, from, std::move(stanza), config);
+  } else if (name == "presence") {
+    ClientPresenceEntry(ref, from, std::move(stanza), config);
+  } else if (name == "iq") {
+    ClientIq(ref, from, std::move(stanza), config);
+  }
+}
+
+void HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
+                            const Config& config) {
+  // RFC 6120 §10.3.1: a message without 'to' is for the sender's bare JID.
+  if (!stanza.HasAttr("to")) stanza.SetAttr("to", from.BareString());
+  auto r = std::make_shared<Routed>();
+  r->kind = Kind::kMessage;
+  MsgType type = ParseMsgType(stanza.Attr("type"));
+  r->type = static_cast<uint8_t>(type);
+  r->offline_ok = OfflineEligible(stanza, type);
+  r->has_origin = true;
+  r->origin = ref;
+  r->from = std::string(stanza.Attr("from"));
+  r->to = std::string(stanza.Attr("to"));
+  r->id = std::string(stanza.Attr("id"));
+  stanza.SerializeTo(r->xml, ns::kClient);
+  Route(std::move(r), ref.loop, /*may_inline=*/true);
+}
+
+void HubImpl::Route(RoutedPtr r, size_t current, bool may_inline) {
+  const Config& config = ConfigOn(current);
+  JidView to = SplitJid(r->to);
+  if (to.domain != config.domain) {
+    // No server-to-server yet (RFC 6120 §8.3.3.15).
+    Bounce(*r, "remote-server-not-found");
+    return;
+  }
+  if (to.local.empty()) {
+    // The server itself (RFC 6120 §10.3): nothing is handled here but IQs,
+    // which ClientIq dispatches before routing. Presence is ignored.
+    if (r->kind == Kind::kPresence) return;
+    if (r->kind == Kind::kMessage && r->msg_type() == MsgType::kHeadline) return;
+    Bounce(*r, "service-unavailable");
+    return;
+  }
+  size_t home = HomeOf(to.Bare());
+  if (may_inline && home == current && loop(home).InLoop()) {
+    Inbound(home, std::move(r));
+    return;
+  }
+  loop(home).Post([this, home, r = std::move(r)]() mutable { Inbound(home, std::move(r)); });
+}
+
+void HubImpl::Inbound(size_t home, RoutedPtr r) {
+  switch (r->kind) {
+    case Kind::kMessage: {
+      std::string_view bare = BareOf(r->to);
+      RunOnAccount(home, bare, [this, r](AccountState& st) { MessageToAccount(st, r, false, {}, 0); });
+      return;
+    }
+    case Kind::kPresence:
+      InboundPresence(home, std::move(r));
+      return;
+    case Kind::kIq:
+      IqToFullJid(home, r);
+      return;
+  }
+}
+
+// RFC 6121 §8.5.2 / §8.5.3 for messages, on the recipient's home.
+void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bare, xmpp::SessionRef exclude,
+                               int hops) {
+  if (st.load == Load::kMissing) {
+    Bounce(*r, "service-unavailable");  // §8.5.1
+    return;
+  }
+  if (st.load != Load::kReady) {
+    Bounce(*r, "internal-server-error");
+    return;
+  }
+  const MsgType type = r->msg_type();
+  const bool chat_or_normal = type == MsgType::kChat || type == MsgType::kNormal;
+  JidView to = SplitJid(r->to);
+  if (!as_bare && !to.IsBare()) {
+    Resource* res = st.FindByName(to.resource);
+    if (res != nullptr && !(res->ref == exclude)) {
+      // §8.5.3.1: a connected resource that matches gets it whatever it is.
+      std::function<void()> on_gone;
+      if (chat_or_normal) {
+        on_gone = [this, r, gone = res->ref, hops] { Reroute(r, gone, hops + 1); };
+      }
+      DeliverTo(*res, SharedXml(r), std::move(on_gone));
+      return;
+    }
+    // §8.5.3.2.1: no such resource.
+    if (type == MsgType::kGroupchat) {
+      Bounce(*r, "service-unavailable");
+      return;
+    }
+    if (!chat_or_normal) return;  // headline, error: ignored
+    // chat and normal: as if to the bare JID.
+  }
+  switch (type) {
+    case MsgType::kError:
+      return;
+    case MsgType::kGroupchat:
+      Bounce(*r, "service-unavailable");  // §8.5.2.1.1
+      return;
+    case MsgType::kHeadline: {
+      auto xml = SharedXml(r);
+      for (const auto& res : st.resources) {
+        if (res.available && res.priority >= 0 && !(res.ref == exclude)) DeliverTo(res, xml);
+      }
+      return;
+    }
+    case MsgType::kChat:
+    case MsgType::kNormal:
+      break;
+  }
+  // The "most available" resources: those with the highest non-negative
+  // priority. Negative priority never gets bare-JID messages (§8.5.2.1.1).
+  int best = -1;
+  int count = 0;
+  for (const auto& res : st.resources) {
+    if (!res.available || res.priority < 0 || res.ref == exclude) continue;
+    if (res.priority > best) {
+      best = res.priority;
+      count = 1;
+    } else if (res.priority == best) {
+      ++count;
+    }
+  }
+  if (count == 0) {
+    StoreOffline(st, r);
+    return;
+  }
+  auto xml = SharedXml(r);
+  for (const auto& res : st.resources) {
+    if (!res.available || res.priority != best || res.ref == exclude) continue;
+    std::function<void()> on_gone;
+    // With one target a racing logout would lose the message: send it round
+    // again. With several, the others have it.
+    if (count == 1) on_gone = [this, r, gone = res.ref, hops] { Reroute(r, gone, hops + 1); };
+    DeliverTo(res, xml, std::move(on_gone));
+  }
+}
+
+void HubImpl::Reroute(RoutedPtr r, xmpp::SessionRef gone, int hops) {
+  std::string bare(BareOf(r->to));
+  size_t home = HomeOf(bare);
+  loop(home).Post([this, home, bare = std::move(bare), r = std::move(r), gone, hops]() mutable {
+    RunOnAccount(home, bare, [this, r = std::move(r), gone, hops](AccountState& st) {
+      if (hops > 4) {
+        // The sessions keep vanishing under us: keep it for later.
+        if (st.Ready()) StoreOffline(st, r);
+        return;
+      }
+      MessageToAccount(st, r, true, gone, hops);
+    });
+  });
+}
+
+void HubImpl::IqToFullJid(size_t home, const RoutedPtr& r) {
+  JidView to = SplitJid(r->to);
+  const bool request = r->iq_type() == IqType::kGet || r->iq_type() == IqType::kSet;
+  AccountState* st = FindAccount(home, to.Bare());
+  Resource* res = st != nullptr ? st->FindByName(to.resource) : nullptr;
+  if (res == nullptr) {
+    // RFC 6121 §8.5.3.2.3 (and §8.5.1 for no such account).
+    if (request) Bounce(*r, "service-unavailable");
+    return;
+  }
+  std::function<void()> on_gone;
+  if (request) on_gone = [this, r] { Bounce(*r, "service-unavailable"); };
+  DeliverTo(*res, SharedXml(r), std::move(on_gone));
+}
+
+// ---------------------------------------------------------------------------
+// IQs
+
+void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config) {
+  const IqType type = ParseIqType(stanza.Attr("type"));
+  if (type == IqType::kInvalid) return;  // the session answers malformed IQs
+  const bool request = type == IqType::kGet || type == IqType::kSet;
+  std::string own_bare = from.BareString();
+  Scope scope = kScopeSelf;
+  std::string account;
+  if (const std::string* to_attr = stanza.FindAttr("to")) {
+    JidView to = SplitJid(*to_attr);
+    if (to.domain != config.domain) {
+      if (request) SendToSessionError(ref, stanza, "remote-server-not-found");
+      return;
+    }
+    if (to.local.empty()) {
+      if (!to.IsBare()) {
+        if (request) SendToSessionError(ref, stanza, "service-unavailable");
+        return;
+      }
+      scope = kScopeServer;
+    } else if (!to.IsBare()) {
+      // To a resource: deliver it (RFC 6121 §8.5.3).
+      auto r = std::make_shared<Routed>();
+      r->kind = Kind::kIq;
+      r->type = static_cast<uint8_t>(type);
+      r->has_origin = true;
+      r->origin = ref;
+      r->from = std::string(stanza.Attr("from"));
+      r->to = *to_attr;
+      r->id = std::string(stanza.Attr("id"));
+      stanza.SerializeTo(r->xml, ns::kClient);
+      Route(std::move(r), ref.loop, /*may_inline=*/true);
+      return;
+    } else if (to.Bare() == own_bare) {
+      scope = kScopeSelf;
+    } else {
+      scope = kScopeAccount;
+      account = std::string(to.Bare());
+    }
+  }
+  if (!request) return;  // results and errors for the server or a bare JID: nobody waits for them
+  if (scope == kScopeSelf) account = own_bare;
+
+  std::vector<const xml::Element*> children = stanza.Children();
+  if (children.size() != 1) {
+    SendToSessionError(ref, stanza, "bad-request");
+    return;
+  }
+  const IqHandler* handler = registry_.Find(children.front()->ns(), type == IqType::kSet, scope, config);
+  if (handler == nullptr) {
+    // RFC 6120 §8.4: a namespace nobody here understands.
+    SendToSessionError(ref, stanza, "service-unavailable");
+    return;
+  }
+  auto call = std::make_shared<IqCall>();
+  call->iq = std::move(stanza);
+  call->origin = ref;
+  call->from = from.Full();
+  call->account = std::move(account);
+  call->scope = scope;
+  if (scope == kScopeServer) {
+    handler->fn(*this, call, nullptr);
+    return;
+  }
+  std::string target = call->account;
+  PostToAccount(std::move(target), [this, call, handler](AccountState& st) {
+    if (st.load == Load::kMissing) {
+      ReplyError(*call, "service-unavailable");  // §8.5.1
+      return;
+    }
+    if (st.load != Load::kReady) {
+      ReplyError(*call, "internal-server-error");
+      return;
+    }
+    handler->fn(*this, call, &st);
+  });
+}
+
+void HubImpl::SendToSessionError(xmpp::SessionRef ref, const xml::Element& stanza, std::string_view condition) {
+  xml::Element reply = xmpp::MakeErrorReply(stanza, xmpp::DefaultErrorType(condition), condition);
+  port_->Deliver(ref, std::make_shared<const std::string>(reply.Serialize(ns::kClient)), {});
+}
+
+void HubImpl::ReplyResult(const IqCall& call, std::string_view inner_xml) {
+  std::string out;
+  out.reserve(96 + call.from.size() + inner_xml.size());
+  out.append("<iq type='result'");
+  if (const std::string* id = call.iq.FindAttr("id")) AppendAttr(out, "id", *id);
+  AppendAttr(out, "to", call.from);
+  if (const std::string* to = call.iq.FindAttr("to")) AppendAttr(out, "from", *to);
+  if (inner_xml.empty()) {
+    out.append("/>");
+  } else {
+    out.push_back('>');
+    out.append(inner_xml);
+    out.append("</iq>");
+  }
+  port_->Deliver(call.origin, std::make_shared<const std::string>(std::move(out)), {});
+}
+
+void HubImpl::ReplyError(const IqCall& call, std::string_view condition, std::string_view text) {
+  xml::Element reply = xmpp::MakeErrorReply(call.iq, xmpp::DefaultErrorType(condition), condition, text);
+  port_->Deliver(call.origin, std::make_shared<const std::string>(reply.Serialize(ns::kClient)), {});
+}
+
+// ---------------------------------------------------------------------------
+// Presence entry: everything goes to the sender's home first.
+
+void HubImpl::ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
+                                  const Config& config) {
+  PresType type = ParsePresType(stanza.Attr("type"));
+  if (type == PresType::kInvalid) {
+    SendToSessionError(ref, stanza, "bad-request");
+    return;
+  }
+  if (type == PresType::kProbe) return;  // probes are the server's business (RFC 6121 §4.3)
+  if (type == PresType::kError) {
+    // An error answering someone's presence: pass it on.
+    if (!stanza.HasAttr("to")) return;
+    auto r = std::make_shared<Routed>();
+    r->kind = Kind::kPresence;
+    r->type = static_cast<uint8_t>(type);
+    r->from = std::string(stanza.Attr("from"));
+    r->to = std::string(stanza.Attr("to"));
+    r->id = std::string(stanza.Attr("id"));
+    stanza.SerializeTo(r->xml, ns::kClient);
+    Route(std::move(r), ref.loop, /*may_inline=*/true);
+    return;
+  }
+  std::string bare = from.BareString();
+  size_t home = HomeOf(bare);
+  auto op = [this, ref, type, stanza = std::move(stanza)](AccountState& st) mutable {
+    ClientPresence(st, ref, std::move(stanza), type);
+  };
+  if (home == ref.loop && loop(home).InLoop()) {
+    RunOnAccount(home, bare, std::move(op));
+    return;
+  }
+  loop(home).Post([this, home, bare = std::move(bare), op = std::move(op)]() mutable {
+    RunOnAccount(home, bare, std::move(op));
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Delivery helpers
+
+void HubImpl::DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml,
+                        std::function<void()> on_gone) {
+  port_->Deliver(resource.ref, std::move(xml), std::move(on_gone));
+}
+
+void HubImpl::DeliverToAvailable(AccountState& st, const std::shared_ptr<const std::string>& xml) {
+  for (const auto& res : st.resources) {
+    if (res.available) DeliverTo(res, xml);
+  }
+}
+
+RoutedPtr HubImpl::MakeServerStanza(Kind kind, uint8_t type, std::string from, std::string to, std::string xml) {
+  auto r = std::make_shared<Routed>();
+  r->kind = kind;
+  r->type = type;
+  r->from = std::move(from);
+  r->to = std::move(to);
+  r->xml = std::move(xml);
+  return r;
+}
+
+void HubImpl::Bounce(const Routed& r, std::string_view condition, std::string_view text) {
+  if (!r.has_origin || IsErrorType(r)) return;
+  if (r.kind == Kind::kPresence && r.pres_type() != PresType::kSubscribe &&
+      r.pres_type() != PresType::kSubscribed && r.pres_type() != PresType::kUnsubscribe &&
+      r.pres_type() != PresType::kUnsubscribed && r.pres_type() != PresType::kAvailable &&
+      r.pres_type() != PresType::kUnavailable) {
+    return;
+  }
+  port_->Deliver(r.origin,
+                 std::make_shared<const std::string>(ErrorXml(KindName(r.kind), r.to, r.from, r.id, condition, text)),
+                 {});
+}
+
+}  // namespace nines::im

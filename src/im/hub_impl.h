@@ -1,0 +1,221 @@
+// HubImpl: the machinery behind im::Hub (internal to src/im).
+//
+// Split by concern over several files, all members of this class:
+//   hub_impl.cc   shards, account loading/queueing/eviction, bind, routing,
+//                 message delivery (RFC 6121 §8.5), IQ dispatch, errors
+//   presence.cc   presence broadcast/probes/directed (§4), subscriptions (§3)
+//   roster.cc     roster get/set/remove, pushes, versioning (§2)
+//   offline.cc    offline storage and delivery (XEP-0160, XEP-0203)
+//   services.cc   disco, version, ping, vCard-temp, legacy session
+//
+// Threading: see hub.h. Each method says which loop it runs on; "home"
+// means the home loop of the account it is given.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "base/config.h"
+#include "im/account.h"
+#include "im/hub.h"
+#include "im/iq_registry.h"
+#include "im/jid_view.h"
+#include "im/session_port.h"
+#include "im/subscription.h"
+#include "net/loop_pool.h"
+#include "store/store.h"
+#include "xml/element.h"
+#include "xmpp/jid/jid.h"
+
+namespace nines::im {
+
+enum class Kind : uint8_t { kMessage, kPresence, kIq };
+enum class MsgType : uint8_t { kNormal, kChat, kGroupchat, kHeadline, kError };
+enum class PresType : uint8_t {
+  kAvailable, kUnavailable, kSubscribe, kSubscribed, kUnsubscribe, kUnsubscribed, kProbe, kError, kInvalid
+};
+enum class IqType : uint8_t { kGet, kSet, kResult, kError, kInvalid };
+
+MsgType ParseMsgType(std::string_view type);  // unknown -> normal (RFC 6121 §5.2.2)
+PresType ParsePresType(std::string_view type);
+IqType ParseIqType(std::string_view type);
+
+// A stanza on its way between loops: serialised once, with the few fields
+// routing and error replies need. Immutable once shared.
+struct Routed {
+  Kind kind = Kind::kMessage;
+  uint8_t type = 0;          // MsgType, PresType or IqType
+  bool offline_ok = false;   // a message XEP-0160 storage would keep
+  bool has_origin = false;   // sent by a local session: errors go back to `origin`
+  xmpp::SessionRef origin;
+  int64_t stamp_ms = 0;      // for a message back from offline storage: first receipt
+  std::string from;          // as stamped on the stanza
+  std::string to;            // as addressed (normalised)
+  std::string id;
+  std::string xml;           // the stanza, serialised for a jabber:client stream
+
+  MsgType msg_type() const { return static_cast<MsgType>(type); }
+  PresType pres_type() const { return static_cast<PresType>(type); }
+  IqType iq_type() const { return static_cast<IqType>(type); }
+};
+using RoutedPtr = std::shared_ptr<const Routed>;
+
+// The serialised stanza of `r`, sharing r's lifetime (no copy).
+inline std::shared_ptr<const std::string> SharedXml(const RoutedPtr& r) { return {r, &r->xml}; }
+
+class HubImpl {
+ public:
+  explicit HubImpl(HubDeps deps);
+  ~HubImpl();
+
+  // xmpp::Hub, called on the session's loop.
+  void Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& requested,
+            std::function<void(Result<xmpp::Jid>)> done);
+  void HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza);
+  void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full);
+
+  const IqRegistry& registry() const { return registry_; }
+
+  // ---------------------------------------------------------------------
+  // Shared plumbing (hub_impl.cc)
+
+  struct Shard {
+    std::shared_ptr<const Config> config;  // snapshot, refreshed by the loop tick
+    std::unordered_map<std::string, std::unique_ptr<AccountState>, StringHash, std::equal_to<>> accounts;
+  };
+
+  net::Loop& loop(size_t index) { return loops_->loop(index); }
+  Shard& shard(size_t index) { return *shards_[index]; }
+  size_t HomeOf(std::string_view bare) const { return StringHash()(bare) % shards_.size(); }
+  // The config snapshot of a loop; call on that loop.
+  const Config& ConfigOn(size_t index) const { return *shards_[index]->config; }
+  store::Store& store() { return *store_; }
+  bool IsLocal(std::string_view jid, const Config& config) const {
+    return SplitJid(jid).domain == config.domain;
+  }
+
+  // Runs `op` on the account's state, on its home loop (call there): at once
+  // if the account is loaded and nothing is queued before it, else after the
+  // load (started here if needed). `op` sees load == kReady, kMissing or
+  // kFailed and must handle all three.
+  template <class F>
+  void RunOnAccount(size_t home, std::string_view bare, F&& op) {
+    AccountState& st = FindOrCreate(home, bare);
+    if (st.queue.empty() && (st.load == AccountState::Load::kReady || st.load == AccountState::Load::kMissing)) {
+      ++st.running;
+      op(st);
+      --st.running;
+      MaybeEvict(st);
+      return;
+    }
+    st.queue.emplace_back(std::forward<F>(op));
+    if (st.load == AccountState::Load::kNone) StartLoad(st);
+  }
+  // Posts `op` to the account's home loop, then RunOnAccount. Any thread.
+  void PostToAccount(std::string bare, AccountOp op);
+  AccountState* FindAccount(size_t home, std::string_view bare);
+  // Drops the state if nothing keeps it (see account.h). Do not touch `st` after.
+  void MaybeEvict(AccountState& st);
+
+  // Queues `xml` for one resource's session.
+  void DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml,
+                 std::function<void()> on_gone = {});
+  // Delivers to every available resource of the account.
+  void DeliverToAvailable(AccountState& st, const std::shared_ptr<const std::string>& xml);
+  // Routes a stanza to its 'to' (local account, server, or remote). Runs on
+  // loop `current` (whose config snapshot it reads). `may_inline` lets the
+  // recipient's work run right here when its home is this loop: only for
+  // entry points, never from inside account work (which must not nest).
+  void Route(RoutedPtr r, size_t current, bool may_inline = false);
+  // A server-generated stanza (no origin session; errors about it are dropped).
+  static RoutedPtr MakeServerStanza(Kind kind, uint8_t type, std::string from, std::string to, std::string xml);
+  // Sends a stanza error about `r` back to the session that sent it (never
+  // for type='error' stanzas or server-generated ones). Any loop.
+  void Bounce(const Routed& r, std::string_view condition, std::string_view text = {});
+
+  // IQ replies, straight to the requester's session. Any loop.
+  void ReplyResult(const IqCall& call, std::string_view inner_xml = {});
+  void ReplyError(const IqCall& call, std::string_view condition, std::string_view text = {});
+
+  // ---------------------------------------------------------------------
+  // Roster (roster.cc)
+
+  using WriteDone = UniqueFunction<void(AccountState& st, bool ok, int64_t version)>;
+  // Updates the cached item, then writes it; `done` runs on home after the
+  // write (ok=false: the write failed and the cache is being reloaded).
+  void PutItem(AccountState& st, store::RosterItem item, WriteDone done);
+  void DeleteItem(AccountState& st, std::string jid, WriteDone done);
+  // Roster push of one item (or its removal) to the interested resources.
+  void PushItem(AccountState& st, const store::RosterItem& item, int64_t version);
+  void PushRemoval(AccountState& st, std::string_view jid, int64_t version);
+  static void AppendItemXml(std::string& out, const store::RosterItem& item);
+  void RegisterRoster();
+
+  // ---------------------------------------------------------------------
+  // Presence (presence.cc)
+
+  // Outbound presence from a client, on the sender's home.
+  void ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, PresType type);
+  // Inbound presence for a local account, on its home.
+  void InboundPresence(size_t home, RoutedPtr r);
+  // A resource went away (unbind or conflict): unavailable to whoever saw it.
+  void ResourceGone(AccountState& st, Resource gone);
+  // Server-generated presence from `from` to `to` (local; remote ones skipped).
+  void SendPresence(std::string from, std::string to, std::string xml, PresType type, size_t current);
+  // The current presence of every available resource of `st`, to `to`.
+  void SendAvailableTo(AccountState& st, const std::string& to);
+  void SendUnavailableTo(AccountState& st, const std::string& to);
+
+  // ---------------------------------------------------------------------
+  // Offline (offline.cc)
+
+  static bool OfflineEligible(const xml::Element& message, MsgType type);
+  // Stores a message for an account with no resource to take it.
+  void StoreOffline(AccountState& st, const RoutedPtr& r);
+  // Delivers stored messages to `ref` (or the best available resources).
+  void DeliverOffline(AccountState& st, xmpp::SessionRef ref);
+  void RegisterOffline();
+
+  // ---------------------------------------------------------------------
+  // Services (services.cc)
+  void RegisterServices();
+
+ private:
+  AccountState& FindOrCreate(size_t home, std::string_view bare);
+  void StartLoad(AccountState& st);
+  struct LoadResult;
+  void FinishLoad(size_t home, const std::string& bare, LoadResult& result);
+
+  void ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
+  void ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
+  void ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
+                           const Config& config);
+  // Delivery at the recipient's home.
+  void Inbound(size_t home, RoutedPtr r);
+  void MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bare, xmpp::SessionRef exclude, int hops);
+  void Reroute(RoutedPtr r, xmpp::SessionRef gone, int hops);
+  void IqToFullJid(size_t home, const RoutedPtr& r);
+  void SendToSessionError(xmpp::SessionRef ref, const xml::Element& stanza, std::string_view condition);
+
+  // Presence internals (presence.cc).
+  void BroadcastPresence(AccountState& st, Resource& res, xml::Element stanza, bool available);
+  void DirectedPresence(AccountState& st, Resource& res, xml::Element stanza, bool available);
+  void OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, SubVerb verb);
+  void InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb verb);
+  void AnswerProbe(AccountState& st, const RoutedPtr& r);
+  void FanOutToSubscribers(AccountState& st, const std::string& xml, PresType type, const std::string& from);
+
+  net::LoopPool* loops_;
+  store::Store* store_;
+  const ConfigSource* config_;
+  std::unique_ptr<SessionPort> owned_port_;
+  SessionPort* port_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  IqRegistry registry_;
+};
+
+}  // namespace nines::im

@@ -1,0 +1,29 @@
+#include "im/session_port.h"
+
+#include "xmpp/sessions.h"
+
+namespace nines::im {
+namespace {
+
+class SessionsPort final : public SessionPort {
+ public:
+  explicit SessionsPort(xmpp::Sessions* sessions) : sessions_(sessions) {}
+  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml,
+               std::function<void()> on_gone) override {
+    sessions_->Deliver(ref, std::move(xml), std::move(on_gone));
+  }
+  void Kick(xmpp::SessionRef ref, std::string condition) override {
+    sessions_->Kick(ref, std::move(condition), "replaced by a new session for the same resource");
+  }
+
+ private:
+  xmpp::Sessions* sessions_;
+};
+
+}  // namespace
+
+std::unique_ptr<SessionPort> MakeSessionsPort(xmpp::Sessions* sessions) {
+  return std::make_unique<SessionsPort>(sessions);
+}
+
+}  // namespace nines::im

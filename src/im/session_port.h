@@ -1,0 +1,36 @@
+// SessionPort: the hub's only way to reach client sessions.
+//
+// In the server it is a thin adapter over xmpp::Sessions (MakeSessionsPort).
+// Unit tests pass their own implementation through HubDeps::port, which is
+// the test seam: it records deliveries and can pretend a session is gone.
+//
+// Thread safety: both calls may be made from any loop thread.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "xmpp/session_ref.h"
+
+namespace nines::xmpp {
+class Sessions;
+}
+
+namespace nines::im {
+
+class SessionPort {
+ public:
+  virtual ~SessionPort() = default;
+  // Queues one serialised stanza for the session. If the session no longer
+  // exists, `on_gone` (if set) runs on the session's former loop instead.
+  virtual void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml,
+                       std::function<void()> on_gone) = 0;
+  // Closes the session with a stream error condition (e.g. "conflict").
+  virtual void Kick(xmpp::SessionRef ref, std::string condition) = 0;
+};
+
+// The production port: forwards to `sessions`, which must outlive it.
+std::unique_ptr<SessionPort> MakeSessionsPort(xmpp::Sessions* sessions);
+
+}  // namespace nines::im

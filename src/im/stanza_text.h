@@ -1,0 +1,42 @@
+// Helpers that edit serialised stanzas as text, and XEP-0082 timestamps.
+//
+// The hub serialises a stanza once and then needs small variations of it: a
+// presence with a different 'to' for each contact, an offline message with a
+// <delay/> added, a stored vCard inside an IQ result. Rebuilding an Element
+// tree for each would cost far more than the edit, so these work on the text.
+// They are only applied to XML that xml::Element::Serialize produced (the
+// hub's own output, or stored copies of it): a root element whose name
+// follows '<' directly, attributes quoted, and either "/>" or "</name>" at
+// the end.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace nines::im {
+
+// Returns `stanza` with  to='<to>'  added right after the root element's
+// name. The caller guarantees the root has no 'to' yet.
+std::string WithTo(std::string_view stanza, std::string_view to);
+
+// Appends `child_xml` as the last child of the root element of `stanza`
+// (turning <x .../> into <x ...>child</x>). Returns false, leaving `stanza`
+// unchanged, if the text does not end like a serialised element.
+bool AppendChildXml(std::string& stanza, std::string_view child_xml);
+
+// XEP-0082 DateTime in UTC with milliseconds: 2024-05-01T12:34:56.789Z.
+std::string FormatTimestamp(int64_t unix_ms);
+
+// <delay xmlns='urn:xmpp:delay' from='<domain>' stamp='...'/> (XEP-0203).
+std::string DelayXml(std::string_view domain, int64_t unix_ms);
+
+// Wall-clock milliseconds since the Unix epoch.
+int64_t NowUnixMs();
+
+// Appends  name='escaped value'  (with a leading space).
+void AppendAttr(std::string& out, std::string_view name, std::string_view value);
+
+}  // namespace nines::im
