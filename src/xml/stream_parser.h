@@ -14,6 +14,7 @@
 //                attribute named "xmlns" holding the default namespace
 //                declared on the root (absent if none was declared); the
 //                session checks it is jabber:client / jabber:server.
+//                Attribute names follow element.h (xml:lang, {uri}local).
 //   kStanza      a depth-1 child with all its children and text. Its ns is the
 //                resolved namespace: "jabber:client" for <message/> under a
 //                jabber:client default, kStreamsNs for <stream:features/> or
@@ -33,8 +34,8 @@
 //     included) and comments: kRestrictedXml (§11.1). Entities are never
 //     expanded: the DOCTYPE is rejected as soon as it starts, before any
 //     declaration in it is parsed;
-//   - an encoding declaration other than UTF-8, or a UTF-16/UTF-32 byte order
-//     mark or NUL byte at the start: kUnsupportedEncoding (§11.6);
+//   - an encoding declaration other than UTF-8, a UTF-16/UTF-32 byte order
+//     mark, or a NUL among the first two bytes: kUnsupportedEncoding (§11.6);
 //   - malformed XML, invalid UTF-8 or unbound prefixes: kNotWellFormed;
 //   - a limit exceeded (ParserLimits): kPolicyViolation.
 //
@@ -44,9 +45,14 @@
 // allocations go through a counting allocator capped by max_memory_bytes.
 //
 // Cost of a trickled huge tag: expat re-scans an incomplete tag from its start
-// on every Feed(). When more than 4 KiB of a tag are pending, input that
-// holds no '>' (so cannot complete anything) is held back and handed over
-// together with the next '>' instead; no event is ever delayed by this.
+// on every Feed(), so a tag sent a byte at a time costs O(size^2). When more
+// than 4 KiB of a tag are pending, input that holds no '>' (so cannot
+// complete anything) is held back and handed over together with the next
+// '>' instead; no event is ever delayed by this (an error inside held input
+// is reported once it is handed over, or as kPolicyViolation if the size cap
+// is reached first). A peer can still force a re-scan per '>' placed inside
+// an attribute value, bounded by max_stanza_bytes per Feed(): keep that cap
+// small before authentication.
 //
 // Thread safety: one parser per connection, used only on that connection's loop.
 #pragma once

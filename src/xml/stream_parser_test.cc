@@ -629,6 +629,17 @@ TEST(StreamParserTest, Utf16InputIsUnsupported) {
   EXPECT_EQ(LastError(Parse(std::string("r\0 a>", 6))), ParseError::kUnsupportedEncoding);
 }
 
+// Found by the fuzzer: given "r\0" at once, expat switches to UTF-16LE
+// whatever encoding it was told, while given "r" alone it has already decided
+// on UTF-8; the verdict must not depend on the chunking.
+TEST(StreamParserTest, RegressionNulSecondByteJudgedAlikeWhateverTheChunking) {
+  const std::string input("r\0 a>xo", 7);
+  StreamParser whole({});
+  StreamParser bytewise({});
+  EXPECT_EQ(LastError(FeedAll(whole, input)), ParseError::kUnsupportedEncoding);
+  EXPECT_EQ(LastError(FeedBytes(bytewise, input)), ParseError::kUnsupportedEncoding);
+}
+
 TEST(StreamParserTest, Utf8ByteOrderMarkIsAccepted) {
   EXPECT_EQ(Parse("\xef\xbb\xbf" + std::string(kHeader)).back().kind, Kind::kStreamOpen);
 }
