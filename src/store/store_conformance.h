@@ -112,7 +112,8 @@ class Batch {
 
 inline std::string Bytes(const std::string& seed, size_t size) {
   std::string out;
-  for (size_t i = 0; i < size; ++i) out.push_back(static_cast<char>((seed.size() * 31 + i * 7 + seed[i % seed.size()]) & 0xff));
+  for (size_t i = 0; i < size; ++i)
+    out.push_back(static_cast<char>((seed.size() * 31 + i * 7 + seed[i % seed.size()]) & 0xff));
   return out;
 }
 
@@ -121,7 +122,8 @@ inline std::string Bytes(const std::string& seed, size_t size) {
 inline Account MakeAccount(const std::string& username, int64_t created_ms = 1700000000123) {
   Account account;
   account.username = username;
-  account.sha1 = ScramKeys{Bytes(username + "s1", 16), 4096, Bytes(username + "k1", 20), Bytes(username + "v1", 20)};
+  account.sha1 =
+      ScramKeys{Bytes(username + "s1", 16), 4096, Bytes(username + "k1", 20), Bytes(username + "v1", 20)};
   account.sha256 =
       ScramKeys{Bytes(username + "s2", 16), 8192, Bytes(username + "k2", 32), Bytes(username + "v2", 32)};
   account.created_ms = created_ms;
@@ -141,7 +143,8 @@ inline RosterItem MakeItem(const std::string& jid, Subscription subscription = S
 inline OfflineMessage MakeMessage(const std::string& body, int64_t stamp_ms = 1700000000000) {
   OfflineMessage message;
   message.stamp_ms = stamp_ms;
-  message.stanza = "<message from='a@example.org/r' to='b@example.org' type='chat'><body>" + body + "</body></message>";
+  message.stanza =
+      "<message from='a@example.org/r' to='b@example.org' type='chat'><body>" + body + "</body></message>";
   return message;
 }
 
@@ -186,40 +189,45 @@ class StoreConformance : public ::testing::Test {
     return Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(std::move(account), std::move(r)); });
   }
   Result<void> CreateAccounts(std::vector<Account> accounts) {
-    return Await<void>(io_, [&](Reply<void> r) { store_->CreateAccounts(std::move(accounts), std::move(r)); });
+    return Await<void>(io_,
+                       [&](Reply<void> r) { store_->CreateAccounts(std::move(accounts), std::move(r)); });
   }
   Result<Account> GetAccount(const std::string& username) {
     return Await<Account>(io_, [&](Reply<Account> r) { store_->GetAccount(username, std::move(r)); });
   }
   Result<void> SetCredentials(const std::string& username, ScramKeys sha1, ScramKeys sha256) {
-    return Await<void>(io_, [&](Reply<void> r) { store_->SetCredentials(username, sha1, sha256, std::move(r)); });
+    return Await<void>(io_, [&](Reply<void> r) {
+      store_->SetCredentials(username, std::move(sha1), std::move(sha256), std::move(r));
+    });
   }
   Result<void> DeleteAccount(const std::string& username) {
     return Await<void>(io_, [&](Reply<void> r) { store_->DeleteAccount(username, std::move(r)); });
   }
   Result<std::vector<std::string>> ListAccounts() {
-    return Await<std::vector<std::string>>(io_, 
-        [&](Reply<std::vector<std::string>> r) { store_->ListAccounts(std::move(r)); });
+    return Await<std::vector<std::string>>(
+        io_, [&](Reply<std::vector<std::string>> r) { store_->ListAccounts(std::move(r)); });
   }
   Result<Roster> GetRoster(const std::string& username) {
     return Await<Roster>(io_, [&](Reply<Roster> r) { store_->GetRoster(username, std::move(r)); });
   }
   Result<int64_t> PutRosterItem(const std::string& username, RosterItem item) {
-    return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->PutRosterItem(username, std::move(item), std::move(r)); });
+    return Await<int64_t>(
+        io_, [&](Reply<int64_t> r) { store_->PutRosterItem(username, std::move(item), std::move(r)); });
   }
   Result<int64_t> RemoveRosterItem(const std::string& username, const std::string& jid) {
-    return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->RemoveRosterItem(username, jid, std::move(r)); });
+    return Await<int64_t>(io_,
+                          [&](Reply<int64_t> r) { store_->RemoveRosterItem(username, jid, std::move(r)); });
   }
   Result<int64_t> StoreOffline(const std::string& username, OfflineMessage message) {
-    return Await<int64_t>(io_, 
-        [&](Reply<int64_t> r) { store_->StoreOffline(username, std::move(message), std::move(r)); });
+    return Await<int64_t>(
+        io_, [&](Reply<int64_t> r) { store_->StoreOffline(username, std::move(message), std::move(r)); });
   }
   Result<int64_t> CountOffline(const std::string& username) {
     return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->CountOffline(username, std::move(r)); });
   }
   Result<std::vector<OfflineMessage>> LoadOffline(const std::string& username) {
-    return Await<std::vector<OfflineMessage>>(io_, 
-        [&](Reply<std::vector<OfflineMessage>> r) { store_->LoadOffline(username, std::move(r)); });
+    return Await<std::vector<OfflineMessage>>(
+        io_, [&](Reply<std::vector<OfflineMessage>> r) { store_->LoadOffline(username, std::move(r)); });
   }
   Result<void> DeleteOffline(const std::string& username, int64_t up_to_id) {
     return Await<void>(io_, [&](Reply<void> r) { store_->DeleteOffline(username, up_to_id, std::move(r)); });
@@ -246,10 +254,10 @@ TYPED_TEST_SUITE_P(StoreConformance);
     ASSERT_TRUE(nines_result_.ok()) << nines_result_.error().message; \
   } while (0)
 
-#define NINES_ASSERT_ERRC(expr, errc)                                            \
-  do {                                                                           \
-    auto nines_result_ = (expr);                                                 \
-    ASSERT_FALSE(nines_result_.ok()) << #expr " succeeded; expected an error";  \
+#define NINES_ASSERT_ERRC(expr, errc)                                             \
+  do {                                                                            \
+    auto nines_result_ = (expr);                                                  \
+    ASSERT_FALSE(nines_result_.ok()) << #expr " succeeded; expected an error";    \
     ASSERT_EQ(nines_result_.error().code, errc) << nines_result_.error().message; \
   } while (0)
 
@@ -316,7 +324,8 @@ TYPED_TEST_P(StoreConformance, ListAccountsIsSorted) {
   auto empty = this->ListAccounts();
   ASSERT_TRUE(empty.ok());
   EXPECT_TRUE(empty->empty());
-  for (const char* name : {"mallory", "bob", "alice", "carol"}) NINES_ASSERT_OK(this->CreateAccount(MakeAccount(name)));
+  for (const char* name : {"mallory", "bob", "alice", "carol"})
+    NINES_ASSERT_OK(this->CreateAccount(MakeAccount(name)));
   auto names = this->ListAccounts();
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, (std::vector<std::string>{"alice", "bob", "carol", "mallory"}));
@@ -564,7 +573,8 @@ TYPED_TEST_P(StoreConformance, VCardSetGetReplace) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   NINES_ASSERT_ERRC(this->GetVCard("alice"), Errc::kNotFound);
   const std::string first = "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>";
-  const std::string second = "<vCard xmlns='vcard-temp'><FN>Alice \xc3\x84</FN><NICKNAME>al</NICKNAME></vCard>";
+  const std::string second =
+      "<vCard xmlns='vcard-temp'><FN>Alice \xc3\x84</FN><NICKNAME>al</NICKNAME></vCard>";
   NINES_ASSERT_OK(this->SetVCard("alice", first));
   auto got = this->GetVCard("alice");
   ASSERT_TRUE(got.ok());
@@ -582,7 +592,8 @@ TYPED_TEST_P(StoreConformance, VCardSetGetReplace) {
 TYPED_TEST_P(StoreConformance, DeleteAccountCascades) {
   for (const char* name : {"alice", "bob"}) {
     NINES_ASSERT_OK(this->CreateAccount(MakeAccount(name)));
-    NINES_ASSERT_OK(this->PutRosterItem(name, MakeItem("carol@example.org", Subscription::kBoth, {"G1", "G2"})));
+    NINES_ASSERT_OK(
+        this->PutRosterItem(name, MakeItem("carol@example.org", Subscription::kBoth, {"G1", "G2"})));
     NINES_ASSERT_OK(this->StoreOffline(name, MakeMessage("hello")));
     NINES_ASSERT_OK(this->SetVCard(name, "<vCard xmlns='vcard-temp'/>"));
   }
@@ -631,7 +642,8 @@ TYPED_TEST_P(StoreConformance, RepliesRunOnTheCallersExecutor) {
     if (std::this_thread::get_id() != loop_id) all_on_loop = false;
     ++done;
   };
-  this->store().CreateAccount(MakeAccount("alice"), Reply<void>(io.get_executor(), [&](Result<void>) { check(); }));
+  this->store().CreateAccount(MakeAccount("alice"),
+                              Reply<void>(io.get_executor(), [&](Result<void>) { check(); }));
   this->store().GetAccount("alice", Reply<Account>(io.get_executor(), [&](Result<Account>) { check(); }));
   this->store().GetAccount("nobody", Reply<Account>(io.get_executor(), [&](Result<Account>) { check(); }));
   this->store().DeleteAccount("nobody", Reply<void>(io.get_executor(), [&](Result<void>) { check(); }));
@@ -669,10 +681,10 @@ TYPED_TEST_P(StoreConformance, WritesFromOneThreadApplyInOrder) {
     this->store().PutRosterItem("alice", MakeItem("c" + n + "@example.org"),
                                 batch.Add<int64_t>([&, i](Result<int64_t> r) {
                                   if (r.ok()) {
-        versions[i] = *r;
-      } else {
-        ++failures;
-      }
+                                    versions[i] = *r;
+                                  } else {
+                                    ++failures;
+                                  }
                                 }));
   }
   batch.Wait();
@@ -713,7 +725,8 @@ TYPED_TEST_P(StoreConformance, ReadAfterWriteReplySeesTheWrite) {
                                Reply<int64_t>(io.get_executor(), [&, mine](Result<int64_t> stored) {
                                  if (!stored.ok()) ++mismatches;
                                  this->store().CountOffline(
-                                     "alice", Reply<int64_t>(io.get_executor(), [&, mine](Result<int64_t> count) {
+                                     "alice",
+                                     Reply<int64_t>(io.get_executor(), [&, mine](Result<int64_t> count) {
                                        if (!count.ok() || *count != mine + 1) ++mismatches;
                                        next();
                                      }));
@@ -745,10 +758,10 @@ TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
         this->store().StoreOffline(user, MakeMessage(std::to_string(i)),
                                    batch.Add<int64_t>([&, t, i](Result<int64_t> r) {
                                      if (r.ok()) {
-        ids[t][i] = *r;
-      } else {
-        ++failures[t];
-      }
+                                       ids[t][i] = *r;
+                                     } else {
+                                       ++failures[t];
+                                     }
                                    }));
         this->store().PutRosterItem(user, MakeItem("c" + std::to_string(i) + "@example.org"),
                                     batch.Add<int64_t>([&, t](Result<int64_t> r) {
@@ -765,7 +778,8 @@ TYPED_TEST_P(StoreConformance, ConcurrentWritersAreAllDurableAndVisible) {
   for (int t = 0; t < kThreads; ++t) {
     const std::string user = "user" + std::to_string(t);
     EXPECT_EQ(failures[t], 0);
-    EXPECT_TRUE(std::is_sorted(ids[t].begin(), ids[t].end())) << "thread " << t << " writes applied out of order";
+    EXPECT_TRUE(std::is_sorted(ids[t].begin(), ids[t].end()))
+        << "thread " << t << " writes applied out of order";
     auto loaded = this->LoadOffline(user);
     ASSERT_TRUE(loaded.ok());
     ASSERT_EQ(loaded->size(), static_cast<size_t>(kPerThread));
@@ -786,7 +800,8 @@ TYPED_TEST_P(StoreConformance, AFailingWriteFailsAlone) {
   Batch batch(this->io_);
   std::map<std::string, std::string> outcome;  // what -> "ok" or the Errc name
   auto record = [&](std::string what) {
-    return [&outcome, what](auto result) { outcome[what] = result.ok() ? "ok" : ErrcName(result.error().code); };
+    return
+        [&outcome, what](auto result) { outcome[what] = result.ok() ? "ok" : ErrcName(result.error().code); };
   };
   this->store().CreateAccount(MakeAccount("alice"), batch.Add<void>(record("alice")));
   this->store().CreateAccount(MakeAccount("alice"), batch.Add<void>(record("alice again")));
@@ -796,12 +811,13 @@ TYPED_TEST_P(StoreConformance, AFailingWriteFailsAlone) {
   this->store().CreateAccount(MakeAccount("bob"), batch.Add<void>(record("bob")));
   this->store().StoreOffline("alice", MakeMessage("y"), batch.Add<int64_t>(record("offline to alice")));
   batch.Wait();
-  EXPECT_EQ(outcome, (std::map<std::string, std::string>{{"alice", "ok"},
-                                                         {"alice again", ErrcName(Errc::kConflict)},
-                                                         {"offline to nobody", ErrcName(Errc::kNotFound)},
-                                                         {"bad roster item", ErrcName(Errc::kInvalidArgument)},
-                                                         {"bob", "ok"},
-                                                         {"offline to alice", "ok"}}));
+  EXPECT_EQ(outcome,
+            (std::map<std::string, std::string>{{"alice", "ok"},
+                                                {"alice again", ErrcName(Errc::kConflict)},
+                                                {"offline to nobody", ErrcName(Errc::kNotFound)},
+                                                {"bad roster item", ErrcName(Errc::kInvalidArgument)},
+                                                {"bob", "ok"},
+                                                {"offline to alice", "ok"}}));
   auto names = this->ListAccounts();
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, (std::vector<std::string>{"alice", "bob"}));
@@ -819,9 +835,10 @@ TYPED_TEST_P(StoreConformance, CloseDrainsQueuedWritesAndLaterCallsAreUnavailabl
   Batch batch(this->io_);
   int ok = 0;
   for (int i = 0; i < kWrites; ++i) {
-    this->store().StoreOffline("alice", MakeMessage(std::to_string(i)), batch.Add<int64_t>([&](Result<int64_t> r) {
-      if (r.ok()) ++ok;
-    }));
+    this->store().StoreOffline("alice", MakeMessage(std::to_string(i)),
+                               batch.Add<int64_t>([&](Result<int64_t> r) {
+                                 if (r.ok()) ++ok;
+                               }));
   }
   this->store().Close();
   this->store().Close();  // idempotent
@@ -867,10 +884,11 @@ TYPED_TEST_P(StoreConformance, DataSurvivesReopen) {
 }
 
 REGISTER_TYPED_TEST_SUITE_P(StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
-                            MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
-                            ListAccountsIsSorted, CreateAccountsInBulk, CreateAccountsConflictFailsTheWholeBatch,
-                            DeleteAccountThenRecreate, RosterOfUnknownOrNewUserIsEmpty,
-                            RosterItemRoundTripsAndVersionBumps, PutRosterItemReplaces, RemoveRosterItemBumpsVersion,
+                            MissingAccountIsNotFound, UsernamesCompareByteForByte,
+                            SetCredentialsReplacesBothKeySets, ListAccountsIsSorted, CreateAccountsInBulk,
+                            CreateAccountsConflictFailsTheWholeBatch, DeleteAccountThenRecreate,
+                            RosterOfUnknownOrNewUserIsEmpty, RosterItemRoundTripsAndVersionBumps,
+                            PutRosterItemReplaces, RemoveRosterItemBumpsVersion,
                             RosterWritesNeedAnAccountAndAValidState, RostersArePerUser,
                             OfflineMessagesKeepOrderAndContent, DeleteOfflineUpToIdAndIdsAreNotReused,
                             OfflineOfUnknownUser, VCardSetGetReplace, DeleteAccountCascades,

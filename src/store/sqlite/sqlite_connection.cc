@@ -85,7 +85,8 @@ std::string Statement::ColumnBlob(int column) const {
 
 // ---- Connection ----
 
-Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path, Mode mode, int busy_timeout_ms) {
+Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path, Mode mode,
+                                                     int busy_timeout_ms) {
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   flags |= mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   sqlite3* db = nullptr;
@@ -101,7 +102,13 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path, Mo
   if (mode == Mode::kReadWrite) {
     // foreign_keys is per connection and a no-op inside a transaction; we
     // are outside one here. synchronous=FULL makes every WAL commit fsync.
-    if (auto r = conn->Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"); !r.ok()) return r.error();
+    // journal_size_limit truncates the WAL back to 64 MiB after a
+    // checkpoint, so one burst does not leave a huge file behind.
+    if (auto r = conn->Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
+                            " PRAGMA journal_size_limit = 67108864;");
+        !r.ok()) {
+      return r.error();
+    }
   }
   return conn;
 }
@@ -124,8 +131,8 @@ Result<Statement> Connection::Prepare(std::string_view sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     sqlite3_stmt* stmt = nullptr;
-    int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &stmt,
-                                nullptr);
+    int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                                &stmt, nullptr);
     if (rc != SQLITE_OK) return MakeSqliteError(rc, "prepare");
     it = statements_.emplace(sql, stmt).first;
   }

@@ -100,7 +100,8 @@ Result<void> SetWal(Connection& conn) {
   if (!row.ok()) return row.error();
   std::string mode = *row ? stmt->ColumnText(0) : std::string();
   if (mode != "wal") {
-    return MakeError(Errc::kUnavailable, "cannot switch the database to WAL mode (journal_mode is '" + mode + "')");
+    return MakeError(Errc::kUnavailable,
+                     "cannot switch the database to WAL mode (journal_mode is '" + mode + "')");
   }
   return {};
 }
@@ -132,7 +133,8 @@ Result<void> Apply(Connection& conn, const Migration& migration) {
   if (!result.ok()) {
     if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
     return MakeError(result.error().code, "schema migration to version " + std::to_string(migration.version) +
-                                              " (" + migration.description + ") failed: " + result.error().message);
+                                              " (" + migration.description +
+                                              ") failed: " + result.error().message);
   }
   if (!conn.InAutocommit()) return conn.Exec("COMMIT");  // the "already done" path
   return {};
@@ -157,10 +159,10 @@ Result<int> Migrate(Connection& conn) {
   auto found = ReadPragmaInt(conn, "PRAGMA user_version");
   if (!found.ok()) return found.error();
   if (*found > CurrentVersion()) {
-    return MakeError(Errc::kInvalidArgument,
-                     "the database schema version is " + std::to_string(*found) +
-                         ", newer than this build of nines supports (" + std::to_string(CurrentVersion()) +
-                         "); run a newer nines or restore a backup");
+    return MakeError(Errc::kInvalidArgument, "the database schema version is " + std::to_string(*found) +
+                                                 ", newer than this build of nines supports (" +
+                                                 std::to_string(CurrentVersion()) +
+                                                 "); run a newer nines or restore a backup");
   }
   if (*found < 0) {
     return MakeError(Errc::kInvalidArgument, "invalid database schema version " + std::to_string(*found));

@@ -69,7 +69,8 @@ class SqliteStore::JobImpl final : public SqliteStore::Job {
 
 Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
   if (options.path.empty() || options.path == ":memory:" || options.path.starts_with("file:")) {
-    return MakeError(Errc::kInvalidArgument, "the SQLite store needs a plain file path, got '" + options.path + "'");
+    return MakeError(Errc::kInvalidArgument,
+                     "the SQLite store needs a plain file path, got '" + options.path + "'");
   }
   if (options.commit_batch < 1) {
     return MakeError(Errc::kInvalidArgument, "commit_batch must be at least 1");
@@ -79,7 +80,8 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
     if (ec) {
-      return MakeError(Errc::kUnavailable, "cannot create directory " + parent.string() + ": " + ec.message());
+      return MakeError(Errc::kUnavailable,
+                       "cannot create directory " + parent.string() + ": " + ec.message());
     }
   }
   auto writer = Connection::Open(options.path, Connection::Mode::kReadWrite, kBusyTimeoutMs);
@@ -197,7 +199,8 @@ void SqliteStore::CommitBatch(std::vector<std::unique_ptr<Job>>& batch) {
   std::vector<bool> ran_ok;
   ran_ok.reserve(batch.size());
   if (auto begun = RunStatement(conn, "BEGIN IMMEDIATE"); !begun.ok()) {
-    spdlog::warn("store: cannot begin a write transaction for {} jobs: {}", batch.size(), begun.error().message);
+    spdlog::warn("store: cannot begin a write transaction for {} jobs: {}", batch.size(),
+                 begun.error().message);
     fail_all(begun.error(), 0, ran_ok);
     writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
     finish_all();
@@ -224,7 +227,8 @@ void SqliteStore::CommitBatch(std::vector<std::unique_ptr<Job>>& batch) {
     if (conn.InAutocommit()) {
       // Some errors (IOERR, FULL, NOMEM, BUSY mid-statement) make SQLite roll
       // back the whole transaction, taking the earlier jobs' work with it.
-      abandoned = MakeError(Errc::kUnavailable, "the write transaction was rolled back after a failed statement");
+      abandoned =
+          MakeError(Errc::kUnavailable, "the write transaction was rolled back after a failed statement");
       break;
     }
     auto rolled_back = RunStatement(conn, "ROLLBACK TO job");
@@ -282,17 +286,23 @@ void SqliteStore::ReaderLoop() {
 namespace {
 
 int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
 const char* SubscriptionName(Subscription subscription) {
   switch (subscription) {
-    case Subscription::kNone: return "none";
-    case Subscription::kTo: return "to";
-    case Subscription::kFrom: return "from";
-    case Subscription::kBoth: return "both";
-    case Subscription::kRemove: break;
+    case Subscription::kNone:
+      return "none";
+    case Subscription::kTo:
+      return "to";
+    case Subscription::kFrom:
+      return "from";
+    case Subscription::kBoth:
+      return "both";
+    case Subscription::kRemove:
+      break;
   }
   return nullptr;
 }
@@ -362,7 +372,8 @@ Result<int64_t> BumpRosterVersion(Connection& conn, const std::string& username)
 }  // namespace
 
 void SqliteStore::CreateAccount(Account account, Reply<void> reply) {
-  Write(std::move(reply), [account = std::move(account)](Connection& conn) { return InsertAccount(conn, account); });
+  Write(std::move(reply),
+        [account = std::move(account)](Connection& conn) { return InsertAccount(conn, account); });
 }
 
 void SqliteStore::CreateAccounts(std::vector<Account> accounts, Reply<void> reply) {
@@ -395,20 +406,22 @@ void SqliteStore::GetAccount(std::string username, Reply<Account> reply) {
 }
 
 void SqliteStore::SetCredentials(std::string username, ScramKeys sha1, ScramKeys sha256, Reply<void> reply) {
-  Write(std::move(reply), [username = std::move(username), sha1 = std::move(sha1),
-                           sha256 = std::move(sha256)](Connection& conn) -> Result<void> {
-    auto stmt = conn.Prepare(
-        "UPDATE accounts SET sha1_salt = ?2, sha1_iterations = ?3, sha1_stored_key = ?4, sha1_server_key = ?5,"
-        " sha256_salt = ?6, sha256_iterations = ?7, sha256_stored_key = ?8, sha256_server_key = ?9"
-        " WHERE username = ?1");
-    if (!stmt.ok()) return stmt.error();
-    stmt->BindText(1, username);
-    BindKeys(*stmt, 2, sha1);
-    BindKeys(*stmt, 6, sha256);
-    if (auto done = stmt->Run(); !done.ok()) return done;
-    if (conn.Changes() == 0) return MakeError(Errc::kNotFound, "no account '" + username + "'");
-    return {};
-  });
+  Write(std::move(reply),
+        [username = std::move(username), sha1 = std::move(sha1),
+         sha256 = std::move(sha256)](Connection& conn) -> Result<void> {
+          auto stmt = conn.Prepare(
+              "UPDATE accounts SET sha1_salt = ?2, sha1_iterations = ?3, sha1_stored_key = ?4, "
+              "sha1_server_key = ?5,"
+              " sha256_salt = ?6, sha256_iterations = ?7, sha256_stored_key = ?8, sha256_server_key = ?9"
+              " WHERE username = ?1");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          BindKeys(*stmt, 2, sha1);
+          BindKeys(*stmt, 6, sha256);
+          if (auto done = stmt->Run(); !done.ok()) return done;
+          if (conn.Changes() == 0) return MakeError(Errc::kNotFound, "no account '" + username + "'");
+          return {};
+        });
 }
 
 void SqliteStore::DeleteAccount(std::string username, Reply<void> reply) {
@@ -491,62 +504,69 @@ void SqliteStore::GetRoster(std::string username, Reply<Roster> reply) {
 }
 
 void SqliteStore::PutRosterItem(std::string username, RosterItem item, Reply<int64_t> reply) {
-  Write(std::move(reply), [username = std::move(username), item = std::move(item)](Connection& conn) -> Result<int64_t> {
-    const char* subscription = SubscriptionName(item.subscription);
-    if (subscription == nullptr) {
-      return MakeError(Errc::kInvalidArgument, "subscription 'remove' is not a stored state; use RemoveRosterItem");
-    }
-    auto version = BumpRosterVersion(conn, username);
-    if (!version.ok()) return version;
-    {
-      auto stmt = conn.Prepare(
-          "INSERT INTO roster_items (username, jid, name, subscription, ask_out, pending_in, preapproved,"
-          " pending_in_stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-          " ON CONFLICT (username, jid) DO UPDATE SET name = excluded.name, subscription = excluded.subscription,"
-          " ask_out = excluded.ask_out, pending_in = excluded.pending_in, preapproved = excluded.preapproved,"
-          " pending_in_stanza = excluded.pending_in_stanza");
-      if (!stmt.ok()) return stmt.error();
-      stmt->BindText(1, username);
-      stmt->BindText(2, item.jid);
-      stmt->BindText(3, item.name);
-      stmt->BindText(4, subscription);
-      stmt->BindInt(5, item.ask_out ? 1 : 0);
-      stmt->BindInt(6, item.pending_in ? 1 : 0);
-      stmt->BindInt(7, item.preapproved ? 1 : 0);
-      stmt->BindText(8, item.pending_in_stanza);
-      if (auto done = stmt->Run(); !done.ok()) return done.error();
-    }
-    {
-      auto stmt = conn.Prepare("DELETE FROM roster_groups WHERE username = ?1 AND jid = ?2");
-      if (!stmt.ok()) return stmt.error();
-      stmt->BindText(1, username);
-      stmt->BindText(2, item.jid);
-      if (auto done = stmt->Run(); !done.ok()) return done.error();
-    }
-    // Groups are a set (RFC 6121 §2.1.2.2); duplicates collapse here.
-    std::set<std::string_view> groups(item.groups.begin(), item.groups.end());
-    for (std::string_view group : groups) {
-      auto stmt = conn.Prepare("INSERT INTO roster_groups (username, jid, name) VALUES (?1, ?2, ?3)");
-      if (!stmt.ok()) return stmt.error();
-      stmt->BindText(1, username);
-      stmt->BindText(2, item.jid);
-      stmt->BindText(3, group);
-      if (auto done = stmt->Run(); !done.ok()) return done.error();
-    }
-    return version;
-  });
+  Write(
+      std::move(reply),
+      [username = std::move(username), item = std::move(item)](Connection& conn) -> Result<int64_t> {
+        const char* subscription = SubscriptionName(item.subscription);
+        if (subscription == nullptr) {
+          return MakeError(Errc::kInvalidArgument,
+                           "subscription 'remove' is not a stored state; use RemoveRosterItem");
+        }
+        auto version = BumpRosterVersion(conn, username);
+        if (!version.ok()) return version;
+        {
+          auto stmt = conn.Prepare(
+              "INSERT INTO roster_items (username, jid, name, subscription, ask_out, pending_in, preapproved,"
+              " pending_in_stanza) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+              " ON CONFLICT (username, jid) DO UPDATE SET name = excluded.name, subscription = "
+              "excluded.subscription,"
+              " ask_out = excluded.ask_out, pending_in = excluded.pending_in, preapproved = "
+              "excluded.preapproved,"
+              " pending_in_stanza = excluded.pending_in_stanza");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          stmt->BindText(2, item.jid);
+          stmt->BindText(3, item.name);
+          stmt->BindText(4, subscription);
+          stmt->BindInt(5, item.ask_out ? 1 : 0);
+          stmt->BindInt(6, item.pending_in ? 1 : 0);
+          stmt->BindInt(7, item.preapproved ? 1 : 0);
+          stmt->BindText(8, item.pending_in_stanza);
+          if (auto done = stmt->Run(); !done.ok()) return done.error();
+        }
+        {
+          auto stmt = conn.Prepare("DELETE FROM roster_groups WHERE username = ?1 AND jid = ?2");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          stmt->BindText(2, item.jid);
+          if (auto done = stmt->Run(); !done.ok()) return done.error();
+        }
+        // Groups are a set (RFC 6121 §2.1.2.2); duplicates collapse here.
+        std::set<std::string_view> groups(item.groups.begin(), item.groups.end());
+        for (std::string_view group : groups) {
+          auto stmt = conn.Prepare("INSERT INTO roster_groups (username, jid, name) VALUES (?1, ?2, ?3)");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          stmt->BindText(2, item.jid);
+          stmt->BindText(3, group);
+          if (auto done = stmt->Run(); !done.ok()) return done.error();
+        }
+        return version;
+      });
 }
 
 void SqliteStore::RemoveRosterItem(std::string username, std::string jid, Reply<int64_t> reply) {
-  Write(std::move(reply), [username = std::move(username), jid = std::move(jid)](Connection& conn) -> Result<int64_t> {
-    auto stmt = conn.Prepare("DELETE FROM roster_items WHERE username = ?1 AND jid = ?2");
-    if (!stmt.ok()) return stmt.error();
-    stmt->BindText(1, username);
-    stmt->BindText(2, jid);
-    if (auto done = stmt->Run(); !done.ok()) return done.error();
-    if (conn.Changes() == 0) return MakeError(Errc::kNotFound, "no roster item '" + jid + "' for '" + username + "'");
-    return BumpRosterVersion(conn, username);
-  });
+  Write(std::move(reply),
+        [username = std::move(username), jid = std::move(jid)](Connection& conn) -> Result<int64_t> {
+          auto stmt = conn.Prepare("DELETE FROM roster_items WHERE username = ?1 AND jid = ?2");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          stmt->BindText(2, jid);
+          if (auto done = stmt->Run(); !done.ok()) return done.error();
+          if (conn.Changes() == 0)
+            return MakeError(Errc::kNotFound, "no roster item '" + jid + "' for '" + username + "'");
+          return BumpRosterVersion(conn, username);
+        });
 }
 
 void SqliteStore::StoreOffline(std::string username, OfflineMessage message, Reply<int64_t> reply) {
@@ -579,24 +599,25 @@ void SqliteStore::CountOffline(std::string username, Reply<int64_t> reply) {
 }
 
 void SqliteStore::LoadOffline(std::string username, Reply<std::vector<OfflineMessage>> reply) {
-  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<std::vector<OfflineMessage>> {
-    auto stmt =
-        conn.Prepare("SELECT id, stamp_ms, stanza FROM offline_messages WHERE username = ?1 ORDER BY id");
-    if (!stmt.ok()) return stmt.error();
-    stmt->BindText(1, username);
-    std::vector<OfflineMessage> messages;
-    while (true) {
-      auto row = stmt->Step();
-      if (!row.ok()) return row.error();
-      if (!*row) break;
-      OfflineMessage message;
-      message.id = stmt->ColumnInt(0);
-      message.stamp_ms = stmt->ColumnInt(1);
-      message.stanza = stmt->ColumnText(2);
-      messages.push_back(std::move(message));
-    }
-    return messages;
-  });
+  Read(std::move(reply),
+       [username = std::move(username)](Connection& conn) -> Result<std::vector<OfflineMessage>> {
+         auto stmt = conn.Prepare(
+             "SELECT id, stamp_ms, stanza FROM offline_messages WHERE username = ?1 ORDER BY id");
+         if (!stmt.ok()) return stmt.error();
+         stmt->BindText(1, username);
+         std::vector<OfflineMessage> messages;
+         while (true) {
+           auto row = stmt->Step();
+           if (!row.ok()) return row.error();
+           if (!*row) break;
+           OfflineMessage message;
+           message.id = stmt->ColumnInt(0);
+           message.stamp_ms = stmt->ColumnInt(1);
+           message.stanza = stmt->ColumnText(2);
+           messages.push_back(std::move(message));
+         }
+         return messages;
+       });
 }
 
 void SqliteStore::DeleteOffline(std::string username, int64_t up_to_id, Reply<void> reply) {

@@ -48,10 +48,10 @@ class SqliteStore final : public Store {
   // Counters since open, for metrics and tests. Read with relaxed ordering:
   // each is exact, but they are not a consistent snapshot of one another.
   struct Stats {
-    int64_t transactions = 0;  // write transactions committed
-    int64_t writes_ok = 0;     // write jobs committed and acknowledged
-    int64_t writes_failed = 0; // write jobs that replied with an error
-    int64_t reads = 0;         // read jobs run (ok or not)
+    int64_t transactions = 0;   // write transactions committed
+    int64_t writes_ok = 0;      // write jobs committed and acknowledged
+    int64_t writes_failed = 0;  // write jobs that replied with an error
+    int64_t reads = 0;          // read jobs run (ok or not)
   };
 
   // See OpenSqlite in store.h.
@@ -109,9 +109,9 @@ class SqliteStore final : public Store {
   std::mutex mu_;
   std::condition_variable writes_ready_;
   std::condition_variable reads_ready_;
-  JobQueue writes_;      // guarded by mu_
-  JobQueue reads_;       // guarded by mu_
-  bool closing_ = false; // guarded by mu_; once set, queues only drain
+  JobQueue writes_;       // guarded by mu_
+  JobQueue reads_;        // guarded by mu_
+  bool closing_ = false;  // guarded by mu_; once set, queues only drain
 
   std::mutex close_mu_;  // serialises Close(); held while joining
   std::thread writer_;

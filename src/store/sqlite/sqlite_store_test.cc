@@ -81,7 +81,8 @@ namespace {
 class RawDb {
  public:
   explicit RawDb(const std::string& path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK) {
       ADD_FAILURE() << "cannot open " << path;
     }
     sqlite3_busy_timeout(db_, 5000);
@@ -128,7 +129,8 @@ SqliteStore& AsSqlite(Store& store) { return dynamic_cast<SqliteStore&>(store); 
 TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
   EXPECT_EQ(SqliteSchemaVersion(), 2);
   ASSERT_EQ(static_cast<int>(Migrations().size()), SqliteSchemaVersion());
-  for (size_t i = 0; i < Migrations().size(); ++i) EXPECT_EQ(Migrations()[i].version, static_cast<int>(i) + 1);
+  for (size_t i = 0; i < Migrations().size(); ++i)
+    EXPECT_EQ(Migrations()[i].version, static_cast<int>(i) + 1);
 
   TempDir dir;
   const std::string path = (dir.path() / "new" / "nines.db").string();
@@ -204,7 +206,8 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   {
     RawDb raw(path);
     EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
-    EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_table_info('roster_items') WHERE name = 'groups_json'"), "0");
+    EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_table_info('roster_items') WHERE name = 'groups_json'"),
+              "0");
   }
 
   auto alice = Await<Account>(io, [&](Reply<Account> r) { store->GetAccount("alice", std::move(r)); });
@@ -229,7 +232,8 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   EXPECT_TRUE(roster->items[2].groups.empty()) << "malformed JSON migrates as no groups";
   EXPECT_EQ(roster->items[3].groups, std::vector<std::string>{"Solo"}) << "non-string entries are dropped";
 
-  auto offline = Await<std::vector<OfflineMessage>>(io, [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
+  auto offline = Await<std::vector<OfflineMessage>>(
+      io, [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
   ASSERT_TRUE(offline.ok());
   ASSERT_EQ(offline->size(), 2u);
   EXPECT_EQ((*offline)[0].id, 5);
@@ -238,11 +242,14 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   EXPECT_EQ((*offline)[1].stamp_ms, 1600000000200);
 
   // The new schema works on migrated data: vCards, new ids, cascades.
-  EXPECT_TRUE(Await<void>(io, [&](Reply<void> r) { store->SetVCard("alice", "<vCard/>", std::move(r)); }).ok());
-  auto id = Await<int64_t>(io, [&](Reply<int64_t> r) { store->StoreOffline("alice", MakeMessage("new"), std::move(r)); });
+  EXPECT_TRUE(
+      Await<void>(io, [&](Reply<void> r) { store->SetVCard("alice", "<vCard/>", std::move(r)); }).ok());
+  auto id = Await<int64_t>(
+      io, [&](Reply<int64_t> r) { store->StoreOffline("alice", MakeMessage("new"), std::move(r)); });
   ASSERT_TRUE(id.ok());
   EXPECT_GT(*id, 12);
-  auto version = Await<int64_t>(io, [&](Reply<int64_t> r) { store->PutRosterItem("bob", MakeItem("x@example.org"), std::move(r)); });
+  auto version = Await<int64_t>(
+      io, [&](Reply<int64_t> r) { store->PutRosterItem("bob", MakeItem("x@example.org"), std::move(r)); });
   ASSERT_TRUE(version.ok());
   EXPECT_EQ(*version, 2);
   EXPECT_TRUE(Await<void>(io, [&](Reply<void> r) { store->DeleteAccount("alice", std::move(r)); }).ok());
@@ -259,13 +266,14 @@ TEST(SqliteSchema, RefusesANewerSchemaAndLeavesTheFileAlone) {
   const std::string path = (dir.path() / "future.db").string();
   {
     RawDb raw(path);
-    raw.Exec("PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 3;");
+    raw.Exec(
+        "PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 3;");
   }
   auto opened = OpenSqlite({path});
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
   EXPECT_NE(opened.error().message.find("newer"), std::string::npos) << opened.error().message;
-  EXPECT_NE(opened.error().message.find("3"), std::string::npos) << opened.error().message;
+  EXPECT_NE(opened.error().message.find('3'), std::string::npos) << opened.error().message;
   RawDb raw(path);
   EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "delete") << "a refused file must not be switched to WAL";
@@ -298,6 +306,23 @@ TEST(SqliteSchema, RefusesFilesThatAreNotOurs) {
   EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
 }
 
+TEST(SqliteConnection, WriteConnectionsFsyncEveryCommitAndEnforceForeignKeys) {
+  TempDir dir;
+  const std::string path = (dir.path() / "c.db").string();
+  auto conn = Connection::Open(path, Connection::Mode::kReadWrite, kBusyTimeoutMs);
+  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  auto pragma = [&](std::string_view sql) -> int64_t {
+    auto stmt = (*conn)->Prepare(sql);
+    EXPECT_TRUE(stmt.ok());
+    auto row = stmt->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    return stmt->ColumnInt(0);
+  };
+  EXPECT_EQ(pragma("PRAGMA synchronous"), 2) << "FULL: the WAL is fsync'd at every commit";
+  EXPECT_EQ(pragma("PRAGMA foreign_keys"), 1);
+  EXPECT_EQ(pragma("PRAGMA busy_timeout"), kBusyTimeoutMs);
+}
+
 TEST(SqliteErrors, ResultCodesMapOnce) {
   EXPECT_EQ(ErrcFromSqlite(SQLITE_CONSTRAINT_PRIMARYKEY), Errc::kConflict);
   EXPECT_EQ(ErrcFromSqlite(SQLITE_CONSTRAINT_UNIQUE), Errc::kConflict);
@@ -325,22 +350,25 @@ TEST(SqliteDurability, EveryAcknowledgedWriteIsAlreadyCommitted) {
   boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
-  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  ASSERT_TRUE(
+      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
 
   RawDb raw(path);  // used only on the loop thread below
-  io.restart();      // Await ran it out of work
+  io.restart();     // Await ran it out of work
   auto guard = boost::asio::make_work_guard(io);
   std::thread loop([&] { io.run(); });
   constexpr int kWrites = 2000;
   std::atomic<int> acknowledged{0};
   std::atomic<int> not_yet_visible{0};
   for (int i = 0; i < kWrites; ++i) {
-    store->StoreOffline("alice", MakeMessage(std::to_string(i)), Reply<int64_t>(io.get_executor(), [&](Result<int64_t> r) {
-      if (!r.ok() || raw.Query("SELECT count(*) FROM offline_messages WHERE id = " + std::to_string(*r)) != "1") {
-        ++not_yet_visible;
-      }
-      ++acknowledged;
-    }));
+    store->StoreOffline(
+        "alice", MakeMessage(std::to_string(i)), Reply<int64_t>(io.get_executor(), [&](Result<int64_t> r) {
+          if (!r.ok() ||
+              raw.Query("SELECT count(*) FROM offline_messages WHERE id = " + std::to_string(*r)) != "1") {
+            ++not_yet_visible;
+          }
+          ++acknowledged;
+        }));
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (acknowledged < kWrites && std::chrono::steady_clock::now() < deadline) {
@@ -364,7 +392,9 @@ TEST(SqliteDurability, AcknowledgedWritesSurviveKill9) {
     boost::asio::io_context io;  // outlives the store, see conformance::Await
     auto store = MustOpen({path});
     ASSERT_TRUE(store);
-    ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+    ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) {
+                  store->CreateAccount(MakeAccount("alice"), std::move(r));
+                }).ok());
   }
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
@@ -393,7 +423,8 @@ TEST(SqliteDurability, AcknowledgedWritesSurviveKill9) {
   close(fds[1]);
   std::set<int64_t> acknowledged;
   int64_t id = 0;
-  while (acknowledged.size() < kKillAfter && read(fds[0], &id, sizeof id) == sizeof id) acknowledged.insert(id);
+  while (acknowledged.size() < kKillAfter && read(fds[0], &id, sizeof id) == sizeof id)
+    acknowledged.insert(id);
   kill(child, SIGKILL);
   // Acknowledgements already in the pipe were sent before the kill; they count too.
   while (read(fds[0], &id, sizeof id) == sizeof id) acknowledged.insert(id);
@@ -406,7 +437,8 @@ TEST(SqliteDurability, AcknowledgedWritesSurviveKill9) {
   boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
-  auto loaded = Await<std::vector<OfflineMessage>>(io, [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
+  auto loaded = Await<std::vector<OfflineMessage>>(
+      io, [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
   ASSERT_TRUE(loaded.ok());
   std::set<int64_t> present;
   for (const auto& message : *loaded) present.insert(message.id);
@@ -437,7 +469,8 @@ TEST(SqliteGroupCommit, QueuedWritesShareOneTransaction) {
   boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
-  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  ASSERT_TRUE(
+      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
   const auto before = AsSqlite(*store).stats();
 
   constexpr int kWrites = 200;
@@ -468,7 +501,8 @@ TEST(SqliteGroupCommit, BatchesAreCappedByCommitBatch) {
   boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path, 4});
   ASSERT_TRUE(store);
-  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  ASSERT_TRUE(
+      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
   const auto before = AsSqlite(*store).stats();
   constexpr int kWrites = 40;
   Batch batch(io);
@@ -520,7 +554,8 @@ TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
   EXPECT_LE(after.transactions - before.transactions, 2);
   EXPECT_EQ(after.writes_ok - before.writes_ok, 3);
   EXPECT_EQ(after.writes_failed - before.writes_failed, 2);
-  auto names = Await<std::vector<std::string>>(io, [&](Reply<std::vector<std::string>> r) { store->ListAccounts(std::move(r)); });
+  auto names = Await<std::vector<std::string>>(
+      io, [&](Reply<std::vector<std::string>> r) { store->ListAccounts(std::move(r)); });
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, (std::vector<std::string>{"alice", "carol"})) << "bob must roll back with his batch-mate";
 }
@@ -533,18 +568,25 @@ TEST(SqliteSharing, AnotherWriterCanAddAccountsWhileTheStoreIsOpen) {
   boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto server = MustOpen({path});
   ASSERT_TRUE(server);
-  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { server->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) {
+                server->CreateAccount(MakeAccount("alice"), std::move(r));
+              }).ok());
   {
     // What `nines user add` does: its own store on the same file.
     auto cli = MustOpen({path});
     ASSERT_TRUE(cli);
-    ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { cli->CreateAccount(MakeAccount("bob"), std::move(r)); }).ok());
-    EXPECT_EQ(Await<void>(io, [&](Reply<void> r) { cli->CreateAccount(MakeAccount("alice"), std::move(r)); }).error().code,
+    ASSERT_TRUE(
+        Await<void>(io, [&](Reply<void> r) { cli->CreateAccount(MakeAccount("bob"), std::move(r)); }).ok());
+    EXPECT_EQ(Await<void>(io, [&](Reply<void> r) { cli->CreateAccount(MakeAccount("alice"), std::move(r)); })
+                  .error()
+                  .code,
               Errc::kConflict);
   }
   auto bob = Await<Account>(io, [&](Reply<Account> r) { server->GetAccount("bob", std::move(r)); });
   ASSERT_TRUE(bob.ok()) << bob.error().message;
-  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { server->CreateAccount(MakeAccount("carol"), std::move(r)); }).ok());
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) {
+                server->CreateAccount(MakeAccount("carol"), std::move(r));
+              }).ok());
 }
 
 }  // namespace
