@@ -96,9 +96,11 @@ void HubImpl::StoreOffline(AccountState& st, const RoutedPtr& r) {
           spdlog::warn("im: storing an offline message for {} failed: {}", bare, id.error().message);
           st->offline_count = std::max<int64_t>(0, st->offline_count - 1);
           Bounce(*r, "internal-server-error");
-        } else if (!BestResources(*st).empty()) {
+        } else if (r->stamp_ms == 0 && !BestResources(*st).empty()) {
           // A resource came online while this write was in flight, and its
-          // offline load may have missed it.
+          // offline load may have missed it. (Not for a message that came
+          // back from a vanished session: those wait for the next login, or
+          // a session that is going away would bounce it round forever.)
           DeliverOffline(*st, {});
         }
         --st->running;

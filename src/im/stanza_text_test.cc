@@ -1,0 +1,57 @@
+#include "im/stanza_text.h"
+
+#include <gtest/gtest.h>
+
+#include "im/jid_view.h"
+
+namespace nines::im {
+namespace {
+
+TEST(StanzaTextTest, WithToAddsTheAttributeAfterTheName) {
+  EXPECT_EQ(WithTo("<presence from='a@b/c'/>", "d@e"), "<presence to='d@e' from='a@b/c'/>");
+  EXPECT_EQ(WithTo("<presence/>", "d@e"), "<presence to='d@e'/>");
+  EXPECT_EQ(WithTo("<presence><show>away</show></presence>", "x'y@e"),
+            "<presence to='x&apos;y@e'><show>away</show></presence>");
+}
+
+TEST(StanzaTextTest, AppendChildXml) {
+  std::string s = "<message to='a@b'/>";
+  ASSERT_TRUE(AppendChildXml(s, "<x/>"));
+  EXPECT_EQ(s, "<message to='a@b'><x/></message>");
+  s = "<message to='a@b'><body>hi</body></message>";
+  ASSERT_TRUE(AppendChildXml(s, "<x/>"));
+  EXPECT_EQ(s, "<message to='a@b'><body>hi</body><x/></message>");
+  s = "junk";
+  EXPECT_FALSE(AppendChildXml(s, "<x/>"));
+  EXPECT_EQ(s, "junk");
+}
+
+TEST(StanzaTextTest, Timestamps) {
+  EXPECT_EQ(FormatTimestamp(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(FormatTimestamp(1700000000123), "2023-11-14T22:13:20.123Z");
+  EXPECT_EQ(DelayXml("example.com", 1700000000123),
+            "<delay xmlns='urn:xmpp:delay' from='example.com' stamp='2023-11-14T22:13:20.123Z'/>");
+  EXPECT_GT(NowUnixMs(), 1700000000000);
+}
+
+TEST(JidViewTest, Split) {
+  JidView v = SplitJid("alice@example.com/phone/x");
+  EXPECT_EQ(v.local, "alice");
+  EXPECT_EQ(v.domain, "example.com");
+  EXPECT_EQ(v.resource, "phone/x");
+  EXPECT_EQ(v.Bare(), "alice@example.com");
+  EXPECT_FALSE(v.IsBare());
+  v = SplitJid("example.com");
+  EXPECT_EQ(v.local, "");
+  EXPECT_EQ(v.domain, "example.com");
+  EXPECT_TRUE(v.IsBare());
+  EXPECT_EQ(v.Bare(), "example.com");
+  v = SplitJid("example.com/res@x");
+  EXPECT_EQ(v.local, "");
+  EXPECT_EQ(v.domain, "example.com");
+  EXPECT_EQ(v.resource, "res@x");
+  EXPECT_EQ(BareOf("a@b/c"), "a@b");
+}
+
+}  // namespace
+}  // namespace nines::im

@@ -1,0 +1,187 @@
+// FakeStore: an in-memory store::Store for im unit tests.
+//
+// Every call does its work at once and posts its Reply to the caller's
+// executor, like a real backend whose disk is infinitely fast. Tests can make
+// the next call of a method fail (FailNext) or hold replies back and release
+// them later (Hold/Release) to create races: a held call has not happened
+// yet, so a later read does not see a held write (as with a real backend
+// whose reader thread overtakes its writer).
+//
+// Thread safety: none; im tests drive all loops from the test thread.
+#pragma once
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "store/store.h"
+
+namespace nines::im::testing {
+
+class FakeStore final : public store::Store {
+ public:
+  void AddAccount(const std::string& username) { accounts_.insert(username); }
+
+  // The next call to `method` (e.g. "PutRosterItem") fails with `code`.
+  void FailNext(const std::string& method, Errc code) { fail_[method] = code; }
+  // While held, calls (of `method`, or of every method if empty) queue up
+  // undone; Release() does them in order and posts their replies.
+  void Hold(const std::string& method = {}) {
+    hold_ = true;
+    hold_method_ = method;
+  }
+  void Release() {
+    hold_ = false;
+    auto pending = std::move(held_);
+    held_.clear();
+    for (auto& fn : pending) fn();
+  }
+  size_t held() const { return held_.size(); }
+
+  // Direct access for assertions and setup.
+  store::Roster& roster(const std::string& user) { return rosters_[user]; }
+  std::vector<store::OfflineMessage>& offline(const std::string& user) { return offline_[user]; }
+  std::map<std::string, std::string>& vcards() { return vcards_; }
+  int calls(const std::string& method) const {
+    auto it = calls_.find(method);
+    return it == calls_.end() ? 0 : it->second;
+  }
+  void PutItemDirect(const std::string& user, store::RosterItem item) {
+    auto& r = rosters_[user];
+    std::erase_if(r.items, [&](const store::RosterItem& i) { return i.jid == item.jid; });
+    r.items.push_back(std::move(item));
+    ++r.version;
+  }
+  const store::RosterItem* Item(const std::string& user, const std::string& jid) {
+    for (auto& i : rosters_[user].items) {
+      if (i.jid == jid) return &i;
+    }
+    return nullptr;
+  }
+
+  void CreateAccount(store::Account account, store::Reply<void> reply) override {
+    Finish("CreateAccount", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (!accounts_.insert(account.username).second) return MakeError(Errc::kConflict, "exists");
+      return {};
+    });
+  }
+  void CreateAccounts(std::vector<store::Account> accounts, store::Reply<void> reply) override {
+    Finish("CreateAccounts", std::move(reply), [=, this]() mutable -> Result<void> {
+      for (auto& a : accounts) accounts_.insert(a.username);
+      return {};
+    });
+  }
+  void GetAccount(std::string username, store::Reply<store::Account> reply) override {
+    Finish("GetAccount", std::move(reply), [=, this]() mutable -> Result<store::Account> {
+      if (!accounts_.count(username)) return MakeError(Errc::kNotFound, "no such account");
+      store::Account a;
+      a.username = username;
+      return a;
+    });
+  }
+  void SetCredentials(std::string, store::ScramKeys, store::ScramKeys, store::Reply<void> reply) override {
+    Finish("SetCredentials", std::move(reply), [=, this]() mutable -> Result<void> { return {}; });
+  }
+  void DeleteAccount(std::string username, store::Reply<void> reply) override {
+    Finish("DeleteAccount", std::move(reply), [=, this]() mutable -> Result<void> {
+      accounts_.erase(username);
+      return {};
+    });
+  }
+  void ListAccounts(store::Reply<std::vector<std::string>> reply) override {
+    Finish("ListAccounts", std::move(reply), [=, this]() mutable -> Result<std::vector<std::string>> {
+      return std::vector<std::string>(accounts_.begin(), accounts_.end());
+    });
+  }
+  void GetRoster(std::string username, store::Reply<store::Roster> reply) override {
+    Finish("GetRoster", std::move(reply), [=, this]() mutable -> Result<store::Roster> { return rosters_[username]; });
+  }
+  void PutRosterItem(std::string username, store::RosterItem item, store::Reply<int64_t> reply) override {
+    Finish("PutRosterItem", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      if (item.subscription == store::Subscription::kRemove) return MakeError(Errc::kInvalidArgument, "remove");
+      if (!accounts_.count(username)) return MakeError(Errc::kNotFound, "no such account");
+      PutItemDirect(username, item);
+      return rosters_[username].version;
+    });
+  }
+  void RemoveRosterItem(std::string username, std::string jid, store::Reply<int64_t> reply) override {
+    Finish("RemoveRosterItem", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      auto& r = rosters_[username];
+      size_t n = std::erase_if(r.items, [&](const store::RosterItem& i) { return i.jid == jid; });
+      if (n == 0) return MakeError(Errc::kNotFound, "no such item");
+      return ++r.version;
+    });
+  }
+  void StoreOffline(std::string username, store::OfflineMessage message, store::Reply<int64_t> reply) override {
+    Finish("StoreOffline", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      if (!accounts_.count(username)) return MakeError(Errc::kNotFound, "no such account");
+      message.id = ++next_offline_id_;
+      offline_[username].push_back(std::move(message));
+      return next_offline_id_;
+    });
+  }
+  void CountOffline(std::string username, store::Reply<int64_t> reply) override {
+    Finish("CountOffline", std::move(reply),
+           [=, this]() mutable -> Result<int64_t> { return static_cast<int64_t>(offline_[username].size()); });
+  }
+  void LoadOffline(std::string username, store::Reply<std::vector<store::OfflineMessage>> reply) override {
+    Finish("LoadOffline", std::move(reply),
+           [=, this]() mutable -> Result<std::vector<store::OfflineMessage>> { return offline_[username]; });
+  }
+  void DeleteOffline(std::string username, int64_t up_to_id, store::Reply<void> reply) override {
+    Finish("DeleteOffline", std::move(reply), [=, this]() mutable -> Result<void> {
+      std::erase_if(offline_[username], [&](const store::OfflineMessage& m) { return m.id <= up_to_id; });
+      return {};
+    });
+  }
+  void GetVCard(std::string username, store::Reply<std::string> reply) override {
+    Finish("GetVCard", std::move(reply), [=, this]() mutable -> Result<std::string> {
+      auto it = vcards_.find(username);
+      if (it == vcards_.end()) return MakeError(Errc::kNotFound, "no vCard");
+      return it->second;
+    });
+  }
+  void SetVCard(std::string username, std::string vcard_xml, store::Reply<void> reply) override {
+    Finish("SetVCard", std::move(reply), [=, this]() mutable -> Result<void> {
+      vcards_[username] = std::move(vcard_xml);
+      return {};
+    });
+  }
+  void Close() override {}
+
+ private:
+  // `work` owns copies of the call's arguments, so it can run later.
+  template <class T, class Work>
+  void Finish(const std::string& method, store::Reply<T> reply, Work work) {
+    ++calls_[method];
+    auto fail = fail_.find(method);
+    if (fail != fail_.end()) {
+      Errc code = fail->second;
+      fail_.erase(fail);
+      reply(Result<T>(MakeError(code, "injected")));
+      return;
+    }
+    if (hold_ && (hold_method_.empty() || hold_method_ == method)) {
+      held_.push_back([reply = std::move(reply), work = std::move(work)]() mutable { reply(work()); });
+      return;
+    }
+    reply(work());
+  }
+
+  std::set<std::string> accounts_;
+  std::map<std::string, store::Roster> rosters_;
+  std::map<std::string, std::vector<store::OfflineMessage>> offline_;
+  std::map<std::string, std::string> vcards_;
+  std::map<std::string, Errc> fail_;
+  std::map<std::string, int> calls_;
+  int64_t next_offline_id_ = 0;
+  bool hold_ = false;
+  std::string hold_method_;
+  std::vector<std::function<void()>> held_;
+};
+
+}  // namespace nines::im::testing
