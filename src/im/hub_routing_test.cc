@@ -250,12 +250,12 @@ TEST_F(RoutingTest, OfflineMessagesAreDeliveredWithDelayInOrder) {
   Session bob = Login("bob");
   EXPECT_TRUE(Got(bob).empty());  // not before initial presence
   Send(bob, "<presence/>");
-  auto messages = Named(Got(bob), "message");
+  auto messages = GotNamed(bob, "message");
   ASSERT_EQ(messages.size(), 3u);
   for (int i = 0; i < 3; ++i) {
-    EXPECT_EQ(messages[i]->ChildText("body"), "m" + std::to_string(i + 1));
-    EXPECT_EQ(messages[i]->Attr("from"), "alice@example.com/phone");
-    const xml::Element* delay = messages[i]->Child("delay", "urn:xmpp:delay");
+    EXPECT_EQ(messages[i].ChildText("body"), "m" + std::to_string(i + 1));
+    EXPECT_EQ(messages[i].Attr("from"), "alice@example.com/phone");
+    const xml::Element* delay = messages[i].Child("delay", "urn:xmpp:delay");
     ASSERT_NE(delay, nullptr);
     EXPECT_EQ(delay->Attr("from"), "example.com");
     EXPECT_EQ(delay->Attr("stamp").size(), 24u);  // 2024-01-01T00:00:00.000Z
@@ -264,7 +264,7 @@ TEST_F(RoutingTest, OfflineMessagesAreDeliveredWithDelayInOrder) {
   EXPECT_TRUE(store_.offline("bob").empty());
   // Not again for a second resource.
   Session again = Online("bob", "other");
-  EXPECT_TRUE(Named(Got(again), "message").empty());
+  EXPECT_TRUE(GotNamed(again, "message").empty());
 }
 
 TEST_F(RoutingTest, OfflineWaitsForNonNegativePriority) {
@@ -273,9 +273,9 @@ TEST_F(RoutingTest, OfflineWaitsForNonNegativePriority) {
   Send(alice, "<message to='bob@example.com'><body>later</body></message>");
   Session bob = Login("bob");
   Send(bob, "<presence><priority>-1</priority></presence>");
-  EXPECT_TRUE(Named(Got(bob), "message").empty());
+  EXPECT_TRUE(GotNamed(bob, "message").empty());
   Send(bob, "<presence><priority>1</priority></presence>");
-  EXPECT_EQ(Named(Got(bob), "message").size(), 1u);
+  EXPECT_EQ(GotNamed(bob, "message").size(), 1u);
 }
 
 TEST_F(RoutingTest, OfflinePolicy) {
@@ -329,12 +329,12 @@ TEST_F(RoutingTest, OfflineWriteRacingWithLogin) {
   store_.Hold("StoreOffline");
   Send(alice, "<message to='bob@example.com' type='chat'><body>racing</body></message>");
   Send(bob, "<presence/>");  // loads offline messages: finds none yet
-  EXPECT_TRUE(Named(Got(bob), "message").empty());
+  EXPECT_TRUE(GotNamed(bob, "message").empty());
   store_.Release();  // the write lands; the hub notices bob is online now
   Drain();
-  auto messages = Named(Got(bob), "message");
+  auto messages = GotNamed(bob, "message");
   ASSERT_EQ(messages.size(), 1u);
-  EXPECT_EQ(messages[0]->ChildText("body"), "racing");
+  EXPECT_EQ(messages[0].ChildText("body"), "racing");
   EXPECT_TRUE(store_.offline("bob").empty());
 }
 

@@ -197,6 +197,16 @@ class HubTest : public ::testing::Test {
   std::vector<xml::Element> Got(const Session& s) { return port_->Take(s.ref); }
   void Forget(const Session& s) { port_->Take(s.ref); }
 
+  // What `s` received that has this element name (and type, if given).
+  std::vector<xml::Element> GotNamed(const Session& s, std::string_view name,
+                                     std::optional<std::string_view> type = std::nullopt) {
+    std::vector<xml::Element> out;
+    for (auto& e : Got(s)) {
+      if (e.name() == name && (!type || e.Attr("type") == *type)) out.push_back(std::move(e));
+    }
+    return out;
+  }
+
   // The stanzas in `v` with this element name (and type, if given; "" means no type).
   static std::vector<const xml::Element*> Named(const std::vector<xml::Element>& v, std::string_view name,
                                                 std::optional<std::string_view> type = std::nullopt) {
