@@ -62,6 +62,23 @@ NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_STREAMS_ERR = "urn:ietf:params:xml:ns:xmpp-streams"
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if the test process dies (killed by a timeout, say),
+    the kernel sends the server SIGKILL, so no orphaned server outlives a run (Linux)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except Exception:
+        pass
+
+
+# Set when a `nines` CLI call hung, so later calls fail at once instead of each waiting out
+# its own timeout (a hung `user add` would otherwise cost CLI_TIMEOUT per test).
+_hung_cli: Optional[str] = None
+
+
 def nines_bin() -> Path:
     """The server binary: $NINES_BIN, else build/release/nines under the repo root."""
     env = os.environ.get("NINES_BIN")
@@ -190,6 +207,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=self._stderr_file,
             cwd=self.tmp,
+            preexec_fn=_die_with_parent,
         )
         reader = threading.Thread(target=self._read_stdout, name="nines-stdout", daemon=True)
         reader.start()
@@ -321,6 +339,9 @@ class Server:
 
     def cli(self, *args: str, stdin: str = "", timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess:
         """Runs `nines ARGS -c <config>` and returns the completed process (bounded)."""
+        global _hung_cli
+        if _hung_cli is not None:
+            raise ServerError(f"not running `nines {' '.join(args)}`: an earlier CLI call hung ({_hung_cli})")
         try:
             return subprocess.run(
                 [str(self.binary), *args, "-c", str(self.config_path)],
@@ -328,9 +349,11 @@ class Server:
                 capture_output=True,
                 timeout=timeout,
                 cwd=self.tmp,
+                preexec_fn=_die_with_parent,
             )
         except subprocess.TimeoutExpired:
-            raise ServerError(f"`nines {' '.join(args)}` did not finish within {timeout}s") from None
+            _hung_cli = f"`nines {' '.join(args)}` did not finish within {timeout}s"
+            raise ServerError(_hung_cli) from None
 
     def add_user(self, user: str, password: str) -> None:
         """`nines user add USER --password-stdin`; raises ServerError unless status 0."""

@@ -80,7 +80,11 @@ export class NinesServer {
       stdio: ["ignore", "pipe", errFd],
     });
     closeSync(errFd);
+    // Never leave an orphaned server behind if this test process exits early.
+    const killOnExit = () => this.kill();
+    process.on("exit", killOnExit);
     this.exited = new Promise((resolve) => {
+      this.proc.on("exit", () => process.removeListener("exit", killOnExit));
       this.proc.on("exit", (code, signal) => resolve({ code, signal }));
     });
     const line = await new Promise((resolve, reject) => {
