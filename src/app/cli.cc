@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdio>
@@ -33,6 +34,7 @@ int Fail(const std::string& message, int status = kFailed) {
 template <class T, class Call>
 Result<T> RunSync(Call call) {
   boost::asio::io_context io;
+  auto work = boost::asio::make_work_guard(io);  // keep run_one() waiting for the store's post
   std::optional<Result<T>> out;
   call(store::Reply<T>(io.get_executor(), [&](Result<T> r) { out.emplace(std::move(r)); }));
   while (!out) io.run_one();
