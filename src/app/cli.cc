@@ -15,6 +15,7 @@
 
 #include "app/server.h"
 #include "base/config.h"
+#include "base/log.h"
 #include "store/store.h"
 #include "xmpp/jid/jid.h"
 #include "xmpp/sasl/sasl.h"
@@ -175,6 +176,7 @@ int Serve(const std::string& config_path) {
 }  // namespace
 
 int RunCli(int argc, char** argv) {
+  InitLogging();
   CLI::App app{"nines: a messaging server (XMPP). See docs/cli.md."};
   app.require_subcommand(1);
   std::string config_path;

@@ -8,6 +8,7 @@
 
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <future>
@@ -98,6 +99,9 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   impl->signals = std::make_unique<asio::signal_set>(impl->signals_context, SIGTERM, SIGINT, SIGHUP);
   SetLogLevel(config.log_level);
   RaiseFileLimit();
+  // OpenSSL writes with write(2), which raises SIGPIPE on a peer-closed socket;
+  // we handle EPIPE as an error instead.
+  std::signal(SIGPIPE, SIG_IGN);
   if (config.limits.max_connections == 0) {
     // Keep descriptors back for the store, listeners and logs.
     config.limits.max_connections = std::max<int64_t>(16, FileLimit() - 64);

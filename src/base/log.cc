@@ -1,8 +1,16 @@
 #include "base/log.h"
 
+#include <spdlog/sinks/stdout_sinks.h>
+
 #include <chrono>
 
 namespace nines {
+
+void InitLogging() {
+  auto logger = spdlog::stderr_logger_mt("nines");
+  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+}
 
 void SetLogLevel(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
 

@@ -13,6 +13,10 @@
 
 namespace nines {
 
+// Sends logs to stderr (stdout is reserved for machine-readable output such
+// as the `ready` line). Call once at process start.
+void InitLogging();
+
 // Sets the global level from a config string ("info", "warn", ...).
 void SetLogLevel(const std::string& level);
 
