@@ -774,13 +774,19 @@ class RawStream:
             raise AssertionError(f"bind result has no <jid/>: {to_xml(elem)}")
         return jid.strip()
 
-    def close(self) -> None:
-        """Sends the closing stream tag (best effort) and closes the socket."""
+    def close(self, wait: float = 2.0) -> None:
+        """Closes politely (RFC 6120 §4.4): sends </stream:stream>, waits up to `wait` seconds
+        for the server's own closing tag or TCP close, then closes the socket."""
         if not self.closed:
             try:
                 self.send("</stream:stream>")
-            except OSError:
+                self.wait_closed(timeout=wait)
+            except (OSError, TimeoutError, AssertionError):
                 pass
+        self.transport.close()
+
+    def abort(self) -> None:
+        """Closes the socket at once, whatever the server is still sending."""
         self.transport.close()
 
     def __enter__(self) -> "RawStream":

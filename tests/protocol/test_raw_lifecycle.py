@@ -12,11 +12,13 @@ Run: python3 -m unittest discover -s tests/protocol -p 'test_*.py' -v
 from __future__ import annotations
 
 import socket
+import struct
 import tempfile
+import time
 import unittest
 
-from harness import (NS_STREAM, NS_STREAMS_ERR, RawStream, Server, connect_direct_tls, local,
-                     login_plain, new_password, to_xml, unique_user)
+from harness import (NS_STREAM, NS_STREAMS_ERR, RawStream, Server, ServerTestCase, connect_direct_tls,
+                     connect_starttls, local, login_plain, new_password, to_xml, unique_user)
 
 
 def is_stream_error(elem) -> bool:
@@ -120,6 +122,58 @@ class RestartTest(unittest.TestCase):
             raise
         finally:
             again.stop()
+
+
+class AbruptPeerTest(ServerTestCase):
+    """Peers that vanish must cost the server nothing but their own connection (G6)."""
+
+    def _assert_still_serving(self, what: str) -> None:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and self.server.is_running():
+            time.sleep(0.05)
+        self.assertTrue(self.server.is_running(),
+                        f"server died after {what}: exit status {self.server.process.returncode} "
+                        f"(-13 is SIGPIPE)\n{self.server.report()}")
+        user, jid, password = self.new_account("alive")
+        stream, full = login_plain(self.server, user, password, resource="alive")
+        with stream:
+            self.assertEqual(full, f"{jid}/alive")
+
+    def test_sigpipe_peer_closes_right_after_stream_end(self):
+        """Regression: nines died of SIGPIPE (exit status -13) when a TLS peer sent
+        </stream:stream> and closed its socket before the server wrote its own closing tag."""
+        for _ in range(10):
+            for connect in (connect_direct_tls, connect_starttls):
+                stream = connect(self.server)
+                stream.send("</stream:stream>")
+                stream.abort()
+            plain = RawStream(*self.server.c2s)
+            plain.open()
+            plain.send("</stream:stream>")
+            plain.abort()
+        self._assert_still_serving("peers closed right after </stream:stream>")
+
+    def test_peer_reset_after_login(self):
+        """A TCP reset (RST) from an authenticated, bound session."""
+        user, _jid, password = self.new_account("reset")
+        for _ in range(5):
+            stream, _full = login_plain(self.server, user, password)
+            sock = stream.transport.sock
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            stream.abort()
+        self._assert_still_serving("peers reset their connections")
+
+    def test_peer_closes_during_tls_handshake(self):
+        """TCP close in the middle of the direct-TLS handshake (ClientHello sent, nothing more)."""
+        hello_only = 0
+        for _ in range(10):
+            sock = socket.create_connection(self.server.c2s_tls, timeout=5)
+            # The first bytes of a TLS record header and a truncated ClientHello.
+            sock.sendall(bytes.fromhex("160301020001"))
+            sock.close()
+            hello_only += 1
+        self._assert_still_serving(f"{hello_only} truncated TLS handshakes")
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
