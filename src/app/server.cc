@@ -134,6 +134,8 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   impl->hub = std::make_unique<im::Hub>(im::HubDeps{impl->loops.get(), impl->sessions.get(), impl->store.get(),
                                                     impl->config.get()});
   impl->context->hub = impl->hub.get();
+  if (im::Hub::kSupportsRosterVersioning) impl->context->hub_features += "<ver xmlns='urn:xmpp:features:rosterver'/>";
+  if (im::Hub::kSupportsPreApproval) impl->context->hub_features += "<sub xmlns='urn:xmpp:features:pre-approval'/>";
 
   for (size_t i = 0; i < impl->loops->size(); ++i) {
     auto* sessions = impl->sessions.get();

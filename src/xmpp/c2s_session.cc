@@ -364,6 +364,7 @@ void C2sSession::SendFeatures() {
   } else {
     f += "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
          "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>";
+    f += context_.hub_features;
   }
   f += "</stream:features>";
   Send(f);

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 
 #include "base/config.h"
 #include "net/limiter.h"
@@ -26,6 +27,9 @@ struct ServerContext {
   store::Store& store;
   Sessions& sessions;
   Hub* hub = nullptr;  // set before listeners start
+  // Stream features the hub implements, advertised after authentication next
+  // to <bind/> (e.g. roster versioning). Set before listeners start.
+  std::string hub_features;
 
   // The TLS context new connections use; swapped on SIGHUP.
   std::atomic<std::shared_ptr<const net::TlsContext>> tls;
