@@ -58,6 +58,9 @@ const std::vector<Key>& Schema() {
        "SASL mechanisms offered, in order of preference. PLAIN is only ever offered over TLS."},
       {"auth.scram_iterations", &Config::scram_iterations, 4096, 1000000, true,
        "PBKDF2 iterations for newly set passwords."},
+      {"auth.allow_plain_without_tls", &Config::allow_plain_without_tls, 0, 0, true,
+       "Offer PLAIN on unencrypted streams too. Sends passwords in the clear: for benchmarks on loopback only "
+       "(needs tls.require = false)."},
       {"registration.enabled", &Config::registration_enabled, 0, 0, true,
        "Allow XEP-0077 in-band registration of new accounts."},
       {"version.name", &Config::version_name, 0, 0, true,

@@ -80,6 +80,7 @@ struct Config {
   std::vector<std::string> sasl_mechanisms = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1",
                                               "PLAIN"};
   int64_t scram_iterations = 4096;
+  bool allow_plain_without_tls = false;  // benchmarks only
 
   // [registration]
   bool registration_enabled = false;

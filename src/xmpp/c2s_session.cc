@@ -337,7 +337,7 @@ std::vector<std::string> C2sSession::OfferedMechanisms() const {
   for (const auto& m : config_->sasl_mechanisms) {
     bool plus = m.size() > 5 && m.compare(m.size() - 5, 5, "-PLUS") == 0;
     if (plus && !exporter) continue;
-    if (m == "PLAIN" && !tls) continue;
+    if (m == "PLAIN" && !tls && !config_->allow_plain_without_tls) continue;
     out.push_back(m);
   }
   return out;
