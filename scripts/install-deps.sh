@@ -13,7 +13,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # protocol tests
-  python3 python3-slixmpp openssl procps
+  python3 python3-slixmpp python3-openssl openssl procps
 )
 # Node.js: the machine image may ship its own node+npm; only fall back to
 # Debian's when there is none (the two conflict).
