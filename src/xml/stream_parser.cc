@@ -24,9 +24,100 @@ namespace {
 // or name can contain it and the split is unambiguous.
 constexpr XML_Char kSeparator = static_cast<XML_Char>('\xff');
 
-// When more than this many bytes of one token are pending inside expat, input
-// without '>' is held back (see the header).
+// When at least this many bytes of one token are pending inside expat, input
+// is held back until TokenScanner sees a possible end of that token.
 constexpr size_t kDeferThreshold = 4 * 1024;
+
+bool IsXmlWhitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+// Follows the markup token expat holds incomplete, to tell when new input may
+// complete it. expat re-scans an incomplete token from its start on every
+// XML_Parse(), so feeding it a huge tag piecemeal costs O(size^2); holding
+// input back until this says "may end here" makes it O(size).
+//
+// It must never miss a real end (that would delay a stanza); reporting an end
+// that is not one only costs a re-scan. Starting at the token's first byte:
+// a start or end tag ends at a '>' outside quoted attribute values, a comment
+// at "-->", a processing instruction at "?>", an entity reference at the
+// first byte that cannot be part of its name. For anything else (DOCTYPE and
+// other "<!" markup) any '>' may be the end.
+class TokenScanner {
+ public:
+  // Scans `bytes`; true if the token may end within them. The state carries
+  // over, so a token that turns out not to have ended can be scanned on.
+  bool Scan(std::string_view bytes) {
+    bool may_end = false;
+    for (const char c : bytes) {
+      switch (state_) {
+        case State::kStart:
+          if (c == '<') {
+            state_ = State::kOpen;
+          } else if (c == '&') {
+            state_ = State::kReference;
+          } else if (!IsXmlWhitespace(c)) {  // prolog whitespace has no event
+            state_ = State::kOther;
+            may_end |= c == '>';
+          }
+          break;
+        case State::kOpen:
+          state_ = c == '!' ? State::kBang : c == '?' ? State::kPi : State::kTag;
+          may_end |= c == '>';
+          break;
+        case State::kTag:
+          if (c == '\'') state_ = State::kSingleQuoted;
+          if (c == '"') state_ = State::kDoubleQuoted;
+          may_end |= c == '>';
+          break;
+        case State::kSingleQuoted:
+          if (c == '\'') state_ = State::kTag;
+          break;
+        case State::kDoubleQuoted:
+          if (c == '"') state_ = State::kTag;
+          break;
+        case State::kBang:
+          state_ = c == '-' ? State::kBangDash : State::kOther;
+          may_end |= c == '>';
+          break;
+        case State::kBangDash:
+          state_ = c == '-' ? State::kComment : State::kOther;
+          may_end |= c == '>';
+          break;
+        case State::kComment:
+          may_end |= c == '>' && dashes_ == 2;
+          dashes_ = c == '-' ? static_cast<uint8_t>(dashes_ + (dashes_ < 2)) : 0;
+          break;
+        case State::kPi:
+          may_end |= c == '>' && question_;
+          question_ = c == '?';
+          break;
+        case State::kReference:
+          may_end |= !IsNameByte(c);
+          break;
+        case State::kOther:
+          may_end |= c == '>';
+          break;
+      }
+    }
+    return may_end;
+  }
+
+ private:
+  enum class State : uint8_t {
+    kStart, kOpen, kTag, kSingleQuoted, kDoubleQuoted, kBang, kBangDash, kComment, kPi, kReference, kOther
+  };
+
+  // Bytes that may continue a name: ASCII name characters and all of UTF-8's
+  // multi-byte sequences (expat does the exact check).
+  static bool IsNameByte(char c) {
+    const auto b = static_cast<unsigned char>(c);
+    return b >= 0x80 || (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
+           b == '.' || b == '-' || b == '_' || b == ':';
+  }
+
+  State state_ = State::kStart;
+  uint8_t dashes_ = 0;     // kComment: trailing '-' count, up to 2
+  bool question_ = false;  // kPi: the last byte was '?'
+};
 
 // ---------------------------------------------------------------------------
 // Counting allocator. expat's memory suite has no user-data pointer, so the
@@ -163,8 +254,6 @@ std::string AttributeName(const QName& q) {
   return name;
 }
 
-bool IsXmlWhitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-
 bool AllWhitespace(std::string_view text) {
   return std::all_of(text.begin(), text.end(), IsXmlWhitespace);
 }
@@ -259,6 +348,8 @@ struct StreamParser::Impl {
     XML_SetParamEntityParsing(parser, XML_PARAM_ENTITY_PARSING_NEVER);
     XML_SetElementHandler(parser, &Impl::StartElementThunk, &Impl::EndElementThunk);
     XML_SetCharacterDataHandler(parser, &Impl::CharacterDataThunk);
+    // Only so that every token in content reports an event (see Advance()).
+    XML_SetCdataSectionHandler(parser, &Impl::CdataThunk, &Impl::CdataThunk);
     XML_SetStartNamespaceDeclHandler(parser, &Impl::NamespaceDeclThunk);
     XML_SetXmlDeclHandler(parser, &Impl::XmlDeclThunk);
     // RFC 6120 §11.1: none of these may appear. The DOCTYPE handler fires as
@@ -330,19 +421,17 @@ struct StreamParser::Impl {
       } else if (!deferred.empty()) {
         std::string held = TakeHeld();
         held.append(data);
-        Parse(held);
+        ParseAndTrack(held);
       } else {
-        Parse(data);
+        ParseAndTrack(data);
       }
       Finish();
       return;
     }
-    if (!deferred.empty() || Pending() >= kDeferThreshold) {
-      // A large token is pending in expat. Input without '>' cannot complete
-      // it (text is reported as it arrives, so what is pending is markup), so
-      // hold it back rather than have expat re-scan the token again.
-      const bool completes = std::memchr(data.data(), '>', data.size()) != nullptr;
-      if (!completes) {
+    if (scanning) {
+      // A large token is pending in expat: hand input over only once it may
+      // complete that token.
+      if (!scanner.Scan(data)) {
         if (data.size() > Allowance()) {
           Fail(ParseError::kPolicyViolation, TooLargeText());
         } else {
@@ -354,13 +443,53 @@ struct StreamParser::Impl {
       if (!deferred.empty()) {
         std::string held = TakeHeld();
         held.append(data);
-        Parse(held);
+        ParseAndTrack(held);
         Finish();
         return;
       }
     }
-    Parse(data);
+    ParseAndTrack(data);
     Finish();
+  }
+
+  // Parses `data` and brings `tail` / `scanning` up to date.
+  void ParseAndTrack(std::string_view data) {
+    const uint64_t consumed_before = consumed;
+    const bool was_scanning = scanning;
+    Parse(data);
+    if (Dead()) return;
+    // No event: still the same token, which the scanner has already followed
+    // through `data`.
+    if (was_scanning && consumed == consumed_before) return;
+    TrackPending(data);
+  }
+
+  // The bytes expat holds unconsumed are the last Pending() bytes of `tail`
+  // followed by `data`. Small ones are copied into `tail` (so InStanza() can
+  // tell whitespace, and so a token that grows large can be scanned from its
+  // start); large ones are scanned and forgotten.
+  void TrackPending(std::string_view data) {
+    scanning = false;
+    const size_t pending = Pending();
+    if (pending == 0) {
+      tail.clear();
+      return;
+    }
+    if (pending <= data.size()) {
+      tail.assign(data.substr(data.size() - pending));
+    } else if (pending - data.size() <= tail.size()) {
+      tail.erase(0, tail.size() - (pending - data.size()));
+      tail.append(data);
+    } else {
+      // Cannot happen (the pending token never starts before the last one
+      // did); stay safe with a scanner that treats any '>' as a possible end.
+      tail.assign(">");
+    }
+    if (pending < kDeferThreshold) return;
+    scanner = TokenScanner();
+    scanner.Scan(tail);
+    scanning = true;
+    tail = std::string();
   }
 
   void Finish() {
@@ -412,16 +541,7 @@ struct StreamParser::Impl {
         break;
       }
       data.remove_prefix(n);
-      if (data.empty()) NotePendingTail(slice);
     }
-  }
-
-  // Records whether the bytes expat holds back are only whitespace (a CR
-  // waiting for a possible LF), which must not count as a stanza in progress.
-  void NotePendingTail(std::string_view slice) {
-    const size_t pending = Pending();
-    pending_is_whitespace =
-        pending == 0 || (pending <= 4 && pending <= slice.size() && AllWhitespace(slice.substr(slice.size() - pending)));
   }
 
   // RFC 6120 §11.6: only UTF-8. A UTF-16/32 byte order mark or a NUL in the
@@ -464,7 +584,8 @@ struct StreamParser::Impl {
       return false;
     }
     consumed = fed;
-    pending_is_whitespace = true;
+    tail.clear();
+    scanning = false;
     return true;
   }
 
@@ -477,6 +598,8 @@ struct StreamParser::Impl {
     memory.other_bytes = 0;
     tree_bytes = held_bytes = 0;
     deferred = std::string();
+    tail = std::string();
+    scanning = false;
     root_decls = std::string();
   }
 
@@ -722,6 +845,9 @@ struct StreamParser::Impl {
     Self(data)->Restricted("attribute list declaration");
   }
   static void XMLCALL CommentThunk(void* data, const XML_Char*) { Self(data)->Restricted("comment"); }
+  static void XMLCALL CdataThunk(void* data) {
+    if (!Self(data)->Dead()) Self(data)->Advance();
+  }
   static void XMLCALL ProcessingInstructionThunk(void* data, const XML_Char*, const XML_Char*) {
     Self(data)->Restricted("processing instruction");
   }
@@ -737,7 +863,8 @@ struct StreamParser::Impl {
   Phase phase = Phase::kHeader;
   bool in_parse = false;
   bool replaying = false;
-  bool pending_is_whitespace = true;
+  bool scanning = false;  // a token of kDeferThreshold bytes or more is pending
+  TokenScanner scanner;   // follows that token while `scanning`
   size_t depth = 0;            // open elements, the root included
   size_t namespace_decls = 0;  // declarations seen since the last start tag
   uint64_t fed = 0;            // bytes handed to `parser`
@@ -749,6 +876,7 @@ struct StreamParser::Impl {
   size_t tree_accounted = 0;  // part of tree_bytes already in memory.other_bytes
   size_t held_bytes = 0;      // part of memory.other_bytes that is `deferred`
   std::string deferred;       // input held back, see Feed()
+  std::string tail;           // copy of the pending bytes while fewer than kDeferThreshold
   std::string replay;         // "<stream:stream xmlns:stream='...' xmlns='...'>"
   std::string root_decls;     // the root's declarations, while it is parsed
   std::string root_default_ns;
@@ -773,7 +901,8 @@ void StreamParser::Reset() {
   s.depth = 0;
   s.namespace_decls = 0;
   s.fed = s.consumed = s.stanza_start = 0;
-  s.pending_is_whitespace = true;
+  s.scanning = false;
+  s.tail = std::string();
   s.stack.clear();
   s.stanza = Element();
   s.memory.other_bytes = 0;
@@ -803,7 +932,7 @@ void StreamParser::SetLimits(ParserLimits limits) {
 bool StreamParser::InStanza() const {
   const Impl& s = *impl_;
   if (s.phase != Impl::Phase::kOpen) return false;
-  return s.depth >= 2 || !s.deferred.empty() || !s.pending_is_whitespace;
+  return s.depth >= 2 || s.scanning || !s.deferred.empty() || !AllWhitespace(s.tail);
 }
 
 void StreamParser::Compact() {
@@ -814,14 +943,14 @@ void StreamParser::Compact() {
   if (!idle_in_stream && !untouched) return;
   s.FreeParser();
   s.fed = s.consumed = 0;
-  s.pending_is_whitespace = true;
+  s.tail = std::string();  // whitespace only, or InStanza() would be true
   s.stack.shrink_to_fit();
   s.stanza = Element();
 }
 
 size_t StreamParser::MemoryUsage() const {
   const Impl& s = *impl_;
-  return sizeof(Impl) + s.memory.Total() + HeapBytes(s.replay) + HeapBytes(s.root_decls) +
+  return sizeof(Impl) + s.memory.Total() + HeapBytes(s.replay) + HeapBytes(s.root_decls) + HeapBytes(s.tail) +
          s.stack.capacity() * sizeof(Element*);
 }
 

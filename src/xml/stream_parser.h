@@ -44,15 +44,13 @@
 // larger than what the current stanza may still grow by, and expat's own
 // allocations go through a counting allocator capped by max_memory_bytes.
 //
-// Cost of a trickled huge tag: expat re-scans an incomplete tag from its start
-// on every Feed(), so a tag sent a byte at a time costs O(size^2). When more
-// than 4 KiB of a tag are pending, input that holds no '>' (so cannot
-// complete anything) is held back and handed over together with the next
-// '>' instead; no event is ever delayed by this (an error inside held input
-// is reported once it is handed over, or as kPolicyViolation if the size cap
-// is reached first). A peer can still force a re-scan per '>' placed inside
-// an attribute value, bounded by max_stanza_bytes per Feed(): keep that cap
-// small before authentication.
+// Cost of a trickled huge tag: expat re-scans an incomplete token from its
+// start on every Feed(), so a tag sent a byte at a time would cost
+// O(size^2). Once 4 KiB of one token are pending, input is held back until a
+// small scanner that follows the token (quotes in tags, "-->", "?>") sees
+// where it may end, and is handed over then: O(size) in total. No event is
+// delayed by this; an error inside held input is reported once it is handed
+// over, or as kPolicyViolation if the size cap is reached first.
 //
 // Thread safety: one parser per connection, used only on that connection's loop.
 #pragma once

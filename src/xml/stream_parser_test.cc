@@ -519,6 +519,74 @@ TEST(StreamParserTest, TrickledLargeTagStillCompletes) {
   EXPECT_FALSE(parser.InStanza());
 }
 
+// Big tags trickled in must be delivered exactly when complete, whatever
+// they contain; the hold-back scanner must never miss the real end.
+TEST(StreamParserTest, TrickledBigTagsOfEveryKindCompleteAlikeWholeAndBytewise) {
+  const std::string big(6000, 'v');
+  const std::string gts(6000, '>');
+  const std::string body = Stream(
+      "<message a=\"" + gts + "it's\" b='say \"hi\" " + gts + "'><body>x</body></message>"
+      "<![CDATA[]]><presence id='" + gts + "'/>"
+      "<iq id='" + big + "'><query xmlns='" + big + "'>" + "<item jid='" + gts + "'/></query></iq>"
+      "</stream:stream>");
+  auto whole = Parse(body);
+  ASSERT_EQ(whole.size(), 5u);
+  EXPECT_EQ(whole[1].element.Attr("a"), gts + "it's");
+  EXPECT_EQ(whole[1].element.Attr("b"), "say \"hi\" " + gts);
+  EXPECT_EQ(whole.back().kind, Kind::kStreamClose);
+  StreamParser bytewise({});
+  ExpectSameEvents(FeedBytes(bytewise, body), whole);
+  std::mt19937 random(7);
+  for (int round = 0; round < 20; ++round) {
+    StreamParser parser({});
+    std::vector<ParseEvent> events;
+    std::string_view rest = body;
+    while (!rest.empty()) {
+      const size_t n = std::min<size_t>(rest.size(), 1 + random() % 300);
+      parser.Feed(rest.substr(0, n), events);
+      rest.remove_prefix(n);
+    }
+    ExpectSameEvents(events, whole);
+  }
+}
+
+TEST(StreamParserTest, TrickledBigRestrictedConstructsAreStillReported) {
+  const std::string big(6000, '>');
+  const std::string inputs[] = {
+      Stream("<message><!-- " + big + " - - - --></message>"),
+      Stream("<message><?pi " + big + " ? ?></message>"),
+      Stream("<message>&" + std::string(6000, 'e') + ";</message>"),
+      "<!DOCTYPE stream SYSTEM '" + big + "'><stream:stream>",
+  };
+  for (const std::string& input : inputs) {
+    auto whole = Parse(input);
+    StreamParser parser({});
+    auto bytewise = FeedBytes(parser, input);
+    EXPECT_EQ(LastError(whole), ParseError::kRestrictedXml) << input.substr(0, 200);
+    EXPECT_EQ(LastError(bytewise), ParseError::kRestrictedXml) << input.substr(0, 200);
+  }
+}
+
+TEST(StreamParserTest, TrickledHeaderAfterLongWhitespaceCompletes) {
+  const std::string input = std::string(6000, '\n') + std::string(kHeader.substr(21));  // no XML declaration
+  StreamParser parser({});
+  auto events = FeedBytes(parser, input);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, Kind::kStreamOpen) << events[0].error_text;
+}
+
+// A peer can send a huge attribute value full of '>' one byte at a time;
+// each '>' used to make expat re-scan the whole tag (quadratic: a 200 KB tag
+// took seconds). Held back, it takes a single pass.
+TEST(StreamParserTest, RegressionTrickledGreaterThanSignsInAttributeAreLinear) {
+  StreamParser parser({});
+  FeedAll(parser, kHeader);
+  const std::string value(200000, '>');
+  auto events = FeedBytes(parser, "<message id='" + value + "'/>");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].element.Attr("id"), value);
+}
+
 TEST(StreamParserTest, LargeTextStanzaInChunks) {
   StreamParser parser({});
   FeedAll(parser, kHeader);
