@@ -26,7 +26,7 @@ constexpr XML_Char kSeparator = static_cast<XML_Char>('\xff');
 
 // When at least this many bytes of one token are pending inside expat, input
 // is held back until TokenScanner sees a possible end of that token.
-constexpr size_t kDeferThreshold = 4 * 1024;
+constexpr size_t kDeferThreshold = 1024;
 
 bool IsXmlWhitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 

@@ -46,7 +46,7 @@
 //
 // Cost of a trickled huge tag: expat re-scans an incomplete token from its
 // start on every Feed(), so a tag sent a byte at a time would cost
-// O(size^2). Once 4 KiB of one token are pending, input is held back until a
+// O(size^2). Once 1 KiB of one token is pending, input is held back until a
 // small scanner that follows the token (quotes in tags, "-->", "?>") sees
 // where it may end, and is handed over then: O(size) in total. No event is
 // delayed by this; an error inside held input is reported once it is handed
