@@ -115,7 +115,7 @@ struct AccountState {
 // True for a record that exists only to hold a pending inbound subscription
 // request: the store has no separate table for those, so such an item is
 // kept in the roster but never shown to the client (RFC 6121 §3.1.3: a
-// pending request does not create a roster item). See docs/im.md.
+// pending request does not create a roster item). See src/im/README.md.
 inline bool IsHiddenItem(const store::RosterItem& item) {
   return item.subscription == store::Subscription::kNone && !item.ask_out && !item.preapproved &&
          item.pending_in && item.name.empty() && item.groups.empty();

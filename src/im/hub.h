@@ -28,7 +28,7 @@
 //   each path: messages and IQs go straight to the recipient's home loop,
 //   presence goes through the sender's home loop first (it changes the
 //   sender's state). A message may therefore overtake a presence stanza the
-//   same client sent just before it (docs/im.md, "Deviations").
+//   same client sent just before it (src/im/README.md, "Deviations").
 #pragma once
 
 #include <memory>

@@ -1,6 +1,6 @@
 // Offline messages (XEP-0160) with XEP-0203 delay stamps.
 //
-// Policy (docs/im.md):
+// Policy (src/im/README.md):
 //  * Stored: messages of type 'normal' or 'chat' (no type is 'normal') that
 //    carry something a person would miss: a <body/> or <subject/>, an XEP-0334
 //    <store/> hint, or any payload other than chat states and <thread/>
