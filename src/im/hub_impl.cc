@@ -276,7 +276,9 @@ void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::strin
       res.name = name;
       res.full = key + "/" + name;
       st.resources.push_back(std::move(res));
-      // Load the roster now: the client will ask for it right away.
+      // Load the roster now: the client will ask for it right away. (An
+      // account just created may still be cached as missing: look again.)
+      if (st.load == Load::kMissing) st.load = Load::kNone;
       if (st.load == Load::kNone) StartLoad(st);
       result = bare.WithResource(name);
     }
