@@ -362,6 +362,54 @@ class Server:
             raise ServerError(f"`nines user add {user}` failed with status {done.returncode}: "
                               f"{done.stderr.decode(errors='replace').strip()}")
 
+    # -- reload (SIGHUP, docs/cli.md) ---------------------------------------
+
+    def write_config(self, extra: Optional[dict] = None, *, text: Optional[str] = None) -> None:
+        """Replaces the config file atomically (a SIGHUP never reads half a file): either
+        the current config merged with `extra`, which becomes the current config, or raw
+        `text` (e.g. a broken file), which leaves self.config as it was."""
+        if text is None:
+            self.config = merge_config(self.config, extra)
+            text = to_toml(self.config)
+        tmp = self.config_path.with_name(self.config_path.name + ".new")
+        tmp.write_text(text)
+        os.replace(tmp, self.config_path)
+
+    def reload(self) -> None:
+        """Sends SIGHUP: the server re-reads its config file and certificate."""
+        if self.process is None or self.process.poll() is not None:
+            raise ServerError(f"server is not running (status {self.process and self.process.returncode})\n"
+                              f"{self.report()}")
+        self.process.send_signal(signal.SIGHUP)
+
+    def stderr_offset(self) -> int:
+        """Current size of the captured stderr, for wait_for_log(since=...)."""
+        if self._stderr_file:
+            self._stderr_file.flush()
+        try:
+            return self.stderr_path.stat().st_size
+        except OSError:
+            return 0
+
+    def wait_for_log(self, pattern: str, since: int = 0, timeout: float = IO_TIMEOUT) -> str:
+        """Waits (bounded) for a stderr line matching the regex `pattern` written after byte
+        offset `since`; returns the line or raises AssertionError."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with open(self.stderr_path, "rb") as f:
+                    f.seek(since)
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                text = ""
+            for line in text.splitlines():
+                if regex.search(line):
+                    return line
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no stderr line matching {pattern!r} within {timeout}s\n{self.report()}")
+            time.sleep(0.05)
+
     # -- diagnostics -------------------------------------------------------
 
     def stderr_tail(self, lines: int = 80) -> str:
