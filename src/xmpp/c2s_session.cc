@@ -115,6 +115,7 @@ void C2sSession::DoHandshake() {
   switch (r.status) {
     case net::Io::kOk:
       state_ = State::kStreamStart;
+      header_sent_ = false;  // a new stream: errors need a new header first
       parser_.Reset();
       last_read_ = loop_.now_seconds();
       OnReadable();  // TLS may already hold application data
@@ -497,6 +498,7 @@ void C2sSession::ContinueSasl(sasl::StepResult step) {
       config_ = context_.config.Get();
       parser_.Reset();
       parser_.SetLimits(CurrentParserLimits());
+      header_sent_ = false;
       state_ = State::kStreamStart;
       return;
     case Kind::kFailure:
