@@ -301,15 +301,25 @@ const char* StreamErrorCondition(ParseError error) {
   return "undefined-condition";
 }
 
+// Thread safety: none; see the header. The thread_local allocation account
+// is set only for the duration of each call into expat.
+//
 // Invariants:
-//   - `parser_` is null before the first Feed(), after Compact(), and once
-//     the stream has closed or failed; otherwise it has seen exactly `fed_`
+//   - `parser` is null before the first Feed(), after Compact(), and once the
+//     stream has closed or failed; otherwise it has been given exactly `fed`
 //     bytes (the replayed header included).
-//   - Offsets (`fed_`, `consumed_`, `stanza_start_`) are in expat's byte
-//     coordinates for the current `parser_`.
-//   - `stack_` holds the open elements of the stanza being built, outermost
-//     first; stack_[0] == &stanza_. depth_ == stack_.size() + 1 once the root
-//     is open.
+//   - Offsets (`fed`, `consumed`, `stanza_start`) are in the byte coordinates
+//     of the current `parser`. Every token in content makes expat call a
+//     handler, and every handler calls Advance(), so [consumed, fed) is
+//     exactly what expat holds unparsed: one incomplete token (or a CR, or a
+//     partial UTF-8 sequence).
+//   - That pending region is copied in `tail` while shorter than
+//     kDeferThreshold; beyond, `scanning` is set and `scanner` follows it.
+//   - `deferred` holds input not yet given to expat: the stream's first
+//     byte, or input that cannot complete a large pending token.
+//   - `stack` holds the open elements of the stanza being built, outermost
+//     first; stack[0] == &stanza. depth == stack.size() + 1 once the root is
+//     open.
 struct StreamParser::Impl {
   enum class Phase { kHeader, kOpen, kClosed, kFailed };
 
