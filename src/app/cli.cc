@@ -79,24 +79,30 @@ std::optional<std::string> ReadPassword(bool from_stdin) {
   return first;
 }
 
-// Accepts "alice" or "alice@domain" (the configured domain only).
-Result<std::string> ParseUser(const std::string& text, const Config& config) {
+// Accepts "alice" or "alice@domain" (the configured domain only). A JID of
+// another domain, or a full JID, is a usage error (status 2); a localpart that
+// is not valid under RFC 7622 is an operation failure (status 1, docs/cli.md).
+struct ParsedUser {
+  std::string localpart;
+  std::string error;
+  int status = 0;
+};
+
+ParsedUser ParseUser(const std::string& text, const Config& config) {
   std::string local = text;
-  if (auto at = text.find('@'); at != std::string::npos) {
+  if (text.find('@') != std::string::npos) {
     auto jid = xmpp::Jid::Parse(text);
-    if (!jid.ok()) return MakeError(Errc::kInvalidArgument, fmt::format("'{}' is not a valid JID", text));
+    if (!jid.ok()) return {"", fmt::format("'{}' is not a valid JID", text), kUsage};
     if (jid->domain() != config.domain || !jid->IsBare()) {
-      return MakeError(Errc::kInvalidArgument,
-                       fmt::format("'{}' is not a bare JID of this server's domain {}", text, config.domain));
+      return {"", fmt::format("'{}' is not a bare JID of this server's domain {}", text, config.domain), kUsage};
     }
-    return jid->local();
+    return {jid->local(), "", 0};
   }
   auto normalised = xmpp::Jid::NormalizeLocal(local);
   if (!normalised.ok()) {
-    return MakeError(Errc::kInvalidArgument, fmt::format("'{}' is not a valid username: {}", text,
-                                                         normalised.error().message));
+    return {"", fmt::format("'{}' is not a valid username: {}", text, normalised.error().message), kFailed};
   }
-  return normalised.value();
+  return {normalised.value(), "", 0};
 }
 
 Result<std::unique_ptr<store::Store>> OpenStore(const Config& config) {
@@ -118,8 +124,8 @@ int UserCommand(const std::string& action, const std::string& config_path, const
   std::string user;
   if (action != "list") {
     auto parsed = ParseUser(user_text, *config);
-    if (!parsed.ok()) return Fail(parsed.error().message, kUsage);
-    user = std::move(parsed.value());
+    if (parsed.status != 0) return Fail(parsed.error, parsed.status);
+    user = std::move(parsed.localpart);
   }
   spdlog::set_level(spdlog::level::warn);
   auto opened = OpenStore(*config);

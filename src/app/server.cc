@@ -102,10 +102,6 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   // OpenSSL writes with write(2), which raises SIGPIPE on a peer-closed socket;
   // we handle EPIPE as an error instead.
   std::signal(SIGPIPE, SIG_IGN);
-  if (config.limits.max_connections == 0) {
-    // Keep descriptors back for the store, listeners and logs.
-    config.limits.max_connections = std::max<int64_t>(16, FileLimit() - 64);
-  }
 
   std::error_code ec;
   std::filesystem::create_directories(config.data_dir, ec);
@@ -131,6 +127,10 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   impl->sessions = std::make_unique<xmpp::Sessions>(*impl->loops);
   impl->context = std::make_unique<xmpp::ServerContext>(*impl->loops, *impl->config, *impl->store, *impl->sessions);
   impl->context->tls.store(std::move(tls.value()));
+  // limits.max_connections = 0 means "what the descriptors allow": keep some
+  // back for the store, listeners and logs. Resolved here, not written into
+  // the config, so a reload of 0 keeps meaning the same.
+  impl->context->descriptor_connection_cap = std::max<int64_t>(16, FileLimit() - 64);
   impl->hub = std::make_unique<im::Hub>(im::HubDeps{impl->loops.get(), impl->sessions.get(), impl->store.get(),
                                                     impl->config.get()});
   impl->context->hub = impl->hub.get();

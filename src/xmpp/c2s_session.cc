@@ -85,7 +85,8 @@ void C2sSession::Begin() {
     CloseWithStreamError("system-shutdown", "the server is shutting down");
     return;
   }
-  if (!context_.connections.TryAcquire(transport_.remote_address(), l.connections_per_ip, l.max_connections)) {
+  int64_t total_cap = l.max_connections > 0 ? l.max_connections : context_.descriptor_connection_cap;
+  if (!context_.connections.TryAcquire(transport_.remote_address(), l.connections_per_ip, total_cap)) {
     if (AllowPeerWarning()) {
       spdlog::warn("[C{}] {}: connection refused: too many connections", ref_.id, transport_.remote_address());
     }
@@ -116,6 +117,7 @@ void C2sSession::DoHandshake() {
     case net::Io::kOk:
       state_ = State::kStreamStart;
       header_sent_ = false;  // a new stream: errors need a new header first
+      if (!direct_tls_) MarkStreamRestart();
       parser_.Reset();
       last_read_ = loop_.now_seconds();
       OnReadable();  // TLS may already hold application data
@@ -172,6 +174,15 @@ void C2sSession::OnReadable() {
       return;
     }
     last_read_ = loop_.now_seconds();
+    if (stream_restarted_ && !stream_bytes_seen_) {
+      for (size_t k = 0; k < r.bytes; ++k) {
+        char c = scratch[k];
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+        stream_bytes_seen_ = true;
+        closes_old_stream_ = c == '<' && k + 1 < r.bytes && scratch[k + 1] == '/';
+        break;
+      }
+    }
     events.clear();
     parser_.Feed(std::string_view(scratch.data(), r.bytes), events);
     if (parser_.InStanza()) {
@@ -212,6 +223,12 @@ void C2sSession::ProcessEvents(std::vector<ParseEvent>& events, size_t from) {
   }
 }
 
+void C2sSession::MarkStreamRestart() {
+  stream_restarted_ = true;
+  stream_bytes_seen_ = false;
+  closes_old_stream_ = false;
+}
+
 void C2sSession::Unblock() {
   if (--blocked_ > 0) return;
   while (!pending_.empty() && blocked_ == 0 && state_ != State::kClosed && state_ != State::kClosing) {
@@ -228,6 +245,13 @@ void C2sSession::Unblock() {
 bool C2sSession::HandleEvent(ParseEvent& event) {
   switch (event.kind) {
     case ParseEvent::Kind::kError: {
+      if (state_ == State::kStreamStart && !header_sent_ && closes_old_stream_) {
+        // The peer closed the stream it had before TLS/SASL instead of
+        // opening a new one (common right after <success/>): close quietly.
+        state_ = State::kClosing;
+        Send("</stream:stream>");
+        return false;
+      }
       const char* condition = xml::StreamErrorCondition(event.error);
       if (AllowPeerWarning()) {
         spdlog::info("[C{}] {}: stream error {}: {}", ref_.id, transport_.remote_address(), condition,
@@ -263,7 +287,7 @@ bool C2sSession::HandleEvent(ParseEvent& event) {
         self->throttle_timer_.reset();
         self->Unblock();
       });
-      return false;
+      return true;  // blocked now: the caller queues the rest of the batch behind this stanza
     }
     HandleBoundStanza(std::move(stanza));
     return true;
@@ -499,6 +523,7 @@ void C2sSession::ContinueSasl(sasl::StepResult step) {
       parser_.Reset();
       parser_.SetLimits(CurrentParserLimits());
       header_sent_ = false;
+      MarkStreamRestart();
       state_ = State::kStreamStart;
       return;
     case Kind::kFailure:

@@ -86,6 +86,10 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
                        std::string_view text = {});
 
   void Block() { ++blocked_; }
+  // After STARTTLS or SASL success the peer must open a new stream. Some
+  // close the old one instead (`</stream:stream>` right after <success/>);
+  // that is answered with a plain close, not a stream error.
+  void MarkStreamRestart();
   void Unblock();
   void Flush();
   void OnWritable();
@@ -112,6 +116,9 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   bool in_read_ = false;     // inside OnReadable: flush once at the end
   bool counted_ = false;     // holds a ConnectionCounter slot
   bool stanza_started_ = false;
+  bool stream_restarted_ = false;
+  bool stream_bytes_seen_ = false;   // of the restarted stream
+  bool closes_old_stream_ = false;   // its first bytes were an end tag
   int blocked_ = 0;          // >0: async work in progress; reading paused
   int sasl_failures_ = 0;
   int64_t connected_at_ = 0;  // loop seconds

@@ -39,6 +39,9 @@ struct ServerContext {
   net::WindowCounter failed_logins_by_account;
   net::WindowCounter registrations_by_ip;
 
+  // The connection cap when limits.max_connections is 0 (from RLIMIT_NOFILE).
+  int64_t descriptor_connection_cap = 0;
+
   std::atomic<uint64_t> next_session_id{1};
   std::atomic<bool> shutting_down{false};
 };
