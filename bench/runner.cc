@@ -66,6 +66,9 @@ SSL_CTX* MakeTlsContext() {
     std::fprintf(stderr, "nines-bench: cannot create a TLS context\n");
     _exit(1);
   }
+  // Sampled before the loops allocate their clients, so the per-session
+  // figure includes the Client array.
+  const uint64_t rss_before = ReadRssKib(0);
   const uint32_t group = opt.GroupSize();
   const uint64_t groups = wp.clients / group;
   const uint32_t threads = static_cast<uint32_t>(std::min<uint64_t>(opt.threads, groups));
@@ -85,7 +88,6 @@ SSL_CTX* MakeTlsContext() {
   std::vector<std::thread> workers;
   for (auto& loop : loops) workers.emplace_back([l = loop.get()] { l->Run(); });
 
-  const uint64_t rss_before = ReadRssKib(0);
   uint64_t rss_after = 0;
   Phase current = Phase::kNone;
   bool done_sent = true;
