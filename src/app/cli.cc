@@ -11,7 +11,10 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <atomic>
+#include <fstream>
 #include <optional>
+#include <thread>
 
 #include "app/server.h"
 #include "base/config.h"
@@ -117,10 +120,137 @@ Result<std::pair<store::ScramKeys, store::ScramKeys>> Keys(const std::string& pa
   return std::pair{std::move(sha1.value()), std::move(sha256.value())};
 }
 
+struct BulkOptions {
+  std::string pattern;  // "bench{}": {} is replaced by the number
+  int64_t count = 0;
+  int64_t first = 1;
+  std::string file;     // lines "username password"
+};
+
+// Creates many accounts in batched transactions. With a pattern, every account
+// gets the one password from stdin and (to make a million accounts take
+// minutes, not hours of PBKDF2) one shared salt: meant for test and benchmark
+// accounts. From a file, each account gets its own salt, derived on every core.
+int BulkAdd(const Config& config, const BulkOptions& bulk, bool password_stdin) {
+  struct Entry {
+    std::string user;
+    std::string password;
+  };
+  std::vector<Entry> entries;
+  std::optional<std::pair<store::ScramKeys, store::ScramKeys>> shared_keys;
+  if (!bulk.file.empty()) {
+    std::ifstream in(bulk.file);
+    if (!in) return Fail(fmt::format("cannot read '{}'", bulk.file));
+    std::string line;
+    int64_t line_number = 0;
+    while (std::getline(in, line)) {
+      ++line_number;
+      if (line.empty() || line[0] == '#') continue;
+      auto space = line.find(' ');
+      if (space == std::string::npos || space + 1 >= line.size()) {
+        return Fail(fmt::format("{}: line {}: expected 'username password'", bulk.file, line_number), kUsage);
+      }
+      auto parsed = ParseUser(line.substr(0, space), config);
+      if (parsed.status != 0) return Fail(fmt::format("{}: line {}: {}", bulk.file, line_number, parsed.error), parsed.status);
+      entries.push_back({std::move(parsed.localpart), line.substr(space + 1)});
+    }
+  } else {
+    if (bulk.pattern.find("{}") == std::string::npos) return Fail("--bulk pattern must contain {}", kUsage);
+    if (bulk.count <= 0) return Fail("--count must be positive", kUsage);
+    auto password = ReadPassword(password_stdin);
+    if (!password || password->empty()) return Fail("no password given");
+    auto keys = Keys(*password, config);
+    if (!keys.ok()) return Fail("that password is not allowed: " + keys.error().message);
+    shared_keys = std::move(keys.value());
+    entries.reserve(static_cast<size_t>(bulk.count));
+    for (int64_t i = bulk.first; i < bulk.first + bulk.count; ++i) {
+      std::string name = bulk.pattern;
+      name.replace(name.find("{}"), 2, std::to_string(i));
+      auto parsed = ParseUser(name, config);
+      if (parsed.status != 0) return Fail(parsed.error, parsed.status);
+      entries.push_back({std::move(parsed.localpart), {}});
+    }
+  }
+  spdlog::set_level(spdlog::level::warn);
+  auto opened = OpenStore(config);
+  if (!opened.ok()) return Fail(opened.error().message);
+  auto& store = *opened.value();
+  const size_t batch = 10000;
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  auto start = std::chrono::steady_clock::now();
+  for (size_t offset = 0; offset < entries.size(); offset += batch) {
+    size_t end = std::min(entries.size(), offset + batch);
+    std::vector<store::Account> accounts(end - offset);
+    auto fill = [&](size_t from, size_t to) -> bool {
+      for (size_t i = from; i < to; ++i) {
+        auto& a = accounts[i - offset];
+        a.username = entries[i].user;
+        a.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+        if (shared_keys) {
+          a.sha1 = shared_keys->first;
+          a.sha256 = shared_keys->second;
+        } else {
+          auto keys = Keys(entries[i].password, config);
+          if (!keys.ok()) return false;
+          a.sha1 = std::move(keys->first);
+          a.sha256 = std::move(keys->second);
+        }
+      }
+      return true;
+    };
+    if (shared_keys) {
+      fill(offset, end);
+    } else {
+      // PBKDF2 dominates: spread it over the cores.
+      size_t threads = std::max(1u, std::thread::hardware_concurrency());
+      std::vector<std::thread> workers;
+      std::atomic<bool> ok{true};
+      size_t per = (end - offset + threads - 1) / threads;
+      for (size_t t = 0; t < threads; ++t) {
+        size_t from = offset + t * per;
+        size_t to = std::min(end, from + per);
+        if (from >= to) break;
+        workers.emplace_back([&, from, to] {
+          if (!fill(from, to)) ok = false;
+        });
+      }
+      for (auto& w : workers) w.join();
+      if (!ok) {
+        store.Close();
+        return Fail("a password in the file is not allowed (empty or invalid)");
+      }
+    }
+    auto r = RunSync<void>([&](auto reply) { store.CreateAccounts(std::move(accounts), std::move(reply)); });
+    if (!r.ok()) {
+      store.Close();
+      return Fail(r.error().code == Errc::kConflict
+                      ? fmt::format("an account in {}..{} already exists; {} accounts were created before it",
+                                    entries[offset].user, entries[end - 1].user, offset)
+                      : r.error().message);
+    }
+    if (tty) {
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      fmt::print(stderr, "\r{} / {} accounts ({:.0f}/s)", end, entries.size(), static_cast<double>(end) / secs);
+    }
+  }
+  if (tty) fmt::print(stderr, "\n");
+  store.Close();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  fmt::print("created {} accounts in {:.1f} s\n", entries.size(), secs);
+  return 0;
+}
+
 int UserCommand(const std::string& action, const std::string& config_path, const std::string& user_text,
-                bool password_stdin) {
+                bool password_stdin, const BulkOptions& bulk) {
   auto config = LoadConfig(config_path);
   if (!config.ok()) return Fail(config.error().message, kUsage);
+  if (action == "add" && (!bulk.pattern.empty() || !bulk.file.empty())) {
+    if (!user_text.empty()) return Fail("give USER or --bulk/--bulk-file, not both", kUsage);
+    return BulkAdd(*config, bulk, password_stdin);
+  }
+  if (action != "list" && user_text.empty()) return Fail("USER is required", kUsage);
   std::string user;
   if (action != "list") {
     auto parsed = ParseUser(user_text, *config);
@@ -195,6 +325,7 @@ int RunCli(int argc, char** argv) {
   std::string user_name;
   bool password_stdin = false;
   std::string action;
+  BulkOptions bulk;
   for (const char* name : {"add", "passwd", "del", "list"}) {
     const char* help = std::string_view(name) == "add"      ? "Create an account"
                        : std::string_view(name) == "passwd" ? "Set an account's password"
@@ -202,7 +333,16 @@ int RunCli(int argc, char** argv) {
                                                             : "List accounts";
     auto* sub = user->add_subcommand(name, help);
     sub->add_option("-c,--config", config_path, "TOML config file");
-    if (std::string_view(name) != "list") sub->add_option("USER", user_name, "localpart or bare JID")->required();
+    if (std::string_view(name) == "add") {
+      sub->add_option("USER", user_name, "localpart or bare JID");
+      sub->add_option("--bulk", bulk.pattern,
+                      "Create many accounts named by PATTERN ({} = number), all with the password from stdin");
+      sub->add_option("--count", bulk.count, "With --bulk: how many accounts");
+      sub->add_option("--first", bulk.first, "With --bulk: the first number (default 1)");
+      sub->add_option("--bulk-file", bulk.file, "Create the accounts listed in FILE, one 'username password' a line");
+    } else if (std::string_view(name) != "list") {
+      sub->add_option("USER", user_name, "localpart or bare JID")->required();
+    }
     if (std::string_view(name) == "add" || std::string_view(name) == "passwd") {
       sub->add_flag("--password-stdin", password_stdin, "Read the password from the first line of stdin");
     }
@@ -226,7 +366,7 @@ int RunCli(int argc, char** argv) {
   }
 
   if (*serve) return Serve(config_path);
-  if (*user) return UserCommand(action, config_path, user_name, password_stdin);
+  if (*user) return UserCommand(action, config_path, user_name, password_stdin, bulk);
   if (*version) {
     fmt::print("nines {}\n", NINES_VERSION);
     return 0;

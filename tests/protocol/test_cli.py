@@ -11,14 +11,16 @@ Run: cd tests/protocol && /usr/bin/python3 -m unittest -v test_cli
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import tempfile
 import unittest
 from pathlib import Path
 from typing import Optional
 
-from harness import (CLI_TIMEOUT, DOMAIN, REPO_ROOT, Server, ServerTestCase, connect_starttls, new_password, nines_bin,
+from harness import (CLI_TIMEOUT, DOMAIN, REPO_ROOT, Server, ServerTestCase, connect_starttls, login_plain, new_password, nines_bin,
                      to_xml, unique_user)
 from test_features import NS_VCARD, can_log_in, login, message_with_body, subscribe
 
@@ -478,3 +480,57 @@ class UserCommandsWhileStoppedTest(UserCommandsMixin):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+class BulkAddTest(unittest.TestCase):
+    """`nines user add --bulk` / `--bulk-file` (docs/cli.md, issue 3 account setup)."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="nines-bulk-")
+        self.cfg = os.path.join(self.tmp, "nines.toml")
+        with open(self.cfg, "w") as f:
+            f.write(f'[server]\ndata_dir = "{self.tmp}/data"\n')
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def nines(self, *args, stdin=""):
+        return subprocess.run([str(nines_bin()), *args, "-c", self.cfg], input=stdin, capture_output=True,
+                              text=True, timeout=120)
+
+    def test_pattern_creates_numbered_accounts(self):
+        r = self.nines("user", "add", "--bulk", "bench{}", "--count", "2500", "--first", "10", "--password-stdin",
+                       stdin="pw\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("created 2500 accounts", r.stdout)
+        users = self.nines("user", "list").stdout.split()
+        self.assertEqual(len(users), 2500)
+        self.assertIn("bench10", users)
+        self.assertIn("bench2509", users)
+        self.assertNotIn("bench9", users)
+        self.assertNotIn("bench2510", users)
+
+    def test_file_gives_each_account_its_password(self):
+        path = os.path.join(self.tmp, "users.txt")
+        with open(path, "w") as f:
+            f.write("# comment\nann secret1\n\nBen secret2\n")
+        r = self.nines("user", "add", "--bulk-file", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.nines("user", "list").stdout.split(), ["ann", "ben"])
+        with Server({"server": {"data_dir": f"{self.tmp}/data"}}) as server:
+            stream, _ = login_plain(server, "ben", "secret2")
+            stream.close()
+            with self.assertRaises(Exception):
+                login_plain(server, "ann", "secret2")
+
+    def test_existing_account_fails_the_batch_with_status_1(self):
+        self.assertEqual(self.nines("user", "add", "bench3", "--password-stdin", stdin="x\n").returncode, 0)
+        r = self.nines("user", "add", "--bulk", "bench{}", "--count", "5", "--password-stdin", stdin="pw\n")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("already exists", r.stderr)
+
+    def test_user_and_bulk_together_is_a_usage_error(self):
+        r = self.nines("user", "add", "alice", "--bulk", "b{}", "--count", "2", "--password-stdin", stdin="pw\n")
+        self.assertEqual(r.returncode, 2)
+        r = self.nines("user", "add", "--bulk", "nopattern", "--count", "2", "--password-stdin", stdin="pw\n")
+        self.assertEqual(r.returncode, 2)
