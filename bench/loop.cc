@@ -137,16 +137,9 @@ constexpr uint8_t kSubTo = 2;
 constexpr uint8_t kSeenOnline = 4;
 
 struct Client {
-  int fd = -1;
-  State state = State::kIdle;
-  bool tls_done = false;
-  bool authenticated = false;
-  bool epoll_out = false;   // EPOLLOUT is in the interest set
-  bool dirty = false;       // in the loop's to-send list
-  bool setup_done = false;  // presence: every contact subscribed both ways
-  bool settled = false;     // presence: every contact seen online
-  uint16_t seen_online = 0; // presence: contacts seen online
+  // Ordered for packing: 128 bytes on LP64.
   StanzaScanner scan;
+  int fd = -1;
   SSL* ssl = nullptr;
   uint64_t t_begin = 0;     // connect() time
   std::string in;           // bytes of an incomplete stanza
@@ -154,7 +147,18 @@ struct Client {
   std::unique_ptr<LoginState> login;
   std::unique_ptr<Traffic> traffic;
   std::unique_ptr<uint8_t[]> roster;  // presence: kSub*/kSeenOnline per contact
+  State state = State::kIdle;
+  bool tls_done : 1 = false;
+  bool authenticated : 1 = false;
+  bool epoll_out : 1 = false;   // EPOLLOUT is in the interest set
+  bool dirty : 1 = false;       // in the loop's to-send list
+  bool setup_done : 1 = false;  // presence: every contact subscribed both ways
+  bool settled : 1 = false;     // presence: every contact seen online
+  uint16_t seen_online = 0;     // presence: contacts seen online
 };
+
+// The idle cost of a session; keep it small (README: memory per connection).
+static_assert(sizeof(Client) <= 128, "Client grew: update bench/README.md");
 
 enum class Action { kContinue, kStop, kNewStream, kDropInput };
 
@@ -399,7 +403,9 @@ struct Loop::Impl {
     c.in.clear();
     c.out.clear();
     c.scan.Reset();
-    c.tls_done = c.authenticated = c.epoll_out = false;
+    c.tls_done = false;
+    c.authenticated = false;
+    c.epoll_out = false;
     c.login = std::make_unique<LoginState>();
     c.t_begin = now;
     if (stats.first_start_ns == 0) stats.first_start_ns = now;
@@ -552,7 +558,7 @@ struct Loop::Impl {
       c.out.erase(0, static_cast<size_t>(n));
     }
     if (c.out.empty()) {
-      if (c.out.capacity() > 4096) std::string().swap(c.out);
+      if (c.out.capacity() > (phase == Phase::kRun ? 4096u : 15u)) std::string().swap(c.out);
       SetEpollOut(c, i, false);
       if (c.traffic && phase == Phase::kRun) MarkDirty(i);
     } else {
@@ -716,7 +722,7 @@ struct Loop::Impl {
       c.in.erase(0, keep);
     }
     c.scan.Rebase(keep);
-    if (c.in.empty() && c.in.capacity() > 4096) std::string().swap(c.in);
+    if (c.in.empty() && c.in.capacity() > (phase == Phase::kRun ? 4096u : 15u)) std::string().swap(c.in);
     if (c.in.size() > kMaxStanzaBytes) Fail(c, "stanza from server exceeds 16 MiB");
   }
 
@@ -978,7 +984,8 @@ struct Loop::Impl {
   void GoOnline(Client& c, uint32_t i) {
     c.state = State::kOnline;
     c.login.reset();
-    c.setup_done = c.settled = false;
+    c.setup_done = false;
+    c.settled = false;
     c.seen_online = 0;
     if (opt.scenario == Scenario::kPresence) {
       for (uint32_t k = 0; k + 1 < group; ++k) c.roster[k] &= static_cast<uint8_t>(~kSeenOnline);
