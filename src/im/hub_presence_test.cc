@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "im/jid_view.h"
 #include "im/testing/hub_fixture.h"
 
 namespace nines::im {
@@ -406,6 +407,16 @@ TEST_F(PresenceTest, ProbeOfOfflineContactIsAnsweredUnavailable) {
   auto got = GotNamed(alice, "presence", "unavailable");
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].Attr("from"), "bob@example.com");
+}
+
+TEST_F(PresenceTest, ProbeFromANonSubscriberRevealsNothing) {
+  // Inconsistent rosters: alice thinks she may see bob; bob never agreed.
+  Item("alice", "bob", Subscription::kTo);
+  Item("bob", "alice", Subscription::kNone);
+  Session bob = Online("bob", "b");
+  Session alice = Login("alice", "a");
+  Send(alice, "<presence/>");
+  for (auto& p : GotNamed(alice, "presence")) EXPECT_NE(BareOf(p.Attr("from")), "bob@example.com");
 }
 
 TEST_F(PresenceTest, OwnResourcesSeeEachOther) {

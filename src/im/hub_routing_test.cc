@@ -338,6 +338,43 @@ TEST_F(RoutingTest, OfflineWriteRacingWithLogin) {
   EXPECT_TRUE(store_.offline("bob").empty());
 }
 
+TEST_F(RoutingTest, OfflineDeliveryToAVanishedSessionIsKeptWithItsStamp) {
+  Session alice = Online("alice");
+  store_.AddAccount("bob");
+  Send(alice, "<message to='bob@example.com' type='chat'><body>keep me</body></message>");
+  ASSERT_EQ(store_.offline("bob").size(), 1u);
+  store_.offline("bob")[0].stamp_ms = 1700000000123;  // received long ago
+  Session bob = Login("bob");
+  store_.Hold("LoadOffline");
+  Send(bob, "<presence/>");
+  port_->SetGone(bob.ref);  // gone before the stored messages arrive
+  store_.Release();
+  Drain();
+  auto& stored = store_.offline("bob");
+  ASSERT_EQ(stored.size(), 1u);
+  EXPECT_EQ(stored[0].stamp_ms, 1700000000123);
+  EXPECT_EQ(stored[0].stanza.find("urn:xmpp:delay"), std::string::npos) << stored[0].stanza;
+  EXPECT_NE(stored[0].stanza.find("keep me"), std::string::npos);
+  // The next login gets it, with the original stamp.
+  Logout(bob);
+  Session again = Online("bob", "again");
+  (void)again;
+  EXPECT_TRUE(store_.offline("bob").empty());
+}
+
+TEST_F(RoutingTest, LoadFailureAnswersMessagesWithAnError) {
+  Session alice = Online("alice");
+  store_.AddAccount("bob");
+  store_.FailNext("CountOffline", Errc::kUnavailable);
+  Send(alice, "<message to='bob@example.com' type='chat' id='lf'><body>x</body></message>");
+  auto got = Got(alice);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(ErrorCondition(got[0]), "internal-server-error");
+  // The next one loads again and is stored.
+  Send(alice, "<message to='bob@example.com' type='chat'><body>y</body></message>");
+  EXPECT_EQ(store_.offline("bob").size(), 1u);
+}
+
 TEST_F(RoutingTest, StateIsEvictedWhenIdle) {
   Session alice = Online("alice");
   Logout(alice);
