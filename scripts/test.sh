@@ -3,9 +3,9 @@
 #
 #   unit tests (GoogleTest, ctest)          every layer
 #   protocol tests                          the real binary, driven by slixmpp and @xmpp/client
-#   fuzz smoke run                          libFuzzer on the XML stream parser, fixed time
+#   fuzz smoke run                          libFuzzer on the XML stream parser and on stanza handling
 #
-# NINES_FUZZ_SECONDS (default 60) sets the fuzz run's length; 0 skips building the fuzzers.
+# NINES_FUZZ_SECONDS (default 30) sets each fuzz target's run; 0 skips building the fuzzers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -23,13 +23,15 @@ ctest --test-dir build/release --output-on-failure -j "$jobs"
 echo "== protocol tests"
 NINES_BIN="$PWD/build/release/nines" bash tests/protocol/run.sh
 
-fuzz_seconds=${NINES_FUZZ_SECONDS:-60}
+fuzz_seconds=${NINES_FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" -gt 0 ]; then
-  echo "== fuzzing the XML stream parser for ${fuzz_seconds}s"
+  echo "== fuzz smoke run: ${fuzz_seconds}s per target"
   cmake --preset fuzz >/dev/null
-  cmake --build build/fuzz -j "$jobs" --target xml_stream_fuzz
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-  build/fuzz/xml_stream_fuzz -max_total_time="$fuzz_seconds" -print_final_stats=1 "$work" fuzz/corpus/xml_stream
+  cmake --build build/fuzz -j "$jobs" --target xml_stream_fuzz stanza_fuzz
+  for target in xml_stream stanza; do
+    work=$(mktemp -d)
+    build/fuzz/${target}_fuzz -max_total_time="$fuzz_seconds" -print_final_stats=1 "$work" "fuzz/corpus/$target"
+    rm -rf "$work"
+  done
 fi
 echo "== all tests passed"
