@@ -75,10 +75,10 @@ struct AccountState {
   std::unordered_map<std::string, store::RosterItem, StringHash, std::equal_to<>> roster;
   int64_t roster_version = 0;
 
-  int64_t offline_count = 0;           // messages in offline storage (as far as we know)
-  int64_t offline_delivered_up_to = 0; // highest offline id handed to a session
-  bool offline_loading = false;        // a LoadOffline is in flight
-  bool offline_again = false;          // another delivery was asked for meanwhile
+  int64_t offline_count = 0;            // messages in offline storage (as far as we know)
+  int64_t offline_delivered_up_to = 0;  // highest offline id handed to a session
+  bool offline_loading = false;         // a LoadOffline is in flight
+  bool offline_again = false;           // another delivery was asked for meanwhile
 
   // Contacts that answered our presence with an error during this lifetime of
   // the state: no further broadcasts to them (RFC 6121 §4.4.2).

@@ -45,18 +45,24 @@ namespace {
 
 std::string_view KindName(Kind kind) {
   switch (kind) {
-    case Kind::kMessage: return "message";
-    case Kind::kPresence: return "presence";
-    case Kind::kIq: return "iq";
+    case Kind::kMessage:
+      return "message";
+    case Kind::kPresence:
+      return "presence";
+    case Kind::kIq:
+      return "iq";
   }
   return "message";
 }
 
 bool IsErrorType(const Routed& r) {
   switch (r.kind) {
-    case Kind::kMessage: return r.msg_type() == MsgType::kError;
-    case Kind::kPresence: return r.pres_type() == PresType::kError;
-    case Kind::kIq: return r.iq_type() == IqType::kError || r.iq_type() == IqType::kResult;
+    case Kind::kMessage:
+      return r.msg_type() == MsgType::kError;
+    case Kind::kPresence:
+      return r.pres_type() == PresType::kError;
+    case Kind::kIq:
+      return r.iq_type() == IqType::kError || r.iq_type() == IqType::kResult;
   }
   return true;
 }
@@ -103,9 +109,7 @@ HubImpl::HubImpl(HubDeps deps)
     shards_.push_back(std::make_unique<Shard>());
     shards_.back()->config = snapshot;
     // Registered from the loop itself, so this works before or after Start().
-    loop(i).Post([this, i] {
-      loop(i).OnTick([this, i] { shards_[i]->config = config_->Get(); });
-    });
+    loop(i).Post([this, i] { loop(i).OnTick([this, i] { shards_[i]->config = config_->Get(); }); });
   }
   RegisterRoster();
   RegisterOffline();
@@ -137,8 +141,8 @@ AccountState& HubImpl::FindOrCreate(size_t home, std::string_view bare) {
 }
 
 void HubImpl::MaybeEvict(AccountState& st) {
-  if (st.running > 0 || !st.resources.empty() || !st.queue.empty() || st.busy > 0 || st.load == Load::kLoading ||
-      st.offline_loading) {
+  if (st.running > 0 || !st.resources.empty() || !st.queue.empty() || st.busy > 0 ||
+      st.load == Load::kLoading || st.offline_loading) {
     return;
   }
   shard(st.home).accounts.erase(st.bare);
@@ -174,16 +178,17 @@ void HubImpl::StartLoad(AccountState& st) {
     if (--result->pending == 0) FinishLoad(home, bare, *result);
   };
   if (!st.known_to_exist) {
-    store_->GetAccount(st.user, store::Reply<store::Account>(executor, [result, part](Result<store::Account> r) {
-                         if (!r.ok()) {
-                           if (r.error().code == Errc::kNotFound) {
-                             result->missing = true;
-                           } else {
-                             result->Fail(r.error());
-                           }
-                         }
-                         part();
-                       }));
+    store_->GetAccount(
+        st.user, store::Reply<store::Account>(executor, [result, part](const Result<store::Account>& r) {
+          if (!r.ok()) {
+            if (r.error().code == Errc::kNotFound) {
+              result->missing = true;
+            } else {
+              result->Fail(r.error());
+            }
+          }
+          part();
+        }));
   }
   store_->GetRoster(st.user, store::Reply<store::Roster>(executor, [result, part](Result<store::Roster> r) {
                       if (r.ok()) {
@@ -284,7 +289,8 @@ void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::strin
     }
     --st.running;
     MaybeEvict(st);
-    loop(ref.loop).Post([done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
+    loop(ref.loop).Post(
+        [done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
   });
 }
 
@@ -364,7 +370,7 @@ void HubImpl::Route(RoutedPtr r, size_t current, bool may_inline) {
   loop(home).Post([this, home, r = std::move(r)]() mutable { Inbound(home, std::move(r)); });
 }
 
-void HubImpl::Inbound(size_t home, RoutedPtr r) {
+void HubImpl::Inbound(size_t home, const RoutedPtr& r) {
   switch (r->kind) {
     case Kind::kMessage: {
       std::string_view bare = BareOf(r->to);
@@ -372,7 +378,7 @@ void HubImpl::Inbound(size_t home, RoutedPtr r) {
       return;
     }
     case Kind::kPresence:
-      InboundPresence(home, std::move(r));
+      InboundPresence(home, r);
       return;
     case Kind::kIq:
       IqToFullJid(home, r);
@@ -491,7 +497,8 @@ void HubImpl::IqToFullJid(size_t home, const RoutedPtr& r) {
 // ---------------------------------------------------------------------------
 // IQs
 
-void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config) {
+void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
+                       const Config& config) {
   const IqType type = ParseIqType(stanza.Attr("type"));
   if (type == IqType::kInvalid) return;  // the session answers malformed IQs
   const bool request = type == IqType::kGet || type == IqType::kSet;
@@ -568,7 +575,8 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
   });
 }
 
-void HubImpl::SendToSessionError(xmpp::SessionRef ref, const xml::Element& stanza, std::string_view condition) {
+void HubImpl::SendToSessionError(xmpp::SessionRef ref, const xml::Element& stanza,
+                                 std::string_view condition) {
   xml::Element reply = xmpp::MakeErrorReply(stanza, xmpp::DefaultErrorType(condition), condition);
   port_->Deliver(ref, std::make_shared<const std::string>(reply.Serialize(ns::kClient)), {});
 }
@@ -647,7 +655,8 @@ void HubImpl::DeliverToAvailable(AccountState& st, const std::shared_ptr<const s
   }
 }
 
-RoutedPtr HubImpl::MakeServerStanza(Kind kind, uint8_t type, std::string from, std::string to, std::string xml) {
+RoutedPtr HubImpl::MakeServerStanza(Kind kind, uint8_t type, std::string from, std::string to,
+                                    std::string xml) {
   auto r = std::make_shared<Routed>();
   r->kind = kind;
   r->type = type;
@@ -665,9 +674,10 @@ void HubImpl::Bounce(const Routed& r, std::string_view condition, std::string_vi
       r.pres_type() != PresType::kUnavailable) {
     return;
   }
-  port_->Deliver(r.origin,
-                 std::make_shared<const std::string>(ErrorXml(KindName(r.kind), r.to, r.from, r.id, condition, text)),
-                 {});
+  port_->Deliver(
+      r.origin,
+      std::make_shared<const std::string>(ErrorXml(KindName(r.kind), r.to, r.from, r.id, condition, text)),
+      {});
 }
 
 }  // namespace nines::im

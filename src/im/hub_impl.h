@@ -36,7 +36,15 @@ namespace nines::im {
 enum class Kind : uint8_t { kMessage, kPresence, kIq };
 enum class MsgType : uint8_t { kNormal, kChat, kGroupchat, kHeadline, kError };
 enum class PresType : uint8_t {
-  kAvailable, kUnavailable, kSubscribe, kSubscribed, kUnsubscribe, kUnsubscribed, kProbe, kError, kInvalid
+  kAvailable,
+  kUnavailable,
+  kSubscribe,
+  kSubscribed,
+  kUnsubscribe,
+  kUnsubscribed,
+  kProbe,
+  kError,
+  kInvalid
 };
 enum class IqType : uint8_t { kGet, kSet, kResult, kError, kInvalid };
 
@@ -48,15 +56,15 @@ IqType ParseIqType(std::string_view type);
 // routing and error replies need. Immutable once shared.
 struct Routed {
   Kind kind = Kind::kMessage;
-  uint8_t type = 0;          // MsgType, PresType or IqType
-  bool offline_ok = false;   // a message XEP-0160 storage would keep
-  bool has_origin = false;   // sent by a local session: errors go back to `origin`
+  uint8_t type = 0;         // MsgType, PresType or IqType
+  bool offline_ok = false;  // a message XEP-0160 storage would keep
+  bool has_origin = false;  // sent by a local session: errors go back to `origin`
   xmpp::SessionRef origin;
-  int64_t stamp_ms = 0;      // for a message back from offline storage: first receipt
-  std::string from;          // as stamped on the stanza
-  std::string to;            // as addressed (normalised)
+  int64_t stamp_ms = 0;  // for a message back from offline storage: first receipt
+  std::string from;      // as stamped on the stanza
+  std::string to;        // as addressed (normalised)
   std::string id;
-  std::string xml;           // the stanza, serialised for a jabber:client stream
+  std::string xml;  // the stanza, serialised for a jabber:client stream
 
   MsgType msg_type() const { return static_cast<MsgType>(type); }
   PresType pres_type() const { return static_cast<PresType>(type); }
@@ -105,7 +113,8 @@ class HubImpl {
   template <class F>
   void RunOnAccount(size_t home, std::string_view bare, F&& op) {
     AccountState& st = FindOrCreate(home, bare);
-    if (st.queue.empty() && (st.load == AccountState::Load::kReady || st.load == AccountState::Load::kMissing)) {
+    if (st.queue.empty() &&
+        (st.load == AccountState::Load::kReady || st.load == AccountState::Load::kMissing)) {
       ++st.running;
       op(st);
       --st.running;
@@ -132,7 +141,8 @@ class HubImpl {
   // entry points, never from inside account work (which must not nest).
   void Route(RoutedPtr r, size_t current, bool may_inline = false);
   // A server-generated stanza (no origin session; errors about it are dropped).
-  static RoutedPtr MakeServerStanza(Kind kind, uint8_t type, std::string from, std::string to, std::string xml);
+  static RoutedPtr MakeServerStanza(Kind kind, uint8_t type, std::string from, std::string to,
+                                    std::string xml);
   // Sends a stanza error about `r` back to the session that sent it (never
   // for type='error' stanzas or server-generated ones). Any loop.
   void Bounce(const Routed& r, std::string_view condition, std::string_view text = {});
@@ -148,7 +158,7 @@ class HubImpl {
   // Updates the cached item, then writes it; `done` runs on home after the
   // write (ok=false: the write failed and the cache is being reloaded).
   void PutItem(AccountState& st, store::RosterItem item, WriteDone done);
-  void DeleteItem(AccountState& st, std::string jid, WriteDone done);
+  void DeleteItem(AccountState& st, const std::string& jid, WriteDone done);
   // Roster push of one item (or its removal) to the interested resources.
   void PushItem(AccountState& st, const store::RosterItem& item, int64_t version);
   void PushRemoval(AccountState& st, std::string_view jid, int64_t version);
@@ -161,7 +171,7 @@ class HubImpl {
   // Outbound presence from a client, on the sender's home.
   void ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, PresType type);
   // Inbound presence for a local account, on its home.
-  void InboundPresence(size_t home, RoutedPtr r);
+  void InboundPresence(size_t home, const RoutedPtr& r);
   // A resource went away (unbind or conflict): unavailable to whoever saw it.
   void ResourceGone(AccountState& st, Resource gone);
   // Server-generated presence from `from` to `to` (local; remote ones skipped).
@@ -195,15 +205,16 @@ class HubImpl {
   void ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
                            const Config& config);
   // Delivery at the recipient's home.
-  void Inbound(size_t home, RoutedPtr r);
-  void MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bare, xmpp::SessionRef exclude, int hops);
+  void Inbound(size_t home, const RoutedPtr& r);
+  void MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bare, xmpp::SessionRef exclude,
+                        int hops);
   void Reroute(RoutedPtr r, xmpp::SessionRef gone, int hops);
   void IqToFullJid(size_t home, const RoutedPtr& r);
   void SendToSessionError(xmpp::SessionRef ref, const xml::Element& stanza, std::string_view condition);
 
   // Presence internals (presence.cc).
   void BroadcastPresence(AccountState& st, Resource& res, xml::Element stanza, bool available);
-  void DirectedPresence(AccountState& st, Resource& res, xml::Element stanza, bool available);
+  void DirectedPresence(AccountState& st, Resource& res, const xml::Element& stanza, bool available);
   void OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, SubVerb verb);
   void InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb verb);
   void AnswerProbe(AccountState& st, const RoutedPtr& r);

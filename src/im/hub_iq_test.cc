@@ -40,8 +40,9 @@ class IqTest : public HubTest {
 
 TEST_F(IqTest, ServerDiscoInfoListsExactlyTheRegistry) {
   Session a = Login("alice");
-  xml::Element r = Ask(a, "<iq to='example.com' type='get' id='d1'>"
-                          "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+  xml::Element r = Ask(a,
+                       "<iq to='example.com' type='get' id='d1'>"
+                       "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
   EXPECT_EQ(r.Attr("type"), "result");
   EXPECT_EQ(r.Attr("from"), "example.com");
   EXPECT_EQ(r.Attr("to"), a.full());
@@ -57,7 +58,8 @@ TEST_F(IqTest, ServerDiscoInfoListsExactlyTheRegistry) {
     EXPECT_NE(std::find(features.begin(), features.end(), f), features.end()) << f;
   }
   // Optional and core protocols are not advertised.
-  EXPECT_EQ(std::find(features.begin(), features.end(), "urn:ietf:params:xml:ns:xmpp-session"), features.end());
+  EXPECT_EQ(std::find(features.begin(), features.end(), "urn:ietf:params:xml:ns:xmpp-session"),
+            features.end());
   EXPECT_EQ(std::find(features.begin(), features.end(), "jabber:iq:roster"), features.end());
 }
 
@@ -87,7 +89,9 @@ TEST_F(IqTest, VersionFollowsConfig) {
   a = Login("alice", "again");
   r = Ask(a, "<iq to='example.com' type='get' id='v'><query xmlns='jabber:iq:version'/></iq>");
   EXPECT_EQ(ErrorCondition(r), "service-unavailable");
-  r = Ask(a, "<iq to='example.com' type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+  r = Ask(
+      a,
+      "<iq to='example.com' type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
   auto features = Features(r);
   EXPECT_EQ(std::find(features.begin(), features.end(), "jabber:iq:version"), features.end());
 
@@ -114,8 +118,9 @@ TEST_F(IqTest, PingServerAndOwnBareJid) {
 
 TEST_F(IqTest, LegacySession) {
   Session a = Login("alice");
-  xml::Element r =
-      Ask(a, "<iq to='example.com' type='set' id='s'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
+  xml::Element r = Ask(
+      a,
+      "<iq to='example.com' type='set' id='s'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
   EXPECT_EQ(r.Attr("type"), "result");
   r = Ask(a, "<iq type='set' id='s2'><session xmlns='urn:ietf:params:xml:ns:xmpp-session'/></iq>");
   EXPECT_EQ(r.Attr("type"), "result");
@@ -138,8 +143,9 @@ TEST_F(IqTest, ErrorCases) {
   r = Ask(a, "<iq to='bob@example.com' type='get' id='u4'><ping xmlns='urn:xmpp:ping'/></iq>");
   EXPECT_EQ(ErrorCondition(r), "service-unavailable");
   // No such account, even for a known namespace.
-  r = Ask(a, "<iq to='nobody@example.com' type='get' id='u5'>"
-             "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+  r = Ask(a,
+          "<iq to='nobody@example.com' type='get' id='u5'>"
+          "<query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
   EXPECT_EQ(ErrorCondition(r), "service-unavailable");
   // A resource of the server, and a remote domain.
   r = Ask(a, "<iq to='example.com/admin' type='get' id='u6'><ping xmlns='urn:xmpp:ping'/></iq>");
@@ -180,7 +186,9 @@ TEST_F(IqTest, AccountDiscoOnlyForSelfAndSubscribers) {
   EXPECT_EQ(Features(r), hub_->registry().Features(kScopeSelf, *config_->Get()));
   r = Ask(bob, "<iq type='get' id='n'><query xmlns='http://jabber.org/protocol/disco#info' node='x'/></iq>");
   EXPECT_EQ(ErrorCondition(r), "item-not-found");
-  r = Ask(c, "<iq to='bob@example.com' type='get' id='it'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+  r = Ask(c,
+          "<iq to='bob@example.com' type='get' id='it'><query "
+          "xmlns='http://jabber.org/protocol/disco#items'/></iq>");
   EXPECT_EQ(r.Attr("type"), "result");
 }
 
@@ -195,8 +203,9 @@ TEST_F(IqTest, VCard) {
   r = Ask(bob, "<iq to='alice@example.com' type='get' id='g'><vCard xmlns='vcard-temp'/></iq>");
   EXPECT_EQ(ErrorCondition(r), "item-not-found");
 
-  r = Ask(alice, "<iq type='set' id='s'><vCard xmlns='vcard-temp'><FN>Alice &amp; Co</FN>"
-                 "<NICKNAME>al</NICKNAME></vCard></iq>");
+  r = Ask(alice,
+          "<iq type='set' id='s'><vCard xmlns='vcard-temp'><FN>Alice &amp; Co</FN>"
+          "<NICKNAME>al</NICKNAME></vCard></iq>");
   EXPECT_EQ(r.Attr("type"), "result");
   EXPECT_EQ(store_.vcards().count("alice"), 1u);
   r = Ask(bob, "<iq to='alice@example.com' type='get' id='g2'><vCard xmlns='vcard-temp'/></iq>");

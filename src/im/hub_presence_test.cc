@@ -51,10 +51,11 @@ class PresenceTest : public HubTest {
 // --- Roster -----------------------------------------------------------------
 
 TEST_F(PresenceTest, RosterSetPushesToInterestedResourcesAndGetReturnsIt) {
-  Session a = Online("alice", "a");          // requested the roster
+  Session a = Online("alice", "a");         // requested the roster
   Session quiet = Login("alice", "quiet");  // did not
-  Send(a, "<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='Bob@Example.com' name='Bob'>"
-          "<group>Friends</group><group>Work</group></item></query></iq>");
+  Send(a,
+       "<iq type='set' id='s1'><query xmlns='jabber:iq:roster'><item jid='Bob@Example.com' name='Bob'>"
+       "<group>Friends</group><group>Work</group></item></query></iq>");
   auto got = Got(a);
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].Attr("type"), "result");
@@ -103,7 +104,8 @@ TEST_F(PresenceTest, RosterVersioning) {
   EXPECT_TRUE(got[0].Children().empty());
 
   // A change is pushed with the new version; the old one gets the full roster.
-  Send(a, "<iq type='set' id='s'><query xmlns='jabber:iq:roster'><item jid='carol@example.com'/></query></iq>");
+  Send(a,
+       "<iq type='set' id='s'><query xmlns='jabber:iq:roster'><item jid='carol@example.com'/></query></iq>");
   auto pushes = Pushes(a);
   ASSERT_EQ(pushes.size(), 1u);
   std::string ver2(pushes[0].Child("query", "jabber:iq:roster")->Attr("ver"));
@@ -140,11 +142,15 @@ TEST_F(PresenceTest, RosterSetValidation) {
   Forget(a);
   expect_error("<item jid='c@example.com'/>", "policy-violation");  // roster_size = 1
   // Updating an existing item is fine at the limit.
-  Send(a, "<iq type='set' id='ok2'><query xmlns='jabber:iq:roster'><item jid='b@example.com' name='B'/></query></iq>");
+  Send(a,
+       "<iq type='set' id='ok2'><query xmlns='jabber:iq:roster'><item jid='b@example.com' "
+       "name='B'/></query></iq>");
   EXPECT_EQ(Got(a)[0].Attr("type"), "result");
   // A roster set addressed to someone else's account is not ours to answer.
-  Send(a, "<iq type='set' id='x' to='bob@example.com'><query xmlns='jabber:iq:roster'><item jid='z@example.com'/>"
-          "</query></iq>");
+  Send(
+      a,
+      "<iq type='set' id='x' to='bob@example.com'><query xmlns='jabber:iq:roster'><item jid='z@example.com'/>"
+      "</query></iq>");
   store_.AddAccount("bob");
   auto got = Got(a);
   ASSERT_EQ(got.size(), 1u);
@@ -202,7 +208,8 @@ TEST_F(PresenceTest, SubscriptionHandshake) {
       EXPECT_FALSE(RosterItemOf(e)->HasAttr("ask"));
       pushed_to = true;
     }
-    if (e.name() == "presence" && e.Attr("from") == "bob@example.com/b" && !e.HasAttr("type")) bob_presence = true;
+    if (e.name() == "presence" && e.Attr("from") == "bob@example.com/b" && !e.HasAttr("type"))
+      bob_presence = true;
   }
   EXPECT_TRUE(pushed_to);
   EXPECT_TRUE(bob_presence);  // §3.1.5: the contact's current presence follows
@@ -334,8 +341,9 @@ TEST_F(PresenceTest, RosterRemoveCancelsBothWays) {
   Session bob = Online("bob");
   Forget(alice);
   Forget(bob);
-  Send(alice, "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='bob@example.com' "
-              "subscription='remove'/></query></iq>");
+  Send(alice,
+       "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='bob@example.com' "
+       "subscription='remove'/></query></iq>");
   auto got = Got(alice);
   ASSERT_GE(got.size(), 2u);
   EXPECT_EQ(got[0].Attr("type"), "result");
@@ -352,7 +360,7 @@ TEST_F(PresenceTest, RosterRemoveCancelsBothWays) {
 
 TEST_F(PresenceTest, InitialPresenceBroadcastsAndProbes) {
   Friends("alice", "bob");
-  Item("alice", "carol", Subscription::kTo);   // alice sees carol; carol does not see alice
+  Item("alice", "carol", Subscription::kTo);  // alice sees carol; carol does not see alice
   Item("carol", "alice", Subscription::kFrom);
   Item("alice", "dave", Subscription::kFrom);  // dave sees alice
   Item("dave", "alice", Subscription::kTo);
@@ -462,8 +470,9 @@ TEST_F(PresenceTest, PresenceErrorStopsBroadcasts) {
   Session alice = Online("alice", "a");
   Session bob = Online("bob", "b");
   Forget(alice);
-  Send(bob, "<presence to='alice@example.com/a' type='error'><error type='cancel'>"
-            "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>");
+  Send(bob,
+       "<presence to='alice@example.com/a' type='error'><error type='cancel'>"
+       "<service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>");
   EXPECT_EQ(GotNamed(alice, "presence", "error").size(), 1u);
   Send(alice, "<presence><show>away</show></presence>");
   EXPECT_TRUE(GotNamed(bob, "presence").empty());

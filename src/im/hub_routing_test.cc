@@ -165,7 +165,7 @@ TEST_F(RoutingTest, UnknownAccountAndRemoteDomain) {
   Forget(bob);
   Send(bob, "<message to='nobody@example.com' type='chat' id='a'><body>x</body></message>");
   Send(bob, "<message to='someone@elsewhere.net' type='chat' id='b'><body>x</body></message>");
-  Send(bob, "<presence to='nobody@example.com'/>");             // silently dropped
+  Send(bob, "<presence to='nobody@example.com'/>");  // silently dropped
   Send(bob, "<iq to='nobody@example.com/r' type='get' id='c'><ping xmlns='urn:xmpp:ping'/></iq>");
   auto got = Got(bob);
   ASSERT_EQ(got.size(), 3u);

@@ -6,7 +6,8 @@ namespace nines::im {
 
 void IqRegistry::Add(IqHandler handler) { handlers_.push_back(std::move(handler)); }
 
-void IqRegistry::AddFeature(unsigned scopes, std::string feature, std::function<bool(const Config&)> enabled) {
+void IqRegistry::AddFeature(unsigned scopes, std::string feature,
+                            std::function<bool(const Config&)> enabled) {
   features_.push_back(Feature{scopes, std::move(feature), std::move(enabled)});
 }
 

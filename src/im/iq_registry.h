@@ -40,10 +40,10 @@ enum Scope : unsigned { kScopeServer = 1, kScopeSelf = 2, kScopeAccount = 4 };
 // One IQ request being answered. Shared so that async handlers can keep it
 // across store calls.
 struct IqCall {
-  xml::Element iq;            // the request as received ('from' stamped by the session)
-  xmpp::SessionRef origin;    // the requester's session: replies go straight there
-  std::string from;           // requester's full JID
-  std::string account;        // kSelf/kAccount: the addressed bare JID; kServer: empty
+  xml::Element iq;          // the request as received ('from' stamped by the session)
+  xmpp::SessionRef origin;  // the requester's session: replies go straight there
+  std::string from;         // requester's full JID
+  std::string account;      // kSelf/kAccount: the addressed bare JID; kServer: empty
   Scope scope = kScopeServer;
 
   // The single payload child (the session has checked there is exactly one).
@@ -55,10 +55,10 @@ using IqCallPtr = std::shared_ptr<IqCall>;
 using IqHandlerFn = std::function<void(HubImpl& hub, const IqCallPtr& call, AccountState* state)>;
 
 struct IqHandler {
-  std::string ns;         // namespace of the payload element
-  bool set = false;       // true: type='set'; false: type='get'
-  unsigned scopes = 0;    // Scope bits
-  std::string feature;    // advertised in disco#info for `scopes`; empty: not advertised
+  std::string ns;       // namespace of the payload element
+  bool set = false;     // true: type='set'; false: type='get'
+  unsigned scopes = 0;  // Scope bits
+  std::string feature;  // advertised in disco#info for `scopes`; empty: not advertised
   // When set and false for the current config, the handler is treated as
   // absent (not advertised; requests get <service-unavailable/>).
   std::function<bool(const Config&)> enabled;

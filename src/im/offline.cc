@@ -78,7 +78,8 @@ void HubImpl::StoreOffline(AccountState& st, const RoutedPtr& r) {
     message.stamp_ms = r->stamp_ms;
     message.stanza = r->xml;
     std::string delay = DelayXml(config.domain, r->stamp_ms);
-    if (size_t at = message.stanza.find(delay); at != std::string::npos) message.stanza.erase(at, delay.size());
+    if (size_t at = message.stanza.find(delay); at != std::string::npos)
+      message.stanza.erase(at, delay.size());
   } else {
     message.stamp_ms = NowUnixMs();
     message.stanza = r->xml;
@@ -87,25 +88,26 @@ void HubImpl::StoreOffline(AccountState& st, const RoutedPtr& r) {
   ++st.busy;
   store_->StoreOffline(
       st.user, std::move(message),
-      store::Reply<int64_t>(loop(st.home).executor(), [this, home = st.home, bare = st.bare, r](Result<int64_t> id) {
-        AccountState* st = FindAccount(home, bare);
-        if (st == nullptr) return;
-        --st->busy;
-        ++st->running;
-        if (!id.ok()) {
-          spdlog::warn("im: storing an offline message for {} failed: {}", bare, id.error().message);
-          st->offline_count = std::max<int64_t>(0, st->offline_count - 1);
-          Bounce(*r, "internal-server-error");
-        } else if (r->stamp_ms == 0 && !BestResources(*st).empty()) {
-          // A resource came online while this write was in flight, and its
-          // offline load may have missed it. (Not for a message that came
-          // back from a vanished session: those wait for the next login, or
-          // a session that is going away would bounce it round forever.)
-          DeliverOffline(*st, {});
-        }
-        --st->running;
-        MaybeEvict(*st);
-      }));
+      store::Reply<int64_t>(
+          loop(st.home).executor(), [this, home = st.home, bare = st.bare, r](const Result<int64_t>& id) {
+            AccountState* st = FindAccount(home, bare);
+            if (st == nullptr) return;
+            --st->busy;
+            ++st->running;
+            if (!id.ok()) {
+              spdlog::warn("im: storing an offline message for {} failed: {}", bare, id.error().message);
+              st->offline_count = std::max<int64_t>(0, st->offline_count - 1);
+              Bounce(*r, "internal-server-error");
+            } else if (r->stamp_ms == 0 && !BestResources(*st).empty()) {
+              // A resource came online while this write was in flight, and its
+              // offline load may have missed it. (Not for a message that came
+              // back from a vanished session: those wait for the next login, or
+              // a session that is going away would bounce it round forever.)
+              DeliverOffline(*st, {});
+            }
+            --st->running;
+            MaybeEvict(*st);
+          }));
 }
 
 void HubImpl::DeliverOffline(AccountState& st, xmpp::SessionRef ref) {
@@ -162,17 +164,18 @@ void HubImpl::DeliverOffline(AccountState& st, xmpp::SessionRef ref) {
                 st->offline_delivered_up_to = last;
                 st->offline_count = std::max<int64_t>(0, st->offline_count - delivered);
                 ++st->busy;
-                store_->DeleteOffline(st->user, last,
-                                      store::Reply<void>(loop(home).executor(), [this, home, bare](Result<void> r) {
-                                        AccountState* st = FindAccount(home, bare);
-                                        if (!r.ok()) {
-                                          spdlog::warn("im: deleting delivered offline messages for {} failed: {}",
-                                                       bare, r.error().message);
-                                        }
-                                        if (st == nullptr) return;
-                                        --st->busy;
-                                        MaybeEvict(*st);
-                                      }));
+                store_->DeleteOffline(
+                    st->user, last,
+                    store::Reply<void>(loop(home).executor(), [this, home, bare](const Result<void>& r) {
+                      AccountState* st = FindAccount(home, bare);
+                      if (!r.ok()) {
+                        spdlog::warn("im: deleting delivered offline messages for {} failed: {}", bare,
+                                     r.error().message);
+                      }
+                      if (st == nullptr) return;
+                      --st->busy;
+                      MaybeEvict(*st);
+                    }));
               }
             }
             if (st->offline_again) {

@@ -63,10 +63,14 @@ std::string SimplePresence(std::string_view from, std::string_view to, std::stri
 
 PresType VerbType(SubVerb verb) {
   switch (verb) {
-    case SubVerb::kSubscribe: return PresType::kSubscribe;
-    case SubVerb::kSubscribed: return PresType::kSubscribed;
-    case SubVerb::kUnsubscribe: return PresType::kUnsubscribe;
-    case SubVerb::kUnsubscribed: return PresType::kUnsubscribed;
+    case SubVerb::kSubscribe:
+      return PresType::kSubscribe;
+    case SubVerb::kSubscribed:
+      return PresType::kSubscribed;
+    case SubVerb::kUnsubscribe:
+      return PresType::kUnsubscribe;
+    case SubVerb::kUnsubscribed:
+      return PresType::kUnsubscribed;
   }
   return PresType::kSubscribe;
 }
@@ -87,7 +91,7 @@ void HubImpl::ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Elemen
       if (to == nullptr || *to == st.bare) {
         BroadcastPresence(st, *res, std::move(stanza), type == PresType::kAvailable);
       } else {
-        DirectedPresence(st, *res, std::move(stanza), type == PresType::kAvailable);
+        DirectedPresence(st, *res, stanza, type == PresType::kAvailable);
       }
       return;
     }
@@ -110,11 +114,13 @@ void HubImpl::ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Elemen
   }
 }
 
-void HubImpl::FanOutToSubscribers(AccountState& st, const std::string& xml, PresType type, const std::string& from) {
+void HubImpl::FanOutToSubscribers(AccountState& st, const std::string& xml, PresType type,
+                                  const std::string& from) {
   const Config& config = ConfigOn(st.home);
   for (const auto& [jid, item] : st.roster) {
     if (!HasFrom(item.subscription) || !IsLocal(jid, config)) continue;
-    if (std::find(st.presence_errors.begin(), st.presence_errors.end(), jid) != st.presence_errors.end()) continue;
+    if (std::find(st.presence_errors.begin(), st.presence_errors.end(), jid) != st.presence_errors.end())
+      continue;
     SendPresence(from, jid, WithTo(xml, jid), type, st.home);
   }
 }
@@ -166,8 +172,8 @@ void HubImpl::BroadcastPresence(AccountState& st, Resource& res, xml::Element st
     // §3.1.3: subscription requests still waiting for an answer.
     for (const auto& [jid, item] : st.roster) {
       if (!item.pending_in) continue;
-      std::string request = item.pending_in_stanza.empty() ? SimplePresence(jid, st.bare, "subscribe")
-                                                           : item.pending_in_stanza;
+      std::string request =
+          item.pending_in_stanza.empty() ? SimplePresence(jid, st.bare, "subscribe") : item.pending_in_stanza;
       DeliverTo(res, std::make_shared<const std::string>(std::move(request)));
     }
   }
@@ -177,14 +183,15 @@ void HubImpl::BroadcastPresence(AccountState& st, Resource& res, xml::Element st
 }
 
 // RFC 6121 §4.6.
-void HubImpl::DirectedPresence(AccountState& st, Resource& res, xml::Element stanza, bool available) {
+void HubImpl::DirectedPresence(AccountState& st, Resource& res, const xml::Element& stanza, bool available) {
   std::string to(stanza.Attr("to"));
   const RosterItem* item = st.FindItem(BareOf(to));
   auto it = std::find(res.directed.begin(), res.directed.end(), to);
   if (available) {
     // Subscribers hear of our going away anyway; remember the others.
     bool subscriber = item != nullptr && HasFrom(item->subscription);
-    if (!subscriber && it == res.directed.end() && res.directed.size() < kMaxDirected) res.directed.push_back(to);
+    if (!subscriber && it == res.directed.end() && res.directed.size() < kMaxDirected)
+      res.directed.push_back(to);
   } else if (it != res.directed.end()) {
     res.directed.erase(it);
   }
@@ -201,7 +208,8 @@ void HubImpl::DirectedPresence(AccountState& st, Resource& res, xml::Element sta
 }
 
 // RFC 6121 §3 and Appendix A.2, on the user's home.
-void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, SubVerb verb) {
+void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza,
+                                   SubVerb verb) {
   const std::string* to_attr = stanza.FindAttr("to");
   if (to_attr == nullptr) return;
   std::string contact(BareOf(*to_attr));
@@ -231,7 +239,8 @@ void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::
     before.jid = contact;
   }
   RosterItem after = before;
-  const bool roster_full = item == nullptr && static_cast<int64_t>(st.roster.size()) >= config.limits.roster_size;
+  const bool roster_full =
+      item == nullptr && static_cast<int64_t>(st.roster.size()) >= config.limits.roster_size;
 
   switch (verb) {
     case SubVerb::kSubscribe: {
@@ -322,7 +331,7 @@ void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::
 // ---------------------------------------------------------------------------
 // Inbound
 
-void HubImpl::InboundPresence(size_t home, RoutedPtr r) {
+void HubImpl::InboundPresence(size_t home, const RoutedPtr& r) {
   const PresType type = r->pres_type();
   JidView to = SplitJid(r->to);
   std::string_view bare = to.Bare();
@@ -335,7 +344,8 @@ void HubImpl::InboundPresence(size_t home, RoutedPtr r) {
       if (st == nullptr) return;
       if (type == PresType::kError) {
         std::string from(BareOf(r->from));
-        if (std::find(st->presence_errors.begin(), st->presence_errors.end(), from) == st->presence_errors.end() &&
+        if (std::find(st->presence_errors.begin(), st->presence_errors.end(), from) ==
+                st->presence_errors.end() &&
             st->presence_errors.size() < kMaxPresenceErrors) {
           st->presence_errors.push_back(std::move(from));
         }
@@ -414,7 +424,8 @@ void HubImpl::InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb 
     case SubVerb::kSubscribe: {
       if (item != nullptr && HasFrom(item->subscription)) {
         // §3.1.3: already subscribed; answer on the contact's behalf.
-        SendPresence(st.bare, from, SimplePresence(st.bare, from, "subscribed"), PresType::kSubscribed, st.home);
+        SendPresence(st.bare, from, SimplePresence(st.bare, from, "subscribed"), PresType::kSubscribed,
+                     st.home);
         return;
       }
       if (item != nullptr && item->preapproved) {
@@ -426,8 +437,8 @@ void HubImpl::InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb 
         PutItem(st, after, [this, after](AccountState& st, bool ok, int64_t version) {
           if (!ok) return;
           PushItem(st, after, version);
-          SendPresence(st.bare, after.jid, SimplePresence(st.bare, after.jid, "subscribed"), PresType::kSubscribed,
-                       st.home);
+          SendPresence(st.bare, after.jid, SimplePresence(st.bare, after.jid, "subscribed"),
+                       PresType::kSubscribed, st.home);
           SendAvailableTo(st, after.jid);
         });
         return;
@@ -484,7 +495,8 @@ void HubImpl::InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb 
 
 void HubImpl::SendPresence(std::string from, std::string to, std::string xml, PresType type, size_t current) {
   if (!IsLocal(to, ConfigOn(current))) return;  // no server-to-server yet
-  Route(MakeServerStanza(Kind::kPresence, static_cast<uint8_t>(type), std::move(from), std::move(to), std::move(xml)),
+  Route(MakeServerStanza(Kind::kPresence, static_cast<uint8_t>(type), std::move(from), std::move(to),
+                         std::move(xml)),
         current);
 }
 

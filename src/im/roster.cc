@@ -22,11 +22,16 @@ constexpr size_t kMaxNameBytes = 1023;  // roster item names and group names
 
 std::string_view SubscriptionName(Subscription s) {
   switch (s) {
-    case Subscription::kNone: return "none";
-    case Subscription::kTo: return "to";
-    case Subscription::kFrom: return "from";
-    case Subscription::kBoth: return "both";
-    case Subscription::kRemove: return "remove";
+    case Subscription::kNone:
+      return "none";
+    case Subscription::kTo:
+      return "to";
+    case Subscription::kFrom:
+      return "from";
+    case Subscription::kBoth:
+      return "both";
+    case Subscription::kRemove:
+      return "remove";
   }
   return "none";
 }
@@ -103,26 +108,27 @@ void HubImpl::PutItem(AccountState& st, RosterItem item, WriteDone done) {
   std::string jid = item.jid;
   store_->PutRosterItem(
       st.user, std::move(item),
-      store::Reply<int64_t>(loop(st.home).executor(), [this, home = st.home, bare = st.bare, jid = std::move(jid),
-                                                       callback](Result<int64_t> version) {
-        AccountState* st = FindAccount(home, bare);
-        if (st == nullptr) return;
-        --st->busy;
-        ++st->running;
-        if (version.ok()) {
-          st->roster_version = std::max(st->roster_version, *version);
-          (*callback)(*st, true, *version);
-        } else {
-          spdlog::warn("im: roster write for {} ({}) failed: {}", bare, jid, version.error().message);
-          InvalidateRoster(*st);
-          (*callback)(*st, false, 0);
-        }
-        --st->running;
-        MaybeEvict(*st);
-      }));
+      store::Reply<int64_t>(
+          loop(st.home).executor(),
+          [this, home = st.home, bare = st.bare, jid = std::move(jid), callback](Result<int64_t> version) {
+            AccountState* st = FindAccount(home, bare);
+            if (st == nullptr) return;
+            --st->busy;
+            ++st->running;
+            if (version.ok()) {
+              st->roster_version = std::max(st->roster_version, *version);
+              (*callback)(*st, true, *version);
+            } else {
+              spdlog::warn("im: roster write for {} ({}) failed: {}", bare, jid, version.error().message);
+              InvalidateRoster(*st);
+              (*callback)(*st, false, 0);
+            }
+            --st->running;
+            MaybeEvict(*st);
+          }));
 }
 
-void HubImpl::DeleteItem(AccountState& st, std::string jid, WriteDone done) {
+void HubImpl::DeleteItem(AccountState& st, const std::string& jid, WriteDone done) {
   st.roster.erase(jid);
   ++st.busy;
   auto callback = std::make_shared<WriteDone>(std::move(done));
@@ -173,7 +179,7 @@ void RosterGet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
 }
 
 // RFC 6121 §2.5: subscription='remove'.
-void RosterRemove(HubImpl& hub, const IqCallPtr& call, AccountState* st, std::string jid) {
+void RosterRemove(HubImpl& hub, const IqCallPtr& call, AccountState* st, const std::string& jid) {
   const RosterItem* existing = st->FindItem(jid);
   if (existing == nullptr || IsHiddenItem(*existing)) {
     hub.ReplyError(*call, "item-not-found");
@@ -222,7 +228,7 @@ void RosterSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
   std::string jid = parsed->BareString();
   const std::string* subscription = it.FindAttr("subscription");
   if (subscription != nullptr && *subscription == "remove") {
-    RosterRemove(hub, call, st, std::move(jid));
+    RosterRemove(hub, call, st, jid);
     return;
   }
   if (subscription != nullptr) {

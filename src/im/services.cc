@@ -107,20 +107,21 @@ void VCardGet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     return;
   }
   const bool own = call->scope == kScopeSelf;
-  hub.store().GetVCard(st->user, store::Reply<std::string>(hub.loop(st->home).executor(),
-                                                            [&hub, call, own](Result<std::string> vcard) {
-                                                              if (vcard.ok()) {
-                                                                hub.ReplyResult(*call, *vcard);
-                                                              } else if (vcard.error().code == Errc::kNotFound) {
-                                                                if (own) {
-                                                                  hub.ReplyResult(*call, kEmptyVCard);
-                                                                } else {
-                                                                  hub.ReplyError(*call, "item-not-found");
-                                                                }
-                                                              } else {
-                                                                hub.ReplyError(*call, "internal-server-error");
-                                                              }
-                                                            }));
+  hub.store().GetVCard(
+      st->user,
+      store::Reply<std::string>(hub.loop(st->home).executor(), [&hub, call, own](Result<std::string> vcard) {
+        if (vcard.ok()) {
+          hub.ReplyResult(*call, *vcard);
+        } else if (vcard.error().code == Errc::kNotFound) {
+          if (own) {
+            hub.ReplyResult(*call, kEmptyVCard);
+          } else {
+            hub.ReplyError(*call, "item-not-found");
+          }
+        } else {
+          hub.ReplyError(*call, "internal-server-error");
+        }
+      }));
 }
 
 // XEP-0054 §3.2: only one's own.
@@ -136,7 +137,7 @@ void VCardSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     return;
   }
   hub.store().SetVCard(st->user, std::move(xml),
-                       store::Reply<void>(hub.loop(st->home).executor(), [&hub, call](Result<void> r) {
+                       store::Reply<void>(hub.loop(st->home).executor(), [&hub, call](const Result<void>& r) {
                          if (r.ok()) {
                            hub.ReplyResult(*call);
                          } else {
@@ -154,13 +155,18 @@ void HubImpl::RegisterServices() {
   registry_.Add(IqHandler{std::string(kVersion), false, kScopeServer, std::string(kVersion),
                           [](const Config& c) { return c.version_show; }, Version});
   // XEP-0199 §4.2 (server) and §4.3 answered for one's own bare JID.
-  registry_.Add(IqHandler{std::string(xmpp::ns::kPing), false, kScopeServer | kScopeSelf,
-                          std::string(xmpp::ns::kPing), {}, Ping});
+  registry_.Add(IqHandler{std::string(xmpp::ns::kPing),
+                          false,
+                          kScopeServer | kScopeSelf,
+                          std::string(xmpp::ns::kPing),
+                          {},
+                          Ping});
   registry_.Add(IqHandler{std::string(kVCard), false, kAll, std::string(kVCard), {}, VCardGet});
   registry_.Add(IqHandler{std::string(kVCard), true, kScopeSelf, std::string(kVCard), {}, VCardSet});
   // RFC 6121 dropped session establishment; old clients still send it. It is
   // answered but not advertised (it is optional, RFC 6121 Appendix E).
-  registry_.Add(IqHandler{std::string(xmpp::ns::kSession), true, kScopeServer | kScopeSelf, "", {}, LegacySession});
+  registry_.Add(
+      IqHandler{std::string(xmpp::ns::kSession), true, kScopeServer | kScopeSelf, "", {}, LegacySession});
 }
 
 }  // namespace nines::im

@@ -84,7 +84,7 @@ class FakeStore final : public store::Store {
     });
   }
   void SetCredentials(std::string, store::ScramKeys, store::ScramKeys, store::Reply<void> reply) override {
-    Finish("SetCredentials", std::move(reply), [=, this]() mutable -> Result<void> { return {}; });
+    Finish("SetCredentials", std::move(reply), []() -> Result<void> { return {}; });
   }
   void DeleteAccount(std::string username, store::Reply<void> reply) override {
     Finish("DeleteAccount", std::move(reply), [=, this]() mutable -> Result<void> {
@@ -98,11 +98,13 @@ class FakeStore final : public store::Store {
     });
   }
   void GetRoster(std::string username, store::Reply<store::Roster> reply) override {
-    Finish("GetRoster", std::move(reply), [=, this]() mutable -> Result<store::Roster> { return rosters_[username]; });
+    Finish("GetRoster", std::move(reply),
+           [=, this]() mutable -> Result<store::Roster> { return rosters_[username]; });
   }
   void PutRosterItem(std::string username, store::RosterItem item, store::Reply<int64_t> reply) override {
     Finish("PutRosterItem", std::move(reply), [=, this]() mutable -> Result<int64_t> {
-      if (item.subscription == store::Subscription::kRemove) return MakeError(Errc::kInvalidArgument, "remove");
+      if (item.subscription == store::Subscription::kRemove)
+        return MakeError(Errc::kInvalidArgument, "remove");
       if (!accounts_.count(username)) return MakeError(Errc::kNotFound, "no such account");
       PutItemDirect(username, item);
       return rosters_[username].version;
@@ -116,7 +118,8 @@ class FakeStore final : public store::Store {
       return ++r.version;
     });
   }
-  void StoreOffline(std::string username, store::OfflineMessage message, store::Reply<int64_t> reply) override {
+  void StoreOffline(std::string username, store::OfflineMessage message,
+                    store::Reply<int64_t> reply) override {
     Finish("StoreOffline", std::move(reply), [=, this]() mutable -> Result<int64_t> {
       if (!accounts_.count(username)) return MakeError(Errc::kNotFound, "no such account");
       message.id = ++next_offline_id_;
@@ -125,8 +128,9 @@ class FakeStore final : public store::Store {
     });
   }
   void CountOffline(std::string username, store::Reply<int64_t> reply) override {
-    Finish("CountOffline", std::move(reply),
-           [=, this]() mutable -> Result<int64_t> { return static_cast<int64_t>(offline_[username].size()); });
+    Finish("CountOffline", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      return static_cast<int64_t>(offline_[username].size());
+    });
   }
   void LoadOffline(std::string username, store::Reply<std::vector<store::OfflineMessage>> reply) override {
     Finish("LoadOffline", std::move(reply),

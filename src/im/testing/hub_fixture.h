@@ -54,14 +54,17 @@ class FakePort final : public SessionPort {
     std::string xml;
   };
 
-  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone) override {
+  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml,
+               std::function<void()> on_gone) override {
     if (gone_.count(ref.id) != 0) {
       if (on_gone) loops_.loop(ref.loop).Post(std::move(on_gone));
       return;
     }
     deliveries_.push_back(Delivery{ref, *xml});
   }
-  void Kick(xmpp::SessionRef ref, std::string condition) override { kicks_.emplace_back(ref, std::move(condition)); }
+  void Kick(xmpp::SessionRef ref, std::string condition) override {
+    kicks_.emplace_back(ref, std::move(condition));
+  }
 
   // The session vanished (as if closed): deliveries run on_gone from now on.
   void SetGone(xmpp::SessionRef ref) { gone_.insert(ref.id); }
