@@ -3,6 +3,7 @@
 #
 #   unit tests (GoogleTest, ctest)          every layer
 #   protocol tests                          the real binary, driven by slixmpp and @xmpp/client
+#   the same two again under ASan+UBSan     (NINES_SANITIZERS=0 skips them)
 #   fuzz smoke run                          libFuzzer on the XML stream parser and on stanza handling
 #
 # NINES_FUZZ_SECONDS (default 30) sets each fuzz target's run; 0 skips building the fuzzers.
@@ -20,8 +21,18 @@ cmake --build build/release -j "$jobs"
 echo "== unit tests"
 ctest --test-dir build/release --output-on-failure -j "$jobs"
 
-echo "== protocol tests"
+echo "== protocol tests (release binary)"
 NINES_BIN="$PWD/build/release/nines" bash tests/protocol/run.sh
+
+if [ "${NINES_SANITIZERS:-1}" = 1 ]; then
+  echo "== building (debug preset: AddressSanitizer + UndefinedBehaviorSanitizer)"
+  cmake --preset debug >/dev/null
+  cmake --build build/debug -j "$jobs"
+  echo "== unit tests under sanitizers"
+  ctest --test-dir build/debug --output-on-failure -j "$jobs"
+  echo "== protocol tests under sanitizers (a leak or UB report fails the server's exit status)"
+  NINES_BIN="$PWD/build/debug/nines" bash tests/protocol/run.sh
+fi
 
 fuzz_seconds=${NINES_FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" -gt 0 ]; then
