@@ -364,10 +364,10 @@ void HubImpl::Route(RoutedPtr r, size_t current, bool may_inline) {
   }
   size_t home = HomeOf(to.Bare());
   if (may_inline && home == current && loop(home).InLoop()) {
-    Inbound(home, std::move(r));
+    Inbound(home, r);
     return;
   }
-  loop(home).Post([this, home, r = std::move(r)]() mutable { Inbound(home, std::move(r)); });
+  loop(home).Post([this, home, r = std::move(r)] { Inbound(home, r); });
 }
 
 void HubImpl::Inbound(size_t home, const RoutedPtr& r) {
