@@ -75,10 +75,10 @@ class Hub final : public xmpp::Hub {
   // from any thread. Disco#info answers are built from it.
   const IqRegistry& registry() const;
 
-  // Stream features the session layer may advertise because the hub
-  // implements them (RFC 6121 §2.6 roster versioning, §3.4 pre-approval).
-  static constexpr bool kSupportsRosterVersioning = true;
-  static constexpr bool kSupportsPreApproval = true;
+  // Stream features the session layer should advertise after
+  // authentication because the hub implements them: registry().StreamFeatures()
+  // (RFC 6121 §2.6 roster versioning, §3.4 pre-approval), as serialised
+  // elements.
 
  private:
   std::unique_ptr<HubImpl> impl_;

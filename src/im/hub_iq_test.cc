@@ -75,6 +75,12 @@ TEST_F(IqTest, EveryAdvertisedFeatureHasAHandlerOrAModule) {
   }
 }
 
+TEST_F(IqTest, StreamFeatures) {
+  const auto& features = hub_->registry().StreamFeatures();
+  ASSERT_EQ(features.size(), 2u);
+  for (const auto& f : features) EXPECT_EQ(testing::Parse(f).Children().size(), 0u) << f;  // well-formed
+}
+
 TEST_F(IqTest, VersionFollowsConfig) {
   Session a = Login("alice");
   xml::Element r = Ask(a, "<iq to='example.com' type='get' id='v'><query xmlns='jabber:iq:version'/></iq>");

@@ -70,6 +70,11 @@ class IqRegistry {
   void Add(IqHandler handler);
   // A feature implemented by non-IQ code (e.g. "msgoffline").
   void AddFeature(unsigned scopes, std::string feature, std::function<bool(const Config&)> enabled = {});
+  // A stream feature (one serialised element) that the session offers after
+  // authentication because a module here implements it (e.g. RFC 6121 roster
+  // versioning). The session layer appends StreamFeatures() to its features.
+  void AddStreamFeature(std::string xml) { stream_features_.push_back(std::move(xml)); }
+  const std::vector<std::string>& StreamFeatures() const { return stream_features_; }
 
   // The handler for a request, or null.
   const IqHandler* Find(std::string_view ns, bool set, Scope scope, const Config& config) const;
@@ -87,6 +92,7 @@ class IqRegistry {
   };
   std::vector<IqHandler> handlers_;
   std::vector<Feature> features_;
+  std::vector<std::string> stream_features_;
 };
 
 }  // namespace nines::im

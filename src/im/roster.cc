@@ -292,8 +292,10 @@ void RosterSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
 
 void HubImpl::RegisterRoster() {
   // Not advertised in disco#info: the roster is core RFC 6121, and
-  // versioning is a stream feature (Hub::kSupportsRosterVersioning).
+  // versioning is a stream feature.
   registry_.Add(IqHandler{std::string(kRosterNs), false, kScopeSelf, "", {}, RosterGet});
+  registry_.AddStreamFeature("<ver xmlns='urn:xmpp:features:rosterver'/>");     // RFC 6121 §2.6
+  registry_.AddStreamFeature("<sub xmlns='urn:xmpp:features:pre-approval'/>");  // RFC 6121 §3.4
   registry_.Add(IqHandler{std::string(kRosterNs), true, kScopeSelf, "", {}, RosterSet});
 }
 
