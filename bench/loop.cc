@@ -1143,6 +1143,7 @@ struct Loop::Impl {
     uint8_t& bits = c.roster[PeerNumber(i, j)];
     if (bits & kSeenOnline) return;
     bits |= kSeenOnline;
+    ++stats.presence_distinct;
     if (++c.seen_online == group - 1 && !c.settled) {
       c.settled = true;
       if (phase == Phase::kSettle && settle_incomplete > 0) --settle_incomplete;

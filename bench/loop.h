@@ -9,7 +9,7 @@
 // thread.
 //
 // Memory per session (x86-64, libstdc++), measured by the idle scenario's
-// "bench KiB/session" line: a Client is about 150 bytes; while a session is
+// "bench KiB/session" line: a Client is 128 bytes; while a session is
 // idle it holds no buffers (reads go into the loop's 64 KiB scratch buffer,
 // output is written straight from a scratch buffer and only an unsent tail is
 // kept). Login state (SCRAM) exists only during login, traffic counters only

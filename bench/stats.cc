@@ -43,6 +43,7 @@ constexpr Field kFields[] = {
     {"disconnects", &Stats::disconnects, How::kSum},
     {"last_receive_ns", &Stats::last_receive_ns, How::kMax},
     {"presence_in", &Stats::presence_in, How::kSum},
+    {"presence_distinct", &Stats::presence_distinct, How::kSum},
     {"presence_expected", &Stats::presence_expected, How::kSum},
     {"presence_last_ns", &Stats::presence_last_ns, How::kMax},
     {"bench_rss_before_kib", &Stats::bench_rss_before_kib, How::kSum},

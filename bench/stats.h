@@ -47,6 +47,7 @@ struct Stats {
 
   // Presence login storm.
   uint64_t presence_in = 0;     // available presences from contacts (not self)
+  uint64_t presence_distinct = 0;  // (user, contact) pairs seen online; duplicates excluded
   uint64_t presence_expected = 0;
   uint64_t presence_last_ns = 0;
 
