@@ -16,6 +16,7 @@
 
 #include "base/log.h"
 #include "im/hub.h"
+#include "im/iq_registry.h"
 #include "net/listener.h"
 #include "net/loop_pool.h"
 #include "net/tls.h"
@@ -134,8 +135,7 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   impl->hub = std::make_unique<im::Hub>(im::HubDeps{impl->loops.get(), impl->sessions.get(), impl->store.get(),
                                                     impl->config.get()});
   impl->context->hub = impl->hub.get();
-  if (im::Hub::kSupportsRosterVersioning) impl->context->hub_features += "<ver xmlns='urn:xmpp:features:rosterver'/>";
-  if (im::Hub::kSupportsPreApproval) impl->context->hub_features += "<sub xmlns='urn:xmpp:features:pre-approval'/>";
+  for (const auto& feature : impl->hub->registry().StreamFeatures()) impl->context->hub_features += feature;
 
   for (size_t i = 0; i < impl->loops->size(); ++i) {
     auto* sessions = impl->sessions.get();
