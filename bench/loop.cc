@@ -273,6 +273,7 @@ struct Loop::Impl {
   std::atomic<int> command{0};
   Phase phase = Phase::kNone;
   Stats stats;
+  Stats report;  // snapshot taken at kReport, read by the worker thread
 
   // Connect phase.
   uint32_t next_start = 0;
@@ -378,6 +379,9 @@ struct Loop::Impl {
         stats.run_end_ns = now;
         break;
       case Phase::kReport:
+        // The worker thread reads this copy once we report kReport done; the
+        // loop keeps running (late stanzas) but never touches it again.
+        report = stats;
         break;
       case Phase::kClose:
         for (Client& c : clients) CloseClient(c);
@@ -1378,6 +1382,6 @@ void Loop::Command(Phase p) {
   (void)ignored;
 }
 
-const Stats& Loop::stats() const { return impl_->stats; }
+const Stats& Loop::stats() const { return impl_->report; }
 
 }  // namespace nines::bench

@@ -83,7 +83,8 @@ class Loop {
   // Any thread: the last phase this loop has finished.
   Phase done_phase() const { return static_cast<Phase>(done_.load(std::memory_order_acquire)); }
   const Progress& progress() const { return progress_; }
-  // Valid once done_phase() is kReport or later.
+  // The snapshot taken when kReport started; read it once done_phase() is
+  // kReport or later (the loop no longer writes it then).
   const Stats& stats() const;
 
  private:
