@@ -79,6 +79,9 @@ class Hub final : public xmpp::Hub {
   // authentication because the hub implements them: registry().StreamFeatures()
   // (RFC 6121 §2.6 roster versioning, §3.4 pre-approval), as serialised
   // elements.
+  // The same as booleans, for code that builds the features itself.
+  static constexpr bool kSupportsRosterVersioning = true;
+  static constexpr bool kSupportsPreApproval = true;
 
  private:
   std::unique_ptr<HubImpl> impl_;
