@@ -35,9 +35,18 @@ int Fail(const std::string& message, int status = kFailed) {
 }
 
 // Runs one store call synchronously (CLI only; never on an event loop).
+// The context CLI store replies are posted to. It outlives every store the
+// CLI opens (the store may still be inside post() when a reply has already
+// run, so the context must not die before Store::Close()).
+boost::asio::io_context& CliContext() {
+  static auto* io = new boost::asio::io_context();  // never destroyed: outlives all store threads
+  return *io;
+}
+
 template <class T, class Call>
 Result<T> RunSync(Call call) {
-  boost::asio::io_context io;
+  auto& io = CliContext();
+  io.restart();
   auto work = boost::asio::make_work_guard(io);  // keep run_one() waiting for the store's post
   std::optional<Result<T>> out;
   call(store::Reply<T>(io.get_executor(), [&](Result<T> r) { out.emplace(std::move(r)); }));
