@@ -92,7 +92,10 @@ int ParseOptions(int argc, const char* const* argv, Options& o, std::ostream& ou
       ->capture_default_str();
   app.add_option("--server-pid", o.server_pid, "Sample this process's RSS before and after");
   app.add_flag("--json", o.json, "Print the result as one JSON object instead of a table");
-  app.add_flag("--progress,!--no-progress", o.progress, "Live progress line on stderr (default: when a terminal)");
+  // Two flags rather than CLI11's "!--no-progress": a negated flag counts
+  // as -1 in an integer, which is our "auto".
+  app.add_flag_callback("--progress", [&o] { o.progress = 1; }, "Live progress line on stderr (default: when a terminal)");
+  app.add_flag_callback("--no-progress", [&o] { o.progress = 0; }, "No progress line");
   app.add_flag("-v,--verbose", o.verbose, "Log each failure reason as it happens (first few)");
 
   auto* connect = app.add_subcommand("connect", "Open N sessions (login, bind, presence); report logins/s");

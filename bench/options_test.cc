@@ -49,6 +49,16 @@ TEST(Options, MessageScenarioFlagsBeforeAndAfterTheSubcommand) {
   EXPECT_EQ(FinishOptions(o, 20000), "");
 }
 
+TEST(Options, ProgressFlags) {
+  Options a, b, c;
+  ASSERT_EQ(Parse({"connect"}, a), -1);
+  EXPECT_EQ(a.progress, -1);  // auto: when stderr is a terminal
+  ASSERT_EQ(Parse({"connect", "--progress"}, b), -1);
+  EXPECT_EQ(b.progress, 1);
+  ASSERT_EQ(Parse({"connect", "--no-progress"}, c), -1);
+  EXPECT_EQ(c.progress, 0);
+}
+
 TEST(Options, UsageErrors) {
   Options o;
   EXPECT_NE(Parse({}, o), -1);  // no subcommand
