@@ -201,6 +201,9 @@ void Server::Impl::Reload() {
       spdlog::error("SIGHUP: keeping the running config: {}", fresh.error().message);
       return;
     }
+    for (const auto& key : RestartOnlyChanges(*config->Get(), fresh.value())) {
+      spdlog::warn("SIGHUP: {} changed but takes effect only after a restart", key);
+    }
     Config merged = MergeReloadable(*config->Get(), fresh.value());
     SetLogLevel(merged.log_level);
     config->Set(std::move(merged));

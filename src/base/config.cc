@@ -277,6 +277,25 @@ Config MergeReloadable(const Config& current, const Config& fresh) {
   return out;
 }
 
+std::vector<std::string> RestartOnlyChanges(const Config& current, const Config& fresh) {
+  std::vector<std::string> out;
+  for (const auto& key : Schema()) {
+    if (key.reloadable) continue;
+    bool differs = std::visit(
+        [&](auto field) {
+          using F = decltype(field);
+          if constexpr (std::is_same_v<F, int64_t Limits::*>) {
+            return current.limits.*field != fresh.limits.*field;
+          } else {
+            return current.*field != fresh.*field;
+          }
+        },
+        key.field);
+    if (differs) out.emplace_back(key.path);
+  }
+  return out;
+}
+
 std::string ConfigDocMarkdown() {
   Config defaults;
   std::string out =

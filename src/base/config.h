@@ -125,6 +125,10 @@ class ConfigSource {
   std::atomic<std::shared_ptr<const Config>> current_;
 };
 
+// Keys that differ between the two configs but only take effect on restart
+// (so a reload can say it ignored them).
+std::vector<std::string> RestartOnlyChanges(const Config& current, const Config& fresh);
+
 // Markdown documentation of every key, generated from the schema.
 std::string ConfigDocMarkdown();
 

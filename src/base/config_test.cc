@@ -84,6 +84,16 @@ TEST(ConfigTest, MergeReloadableTakesOnlyReloadableKeys) {
   EXPECT_TRUE(merged.registration_enabled);
 }
 
+TEST(ConfigTest, RestartOnlyChangesNamesOnlyRestartKeys) {
+  Config current;
+  Config fresh;
+  fresh.domain = "other";           // restart-only
+  fresh.c2s_port = 1;               // restart-only
+  fresh.limits.stanza_size = 1234;  // reloadable: not listed
+  EXPECT_EQ(RestartOnlyChanges(current, fresh), (std::vector<std::string>{"server.domain", "listen.c2s_port"}));
+  EXPECT_TRUE(RestartOnlyChanges(current, current).empty());
+}
+
 // docs/config.md is generated from the schema; this keeps them in step.
 TEST(ConfigTest, DocsMatchSchema) {
   const char* src = std::getenv("NINES_SOURCE_DIR");

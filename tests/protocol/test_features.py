@@ -419,8 +419,11 @@ class ReloadTest(unittest.TestCase):
     def test_restart_only_key_is_not_reloaded(self):
         alice = self.login()
         # version.name changes too: once it shows, the reload has certainly happened.
+        since = self.server.stderr_offset()
         self.server.write_config({"server": {"domain": "example.org"}, "version": {"name": "marker-1"}})
         self.reload_and_wait_for_name(alice, "marker-1")
+        # The operator is told the domain change was not applied.
+        self.server.wait_for_log(r"server\.domain changed but takes effect only after a restart", since=since)
 
         # The domain is still localhost: new streams to it work and are answered from it...
         stream = connect_starttls(self.server)
