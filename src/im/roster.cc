@@ -20,21 +20,6 @@ using Load = AccountState::Load;
 constexpr std::string_view kRosterNs = "jabber:iq:roster";
 constexpr size_t kMaxNameBytes = 1023;  // roster item names and group names
 
-std::string_view SubscriptionName(Subscription s) {
-  switch (s) {
-    case Subscription::kNone:
-      return "none";
-    case Subscription::kTo:
-      return "to";
-    case Subscription::kFrom:
-      return "from";
-    case Subscription::kBoth:
-      return "both";
-    case Subscription::kRemove:
-      return "remove";
-  }
-  return "none";
-}
 
 std::string PushIq(const std::string& to, std::string_view query) {
   std::string out = "<iq type='set'";
@@ -66,7 +51,7 @@ void HubImpl::AppendItemXml(std::string& out, const RosterItem& item) {
   out.append("<item");
   AppendAttr(out, "jid", item.jid);
   if (!item.name.empty()) AppendAttr(out, "name", item.name);
-  AppendAttr(out, "subscription", SubscriptionName(item.subscription));
+  AppendAttr(out, "subscription", store::SubscriptionName(item.subscription));
   if (item.ask_out) out.append(" ask='subscribe'");
   if (item.preapproved && !HasFrom(item.subscription)) out.append(" approved='true'");
   if (item.groups.empty()) {

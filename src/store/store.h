@@ -81,6 +81,19 @@ struct Account {
 // RFC 6121 §2.1.2.5 subscription states, with the pending flags of Appendix A.
 enum class Subscription { kNone, kTo, kFrom, kBoth, kRemove };
 
+// The RFC 6121 spelling of a subscription state ("none", "to", "from",
+// "both", "remove"): the roster wire format and the stored form share it.
+inline const char* SubscriptionName(Subscription subscription) {
+  switch (subscription) {
+    case Subscription::kNone: return "none";
+    case Subscription::kTo: return "to";
+    case Subscription::kFrom: return "from";
+    case Subscription::kBoth: return "both";
+    case Subscription::kRemove: return "remove";
+  }
+  return "none";
+}
+
 struct RosterItem {
   std::string jid;  // normalised bare JID of the contact
   std::string name;

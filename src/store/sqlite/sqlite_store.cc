@@ -291,22 +291,6 @@ int64_t NowMs() {
       .count();
 }
 
-const char* SubscriptionName(Subscription subscription) {
-  switch (subscription) {
-    case Subscription::kNone:
-      return "none";
-    case Subscription::kTo:
-      return "to";
-    case Subscription::kFrom:
-      return "from";
-    case Subscription::kBoth:
-      return "both";
-    case Subscription::kRemove:
-      break;
-  }
-  return nullptr;
-}
-
 Subscription SubscriptionFromName(std::string_view name) {
   if (name == "to") return Subscription::kTo;
   if (name == "from") return Subscription::kFrom;
@@ -507,11 +491,11 @@ void SqliteStore::PutRosterItem(std::string username, RosterItem item, Reply<int
   Write(
       std::move(reply),
       [username = std::move(username), item = std::move(item)](Connection& conn) -> Result<int64_t> {
-        const char* subscription = SubscriptionName(item.subscription);
-        if (subscription == nullptr) {
+        if (item.subscription == Subscription::kRemove) {
           return MakeError(Errc::kInvalidArgument,
                            "subscription 'remove' is not a stored state; use RemoveRosterItem");
         }
+        const char* subscription = SubscriptionName(item.subscription);
         auto version = BumpRosterVersion(conn, username);
         if (!version.ok()) return version;
         {
