@@ -138,18 +138,7 @@ bool IsIdna2008Valid(UChar32 c) {
     default:
       break;
   }
-  switch (u_charType(c)) {  // LetterDigits
-    case U_LOWERCASE_LETTER:
-    case U_UPPERCASE_LETTER:
-    case U_OTHER_LETTER:
-    case U_DECIMAL_DIGIT_NUMBER:
-    case U_MODIFIER_LETTER:
-    case U_NON_SPACING_MARK:
-    case U_COMBINING_SPACING_MARK:
-      return true;
-    default:
-      return false;
-  }
+  return precis::IsLetterDigit(u_charType(c));  // LetterDigits
 }
 
 bool AllIdna2008Valid(std::string_view utf8) {

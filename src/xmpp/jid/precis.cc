@@ -129,7 +129,7 @@ const char* kReasonOldHangulJamo = "conjoining Hangul jamo";
 const char* kReasonException = "code point disallowed by RFC 5892 exceptions";
 const char* kReasonOther = "disallowed code point (format, private use, surrogate or separator)";
 
-bool IsLetterDigit(int8_t gc) {
+bool LetterDigitCategory(int8_t gc) {
   switch (gc) {
     case U_LOWERCASE_LETTER:
     case U_UPPERCASE_LETTER:
@@ -247,7 +247,7 @@ Derived Derive(UChar32 c, const char*& reason) {
     reason = "compatibility character not allowed in an identifier";
     return Derived::kFreePValid;
   }
-  if (IsLetterDigit(gc)) return Derived::kPValid;         // LetterDigits (A)
+  if (LetterDigitCategory(gc)) return Derived::kPValid;         // LetterDigits (A)
   if (const char* category = FreeformOnlyCategory(gc)) {  // (R), (N), (O), (P)
     reason = category;
     return Derived::kFreePValid;
@@ -557,5 +557,7 @@ Result<std::string> OpaqueString(std::string_view input) {
   if (Result<void> valid = CheckClass(kProfile, StringClass::kFreeform, s); !valid) return valid.error();
   return EncodeUtf8(s);
 }
+
+bool IsLetterDigit(int8_t general_category) { return LetterDigitCategory(general_category); }
 
 }  // namespace nines::xmpp::precis

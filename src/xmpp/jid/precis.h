@@ -19,12 +19,18 @@
 // Thread safety: pure functions; safe from any thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "base/result.h"
 
 namespace nines::xmpp::precis {
+
+// RFC 5892 §2.1 LetterDigits: true for the general categories Ll, Lu, Lo,
+// Nd, Lm, Mn, Mc (an ICU UCharCategory value, as u_charType returns).
+// Shared by PRECIS and the IDNA2008 domain check in jid.cc.
+bool IsLetterDigit(int8_t general_category);
 
 // RFC 8265 §3.3 UsernameCaseMapped (IdentifierClass, width-mapped, lower-cased, NFC,
 // bidi rule). Used for localparts.
