@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/memory.h"
 #include "im/hub.h"
 #include "im/iq_registry.h"
 #include "net/listener.h"
@@ -140,7 +141,9 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   for (size_t i = 0; i < impl->loops->size(); ++i) {
     auto* sessions = impl->sessions.get();
     impl->loops->loop(i).OnTick([sessions, i] {
-      for (auto* s : sessions->AllOnLoop(i)) s->CheckDeadlines();
+      size_t released = 0;
+      for (auto* s : sessions->AllOnLoop(i)) released += s->CheckDeadlines() ? 1 : 0;
+      NoteMemoryReleased(released);
     });
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));

@@ -16,7 +16,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <functional>
 #include <memory>
 #include <string>
@@ -84,7 +84,9 @@ struct AccountState {
   // the state: no further broadcasts to them (RFC 6121 §4.4.2).
   std::vector<std::string> presence_errors;
 
-  std::deque<AccountOp> queue;  // work waiting for the load, in arrival order
+  // Work waiting for the load, in arrival order. A list, not a deque: an
+  // empty libstdc++ deque allocates 576 bytes, and most accounts never queue.
+  std::list<AccountOp> queue;
   int busy = 0;                 // store calls in flight
   int running = 0;              // ops on the stack (guards eviction)
 

@@ -8,6 +8,17 @@
 #include <cstring>
 #include <random>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define NINES_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NINES_ASAN 1
+#endif
+#endif
+#if defined(NINES_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
 // expat_config.h tells whether the installed expat was built with XML_DTD,
 // which gates the billion-laughs protection API in expat.h. Included after
 // every other header: it defines generic macros (VERSION, PACKAGE, ...).
@@ -125,6 +136,27 @@ class TokenScanner {
 // duration of each call into expat (a parser is used on one thread only).
 // Each block starts with a header naming its size and account, so realloc and
 // free find the account without the thread_local.
+//
+// A parser's first ~10 KiB (the parser, its buffers, DTD and pools: a dozen
+// blocks) are carved from one slab the account owns. Idle sessions free their
+// parser (Compact), and thousands of small blocks freed between the
+// long-lived objects of other sessions would pin their pages: glibc can give
+// back a whole free page but not a page that also holds one live object. One
+// slab per parser leaves one large hole whose pages malloc_trim can return
+// (base/memory.h). Blocks that do not fit go to malloc as before.
+
+// Under AddressSanitizer the slab's free space is poisoned and every block is
+// followed by a poisoned redzone, so overruns inside the slab are still
+// caught (ASan sees the slab as one malloc block otherwise).
+#if defined(NINES_ASAN)
+constexpr size_t kRedzone = 16;
+void Poison(void* p, size_t n) { ASAN_POISON_MEMORY_REGION(p, n); }
+void Unpoison(void* p, size_t n) { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+#else
+constexpr size_t kRedzone = 0;
+void Poison(void*, size_t) {}
+void Unpoison(void*, size_t) {}
+#endif
 
 struct MemoryAccount {
   size_t expat_bytes = 0;  // held by expat blocks, headers included
@@ -132,7 +164,32 @@ struct MemoryAccount {
   size_t cap = SIZE_MAX;
   bool refused = false;  // an allocation was refused because of `cap`
 
+  // The slab: [slab, slab + kSlabBytes), of which the first slab_used bytes
+  // are carved; slab_live blocks in it are not yet freed. Only the top block
+  // is reclaimed on free (expat frees in roughly reverse order of
+  // allocation only at teardown); the slab is reset when it empties.
+  char* slab = nullptr;
+  size_t slab_used = 0;
+  size_t slab_live = 0;
+
   size_t Total() const { return expat_bytes + other_bytes; }
+  bool InSlab(const void* p) const {
+    auto* c = static_cast<const char*>(p);
+    return slab != nullptr && c >= slab && c < slab + kSlabBytes;
+  }
+  // Frees the slab once nothing in it is live (the parser was freed).
+  void ReleaseSlab() {
+    if (slab != nullptr && slab_live == 0) {
+      Unpoison(slab, kSlabBytes);
+      std::free(slab);
+      slab = nullptr;
+      slab_used = 0;
+    }
+  }
+
+  // A fresh expat parser with our handlers holds ~10.3 KiB, ~12.5 KiB after
+  // its pools have seen typical stanzas (stream_parser_test measures this).
+  static constexpr size_t kSlabBytes = 12 * 1024;
 };
 
 thread_local MemoryAccount* t_account = nullptr;
@@ -163,12 +220,45 @@ bool Admit(MemoryAccount* account, size_t growth) {
   return true;
 }
 
+// Bytes a block of `total` bytes (header included) takes in the slab.
+constexpr size_t RoundUp16(size_t n) { return ((n + 15) & ~size_t{15}) + kRedzone; }
+
+// Carves `total` bytes (header included) from the account's slab, or returns
+// null if it has no room.
+BlockHeader* SlabCarve(MemoryAccount* account, size_t total) {
+  if (account == nullptr) return nullptr;
+  const size_t rounded = RoundUp16(total);
+  if (account->slab == nullptr) {
+    if (account->slab_live != 0 || rounded > MemoryAccount::kSlabBytes) return nullptr;
+    account->slab = static_cast<char*>(std::malloc(MemoryAccount::kSlabBytes));
+    if (account->slab == nullptr) return nullptr;
+    account->slab_used = 0;
+    Poison(account->slab, MemoryAccount::kSlabBytes);
+  }
+  if (rounded > MemoryAccount::kSlabBytes - account->slab_used) return nullptr;
+  auto* header = reinterpret_cast<BlockHeader*>(account->slab + account->slab_used);
+  Unpoison(header, total);
+  account->slab_used += rounded;
+  ++account->slab_live;
+  return header;
+}
+
+void SlabFree(MemoryAccount* account, BlockHeader* header) {
+  --account->slab_live;
+  const size_t taken = RoundUp16(header->size);
+  Poison(header, taken - kRedzone);
+  char* end = reinterpret_cast<char*>(header) + taken;
+  if (end == account->slab + account->slab_used) account->slab_used -= taken;
+  if (account->slab_live == 0) account->slab_used = 0;
+}
+
 void* CountingMalloc(size_t size) {
-  if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
+  if (size > SIZE_MAX - sizeof(BlockHeader) - 16) return nullptr;
   const size_t total = size + sizeof(BlockHeader);
   MemoryAccount* account = t_account;
   if (!Admit(account, total)) return nullptr;
-  auto* header = static_cast<BlockHeader*>(std::malloc(total));
+  BlockHeader* header = SlabCarve(account, total);
+  if (header == nullptr) header = static_cast<BlockHeader*>(std::malloc(total));
   if (header == nullptr) return nullptr;
   header->size = total;
   header->account = account;
@@ -179,18 +269,44 @@ void* CountingMalloc(size_t size) {
 void CountingFree(void* ptr) {
   if (ptr == nullptr) return;
   BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
-  if (header->account) header->account->expat_bytes -= header->size;
-  std::free(header);
+  MemoryAccount* account = header->account;
+  if (account) account->expat_bytes -= header->size;
+  if (account && account->InSlab(header)) {
+    SlabFree(account, header);
+  } else {
+    std::free(header);
+  }
 }
 
 void* CountingRealloc(void* ptr, size_t size) {
   if (ptr == nullptr) return CountingMalloc(size);
-  if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
+  if (size > SIZE_MAX - sizeof(BlockHeader) - 16) return nullptr;
   BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
   MemoryAccount* account = header->account;
   const size_t old_total = header->size;
   const size_t total = size + sizeof(BlockHeader);
   if (total > old_total && !Admit(account, total - old_total)) return nullptr;
+  if (account && account->InSlab(header)) {
+    char* start = reinterpret_cast<char*>(header);
+    const bool top = start + RoundUp16(old_total) == account->slab + account->slab_used;
+    const size_t offset = static_cast<size_t>(start - account->slab);
+    if (RoundUp16(total) <= RoundUp16(old_total) ||
+        (top && RoundUp16(total) <= MemoryAccount::kSlabBytes - offset)) {  // in place
+      if (top) account->slab_used = offset + RoundUp16(total);
+      Poison(header, RoundUp16(old_total) - kRedzone);
+      Unpoison(header, total);
+      header->size = total;
+      account->expat_bytes = account->expat_bytes - old_total + total;
+      return header + 1;
+    }
+    auto* moved = static_cast<BlockHeader*>(std::malloc(total));
+    if (moved == nullptr) return nullptr;
+    std::memcpy(moved, header, std::min(old_total, total));
+    moved->size = total;
+    account->expat_bytes = account->expat_bytes - old_total + total;
+    SlabFree(account, header);
+    return moved + 1;
+  }
   auto* moved = static_cast<BlockHeader*>(std::realloc(header, total));
   if (moved == nullptr) return nullptr;
   moved->size = total;
@@ -344,9 +460,12 @@ struct StreamParser::Impl {
 
   void FreeParser() {
     if (parser == nullptr) return;
-    AllocScope scope(&memory);
-    XML_ParserFree(parser);
+    {
+      AllocScope scope(&memory);
+      XML_ParserFree(parser);
+    }
     parser = nullptr;
+    memory.ReleaseSlab();
   }
 
   // Installs handlers and protections; needed after create and after
@@ -945,22 +1064,23 @@ bool StreamParser::InStanza() const {
   return s.depth >= 2 || s.scanning || !s.deferred.empty() || !AllWhitespace(s.tail);
 }
 
-void StreamParser::Compact() {
+bool StreamParser::Compact() {
   Impl& s = *impl_;
-  if (s.parser == nullptr) return;
+  if (s.parser == nullptr) return false;
   const bool idle_in_stream = s.phase == Impl::Phase::kOpen && !InStanza();
   const bool untouched = s.phase == Impl::Phase::kHeader && s.fed == 0;
-  if (!idle_in_stream && !untouched) return;
+  if (!idle_in_stream && !untouched) return false;
   s.FreeParser();
   s.fed = s.consumed = 0;
   s.tail = std::string();  // whitespace only, or InStanza() would be true
   s.stack.shrink_to_fit();
   s.stanza = Element();
+  return true;
 }
 
 size_t StreamParser::MemoryUsage() const {
   const Impl& s = *impl_;
-  return sizeof(Impl) + s.memory.Total() + HeapBytes(s.replay) + HeapBytes(s.root_decls) + HeapBytes(s.tail) +
+  return sizeof(Impl) + s.memory.Total() + (s.memory.slab != nullptr ? MemoryAccount::kSlabBytes - s.memory.slab_used : 0) + HeapBytes(s.replay) + HeapBytes(s.root_decls) + HeapBytes(s.tail) +
          s.stack.capacity() * sizeof(Element*);
 }
 

@@ -138,7 +138,8 @@ class StreamParser {
   // Feed() re-creates the parser and silently replays the stream header (the
   // root's qualified name and namespace declarations only), so prefixes
   // declared on the root stay in scope and no second kStreamOpen is emitted.
-  void Compact();
+  // Returns true when it freed a parser.
+  bool Compact();
 
   // Approximate heap bytes held (for memory accounting and tests): about
   // 10 KiB with a live expat parser, under 1 KiB after Compact().

@@ -874,34 +874,41 @@ void C2sSession::CloseWithStreamError(std::string_view condition, std::string_vi
   if (!writing_) Flush();
 }
 
-void C2sSession::CheckDeadlines() {
-  if (state_ == State::kClosed) return;
+bool C2sSession::CheckDeadlines() {
+  if (state_ == State::kClosed) return false;
   int64_t now = loop_.now_seconds();
   const Limits& l = config_->limits;
   if (state_ == State::kClosing) {
     if (now - closing_since_ > kCloseGraceSeconds) Finish();
-    return;
+    return false;
   }
   if (state_ != State::kBound) {
     if (now - connected_at_ > l.auth_timeout) CloseWithStreamError("connection-timeout", "authentication took too long");
-    return;
+    return false;
   }
   if (stanza_started_ && now - stanza_started_at_ > l.stanza_timeout) {
     CloseWithStreamError("connection-timeout", "a stanza took too long to arrive");
-    return;
+    return false;
   }
   if (ping_sent_at_ != 0) {
     if (now - ping_sent_at_ > l.ping_timeout) CloseWithStreamError("connection-timeout", "no answer to ping");
-    return;
+    return false;
   }
   if (now - last_read_ > l.idle_timeout) {
     ping_sent_at_ = now;
     ++ping_counter_;
     Send(fmt::format("<iq type='get' id='nines-ping-{}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
                      ping_counter_, config_->domain, jid_.Full()));
-    return;
+    return false;
   }
-  if (!stanza_started_ && blocked_ == 0 && now - last_read_ >= kCompactAfterIdleSeconds) parser_.Compact();
+  if (stanza_started_ || blocked_ > 0 || now - last_read_ < kCompactAfterIdleSeconds) return false;
+  bool freed = parser_.Compact();
+  if (!writing_ && out_offset_ == out_.size() && out_.capacity() > std::string().capacity()) {
+    std::string().swap(out_);  // the last burst's capacity, kept for nothing while idle
+    out_offset_ = 0;
+    freed = true;
+  }
+  return freed;
 }
 
 void C2sSession::Finish() {

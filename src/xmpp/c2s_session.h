@@ -55,8 +55,9 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   void Send(std::string_view xml);
   // Sends <stream:error> with an RFC 6120 §4.9.3 condition, closes the stream.
   void CloseWithStreamError(std::string_view condition, std::string_view text = {});
-  // Called by the loop tick.
-  void CheckDeadlines();
+  // Called by the loop tick. Returns true when it gave an idle session's
+  // parser and buffers back to the allocator.
+  bool CheckDeadlines();
 
   SessionRef ref() const { return ref_; }
   const Jid& jid() const { return jid_; }
