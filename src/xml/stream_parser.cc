@@ -465,6 +465,7 @@ struct StreamParser::Impl {
       XML_ParserFree(parser);
     }
     parser = nullptr;
+    in_cdata = false;
     memory.ReleaseSlab();
   }
 
@@ -478,7 +479,7 @@ struct StreamParser::Impl {
     XML_SetElementHandler(parser, &Impl::StartElementThunk, &Impl::EndElementThunk);
     XML_SetCharacterDataHandler(parser, &Impl::CharacterDataThunk);
     // Only so that every token in content reports an event (see Advance()).
-    XML_SetCdataSectionHandler(parser, &Impl::CdataThunk, &Impl::CdataThunk);
+    XML_SetCdataSectionHandler(parser, &Impl::CdataStartThunk, &Impl::CdataEndThunk);
     XML_SetStartNamespaceDeclHandler(parser, &Impl::NamespaceDeclThunk);
     XML_SetXmlDeclHandler(parser, &Impl::XmlDeclThunk);
     // RFC 6120 §11.1: none of these may appear. The DOCTYPE handler fires as
@@ -974,7 +975,14 @@ struct StreamParser::Impl {
     Self(data)->Restricted("attribute list declaration");
   }
   static void XMLCALL CommentThunk(void* data, const XML_Char*) { Self(data)->Restricted("comment"); }
-  static void XMLCALL CdataThunk(void* data) {
+  // expat is inside a CDATA section between these two, with nothing left
+  // unparsed on our side: Compact() must not drop that state.
+  static void XMLCALL CdataStartThunk(void* data) {
+    Self(data)->in_cdata = true;
+    if (!Self(data)->Dead()) Self(data)->Advance();
+  }
+  static void XMLCALL CdataEndThunk(void* data) {
+    Self(data)->in_cdata = false;
     if (!Self(data)->Dead()) Self(data)->Advance();
   }
   static void XMLCALL ProcessingInstructionThunk(void* data, const XML_Char*, const XML_Char*) {
@@ -992,6 +1000,7 @@ struct StreamParser::Impl {
   Phase phase = Phase::kHeader;
   bool in_parse = false;
   bool replaying = false;
+  bool in_cdata = false;  // expat is inside <![CDATA[ ... ]]>
   bool scanning = false;  // a token of kDeferThreshold bytes or more is pending
   TokenScanner scanner;   // follows that token while `scanning`
   size_t depth = 0;            // open elements, the root included
@@ -1026,6 +1035,7 @@ void StreamParser::Reset() {
     XML_ParserReset(s.parser, "UTF-8");
     s.Configure();
   }
+  s.in_cdata = false;
   s.phase = Impl::Phase::kHeader;
   s.depth = 0;
   s.namespace_decls = 0;
@@ -1061,7 +1071,7 @@ void StreamParser::SetLimits(ParserLimits limits) {
 bool StreamParser::InStanza() const {
   const Impl& s = *impl_;
   if (s.phase != Impl::Phase::kOpen) return false;
-  return s.depth >= 2 || s.scanning || !s.deferred.empty() || !AllWhitespace(s.tail);
+  return s.depth >= 2 || s.scanning || s.in_cdata || !s.deferred.empty() || !AllWhitespace(s.tail);
 }
 
 bool StreamParser::Compact() {

@@ -852,6 +852,20 @@ TEST(StreamParserTest, CompactIsANoOpMidStanza) {
   EXPECT_EQ(events[0].element.name(), "presence");
 }
 
+// Found by the fuzzer: "<![CDATA[" at stream level leaves expat inside the
+// section with nothing unparsed on our side; compacting there lost that state
+// and the "]]>" that followed became a not-well-formed error.
+TEST(StreamParserTest, CompactIsANoOpInsideCdataAtStreamLevel) {
+  StreamParser parser({});
+  FeedAll(parser, Stream("<presence/><![CDATA["));
+  EXPECT_TRUE(parser.InStanza()) << "an open CDATA section is input in progress";
+  EXPECT_FALSE(parser.Compact());
+  auto events = FeedAll(parser, "]]><iq><!-- x --></iq>");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, Kind::kError);
+  EXPECT_EQ(events[0].error_text, "comment not allowed") << "the same error as unchunked input";
+}
+
 TEST(StreamParserTest, CompactBeforeAnyInputAndAfterTrailingCr) {
   StreamParser parser({});
   parser.Compact();
