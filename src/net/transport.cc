@@ -44,7 +44,7 @@ IoResult Transport::Read(char* buffer, size_t capacity) {
   }
   for (;;) {
     ssize_t n = ::recv(socket_.native_handle(), buffer, capacity, 0);
-    if (n > 0) return {Io::kOk, static_cast<size_t>(n)};
+    if (n > 0) return {Io::kOk, static_cast<size_t>(n), static_cast<size_t>(n) < capacity};
     if (n == 0) return {Io::kEof, 0};
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return {Io::kWantRead, 0};

@@ -32,6 +32,11 @@ enum class Io {
 struct IoResult {
   Io status = Io::kError;
   size_t bytes = 0;
+  // Read only: the read emptied the socket's receive queue (a short read on
+  // plain TCP), so another read now would only return kWantRead. The caller
+  // can go back to waiting, saving a syscall per wakeup: re-arming the wait
+  // re-checks readiness, so bytes that arrive meanwhile are not missed.
+  bool drained = false;
 };
 
 class Transport {

@@ -197,6 +197,7 @@ void C2sSession::OnReadable() {
     events.clear();
     if (state_ == State::kClosed || state_ == State::kClosing || state_ == State::kTlsHandshake) break;
     if (blocked_ > 0) break;
+    if (r.drained) break;  // ArmRead's wait re-checks readiness
     if (i == kReadsPerWakeup - 1) more = true;
   }
   in_read_ = false;
