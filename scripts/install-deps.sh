@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config clang clang-format clang-tidy
   libfuzzer-14-dev libclang-rt-14-dev
   # libraries (see docs/architecture.md for why each is here)
-  libboost1.81-dev libssl-dev libexpat1-dev libsqlite3-dev libicu-dev
+  libboost1.81-dev libssl-dev nettle-dev libexpat1-dev libsqlite3-dev libicu-dev
   libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # protocol tests
