@@ -1,6 +1,7 @@
 #include "bench/sasl_client.h"
 
 #include <openssl/evp.h>
+#include <nettle/pbkdf2.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -121,11 +122,18 @@ ScramKeys DeriveScramKeys(ScramHash hash, std::string_view password, std::string
   }
   // Derived outside the lock: two threads may race to derive the same keys;
   // both get the same answer and one insert wins.
+  // nettle, as in the server (src/xmpp/sasl/crypto.cc): about twice as fast
+  // as OpenSSL 3's PBKDF2, and a SCRAM login storm against accounts with
+  // distinct salts is bound by this client-side derivation.
   unsigned char salted[EVP_MAX_MD_SIZE];
   const int len = EVP_MD_get_size(Md(hash));
-  PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
-                    reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()),
-                    static_cast<int>(iterations), Md(hash), len, salted);
+  if (hash == ScramHash::kSha1) {
+    pbkdf2_hmac_sha1(password.size(), reinterpret_cast<const uint8_t*>(password.data()), iterations, salt.size(),
+                     reinterpret_cast<const uint8_t*>(salt.data()), static_cast<size_t>(len), salted);
+  } else {
+    pbkdf2_hmac_sha256(password.size(), reinterpret_cast<const uint8_t*>(password.data()), iterations, salt.size(),
+                       reinterpret_cast<const uint8_t*>(salt.data()), static_cast<size_t>(len), salted);
+  }
   g_derivations.fetch_add(1, std::memory_order_relaxed);
   std::string salted_password(reinterpret_cast<char*>(salted), static_cast<size_t>(len));
   ScramKeys keys;
