@@ -22,7 +22,8 @@ std::atomic<size_t> g_released{0};
 std::atomic<int64_t> g_last_trim_ns{0};
 
 int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -37,7 +38,8 @@ bool NoteMemoryReleased(size_t released, double min_interval_seconds) {
   const int64_t since = last == 0 ? INT64_MAX : now - last;
   // Many objects: trim soon. A few: trim eventually, so the tail of a burst
   // does not stay resident forever.
-  const double wait = total >= kReleasedBeforeTrim ? min_interval_seconds : kSlowTrimFactor * min_interval_seconds;
+  const double wait =
+      total >= kReleasedBeforeTrim ? min_interval_seconds : kSlowTrimFactor * min_interval_seconds;
   if (since < static_cast<int64_t>(wait * 1e9)) return false;
   // One thread wins the right to trim; the others go on.
   if (!g_last_trim_ns.compare_exchange_strong(last, now, std::memory_order_relaxed)) return false;
@@ -46,9 +48,10 @@ bool NoteMemoryReleased(size_t released, double min_interval_seconds) {
   malloc_trim(0);
   if (spdlog::should_log(spdlog::level::debug)) {
     struct mallinfo2 mi = mallinfo2();
-    spdlog::debug("returned freed heap pages to the system ({} objects freed, trim took {} us); heap in use {} KiB, "
-                  "free {} KiB, mmapped {} KiB",
-                  total, (NowNs() - now) / 1000, mi.uordblks / 1024, mi.fordblks / 1024, mi.hblkhd / 1024);
+    spdlog::debug(
+        "returned freed heap pages to the system ({} objects freed, trim took {} us); heap in use {} KiB, "
+        "free {} KiB, mmapped {} KiB",
+        total, (NowNs() - now) / 1000, mi.uordblks / 1024, mi.fordblks / 1024, mi.hblkhd / 1024);
   }
   return true;
 #else

@@ -114,7 +114,17 @@ class TokenScanner {
 
  private:
   enum class State : uint8_t {
-    kStart, kOpen, kTag, kSingleQuoted, kDoubleQuoted, kBang, kBangDash, kComment, kPi, kReference, kOther
+    kStart,
+    kOpen,
+    kTag,
+    kSingleQuoted,
+    kDoubleQuoted,
+    kBang,
+    kBangDash,
+    kComment,
+    kPi,
+    kReference,
+    kOther
   };
 
   // Bytes that may continue a name: ASCII name characters and all of UTF-8's
@@ -370,9 +380,7 @@ std::string AttributeName(const QName& q) {
   return name;
 }
 
-bool AllWhitespace(std::string_view text) {
-  return std::all_of(text.begin(), text.end(), IsXmlWhitespace);
-}
+bool AllWhitespace(std::string_view text) { return std::all_of(text.begin(), text.end(), IsXmlWhitespace); }
 
 // Heap bytes a std::string holds beyond the object itself.
 size_t HeapBytes(const std::string& s) { return s.capacity() > 15 ? s.capacity() + 1 : 0; }
@@ -406,13 +414,20 @@ ParseError ErrorFromExpat(XML_Error code) {
 
 const char* StreamErrorCondition(ParseError error) {
   switch (error) {
-    case ParseError::kNone: return "undefined-condition";
-    case ParseError::kNotWellFormed: return "not-well-formed";
-    case ParseError::kRestrictedXml: return "restricted-xml";
-    case ParseError::kPolicyViolation: return "policy-violation";
-    case ParseError::kInvalidNamespace: return "invalid-namespace";
-    case ParseError::kBadFormat: return "bad-format";
-    case ParseError::kUnsupportedEncoding: return "unsupported-encoding";
+    case ParseError::kNone:
+      return "undefined-condition";
+    case ParseError::kNotWellFormed:
+      return "not-well-formed";
+    case ParseError::kRestrictedXml:
+      return "restricted-xml";
+    case ParseError::kPolicyViolation:
+      return "policy-violation";
+    case ParseError::kInvalidNamespace:
+      return "invalid-namespace";
+    case ParseError::kBadFormat:
+      return "bad-format";
+    case ParseError::kUnsupportedEncoding:
+      return "unsupported-encoding";
   }
   return "undefined-condition";
 }
@@ -643,8 +658,9 @@ struct StreamParser::Impl {
   }
 
   std::string TooLargeText() const {
-    return phase == Phase::kHeader ? "stream header exceeds " + std::to_string(limits.max_header_bytes) + " bytes"
-                                   : "stanza exceeds " + std::to_string(limits.max_stanza_bytes) + " bytes";
+    return phase == Phase::kHeader
+               ? "stream header exceeds " + std::to_string(limits.max_header_bytes) + " bytes"
+               : "stanza exceeds " + std::to_string(limits.max_stanza_bytes) + " bytes";
   }
 
   // Hands `data` to expat in slices no larger than the current allowance.
@@ -766,14 +782,15 @@ struct StreamParser::Impl {
   void Advance() {
     const XML_Index index = XML_GetCurrentByteIndex(parser);
     if (index < 0) return;
-    const uint64_t end = static_cast<uint64_t>(index) + static_cast<uint64_t>(XML_GetCurrentByteCount(parser));
+    const uint64_t end =
+        static_cast<uint64_t>(index) + static_cast<uint64_t>(XML_GetCurrentByteCount(parser));
     if (end > consumed) consumed = end;
   }
 
   bool CheckName(const QName& q, const char* what) {
     if (q.QualifiedLength() <= limits.max_name_length) return true;
-    Fail(ParseError::kPolicyViolation, std::string(what) + " name longer than " +
-                                           std::to_string(limits.max_name_length) + " bytes");
+    Fail(ParseError::kPolicyViolation,
+         std::string(what) + " name longer than " + std::to_string(limits.max_name_length) + " bytes");
     return false;
   }
 
@@ -1000,9 +1017,9 @@ struct StreamParser::Impl {
   Phase phase = Phase::kHeader;
   bool in_parse = false;
   bool replaying = false;
-  bool in_cdata = false;  // expat is inside <![CDATA[ ... ]]>
-  bool scanning = false;  // a token of kDeferThreshold bytes or more is pending
-  TokenScanner scanner;   // follows that token while `scanning`
+  bool in_cdata = false;       // expat is inside <![CDATA[ ... ]]>
+  bool scanning = false;       // a token of kDeferThreshold bytes or more is pending
+  TokenScanner scanner;        // follows that token while `scanning`
   size_t depth = 0;            // open elements, the root included
   size_t namespace_decls = 0;  // declarations seen since the last start tag
   uint64_t fed = 0;            // bytes handed to `parser`
@@ -1090,7 +1107,9 @@ bool StreamParser::Compact() {
 
 size_t StreamParser::MemoryUsage() const {
   const Impl& s = *impl_;
-  return sizeof(Impl) + s.memory.Total() + (s.memory.slab != nullptr ? MemoryAccount::kSlabBytes - s.memory.slab_used : 0) + HeapBytes(s.replay) + HeapBytes(s.root_decls) + HeapBytes(s.tail) +
+  return sizeof(Impl) + s.memory.Total() +
+         (s.memory.slab != nullptr ? MemoryAccount::kSlabBytes - s.memory.slab_used : 0) +
+         HeapBytes(s.replay) + HeapBytes(s.root_decls) + HeapBytes(s.tail) +
          s.stack.capacity() * sizeof(Element*);
 }
 

@@ -139,12 +139,12 @@ TEST(StreamParserTest, GarbageIsNotWellFormed) {
 // --- stanzas ------------------------------------------------------------------
 
 TEST(StreamParserTest, StanzasCarryTheirNamespaces) {
-  auto events = Parse(Stream(
-      "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>"
-      "<message to='a@b' type='chat'><body>hi &amp; bye</body>"
-      "<active xmlns='http://jabber.org/protocol/chatstates'/></message>"
-      "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
-      "</stream:stream>"));
+  auto events = Parse(
+      Stream("<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>"
+             "<message to='a@b' type='chat'><body>hi &amp; bye</body>"
+             "<active xmlns='http://jabber.org/protocol/chatstates'/></message>"
+             "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+             "</stream:stream>"));
   ASSERT_EQ(events.size(), 5u);
   EXPECT_EQ(events[0].kind, Kind::kStreamOpen);
 
@@ -172,7 +172,8 @@ TEST(StreamParserTest, StanzaXmlLang) {
   const Element& message = events[1].element;
   EXPECT_EQ(message.Attr("xml:lang"), "fr");
   EXPECT_EQ(message.Child("body")->Attr("xml:lang"), "de");
-  EXPECT_EQ(message.Serialize("jabber:client"), "<message xml:lang='fr'><body xml:lang='de'>Hallo</body></message>");
+  EXPECT_EQ(message.Serialize("jabber:client"),
+            "<message xml:lang='fr'><body xml:lang='de'>Hallo</body></message>");
 }
 
 TEST(StreamParserTest, PredefinedEntitiesCharacterReferencesAndCdata) {
@@ -332,7 +333,9 @@ TEST(StreamParserTest, StanzaSizeLimitIsExact) {
   limits.max_stanza_bytes = 1000;
   for (bool bytewise : {false, true}) {
     StreamParser parser(limits);
-    auto feed = [&](std::string_view data) { return bytewise ? FeedBytes(parser, data) : FeedAll(parser, data); };
+    auto feed = [&](std::string_view data) {
+      return bytewise ? FeedBytes(parser, data) : FeedAll(parser, data);
+    };
     ASSERT_EQ(feed(kHeader).size(), 1u);
     auto events = feed(MessageOfSize(1000));
     ASSERT_EQ(events.size(), 1u) << bytewise;
@@ -375,7 +378,8 @@ TEST(StreamParserTest, WhitespaceBetweenStanzasIsNotCounted) {
   StreamParser parser(limits);
   FeedAll(parser, kHeader);
   std::vector<ParseEvent> events;
-  for (int i = 0; i < 100; ++i) parser.Feed(std::string(50, ' ') + "<presence/>" + std::string(70, '\n'), events);
+  for (int i = 0; i < 100; ++i)
+    parser.Feed(std::string(50, ' ') + "<presence/>" + std::string(70, '\n'), events);
   ASSERT_EQ(events.size(), 100u);
   for (const ParseEvent& event : events) EXPECT_EQ(event.kind, Kind::kStanza);
 }
@@ -420,9 +424,10 @@ TEST(StreamParserTest, AttributeLimitIsExactAndCountsNamespaceDeclarations) {
   EXPECT_EQ(Parse(TinyStream("<message xmlns:p='urn:p' a='1' p:b='2'/>"), limits).back().kind, Kind::kStanza);
   EXPECT_EQ(LastError(Parse(TinyStream("<message xmlns:p='urn:p' xmlns:q='urn:q' a='1' p:b='2'/>"), limits)),
             ParseError::kPolicyViolation);
-  EXPECT_EQ(LastError(Parse(
-                TinyStream("<message><x xmlns='urn:x' xmlns:a='a' xmlns:b='b' xmlns:c='c'/></message>"), limits)),
-            ParseError::kPolicyViolation);
+  EXPECT_EQ(
+      LastError(Parse(TinyStream("<message><x xmlns='urn:x' xmlns:a='a' xmlns:b='b' xmlns:c='c'/></message>"),
+                      limits)),
+      ParseError::kPolicyViolation);
   // The stream header is limited too (it has five, declarations included).
   EXPECT_EQ(LastError(Parse(kHeader, limits)), ParseError::kPolicyViolation);
 }
@@ -449,8 +454,8 @@ TEST(StreamParserTest, HeaderSizeLimit) {
   ParserLimits limits;
   limits.max_header_bytes = 200;
   EXPECT_EQ(Parse(kHeader, limits).back().kind, Kind::kStreamOpen);
-  const std::string big = "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' to='" +
-                          std::string(300, 'a') + "'>";
+  const std::string big =
+      "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' to='" + std::string(300, 'a') + "'>";
   EXPECT_EQ(LastError(Parse(big, limits)), ParseError::kPolicyViolation);
   StreamParser parser(limits);
   EXPECT_EQ(LastError(FeedBytes(parser, big)), ParseError::kPolicyViolation);
@@ -471,7 +476,8 @@ TEST(StreamParserTest, MemoryLimitCatchesTreesOfTinyElements) {
   // The default (16 x the stanza cap) admits stanzas of realistic shape.
   limits.max_memory_bytes = 0;
   body = "<iq><query xmlns='jabber:iq:roster'>";
-  while (body.size() < 60 * 1024) body += "<item jid='user@example.com' subscription='both'><group>G</group></item>";
+  while (body.size() < 60 * 1024)
+    body += "<item jid='user@example.com' subscription='both'><group>G</group></item>";
   body += "</query></iq>";
   StreamParser parser(limits);
   events = FeedAll(parser, Stream(body));
@@ -524,11 +530,15 @@ TEST(StreamParserTest, TrickledLargeTagStillCompletes) {
 TEST(StreamParserTest, TrickledBigTagsOfEveryKindCompleteAlikeWholeAndBytewise) {
   const std::string big(6000, 'v');
   const std::string gts(6000, '>');
-  const std::string body = Stream(
-      "<message a=\"" + gts + "it's\" b='say \"hi\" " + gts + "'><body>x</body></message>"
-      "<![CDATA[]]><presence id='" + gts + "'/>"
-      "<iq id='" + big + "'><query xmlns='" + big + "'>" + "<item jid='" + gts + "'/></query></iq>"
-      "</stream:stream>");
+  const std::string body = Stream("<message a=\"" + gts + "it's\" b='say \"hi\" " + gts +
+                                  "'><body>x</body></message>"
+                                  "<![CDATA[]]><presence id='" +
+                                  gts +
+                                  "'/>"
+                                  "<iq id='" +
+                                  big + "'><query xmlns='" + big + "'>" + "<item jid='" + gts +
+                                  "'/></query></iq>"
+                                  "</stream:stream>");
   auto whole = Parse(body);
   ASSERT_EQ(whole.size(), 5u);
   EXPECT_EQ(whole[1].element.Attr("a"), gts + "it's");
@@ -725,7 +735,8 @@ TEST(StreamParserTest, InvalidUtf8IsNotWellFormed) {
       "&#1;",                  // not an XML character either
   };
   for (const std::string& b : bad) {
-    EXPECT_EQ(LastError(Parse(Stream("<message><body>" + b + "</body></message>"))), ParseError::kNotWellFormed)
+    EXPECT_EQ(LastError(Parse(Stream("<message><body>" + b + "</body></message>"))),
+              ParseError::kNotWellFormed)
         << b;
     EXPECT_EQ(LastError(Parse(Stream("<message to='" + b + "'/>"))), ParseError::kNotWellFormed) << b;
   }
@@ -748,22 +759,22 @@ std::vector<ParseEvent> ReparseInStream(const Element& stanza) {
 }
 
 TEST(StreamParserTest, StanzasRoundTripThroughSerialize) {
-  auto events = Parse(Stream(
-      "<message xmlns:c='urn:custom' xmlns:d='urn:deeper' to='a@b' c:flag='1' xml:lang='en'>"
-      "<body>&lt;tricky&gt; &amp; &quot;quoted&quot; &apos;s&apos; ]]&gt; \r\n&#13;&#9;</body>"
-      "<c:payload d:attr='x&#10;y&#9;z&#13;' other='&lt;&gt;'>"
-      "<d:item>one</d:item><item xmlns='urn:default'>two<c:back/></item>"
-      "<plain xmlns=''><nested/></plain></c:payload>"
-      "<stream:error/></message>"
-      "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"));
+  auto events =
+      Parse(Stream("<message xmlns:c='urn:custom' xmlns:d='urn:deeper' to='a@b' c:flag='1' xml:lang='en'>"
+                   "<body>&lt;tricky&gt; &amp; &quot;quoted&quot; &apos;s&apos; ]]&gt; \r\n&#13;&#9;</body>"
+                   "<c:payload d:attr='x&#10;y&#9;z&#13;' other='&lt;&gt;'>"
+                   "<d:item>one</d:item><item xmlns='urn:default'>two<c:back/></item>"
+                   "<plain xmlns=''><nested/></plain></c:payload>"
+                   "<stream:error/></message>"
+                   "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"));
   ASSERT_EQ(events.size(), 3u);
   for (size_t i = 1; i < events.size(); ++i) {
     const Element& original = events[i].element;
     auto reparsed = ReparseInStream(original);
     ASSERT_EQ(reparsed.size(), 3u) << original.Serialize("jabber:client");
     EXPECT_EQ(reparsed[1].kind, Kind::kStanza);
-    EXPECT_TRUE(reparsed[1].element == original)
-        << original.Serialize("jabber:client") << "\nvs\n" << reparsed[1].element.Serialize("jabber:client");
+    EXPECT_TRUE(reparsed[1].element == original) << original.Serialize("jabber:client") << "\nvs\n"
+                                                 << reparsed[1].element.Serialize("jabber:client");
     EXPECT_EQ(reparsed[1].element.Serialize("jabber:client"), original.Serialize("jabber:client"));
   }
   const Element& message = events[1].element;
@@ -805,10 +816,11 @@ TEST(StreamParserTest, ResetStartsANewStream) {
 
 TEST(StreamParserTest, CompactFreesExpatAndReplaysHeader) {
   StreamParser parser({});
-  auto events = FeedAll(parser,
-                        "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client' "
-                        "xmlns:ext='urn:example:ext' to='example.com' version='1.0'>"
-                        "<presence/> ");
+  auto events =
+      FeedAll(parser,
+              "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' xmlns='jabber:client' "
+              "xmlns:ext='urn:example:ext' to='example.com' version='1.0'>"
+              "<presence/> ");
   ASSERT_EQ(events.size(), 2u);
   const size_t before = parser.MemoryUsage();
   EXPECT_TRUE(parser.Compact());

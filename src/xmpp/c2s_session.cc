@@ -21,12 +21,13 @@ using xml::ParseEvent;
 namespace {
 
 constexpr int kMaxSaslFailures = 3;
-constexpr int kReadsPerWakeup = 16;   // fairness between connections on one loop
+constexpr int kReadsPerWakeup = 16;  // fairness between connections on one loop
 constexpr int64_t kCompactAfterIdleSeconds = 10;
 constexpr int64_t kCloseGraceSeconds = 5;
 
 int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -45,7 +46,8 @@ std::string StreamErrorXml(std::string_view condition, std::string_view text) {
 
 }  // namespace
 
-void C2sSession::Start(ServerContext& context, net::Loop& loop, asio::ip::tcp::socket socket, bool direct_tls) {
+void C2sSession::Start(ServerContext& context, net::Loop& loop, asio::ip::tcp::socket socket,
+                       bool direct_tls) {
   SessionRef ref{static_cast<uint32_t>(loop.index()), context.next_session_id.fetch_add(1)};
   auto session = std::make_shared<C2sSession>(context, loop, std::move(socket), direct_tls, ref);
   session->Begin();
@@ -70,8 +72,8 @@ C2sSession::~C2sSession() = default;
 xml::ParserLimits C2sSession::CurrentParserLimits() const {
   const Limits& l = config_->limits;
   if (authenticated_) {
-    return {static_cast<size_t>(l.stanza_size), static_cast<size_t>(l.depth), static_cast<size_t>(l.attributes),
-            static_cast<size_t>(l.name_length)};
+    return {static_cast<size_t>(l.stanza_size), static_cast<size_t>(l.depth),
+            static_cast<size_t>(l.attributes), static_cast<size_t>(l.name_length)};
   }
   return {static_cast<size_t>(l.stanza_size_preauth), static_cast<size_t>(l.depth_preauth),
           static_cast<size_t>(l.attributes_preauth), static_cast<size_t>(l.name_length_preauth)};
@@ -88,7 +90,8 @@ void C2sSession::Begin() {
   int64_t total_cap = l.max_connections > 0 ? l.max_connections : context_.descriptor_connection_cap;
   if (!context_.connections.TryAcquire(transport_.remote_address(), l.connections_per_ip, total_cap)) {
     if (AllowPeerWarning()) {
-      spdlog::warn("[C{}] {}: connection refused: too many connections", ref_.id, transport_.remote_address());
+      spdlog::warn("[C{}] {}: connection refused: too many connections", ref_.id,
+                   transport_.remote_address());
     }
     if (direct_tls_) {  // no TLS yet, so no readable error: just close
       Finish();
@@ -238,7 +241,8 @@ void C2sSession::Unblock() {
     if (!HandleEvent(event)) pending_.clear();
   }
   Flush();
-  if (blocked_ == 0 && state_ != State::kClosed && state_ != State::kClosing && state_ != State::kTlsHandshake) {
+  if (blocked_ == 0 && state_ != State::kClosed && state_ != State::kClosing &&
+      state_ != State::kTlsHandshake) {
     loop_.Post([self = shared_from_this()] { self->OnReadable(); });
   }
 }
@@ -327,7 +331,8 @@ bool C2sSession::HandleEvent(ParseEvent& event) {
 
 std::string C2sSession::HeaderXml() const {
   return fmt::format(
-      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' "
+      "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+      "xmlns:stream='http://etherx.jabber.org/streams' "
       "id='{}' from='{}' version='1.0' xml:lang='en'>",
       stream_id_, config_->domain);
 }
@@ -436,7 +441,8 @@ void C2sSession::HandleAuth(const Element& auth) {
     return;
   }
   if (LoginThrottled("")) {
-    SaslFailed(sasl::Failure::kTemporaryAuthFailure, "too many failed logins from your address; try again later");
+    SaslFailed(sasl::Failure::kTemporaryAuthFailure,
+               "too many failed logins from your address; try again later");
     return;
   }
   std::string text = auth.Text();
@@ -491,14 +497,15 @@ void C2sSession::ContinueSasl(sasl::StepResult step) {
     case Kind::kNeedKeys: {
       username_ = step.username;
       if (LoginThrottled(username_)) {
-        SaslFailed(sasl::Failure::kTemporaryAuthFailure, "too many failed logins for this account; try again later");
+        SaslFailed(sasl::Failure::kTemporaryAuthFailure,
+                   "too many failed logins for this account; try again later");
         return;
       }
       bool sha1 = step.key_hash == sasl::Hash::kSha1;
       Block();
       context_.store.GetAccount(
-          username_, store::Reply<store::Account>(loop_.executor(), [self = shared_from_this(), sha1](
-                                                                         Result<store::Account> account) {
+          username_, store::Reply<store::Account>(loop_.executor(), [self = shared_from_this(),
+                                                                     sha1](Result<store::Account> account) {
             if (self->state_ == State::kClosed) return;
             if (!account.ok() && account.error().code != Errc::kNotFound) {
               spdlog::error("[C{}] account lookup failed: {}", self->ref_.id, account.error().message);
@@ -567,8 +574,8 @@ bool C2sSession::LoginThrottled(const std::string& username) const {
       config_->limits.failed_logins_per_ip) {
     return true;
   }
-  return !username.empty() &&
-         context_.failed_logins_by_account.Count(username, window) >= config_->limits.failed_logins_per_account;
+  return !username.empty() && context_.failed_logins_by_account.Count(username, window) >=
+                                  config_->limits.failed_logins_per_account;
 }
 
 void C2sSession::HandlePreBindStanza(Element& stanza) {
@@ -630,7 +637,9 @@ void C2sSession::HandlePreBindStanza(Element& stanza) {
     self->state_ = State::kBound;
     Element result = MakeIqResult(*iq);
     result.RemoveAttr("to");
-    result.AddChild("bind", std::string(ns::kBind)).AddChild("jid", std::string(ns::kBind)).AddText(self->jid_.Full());
+    result.AddChild("bind", std::string(ns::kBind))
+        .AddChild("jid", std::string(ns::kBind))
+        .AddText(self->jid_.Full());
     self->Send(result.Serialize(ns::kClient));
     spdlog::debug("[C{}] bound {}", self->ref_.id, self->jid_.Full());
     self->Unblock();
@@ -743,9 +752,9 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
   account.username = std::move(username.value());
   account.sha1 = std::move(sha1.value());
   account.sha256 = std::move(sha256.value());
-  account.created_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  account.created_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
   context_.store.CreateAccount(std::move(account), store::Reply<void>(loop_.executor(), std::move(done)));
   return true;
 }
@@ -884,7 +893,8 @@ bool C2sSession::CheckDeadlines() {
     return false;
   }
   if (state_ != State::kBound) {
-    if (now - connected_at_ > l.auth_timeout) CloseWithStreamError("connection-timeout", "authentication took too long");
+    if (now - connected_at_ > l.auth_timeout)
+      CloseWithStreamError("connection-timeout", "authentication took too long");
     return false;
   }
   if (stanza_started_ && now - stanza_started_at_ > l.stanza_timeout) {

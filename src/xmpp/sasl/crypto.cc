@@ -1,10 +1,10 @@
 #include "xmpp/sasl/crypto.h"
 
+#include <nettle/pbkdf2.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <nettle/pbkdf2.h>
 
 #include <cstdint>
 #include <cstdlib>
@@ -68,8 +68,8 @@ std::string Pbkdf2(Hash hash, std::string_view password, std::string_view salt, 
   auto* salt_bytes = reinterpret_cast<const uint8_t*>(salt.data());
   auto* dst = reinterpret_cast<uint8_t*>(out.data());
   if (hash == Hash::kSha1) {
-    pbkdf2_hmac_sha1(password.size(), key, static_cast<unsigned>(iterations), salt.size(), salt_bytes, out.size(),
-                     dst);
+    pbkdf2_hmac_sha1(password.size(), key, static_cast<unsigned>(iterations), salt.size(), salt_bytes,
+                     out.size(), dst);
   } else {
     pbkdf2_hmac_sha256(password.size(), key, static_cast<unsigned>(iterations), salt.size(), salt_bytes,
                        out.size(), dst);
