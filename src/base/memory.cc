@@ -1,58 +1,79 @@
 #include "base/memory.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
-#include <atomic>
+#include <algorithm>
 #include <chrono>
-#include <cstdint>
+#include <cstdio>
+#include <mutex>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
 namespace nines {
+
+bool TrimPolicy::Note(size_t released, double now_seconds) {
+  pending_ += released;
+  if (pending_ == 0) return false;
+  const double wait = pending_ >= options_.many ? interval_ : options_.few_factor * interval_;
+  if (trimmed_once_ && now_seconds - last_ < wait) return false;
+  trimmed_once_ = true;
+  last_ = now_seconds;
+  pending_ = 0;
+  return true;
+}
+
+void TrimPolicy::Trimmed(size_t bytes_returned) {
+  if (bytes_returned >= options_.productive_bytes) {
+    interval_ = options_.min_interval_seconds;
+  } else {
+    interval_ = std::min(interval_ * 2, options_.max_interval_seconds);
+  }
+}
+
 namespace {
 
-// Freed objects (parsers, buffers of ~1-10 KiB) worth a trim: a few MiB.
-constexpr size_t kReleasedBeforeTrim = 256;
-// Fewer than that are trimmed after this many minimum intervals.
-constexpr double kSlowTrimFactor = 6;
+std::mutex g_mutex;
+TrimPolicy g_policy;  // guarded by g_mutex
 
-std::atomic<size_t> g_released{0};
-std::atomic<int64_t> g_last_trim_ns{0};
+double NowSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+// Resident bytes of this process, from /proc/self/statm (0 if unreadable).
+size_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%lu %lu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
 }  // namespace
 
-bool NoteMemoryReleased(size_t released, double min_interval_seconds) {
-  size_t total = released == 0 ? g_released.load(std::memory_order_relaxed)
-                               : g_released.fetch_add(released, std::memory_order_relaxed) + released;
-  if (total == 0) return false;
-  int64_t now = NowNs();
-  int64_t last = g_last_trim_ns.load(std::memory_order_relaxed);
-  const int64_t since = last == 0 ? INT64_MAX : now - last;
-  // Many objects: trim soon. A few: trim eventually, so the tail of a burst
-  // does not stay resident forever.
-  const double wait =
-      total >= kReleasedBeforeTrim ? min_interval_seconds : kSlowTrimFactor * min_interval_seconds;
-  if (since < static_cast<int64_t>(wait * 1e9)) return false;
-  // One thread wins the right to trim; the others go on.
-  if (!g_last_trim_ns.compare_exchange_strong(last, now, std::memory_order_relaxed)) return false;
-  g_released.store(0, std::memory_order_relaxed);
-#if defined(__GLIBC__)
-  malloc_trim(0);
-  if (spdlog::should_log(spdlog::level::debug)) {
-    struct mallinfo2 mi = mallinfo2();
-    spdlog::debug(
-        "returned freed heap pages to the system ({} objects freed, trim took {} us); heap in use {} KiB, "
-        "free {} KiB, mmapped {} KiB",
-        total, (NowNs() - now) / 1000, mi.uordblks / 1024, mi.fordblks / 1024, mi.hblkhd / 1024);
+bool NoteMemoryReleased(size_t released) {
+  {
+    std::lock_guard lock(g_mutex);
+    if (!g_policy.Note(released, NowSeconds())) return false;
   }
+#if defined(__GLIBC__)
+  const double start = NowSeconds();
+  const size_t before = ResidentBytes();
+  malloc_trim(0);
+  const size_t after = ResidentBytes();
+  const size_t returned = before > after ? before - after : 0;
+  double next = 0;
+  {
+    std::lock_guard lock(g_mutex);
+    g_policy.Trimmed(returned);
+    next = g_policy.interval_seconds();
+  }
+  spdlog::debug(
+      "malloc_trim returned {} KiB to the system in {:.1f} ms; next trim in {:.0f} s at the earliest",
+      returned / 1024, (NowSeconds() - start) * 1e3, next);
   return true;
 #else
   return false;

@@ -2,27 +2,62 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <thread>
-
 namespace nines {
 namespace {
 
-// One test: the counters are process-wide.
-TEST(MemoryTest, TrimsAfterManyReleasesThenWaitsForTheInterval) {
-  EXPECT_FALSE(NoteMemoryReleased(0, 0.05)) << "nothing released, nothing to trim";
-#if defined(__GLIBC__)
-  EXPECT_TRUE(NoteMemoryReleased(300, 0.05)) << "first batch: trims at once";
-  EXPECT_FALSE(NoteMemoryReleased(300, 0.05)) << "within the interval";
-  std::this_thread::sleep_for(std::chrono::milliseconds(80));
-  EXPECT_TRUE(NoteMemoryReleased(0, 0.05)) << "the pending batch is trimmed on a later tick";
-  EXPECT_FALSE(NoteMemoryReleased(0, 0.05)) << "and then nothing is pending";
-  EXPECT_FALSE(NoteMemoryReleased(3, 0.05));
-  std::this_thread::sleep_for(std::chrono::milliseconds(80));
-  EXPECT_FALSE(NoteMemoryReleased(0, 0.05)) << "a few objects wait six intervals";
-  std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  EXPECT_TRUE(NoteMemoryReleased(0, 0.05));
-#endif
+TrimPolicy::Options Opts() {
+  TrimPolicy::Options o;
+  o.min_interval_seconds = 5;
+  o.max_interval_seconds = 40;
+  o.many = 256;
+  o.few_factor = 6;
+  o.productive_bytes = 1000;
+  return o;
+}
+
+TEST(TrimPolicyTest, NothingPendingNeverTrims) {
+  TrimPolicy p(Opts());
+  EXPECT_FALSE(p.Note(0, 0));
+  EXPECT_FALSE(p.Note(0, 1000));
+}
+
+TEST(TrimPolicyTest, ManyReleasesTrimAtOnceThenWaitForTheInterval) {
+  TrimPolicy p(Opts());
+  EXPECT_TRUE(p.Note(300, 100)) << "the first batch trims at once";
+  p.Trimmed(1 << 20);
+  EXPECT_FALSE(p.Note(300, 102)) << "within the interval";
+  EXPECT_TRUE(p.Note(0, 105.5)) << "the pending batch is trimmed on a later tick";
+  p.Trimmed(1 << 20);
+  EXPECT_FALSE(p.Note(0, 200)) << "and then nothing is pending";
+}
+
+TEST(TrimPolicyTest, AFewReleasesWaitSixIntervals) {
+  TrimPolicy p(Opts());
+  EXPECT_TRUE(p.Note(300, 0));
+  p.Trimmed(1 << 20);
+  EXPECT_FALSE(p.Note(3, 10));
+  EXPECT_FALSE(p.Note(0, 29));
+  EXPECT_TRUE(p.Note(0, 30.5));
+}
+
+TEST(TrimPolicyTest, UnproductiveTrimsBackOffAndAProductiveOneResets) {
+  TrimPolicy p(Opts());
+  EXPECT_TRUE(p.Note(300, 0));
+  p.Trimmed(10);  // gave back almost nothing
+  EXPECT_DOUBLE_EQ(p.interval_seconds(), 10);
+  EXPECT_FALSE(p.Note(300, 9));
+  EXPECT_TRUE(p.Note(0, 10.5));
+  p.Trimmed(0);
+  EXPECT_DOUBLE_EQ(p.interval_seconds(), 20);
+  p.Trimmed(0);
+  p.Trimmed(0);
+  EXPECT_DOUBLE_EQ(p.interval_seconds(), 40) << "capped at the ceiling";
+  p.Trimmed(5000);
+  EXPECT_DOUBLE_EQ(p.interval_seconds(), 5);
+}
+
+TEST(TrimPolicyTest, ProcessWideEntryPointDoesNothingWithNothingReleased) {
+  EXPECT_FALSE(NoteMemoryReleased(0));
 }
 
 }  // namespace

@@ -181,6 +181,7 @@ struct MemoryAccount {
   char* slab = nullptr;
   size_t slab_used = 0;
   size_t slab_live = 0;
+  size_t slab_block_bytes = 0;  // part of expat_bytes held in the slab
 
   size_t Total() const { return expat_bytes + other_bytes; }
   bool InSlab(const void* p) const {
@@ -263,12 +264,16 @@ void SlabFree(MemoryAccount* account, BlockHeader* header) {
 }
 
 void* CountingMalloc(size_t size) {
-  if (size > SIZE_MAX - sizeof(BlockHeader) - 16) return nullptr;
+  if (size > SIZE_MAX - sizeof(BlockHeader) - 32) return nullptr;
   const size_t total = size + sizeof(BlockHeader);
   MemoryAccount* account = t_account;
   if (!Admit(account, total)) return nullptr;
   BlockHeader* header = SlabCarve(account, total);
-  if (header == nullptr) header = static_cast<BlockHeader*>(std::malloc(total));
+  if (header != nullptr) {
+    account->slab_block_bytes += total;
+  } else {
+    header = static_cast<BlockHeader*>(std::malloc(total));
+  }
   if (header == nullptr) return nullptr;
   header->size = total;
   header->account = account;
@@ -282,6 +287,7 @@ void CountingFree(void* ptr) {
   MemoryAccount* account = header->account;
   if (account) account->expat_bytes -= header->size;
   if (account && account->InSlab(header)) {
+    account->slab_block_bytes -= header->size;
     SlabFree(account, header);
   } else {
     std::free(header);
@@ -290,7 +296,7 @@ void CountingFree(void* ptr) {
 
 void* CountingRealloc(void* ptr, size_t size) {
   if (ptr == nullptr) return CountingMalloc(size);
-  if (size > SIZE_MAX - sizeof(BlockHeader) - 16) return nullptr;
+  if (size > SIZE_MAX - sizeof(BlockHeader) - 32) return nullptr;
   BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
   MemoryAccount* account = header->account;
   const size_t old_total = header->size;
@@ -307,6 +313,7 @@ void* CountingRealloc(void* ptr, size_t size) {
       Unpoison(header, total);
       header->size = total;
       account->expat_bytes = account->expat_bytes - old_total + total;
+      account->slab_block_bytes = account->slab_block_bytes - old_total + total;
       return header + 1;
     }
     auto* moved = static_cast<BlockHeader*>(std::malloc(total));
@@ -314,6 +321,7 @@ void* CountingRealloc(void* ptr, size_t size) {
     std::memcpy(moved, header, std::min(old_total, total));
     moved->size = total;
     account->expat_bytes = account->expat_bytes - old_total + total;
+    account->slab_block_bytes -= old_total;
     SlabFree(account, header);
     return moved + 1;
   }
@@ -468,13 +476,19 @@ struct StreamParser::Impl {
   bool CreateParser() {
     AllocScope scope(&memory);
     parser = XML_ParserCreate_MM("UTF-8", &kMemorySuite, &kSeparator);
-    if (parser == nullptr) return false;
+    if (parser == nullptr) {
+      memory.ReleaseSlab();  // a creation that failed part-way freed its blocks
+      return false;
+    }
     Configure();
     return true;
   }
 
   void FreeParser() {
-    if (parser == nullptr) return;
+    if (parser == nullptr) {
+      memory.ReleaseSlab();
+      return;
+    }
     {
       AllocScope scope(&memory);
       XML_ParserFree(parser);
@@ -553,6 +567,9 @@ struct StreamParser::Impl {
 
   void Feed(std::string_view data, std::vector<ParseEvent>& sink) {
     if (phase == Phase::kClosed || phase == Phase::kFailed || data.empty()) return;
+    // A whitespace keepalive (RFC 6120 §4.6.1) to a compacted stream: nothing
+    // for expat to see, so do not rebuild a parser just to drop it.
+    if (parser == nullptr && phase == Phase::kOpen && AllWhitespace(data)) return;
     out = &sink;
     if (parser == nullptr && !Recreate()) {
       Finish();
@@ -1107,9 +1124,8 @@ bool StreamParser::Compact() {
 
 size_t StreamParser::MemoryUsage() const {
   const Impl& s = *impl_;
-  return sizeof(Impl) + s.memory.Total() +
-         (s.memory.slab != nullptr ? MemoryAccount::kSlabBytes - s.memory.slab_used : 0) +
-         HeapBytes(s.replay) + HeapBytes(s.root_decls) + HeapBytes(s.tail) +
+  return sizeof(Impl) + s.memory.Total() + (s.memory.slab != nullptr ? MemoryAccount::kSlabBytes : 0) -
+         s.memory.slab_block_bytes + HeapBytes(s.replay) + HeapBytes(s.root_decls) + HeapBytes(s.tail) +
          s.stack.capacity() * sizeof(Element*);
 }
 

@@ -878,6 +878,30 @@ TEST(StreamParserTest, CompactIsANoOpInsideCdataAtStreamLevel) {
   EXPECT_EQ(events[0].error_text, "comment not allowed") << "the same error as unchunked input";
 }
 
+TEST(StreamParserTest, WhitespaceKeepaliveDoesNotRebuildACompactedParser) {
+  StreamParser parser({});
+  FeedAll(parser, Stream("<presence/>"));
+  EXPECT_TRUE(parser.Compact());
+  EXPECT_TRUE(FeedAll(parser, " \n\t \r\n").empty());
+  EXPECT_LT(parser.MemoryUsage(), 1024u) << "a keepalive must not cost a parser";
+  EXPECT_FALSE(parser.Compact()) << "nothing was rebuilt";
+  auto events = FeedAll(parser, " <message><body>hi</body></message>");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].element.ChildText("body"), "hi");
+}
+
+// Found in review: a creation that failed part-way (here: the memory cap)
+// left the slab behind, and nothing freed it.
+TEST(StreamParserTest, FailedParserCreationFreesItsSlab) {
+  ParserLimits limits;
+  limits.max_memory_bytes = 2048;
+  StreamParser parser(limits);
+  auto events = FeedAll(parser, kHeader);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().kind, Kind::kError);
+  EXPECT_LT(parser.MemoryUsage(), 4096u);
+}
+
 TEST(StreamParserTest, CompactBeforeAnyInputAndAfterTrailingCr) {
   StreamParser parser({});
   parser.Compact();

@@ -915,9 +915,11 @@ bool C2sSession::CheckDeadlines() {
   if (stanza_started_ || blocked_ > 0 || now - last_read_ < kCompactAfterIdleSeconds) return false;
   bool freed = parser_.Compact();
   if (!writing_ && out_offset_ == out_.size() && out_.capacity() > std::string().capacity()) {
-    std::string().swap(out_);  // the last burst's capacity, kept for nothing while idle
+    // The last burst's capacity, kept for nothing while idle. Only a buffer
+    // of some size is worth a heap trim (base/memory.h).
+    freed = freed || out_.capacity() >= 1024;
+    std::string().swap(out_);
     out_offset_ = 0;
-    freed = true;
   }
   return freed;
 }
