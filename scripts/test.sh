@@ -4,7 +4,7 @@
 #   unit tests (GoogleTest, ctest)          every layer
 #   protocol tests                          the real binary, driven by slixmpp and @xmpp/client
 #   the same two again under ASan+UBSan     (NINES_SANITIZERS=0 skips them)
-#   fuzz smoke run                          libFuzzer on the XML stream parser and on stanza handling
+#   fuzz smoke run                          libFuzzer on the XML stream parser, stanza handling and SASL
 #
 # NINES_FUZZ_SECONDS (default 30) sets each fuzz target's run; 0 skips building the fuzzers.
 set -euo pipefail
@@ -40,8 +40,8 @@ fuzz_seconds=${NINES_FUZZ_SECONDS:-30}
 if [ "$fuzz_seconds" -gt 0 ]; then
   echo "== fuzz smoke run: ${fuzz_seconds}s per target"
   cmake --preset fuzz >/dev/null
-  cmake --build build/fuzz -j "$jobs" --target xml_stream_fuzz stanza_fuzz
-  for target in xml_stream stanza; do
+  cmake --build build/fuzz -j "$jobs" --target xml_stream_fuzz stanza_fuzz sasl_fuzz
+  for target in xml_stream stanza sasl; do
     work=$(mktemp -d)
     build/fuzz/${target}_fuzz -max_total_time="$fuzz_seconds" -print_final_stats=1 "$work" "fuzz/corpus/$target"
     rm -rf "$work"
