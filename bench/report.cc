@@ -86,6 +86,12 @@ std::vector<Metric> Metrics(const Options& o, const RunResult& r) {
     if (sessions > 0) {
       m.push_back({"server_kib_per_session", "server KiB/session",
                    (static_cast<double>(after) - static_cast<double>(r.server_rss_before_kib)) / sessions, 2});
+      if (r.server_anon_before_kib != 0 || r.server_anon_after_kib != 0) {
+        m.push_back({"server_anon_kib_per_session", "server anon KiB/session",
+                     (static_cast<double>(r.server_anon_after_kib) - static_cast<double>(r.server_anon_before_kib)) /
+                         sessions,
+                     2});
+      }
     }
   }
 

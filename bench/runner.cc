@@ -393,10 +393,12 @@ int RunScenario(const Options& opt, RunResult& result) {
   if (!co.Start()) return 1;
   const int pid = opt.server_pid;
   result.server_rss_before_kib = pid ? ReadRssKib(pid) : 0;
+  result.server_anon_before_kib = pid ? ReadAnonRssKib(pid) : 0;
 
   co.Begin(Phase::kConnect);
   if (!co.Wait(-1)) return 1;
   result.server_rss_connected_kib = pid ? ReadRssKib(pid) : 0;
+  result.server_anon_after_kib = pid ? ReadAnonRssKib(pid) : 0;
 
   if (opt.scenario == Scenario::kPresence) {
     // Round 1 made sure every account is online; now make the cliques.
@@ -425,6 +427,7 @@ int RunScenario(const Options& opt, RunResult& result) {
     co.Sleep(opt.hold);
     if (co.failed()) return 1;
     result.server_rss_after_kib = pid ? ReadRssKib(pid) : 0;
+    result.server_anon_after_kib = pid ? ReadAnonRssKib(pid) : 0;
   }
 
   const bool traffic = opt.scenario == Scenario::kMessage || (opt.scenario == Scenario::kPresence && opt.duration > 0);

@@ -24,6 +24,8 @@ struct RunResult {
   uint64_t server_rss_before_kib = 0;   // 0 without --server-pid
   uint64_t server_rss_connected_kib = 0;
   uint64_t server_rss_after_kib = 0;    // idle: after --hold
+  uint64_t server_anon_before_kib = 0;  // RssAnon, same moments
+  uint64_t server_anon_after_kib = 0;   // idle: after --hold; others: connected
   double setup_seconds = 0;             // presence: subscription setup
   bool setup_complete = true;
   double settle_seconds = 0;            // presence: storm start until every contact was seen

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <fstream>
+#include <sstream>
 
 namespace nines::bench {
 
@@ -134,19 +135,37 @@ bool Stats::MergeSerialized(std::string_view text) {
   return true;
 }
 
-uint64_t ReadRssKib(int pid) {
-  std::ifstream in(pid == 0 ? std::string("/proc/self/status") : "/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      uint64_t kib = 0;
-      size_t i = 6;
+uint64_t StatusFieldKib(std::string_view status, std::string_view field) {
+  size_t at = 0;
+  while (at < status.size()) {
+    size_t end = status.find('\n', at);
+    if (end == std::string_view::npos) end = status.size();
+    std::string_view line = status.substr(at, end - at);
+    if (line.substr(0, field.size()) == field) {
+      size_t i = field.size();
       while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+      uint64_t kib = 0;
       std::from_chars(line.data() + i, line.data() + line.size(), kib);
       return kib;
     }
+    at = end + 1;
   }
   return 0;
 }
+
+namespace {
+
+uint64_t ReadStatusKib(int pid, std::string_view field) {
+  std::ifstream in(pid == 0 ? std::string("/proc/self/status") : "/proc/" + std::to_string(pid) + "/status");
+  std::stringstream text;
+  text << in.rdbuf();
+  return StatusFieldKib(text.str(), field);
+}
+
+}  // namespace
+
+uint64_t ReadRssKib(int pid) { return ReadStatusKib(pid, "VmRSS:"); }
+
+uint64_t ReadAnonRssKib(int pid) { return ReadStatusKib(pid, "RssAnon:"); }
 
 }  // namespace nines::bench

@@ -66,5 +66,11 @@ struct Stats {
 // VmRSS of a process in KiB from /proc/<pid>/status (pid 0: this process);
 // 0 if it cannot be read.
 uint64_t ReadRssKib(int pid);
+// RssAnon: the resident anonymous memory (heap, stacks), without the pages
+// of code and data files a process has touched. Per-session memory is
+// anonymous; file pages first touched by the first logins are a one-off.
+uint64_t ReadAnonRssKib(int pid);
+// The value in KiB of `field` (e.g. "VmRSS:") in /proc/<pid>/status text.
+uint64_t StatusFieldKib(std::string_view status, std::string_view field);
 
 }  // namespace nines::bench
