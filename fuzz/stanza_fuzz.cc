@@ -53,8 +53,7 @@ struct World {
     nines::Config c;
     c.domain = "example.com";
     config = std::make_unique<nines::ConfigSource>(c);
-    hub = std::make_unique<nines::im::Hub>(
-        nines::im::HubDeps{&loops, nullptr, &store, config.get(), &port});
+    hub = std::make_unique<nines::im::Hub>(nines::im::HubDeps{&loops, nullptr, &store, config.get(), &port});
     store.AddAccount("alice");
     store.AddAccount("bob");
     for (auto [user, res] : {std::pair{"alice", "a1"}, std::pair{"alice", "a2"}, std::pair{"bob", "b1"}}) {
@@ -65,13 +64,7 @@ struct World {
     Drain();
     hub.reset();
   }
-  void Drain() {
-    for (int round = 0; round < 100000; ++round) {
-      size_t ran = 0;
-      for (size_t i = 0; i < loops.size(); ++i) ran += loops.loop(i).context().poll();
-      if (ran == 0) return;
-    }
-  }
+  void Drain() { loops.PollUntilIdle(); }
   Client Bind(const char* user, const char* resource) {
     SessionRef ref{static_cast<uint32_t>(next_id % loops.size()), next_id};
     ++next_id;

@@ -14,26 +14,24 @@ jobs=$(nproc)
 echo "== installing dependencies"
 bash scripts/install-deps.sh
 
-echo "== building (release preset)"
-cmake --preset release >/dev/null
-cmake --build build/release -j "$jobs"
+# Builds a preset, then runs the unit tests and the protocol tests against
+# its binary. $1: preset, $2: what to call it in the log; the environment of
+# the call reaches the protocol tests.
+build_and_test() {
+  echo "== building ($2)"
+  cmake --preset "$1" >/dev/null
+  cmake --build "build/$1" -j "$jobs"
+  echo "== unit tests ($2)"
+  ctest --test-dir "build/$1" --output-on-failure -j "$jobs"
+  echo "== protocol tests ($2; a leak or UB report fails the server's exit status under sanitizers)"
+  NINES_BIN="$PWD/build/$1/nines" bash tests/protocol/run.sh
+}
 
-echo "== unit tests"
-ctest --test-dir build/release --output-on-failure -j "$jobs"
-
-echo "== protocol tests (release binary)"
-NINES_BIN="$PWD/build/release/nines" bash tests/protocol/run.sh
-
+build_and_test release "release preset"
 if [ "${NINES_SANITIZERS:-1}" = 1 ]; then
-  echo "== building (debug preset: AddressSanitizer + UndefinedBehaviorSanitizer)"
-  cmake --preset debug >/dev/null
-  cmake --build build/debug -j "$jobs"
-  echo "== unit tests under sanitizers"
-  ctest --test-dir build/debug --output-on-failure -j "$jobs"
-  echo "== protocol tests under sanitizers (a leak or UB report fails the server's exit status)"
   # A small quarantine keeps freed memory from counting as growth in the
   # tests that bound the server's RSS.
-  ASAN_OPTIONS=quarantine_size_mb=8 NINES_BIN="$PWD/build/debug/nines" bash tests/protocol/run.sh
+  ASAN_OPTIONS=quarantine_size_mb=8 build_and_test debug "debug preset: AddressSanitizer + UndefinedBehaviorSanitizer"
 fi
 
 fuzz_seconds=${NINES_FUZZ_SECONDS:-30}

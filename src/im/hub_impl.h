@@ -159,6 +159,8 @@ class HubImpl {
   // write (ok=false: the write failed and the cache is being reloaded).
   void PutItem(AccountState& st, store::RosterItem item, WriteDone done);
   void DeleteItem(AccountState& st, const std::string& jid, WriteDone done);
+  // The reply both write paths hand the store.
+  store::Reply<int64_t> RosterWriteReply(AccountState& st, std::string jid, bool is_delete, WriteDone done);
   // Roster push of one item (or its removal) to the interested resources.
   void PushItem(AccountState& st, const store::RosterItem& item, int64_t version);
   void PushRemoval(AccountState& st, std::string_view jid, int64_t version);

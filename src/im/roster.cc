@@ -20,7 +20,6 @@ using Load = AccountState::Load;
 constexpr std::string_view kRosterNs = "jabber:iq:roster";
 constexpr size_t kMaxNameBytes = 1023;  // roster item names and group names
 
-
 std::string PushIq(const std::string& to, std::string_view query) {
   std::string out = "<iq type='set'";
   AppendAttr(out, "id", "push-" + xmpp::RandomId(10));
@@ -88,39 +87,26 @@ void HubImpl::PushRemoval(AccountState& st, std::string_view jid, int64_t versio
 
 void HubImpl::PutItem(AccountState& st, RosterItem item, WriteDone done) {
   st.roster.insert_or_assign(item.jid, item);
-  ++st.busy;
-  auto callback = std::make_shared<WriteDone>(std::move(done));
   std::string jid = item.jid;
-  store_->PutRosterItem(
-      st.user, std::move(item),
-      store::Reply<int64_t>(
-          loop(st.home).executor(),
-          [this, home = st.home, bare = st.bare, jid = std::move(jid), callback](Result<int64_t> version) {
-            AccountState* st = FindAccount(home, bare);
-            if (st == nullptr) return;
-            --st->busy;
-            ++st->running;
-            if (version.ok()) {
-              st->roster_version = std::max(st->roster_version, *version);
-              (*callback)(*st, true, *version);
-            } else {
-              spdlog::warn("im: roster write for {} ({}) failed: {}", bare, jid, version.error().message);
-              InvalidateRoster(*st);
-              (*callback)(*st, false, 0);
-            }
-            --st->running;
-            MaybeEvict(*st);
-          }));
+  store_->PutRosterItem(st.user, std::move(item),
+                        RosterWriteReply(st, std::move(jid), false, std::move(done)));
 }
 
 void HubImpl::DeleteItem(AccountState& st, const std::string& jid, WriteDone done) {
   st.roster.erase(jid);
+  store_->RemoveRosterItem(st.user, jid, RosterWriteReply(st, jid, true, std::move(done)));
+}
+
+// Back on the account's home loop: the new roster version, or (on failure)
+// a roster reloaded from the store on next use. A delete of an item that is
+// already gone has reached its goal.
+store::Reply<int64_t> HubImpl::RosterWriteReply(AccountState& st, std::string jid, bool is_delete,
+                                                WriteDone done) {
   ++st.busy;
   auto callback = std::make_shared<WriteDone>(std::move(done));
-  store_->RemoveRosterItem(
-      st.user, jid,
-      store::Reply<int64_t>(loop(st.home).executor(), [this, home = st.home, bare = st.bare, jid,
-                                                       callback](Result<int64_t> version) {
+  return store::Reply<int64_t>(
+      loop(st.home).executor(), [this, home = st.home, bare = st.bare, jid = std::move(jid), is_delete,
+                                 callback](Result<int64_t> version) {
         AccountState* st = FindAccount(home, bare);
         if (st == nullptr) return;
         --st->busy;
@@ -128,16 +114,17 @@ void HubImpl::DeleteItem(AccountState& st, const std::string& jid, WriteDone don
         if (version.ok()) {
           st->roster_version = std::max(st->roster_version, *version);
           (*callback)(*st, true, *version);
-        } else if (version.error().code == Errc::kNotFound) {
-          (*callback)(*st, true, st->roster_version);  // already gone: the goal is reached
+        } else if (is_delete && version.error().code == Errc::kNotFound) {
+          (*callback)(*st, true, st->roster_version);
         } else {
-          spdlog::warn("im: roster delete for {} ({}) failed: {}", bare, jid, version.error().message);
+          spdlog::warn("im: roster {} for {} ({}) failed: {}", is_delete ? "delete" : "write", bare, jid,
+                       version.error().message);
           InvalidateRoster(*st);
           (*callback)(*st, false, 0);
         }
         --st->running;
         MaybeEvict(*st);
-      }));
+      });
 }
 
 namespace {

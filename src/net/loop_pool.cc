@@ -80,4 +80,13 @@ void LoopPool::Stop() {
   threads_.clear();
 }
 
+bool LoopPool::PollUntilIdle(int max_rounds) {
+  for (int round = 0; round < max_rounds; ++round) {
+    size_t ran = 0;
+    for (auto& l : loops_) ran += l->context_.poll();
+    if (ran == 0) return true;
+  }
+  return false;
+}
+
 }  // namespace nines::net

@@ -81,6 +81,11 @@ class LoopPool {
   // Stops all loops at once (abandoning queued work) and joins.
   void Stop();
 
+  // For tests and fuzzers that drive the loops on their own thread instead
+  // of Start(): runs ready handlers on every loop until none is left, for at
+  // most `max_rounds` rounds. False if work was still arriving at the end.
+  bool PollUntilIdle(int max_rounds = 100000);
+
  private:
   std::vector<std::unique_ptr<Loop>> loops_;
   std::vector<std::thread> threads_;

@@ -139,12 +139,7 @@ class HubTest : public ::testing::Test {
 
   // Runs every loop until no work is left.
   void Drain() {
-    for (int round = 0; round < 100000; ++round) {
-      size_t ran = 0;
-      for (size_t i = 0; i < loops_.size(); ++i) ran += loops_.loop(i).context().poll();
-      if (ran == 0) return;
-    }
-    FAIL() << "loops never went idle";
+    if (!loops_.PollUntilIdle()) FAIL() << "loops never went idle";
   }
 
   std::string Bare(std::string_view user) { return std::string(user) + "@" + kDomain; }
