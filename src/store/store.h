@@ -116,6 +116,55 @@ struct OfflineMessage {
   std::string stanza;     // serialised <message/> as received, from-stamped
 };
 
+// One message in one account's archive (XEP-0313). A message between two
+// local accounts is kept twice, once in each owner's archive, under the same
+// id.
+struct ArchivedMessage {
+  int64_t id = 0;        // the archive id, also the XEP-0359 stanza-id; unique per owner
+  int64_t stamp_ms = 0;  // when the server received it (unix milliseconds)
+  std::string peer;      // normalised bare JID of the other party (the owner's own for notes to self)
+  std::string peer_resource;  // the other party's resource, if it had one
+  bool outgoing = false;      // the owner sent it
+  std::string origin_id;      // XEP-0359 origin-id from the owner's client on outgoing messages, else ""
+  std::string stanza;         // the serialised <message/>, from- and to-stamped
+};
+
+struct ArchiveEntry {
+  std::string username;  // the owner
+  ArchivedMessage message;
+};
+
+// What Archive did with a batch.
+struct ArchiveOutcome {
+  // The batch was not written because its outgoing entry's origin-id is
+  // already in the sender's archive (a retransmission); `existing_id` is the
+  // id the first copy got.
+  bool duplicate = false;
+  int64_t existing_id = 0;
+};
+
+// A MAM query (XEP-0313 with #extended and XEP-0059 paging). All filters are
+// optional and combine with AND; ids bounds are exclusive, times inclusive.
+struct ArchiveQuery {
+  std::string with;           // bare JID: messages with it; "" for all
+  std::string with_resource;  // with a full JID: only that resource
+  std::optional<int64_t> start_ms;
+  std::optional<int64_t> end_ms;
+  std::optional<int64_t> after_id;
+  std::optional<int64_t> before_id;
+  std::vector<int64_t> ids;  // if not empty: only these ids
+  int64_t max = 50;          // page size
+  // False: the oldest `max` matching messages (forward paging from after_id);
+  // true: the newest `max` (RSM <before/>, paging back from before_id).
+  bool from_end = false;
+};
+
+struct ArchivePage {
+  std::vector<ArchivedMessage> messages;  // oldest first, whichever end the page came from
+  // No further matching message beyond the page in the direction of paging.
+  bool complete = true;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -128,7 +177,7 @@ class Store {
   virtual void GetAccount(std::string username, Reply<Account> reply) = 0;
   // Replaces both key sets. kNotFound if absent.
   virtual void SetCredentials(std::string username, ScramKeys sha1, ScramKeys sha256, Reply<void> reply) = 0;
-  // Deletes the account and everything it owns (roster, offline, vCard).
+  // Deletes the account and everything it owns (roster, offline, vCard, archive).
   // kNotFound if absent.
   virtual void DeleteAccount(std::string username, Reply<void> reply) = 0;
   // Sorted usernames.
@@ -155,6 +204,19 @@ class Store {
   // vCard-temp (XEP-0054) as serialised XML; kNotFound if none.
   virtual void GetVCard(std::string username, Reply<std::string> reply) = 0;
   virtual void SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) = 0;
+
+  // Archive (XEP-0313). Writes every entry in one transaction, all or none.
+  // If an outgoing entry carries an origin-id that the same owner's archive
+  // already holds, nothing is written and the outcome says duplicate.
+  // kConflict if an (owner, id) pair exists; kNotFound if an owner has no
+  // account; kInvalidArgument for an id <= 0.
+  virtual void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) = 0;
+  // One page of `username`'s archive; an unknown user has an empty archive.
+  virtual void QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) = 0;
+  // Deletes `username`'s archived messages received before `before_ms`
+  // (all of them with INT64_MAX), then all but the newest `keep` if keep >= 0.
+  // Returns how many were deleted.
+  virtual void PruneArchive(std::string username, int64_t before_ms, int64_t keep, Reply<int64_t> reply) = 0;
 
   // Drains queued work (every queued write commits and replies) and stops
   // the store's threads. Blocks; never call it on an event loop that must

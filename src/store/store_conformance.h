@@ -36,6 +36,7 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -237,6 +238,33 @@ class StoreConformance : public ::testing::Test {
   }
   Result<void> SetVCard(const std::string& username, std::string xml) {
     return Await<void>(io_, [&](Reply<void> r) { store_->SetVCard(username, std::move(xml), std::move(r)); });
+  }
+
+  Result<ArchiveOutcome> Archive(std::vector<ArchiveEntry> entries) {
+    return Await<ArchiveOutcome>(
+        io_, [&](Reply<ArchiveOutcome> r) { store_->Archive(std::move(entries), std::move(r)); });
+  }
+  Result<ArchivePage> QueryArchive(const std::string& username, ArchiveQuery query) {
+    return Await<ArchivePage>(
+        io_, [&](Reply<ArchivePage> r) { store_->QueryArchive(username, std::move(query), std::move(r)); });
+  }
+  Result<int64_t> PruneArchive(const std::string& username, int64_t before_ms, int64_t keep) {
+    return Await<int64_t>(
+        io_, [&](Reply<int64_t> r) { store_->PruneArchive(username, before_ms, keep, std::move(r)); });
+  }
+  // Archives message `id` from `from` to `to` in both owners' archives.
+  Result<ArchiveOutcome> ArchivePair(const std::string& from, const std::string& to, int64_t id,
+                                     int64_t stamp_ms, std::string origin_id = {}) {
+    std::string stanza = "<message from='" + from + "@example.org/r' to='" + to +
+                         "@example.org' type='chat'><body>" + std::to_string(id) + "</body></message>";
+    ArchiveEntry out{from, {id, stamp_ms, to + "@example.org", "", true, std::move(origin_id), stanza}};
+    ArchiveEntry in{to, {id, stamp_ms, from + "@example.org", "r", false, "", stanza}};
+    return Archive({std::move(out), std::move(in)});
+  }
+  static std::vector<int64_t> Ids(const ArchivePage& page) {
+    std::vector<int64_t> ids;
+    for (const auto& m : page.messages) ids.push_back(m.id);
+    return ids;
   }
 
   // Declared before the store so they are destroyed after it.
@@ -883,6 +911,204 @@ TYPED_TEST_P(StoreConformance, DataSurvivesReopen) {
   EXPECT_GT(*next, *id);
 }
 
+// ---- Archive ----
+
+TYPED_TEST_P(StoreConformance, ArchiveKeepsBothOwnersCopiesInOrder) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  for (int64_t id = 1; id <= 5; ++id) NINES_ASSERT_OK(this->ArchivePair("alice", "bob", id * 10, 1000 + id));
+  for (const char* owner : {"alice", "bob"}) {
+    auto page = this->QueryArchive(owner, {});
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    EXPECT_EQ(this->Ids(*page), (std::vector<int64_t>{10, 20, 30, 40, 50})) << owner;
+    EXPECT_TRUE(page->complete);
+  }
+  auto bob = this->QueryArchive("bob", {});
+  ASSERT_TRUE(bob.ok());
+  const ArchivedMessage& first = bob->messages.front();
+  EXPECT_FALSE(first.outgoing);
+  EXPECT_EQ(first.peer, "alice@example.org");
+  EXPECT_EQ(first.peer_resource, "r");
+  EXPECT_EQ(first.stamp_ms, 1001);
+  EXPECT_EQ(first.stanza, "<message from='alice@example.org/r' to='bob@example.org' type='chat'><body>10</body></message>");
+  auto alice = this->QueryArchive("alice", {});
+  ASSERT_TRUE(alice.ok());
+  EXPECT_TRUE(alice->messages.front().outgoing);
+  EXPECT_EQ(alice->messages.front().peer, "bob@example.org");
+  // An unknown user's archive is empty.
+  auto nobody = this->QueryArchive("carol", {});
+  ASSERT_TRUE(nobody.ok());
+  EXPECT_TRUE(nobody->messages.empty());
+  EXPECT_TRUE(nobody->complete);
+}
+
+TYPED_TEST_P(StoreConformance, ArchivePagesForwardAndBack) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  for (int64_t id = 1; id <= 7; ++id) NINES_ASSERT_OK(this->ArchivePair("alice", "bob", id, 1000 + id));
+  ArchiveQuery q;
+  q.max = 3;
+  auto p1 = this->QueryArchive("bob", q);
+  ASSERT_TRUE(p1.ok());
+  EXPECT_EQ(this->Ids(*p1), (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_FALSE(p1->complete);
+  q.after_id = 3;
+  auto p2 = this->QueryArchive("bob", q);
+  ASSERT_TRUE(p2.ok());
+  EXPECT_EQ(this->Ids(*p2), (std::vector<int64_t>{4, 5, 6}));
+  EXPECT_FALSE(p2->complete);
+  q.after_id = 6;
+  auto p3 = this->QueryArchive("bob", q);
+  ASSERT_TRUE(p3.ok());
+  EXPECT_EQ(this->Ids(*p3), (std::vector<int64_t>{7}));
+  EXPECT_TRUE(p3->complete);
+  // From the end: the newest page first, still oldest first within it.
+  ArchiveQuery back;
+  back.max = 3;
+  back.from_end = true;
+  auto b1 = this->QueryArchive("bob", back);
+  ASSERT_TRUE(b1.ok());
+  EXPECT_EQ(this->Ids(*b1), (std::vector<int64_t>{5, 6, 7}));
+  EXPECT_FALSE(b1->complete);
+  back.before_id = 5;
+  auto b2 = this->QueryArchive("bob", back);
+  ASSERT_TRUE(b2.ok());
+  EXPECT_EQ(this->Ids(*b2), (std::vector<int64_t>{2, 3, 4}));
+  back.before_id = 2;
+  auto b3 = this->QueryArchive("bob", back);
+  ASSERT_TRUE(b3.ok());
+  EXPECT_EQ(this->Ids(*b3), (std::vector<int64_t>{1}));
+  EXPECT_TRUE(b3->complete);
+  // max 0 returns nothing but still tells whether anything matches.
+  ArchiveQuery none;
+  none.max = 0;
+  auto empty = this->QueryArchive("bob", none);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->messages.empty());
+  EXPECT_FALSE(empty->complete);
+}
+
+TYPED_TEST_P(StoreConformance, ArchiveFiltersCombine) {
+  for (const char* user : {"alice", "bob", "carol"}) NINES_ASSERT_OK(this->CreateAccount(MakeAccount(user)));
+  NINES_ASSERT_OK(this->ArchivePair("alice", "bob", 1, 100));
+  NINES_ASSERT_OK(this->ArchivePair("carol", "bob", 2, 200));
+  NINES_ASSERT_OK(this->ArchivePair("bob", "alice", 3, 300));
+  NINES_ASSERT_OK(this->ArchivePair("alice", "bob", 4, 400));
+  NINES_ASSERT_OK(this->ArchivePair("carol", "bob", 5, 500));
+  ArchiveQuery with;
+  with.with = "alice@example.org";
+  auto w = this->QueryArchive("bob", with);
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ(this->Ids(*w), (std::vector<int64_t>{1, 3, 4}));
+  with.with_resource = "r";  // only what alice sent from resource r (bob's own sends have none)
+  auto wr = this->QueryArchive("bob", with);
+  ASSERT_TRUE(wr.ok());
+  EXPECT_EQ(this->Ids(*wr), (std::vector<int64_t>{1, 4}));
+  ArchiveQuery times;
+  times.start_ms = 200;
+  times.end_ms = 400;
+  auto t = this->QueryArchive("bob", times);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(this->Ids(*t), (std::vector<int64_t>{2, 3, 4}));
+  times.with = "carol@example.org";
+  auto tc = this->QueryArchive("bob", times);
+  ASSERT_TRUE(tc.ok());
+  EXPECT_EQ(this->Ids(*tc), (std::vector<int64_t>{2}));
+  ArchiveQuery ids;
+  ids.ids = {5, 1, 99};
+  auto i = this->QueryArchive("bob", ids);
+  ASSERT_TRUE(i.ok());
+  EXPECT_EQ(this->Ids(*i), (std::vector<int64_t>{1, 5}));
+  ArchiveQuery range;
+  range.after_id = 1;
+  range.before_id = 5;
+  auto r = this->QueryArchive("bob", range);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(this->Ids(*r), (std::vector<int64_t>{2, 3, 4}));
+  // Each owner sees only their own archive.
+  auto carol = this->QueryArchive("carol", {});
+  ASSERT_TRUE(carol.ok());
+  EXPECT_EQ(this->Ids(*carol), (std::vector<int64_t>{2, 5}));
+}
+
+TYPED_TEST_P(StoreConformance, ArchiveRecognisesRetransmissionsByOriginId) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  auto first = this->ArchivePair("alice", "bob", 10, 100, "origin-1");
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->duplicate);
+  auto again = this->ArchivePair("alice", "bob", 11, 101, "origin-1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->existing_id, 10);
+  auto bob = this->QueryArchive("bob", {});
+  ASSERT_TRUE(bob.ok());
+  EXPECT_EQ(this->Ids(*bob), std::vector<int64_t>{10}) << "a retransmission writes nothing";
+  // The same origin-id from another sender is another message.
+  auto other = this->ArchivePair("bob", "alice", 12, 102, "origin-1");
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->duplicate);
+  auto alice = this->QueryArchive("alice", {});
+  ASSERT_TRUE(alice.ok());
+  EXPECT_EQ(alice->messages.back().origin_id, "");  // incoming copies carry none
+  EXPECT_EQ(alice->messages.front().origin_id, "origin-1");
+}
+
+TYPED_TEST_P(StoreConformance, ArchiveBatchIsAllOrNothing) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  // The second owner does not exist: the first copy is not kept either.
+  NINES_ASSERT_ERRC(this->ArchivePair("alice", "ghost", 1, 100), Errc::kNotFound);
+  auto alice = this->QueryArchive("alice", {});
+  ASSERT_TRUE(alice.ok());
+  EXPECT_TRUE(alice->messages.empty());
+  NINES_ASSERT_OK(this->ArchivePair("alice", "bob", 2, 100));
+  NINES_ASSERT_ERRC(this->ArchivePair("alice", "bob", 2, 101), Errc::kConflict);
+  NINES_ASSERT_ERRC(this->ArchivePair("alice", "bob", 0, 101), Errc::kInvalidArgument);
+  auto bob = this->QueryArchive("bob", {});
+  ASSERT_TRUE(bob.ok());
+  EXPECT_EQ(this->Ids(*bob), std::vector<int64_t>{2});
+}
+
+TYPED_TEST_P(StoreConformance, PruneArchiveByAgeAndCount) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  for (int64_t id = 1; id <= 6; ++id) NINES_ASSERT_OK(this->ArchivePair("alice", "bob", id, id * 100));
+  auto aged = this->PruneArchive("bob", 250, -1);  // stamps 100 and 200 go
+  ASSERT_TRUE(aged.ok());
+  EXPECT_EQ(*aged, 2);
+  auto counted = this->PruneArchive("bob", 0, 2);  // keep the newest two
+  ASSERT_TRUE(counted.ok());
+  EXPECT_EQ(*counted, 2);
+  auto bob = this->QueryArchive("bob", {});
+  ASSERT_TRUE(bob.ok());
+  EXPECT_EQ(this->Ids(*bob), (std::vector<int64_t>{5, 6}));
+  auto alice = this->QueryArchive("alice", {});
+  ASSERT_TRUE(alice.ok());
+  EXPECT_EQ(alice->messages.size(), 6u) << "pruning one owner leaves the other's copies";
+  auto all = this->PruneArchive("alice", std::numeric_limits<int64_t>::max(), -1);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(*all, 6);
+  auto deleted = this->DeleteAccount("bob");
+  NINES_ASSERT_OK(deleted);
+  auto gone = this->QueryArchive("bob", {});
+  ASSERT_TRUE(gone.ok());
+  EXPECT_TRUE(gone->messages.empty()) << "deleting an account deletes its archive";
+}
+
+TYPED_TEST_P(StoreConformance, ArchiveSurvivesReopen) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  NINES_ASSERT_OK(this->ArchivePair("alice", "bob", 7, 100, "o"));
+  this->Reopen();
+  auto bob = this->QueryArchive("bob", {});
+  ASSERT_TRUE(bob.ok());
+  EXPECT_EQ(this->Ids(*bob), std::vector<int64_t>{7});
+  auto again = this->ArchivePair("alice", "bob", 8, 101, "o");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate) << "retransmissions are recognised after a restart";
+}
+
 REGISTER_TYPED_TEST_SUITE_P(StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
                             MissingAccountIsNotFound, UsernamesCompareByteForByte,
                             SetCredentialsReplacesBothKeySets, ListAccountsIsSorted, CreateAccountsInBulk,
@@ -895,6 +1121,9 @@ REGISTER_TYPED_TEST_SUITE_P(StoreConformance, AccountRoundTrips, CreateAccountTw
                             RepliesRunOnTheCallersExecutor, WritesFromOneThreadApplyInOrder,
                             ReadAfterWriteReplySeesTheWrite, ConcurrentWritersAreAllDurableAndVisible,
                             AFailingWriteFailsAlone, CloseDrainsQueuedWritesAndLaterCallsAreUnavailable,
-                            DataSurvivesReopen);
+                            DataSurvivesReopen, ArchiveKeepsBothOwnersCopiesInOrder,
+                            ArchivePagesForwardAndBack, ArchiveFiltersCombine,
+                            ArchiveRecognisesRetransmissionsByOriginId, ArchiveBatchIsAllOrNothing,
+                            PruneArchiveByAgeAndCount, ArchiveSurvivesReopen);
 
 }  // namespace nines::store::conformance

@@ -155,6 +155,57 @@ class FakeStore final : public store::Store {
       return {};
     });
   }
+  void Archive(std::vector<store::ArchiveEntry> entries, store::Reply<store::ArchiveOutcome> reply) override {
+    Finish("Archive", std::move(reply), [=, this]() mutable -> Result<store::ArchiveOutcome> {
+      for (auto& e : entries) {
+        if (!e.message.outgoing || e.message.origin_id.empty()) continue;
+        for (auto& m : archive_[e.username]) {
+          if (m.outgoing && m.origin_id == e.message.origin_id) return store::ArchiveOutcome{true, m.id};
+        }
+      }
+      for (auto& e : entries) {
+        if (!accounts_.count(e.username)) return MakeError(Errc::kNotFound, "no such account");
+      }
+      for (auto& e : entries) archive_[e.username].push_back(e.message);
+      return store::ArchiveOutcome{};
+    });
+  }
+  // Filters as the real backends do, by brute force.
+  void QueryArchive(std::string username, store::ArchiveQuery q, store::Reply<store::ArchivePage> reply) override {
+    Finish("QueryArchive", std::move(reply), [=, this]() mutable -> Result<store::ArchivePage> {
+      std::vector<store::ArchivedMessage> match;
+      for (auto& m : archive_[username]) {
+        if (!q.with.empty() && m.peer != q.with) continue;
+        if (!q.with_resource.empty() && m.peer_resource != q.with_resource) continue;
+        if (q.start_ms && m.stamp_ms < *q.start_ms) continue;
+        if (q.end_ms && m.stamp_ms > *q.end_ms) continue;
+        if (q.after_id && m.id <= *q.after_id) continue;
+        if (q.before_id && m.id >= *q.before_id) continue;
+        if (!q.ids.empty() && std::find(q.ids.begin(), q.ids.end(), m.id) == q.ids.end()) continue;
+        match.push_back(m);
+      }
+      std::sort(match.begin(), match.end(), [](auto& a, auto& b) { return a.id < b.id; });
+      store::ArchivePage page;
+      size_t max = static_cast<size_t>(std::max<int64_t>(q.max, 0));
+      page.complete = match.size() <= max;
+      if (q.from_end) {
+        page.messages.assign(match.end() - std::min(max, match.size()), match.end());
+      } else {
+        page.messages.assign(match.begin(), match.begin() + std::min(max, match.size()));
+      }
+      return page;
+    });
+  }
+  void PruneArchive(std::string username, int64_t before_ms, int64_t keep, store::Reply<int64_t> reply) override {
+    Finish("PruneArchive", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      auto& a = archive_[username];
+      size_t before = a.size();
+      std::erase_if(a, [&](const store::ArchivedMessage& m) { return m.stamp_ms < before_ms; });
+      if (keep >= 0 && a.size() > static_cast<size_t>(keep)) a.erase(a.begin(), a.end() - keep);
+      return static_cast<int64_t>(before - a.size());
+    });
+  }
+  std::vector<store::ArchivedMessage>& archive(const std::string& user) { return archive_[user]; }
   void Close() override {}
 
  private:
@@ -180,6 +231,7 @@ class FakeStore final : public store::Store {
   std::map<std::string, store::Roster> rosters_;
   std::map<std::string, std::vector<store::OfflineMessage>> offline_;
   std::map<std::string, std::string> vcards_;
+  std::map<std::string, std::vector<store::ArchivedMessage>> archive_;
   std::map<std::string, Errc> fail_;
   std::map<std::string, int> calls_;
   int64_t next_offline_id_ = 0;

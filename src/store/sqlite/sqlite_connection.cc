@@ -134,7 +134,7 @@ Result<Statement> Connection::Prepare(std::string_view sql) {
     int rc = sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
                                 &stmt, nullptr);
     if (rc != SQLITE_OK) return MakeSqliteError(rc, "prepare");
-    it = statements_.emplace(sql, stmt).first;
+    it = statements_.emplace(std::string(sql), stmt).first;
   }
   return Statement(db_, it->second);
 }

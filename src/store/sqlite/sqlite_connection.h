@@ -85,8 +85,9 @@ class Connection {
   // interest (schema scripts, BEGIN/COMMIT, pragmas).
   Result<void> Exec(const char* sql);
 
-  // Returns the cached statement for `sql`, preparing it on first use.
-  // `sql` must outlive the connection (a literal).
+  // Returns the cached statement for `sql`, preparing it on first use. The
+  // cache copies the text, so `sql` may be built at run time; keep the
+  // number of distinct texts small (each stays prepared until close).
   Result<Statement> Prepare(std::string_view sql);
 
   // Rows changed by the most recent INSERT/UPDATE/DELETE (not counting
@@ -106,8 +107,15 @@ class Connection {
  private:
   explicit Connection(sqlite3* db) : db_(db) {}
 
+  struct SqlHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>()(s); }
+  };
+
   sqlite3* db_;
-  std::unordered_map<std::string_view, sqlite3_stmt*> statements_;
+  // Prepared statements by SQL text. Owned keys: some SQL is built at run
+  // time (archive queries name only the filters they use).
+  std::unordered_map<std::string, sqlite3_stmt*, SqlHash, std::equal_to<>> statements_;
 };
 
 }  // namespace nines::store::sqlite

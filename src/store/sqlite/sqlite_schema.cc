@@ -79,9 +79,31 @@ CREATE TABLE vcards (
 );
 )sql";
 
+// Version 3: the message archive (XEP-0313). One row per owner; a message
+// between two local accounts has two rows with the same id. Rows are keyed
+// by (owner, id) so a page is one index range; the peer index serves `with`
+// queries and the partial origin index finds retransmissions (XEP-0359).
+constexpr const char* kV3 = R"sql(
+CREATE TABLE archive (
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  id INTEGER NOT NULL CHECK (id > 0),
+  stamp_ms INTEGER NOT NULL,
+  peer TEXT NOT NULL,
+  peer_resource TEXT NOT NULL DEFAULT '',
+  outgoing INTEGER NOT NULL,
+  origin_id TEXT NOT NULL DEFAULT '',
+  stanza TEXT NOT NULL,
+  PRIMARY KEY (username, id)
+) WITHOUT ROWID;
+CREATE INDEX archive_by_peer ON archive(username, peer, id);
+CREATE INDEX archive_by_stamp ON archive(username, stamp_ms);
+CREATE INDEX archive_by_origin ON archive(username, origin_id) WHERE origin_id <> '';
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
+    Migration{3, "message archive", kV3},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

@@ -642,3 +642,142 @@ void SqliteStore::SetVCard(std::string username, std::string vcard_xml, Reply<vo
 }
 
 }  // namespace nines::store::sqlite
+
+// ---- Archive ----
+
+namespace nines::store::sqlite {
+
+void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) {
+  Write(std::move(reply), [entries = std::move(entries)](Connection& conn) -> Result<ArchiveOutcome> {
+    // A retransmission is recognised by its sender's origin-id before
+    // anything is written, so the batch stays all or none.
+    for (const ArchiveEntry& entry : entries) {
+      if (!entry.message.outgoing || entry.message.origin_id.empty()) continue;
+      auto stmt = conn.Prepare("SELECT id FROM archive WHERE username = ?1 AND origin_id = ?2 LIMIT 1");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, entry.username);
+      stmt->BindText(2, entry.message.origin_id);
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (*row) {
+        ArchiveOutcome outcome;
+        outcome.duplicate = true;
+        outcome.existing_id = stmt->ColumnInt(0);
+        (void)stmt->Run();
+        return outcome;
+      }
+    }
+    for (const ArchiveEntry& entry : entries) {
+      const ArchivedMessage& m = entry.message;
+      if (m.id <= 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
+      auto stmt = conn.Prepare(
+          "INSERT INTO archive (username, id, stamp_ms, peer, peer_resource, outgoing, origin_id, stanza)"
+          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, entry.username);
+      stmt->BindInt(2, m.id);
+      stmt->BindInt(3, m.stamp_ms);
+      stmt->BindText(4, m.peer);
+      stmt->BindText(5, m.peer_resource);
+      stmt->BindInt(6, m.outgoing ? 1 : 0);
+      stmt->BindText(7, m.outgoing ? m.origin_id : std::string());
+      stmt->BindText(8, m.stanza);
+      if (auto done = stmt->Run(); !done.ok()) {
+        if (done.error().code == Errc::kConflict) {
+          return MakeError(Errc::kConflict, "archive id " + std::to_string(m.id) + " already used for '" +
+                                                entry.username + "'");
+        }
+        return NoAccountIfForeignKey(done.error(), entry.username);
+      }
+    }
+    return ArchiveOutcome{};
+  });
+}
+
+void SqliteStore::QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) {
+  Read(std::move(reply),
+       [username = std::move(username), query = std::move(query)](Connection& conn) -> Result<ArchivePage> {
+         // The SQL names only the filters in use, so each combination gets
+         // the plan (and cached statement) that fits it.
+         std::string sql =
+             "SELECT id, stamp_ms, peer, peer_resource, outgoing, origin_id, stanza FROM archive"
+             " WHERE username = ?1";
+         if (!query.with.empty()) sql += " AND peer = ?2";
+         if (!query.with_resource.empty()) sql += " AND peer_resource = ?3";
+         if (query.start_ms) sql += " AND stamp_ms >= ?4";
+         if (query.end_ms) sql += " AND stamp_ms <= ?5";
+         if (query.after_id) sql += " AND id > ?6";
+         if (query.before_id) sql += " AND id < ?7";
+         if (!query.ids.empty()) sql += " AND id IN (SELECT value FROM json_each(?8))";
+         sql += query.from_end ? " ORDER BY id DESC LIMIT ?9" : " ORDER BY id ASC LIMIT ?9";
+         auto stmt = conn.Prepare(sql);
+         if (!stmt.ok()) return stmt.error();
+         stmt->BindText(1, username);
+         if (!query.with.empty()) stmt->BindText(2, query.with);
+         if (!query.with_resource.empty()) stmt->BindText(3, query.with_resource);
+         if (query.start_ms) stmt->BindInt(4, *query.start_ms);
+         if (query.end_ms) stmt->BindInt(5, *query.end_ms);
+         if (query.after_id) stmt->BindInt(6, *query.after_id);
+         if (query.before_id) stmt->BindInt(7, *query.before_id);
+         if (!query.ids.empty()) {
+           std::string json = "[";
+           for (size_t i = 0; i < query.ids.size(); ++i) {
+             if (i > 0) json += ',';
+             json += std::to_string(query.ids[i]);
+           }
+           json += ']';
+           stmt->BindText(8, json);
+         }
+         const int64_t max = std::max<int64_t>(query.max, 0);
+         stmt->BindInt(9, max + 1);  // one more than asked tells whether the page is the last
+         ArchivePage page;
+         while (true) {
+           auto row = stmt->Step();
+           if (!row.ok()) return row.error();
+           if (!*row) break;
+           if (static_cast<int64_t>(page.messages.size()) == max) {
+             page.complete = false;
+             (void)stmt->Run();
+             break;
+           }
+           ArchivedMessage m;
+           m.id = stmt->ColumnInt(0);
+           m.stamp_ms = stmt->ColumnInt(1);
+           m.peer = stmt->ColumnText(2);
+           m.peer_resource = stmt->ColumnText(3);
+           m.outgoing = stmt->ColumnInt(4) != 0;
+           m.origin_id = stmt->ColumnText(5);
+           m.stanza = stmt->ColumnText(6);
+           page.messages.push_back(std::move(m));
+         }
+         if (query.from_end) std::reverse(page.messages.begin(), page.messages.end());
+         return page;
+       });
+}
+
+void SqliteStore::PruneArchive(std::string username, int64_t before_ms, int64_t keep, Reply<int64_t> reply) {
+  Write(std::move(reply), [username = std::move(username), before_ms, keep](Connection& conn) -> Result<int64_t> {
+    int64_t deleted = 0;
+    {
+      auto stmt = conn.Prepare("DELETE FROM archive WHERE username = ?1 AND stamp_ms < ?2");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      stmt->BindInt(2, before_ms);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+      deleted += conn.Changes();
+    }
+    if (keep >= 0) {
+      auto stmt = conn.Prepare(
+          "DELETE FROM archive WHERE username = ?1 AND id <= "
+          "(SELECT id FROM archive WHERE username = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      stmt->BindInt(2, keep);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+      deleted += conn.Changes();
+    }
+    return deleted;
+  });
+}
+
+}  // namespace nines::store::sqlite
