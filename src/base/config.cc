@@ -72,6 +72,17 @@ const std::vector<Key>& Schema() {
       {"log.level", &Config::log_level, 0, 0, true,
        "Log level: trace, debug, info, warn, error, critical, off."},
 
+      {"archive.enabled", &Config::archive_enabled, 0, 0, true,
+       "Keep every chat and normal message in the sender's and recipient's archives (XEP-0313); messages are "
+       "delivered once archived."},
+      {"archive.max_page", &Config::archive_max_page, 1, 10000, true,
+       "Most messages returned in one archive (MAM) page; larger requests get this many."},
+      {"archive.retention_days", &Config::archive_retention_days, 0, 36500, true,
+       "Delete archived messages older than this many days, when the account next logs in; 0 keeps them forever."},
+      {"archive.retention_count", &Config::archive_retention_count, 0, kMaxI, true,
+       "Keep at most this many archived messages per account (the newest), applied when the account next logs "
+       "in; 0 means no limit."},
+
       {"limits.stanza_size", &Limits::stanza_size, 512, 64 << 20, true,
        "Largest stanza in bytes after authentication (policy-violation if exceeded)."},
       {"limits.depth", &Limits::depth, 2, 1000, true, "Deepest element nesting inside a stanza."},

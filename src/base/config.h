@@ -93,6 +93,12 @@ struct Config {
   // [log]
   std::string log_level = "info";
 
+  // [archive] (XEP-0313)
+  bool archive_enabled = true;        // keep every chat/normal message in its owners' archives
+  int64_t archive_max_page = 250;     // most results in one MAM page (clients asking more get this many)
+  int64_t archive_retention_days = 0;   // 0: keep forever
+  int64_t archive_retention_count = 0;  // 0: no limit on messages per account
+
   Limits limits;
 
   // Paths with their defaults resolved against data_dir.

@@ -53,6 +53,7 @@ struct Resource {
 };
 
 struct AccountState;
+struct Routed;  // im/hub_impl.h
 using AccountOp = UniqueFunction<void(AccountState&)>;
 
 struct AccountState {
@@ -83,6 +84,16 @@ struct AccountState {
   // Contacts that answered our presence with an error during this lifetime of
   // the state: no further broadcasts to them (RFC 6121 §4.4.2).
   std::vector<std::string> presence_errors;
+
+  // Messages for this account in arrival order, each waiting for its archive
+  // write (or, if it is not archived, for those ahead of it), so delivery
+  // keeps the order they came in.
+  struct Pending {
+    std::shared_ptr<const Routed> routed;
+    bool ready = false;    // archived (or not to be), may be delivered
+    bool deliver = true;   // false: drop (a retransmission, or the write failed)
+  };
+  std::list<Pending> outbox;
 
   // Work waiting for the load, in arrival order. A list, not a deque: an
   // empty libstdc++ deque allocates 576 bytes, and most accounts never queue.

@@ -113,6 +113,7 @@ HubImpl::HubImpl(HubDeps deps)
   }
   RegisterRoster();
   RegisterOffline();
+  RegisterArchive();
   RegisterServices();
 }
 
@@ -142,7 +143,7 @@ AccountState& HubImpl::FindOrCreate(size_t home, std::string_view bare) {
 
 void HubImpl::MaybeEvict(AccountState& st) {
   if (st.running > 0 || !st.resources.empty() || !st.queue.empty() || st.busy > 0 ||
-      st.load == Load::kLoading || st.offline_loading) {
+      st.load == Load::kLoading || st.offline_loading || !st.outbox.empty()) {
     return;
   }
   shard(st.home).accounts.erase(st.bare);
@@ -226,6 +227,7 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
     }
     st->roster_version = result.roster.version;
     st->offline_count = result.offline_count;
+    if (!st->resources.empty()) ApplyRetention(*st);  // a login: trim the archive it will read
   }
   ++st->running;
   while (!st->queue.empty() && st->load != Load::kLoading && st->load != Load::kNone) {
@@ -335,7 +337,20 @@ void HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
   r->kind = Kind::kMessage;
   MsgType type = ParseMsgType(stanza.Attr("type"));
   r->type = static_cast<uint8_t>(type);
-  r->offline_ok = OfflineEligible(stanza, type);
+  MessageTraits traits = ClassifyMessage(stanza);
+  r->offline_ok = OfflineEligible(traits, type);
+  r->archive_ok = ArchiveEligible(traits, type);
+  // XEP-0359 §5: a stanza-id claiming to be ours is a forgery; drop them.
+  bool forged = false;
+  for (const xml::Element* child : stanza.Children()) {
+    if (child->name() == "stanza-id" && child->ns() == "urn:xmpp:sid:0") {
+      JidView by = SplitJid(child->Attr("by"));
+      if (by.domain == config.domain) forged = true;
+    } else if (child->name() == "origin-id" && child->ns() == "urn:xmpp:sid:0" && r->origin_id.empty()) {
+      r->origin_id = std::string(child->Attr("id"));
+    }
+  }
+  if (forged) stanza.RemoveChildren("stanza-id", "urn:xmpp:sid:0");
   r->has_origin = true;
   r->origin = ref;
   r->from = std::string(stanza.Attr("from"));
@@ -374,7 +389,7 @@ void HubImpl::Inbound(size_t home, const RoutedPtr& r) {
   switch (r->kind) {
     case Kind::kMessage: {
       std::string_view bare = BareOf(r->to);
-      RunOnAccount(home, bare, [this, r](AccountState& st) { MessageToAccount(st, r, false, {}, 0); });
+      RunOnAccount(home, bare, [this, r](AccountState& st) { ArchiveThenDeliver(st, r); });
       return;
     }
     case Kind::kPresence:

@@ -12,6 +12,7 @@
 // means the home loop of the account it is given.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -58,12 +59,14 @@ struct Routed {
   Kind kind = Kind::kMessage;
   uint8_t type = 0;         // MsgType, PresType or IqType
   bool offline_ok = false;  // a message XEP-0160 storage would keep
+  bool archive_ok = false;  // a message XEP-0313 archives would keep (before the owners' settings)
   bool has_origin = false;  // sent by a local session: errors go back to `origin`
   xmpp::SessionRef origin;
   int64_t stamp_ms = 0;  // for a message back from offline storage: first receipt
   std::string from;      // as stamped on the stanza
   std::string to;        // as addressed (normalised)
   std::string id;
+  std::string origin_id;  // XEP-0359 <origin-id/> from the sending client, if any
   std::string xml;  // the stanza, serialised for a jabber:client stream
 
   MsgType msg_type() const { return static_cast<MsgType>(type); }
@@ -185,12 +188,41 @@ class HubImpl {
   // ---------------------------------------------------------------------
   // Offline (offline.cc)
 
-  static bool OfflineEligible(const xml::Element& message, MsgType type);
+  // What a message carries, for the storage rules of offline storage and
+  // the archive (XEP-0334 hints, XEP-0085 chat states).
+  struct MessageTraits {
+    bool content = false;            // something a person would miss (see offline.cc)
+    bool no_store = false;           // <no-store/>
+    bool no_permanent_store = false; // <no-permanent-store/>
+    bool store_hint = false;         // <store/>
+  };
+  // (archive.cc)
+  static MessageTraits ClassifyMessage(const xml::Element& message);
+  static bool OfflineEligible(const MessageTraits& traits, MsgType type);
   // Stores a message for an account with no resource to take it.
   void StoreOffline(AccountState& st, const RoutedPtr& r);
   // Delivers stored messages to `ref` (or the best available resources).
   void DeliverOffline(AccountState& st, xmpp::SessionRef ref);
   void RegisterOffline();
+
+  // ---------------------------------------------------------------------
+  // Archive (archive.cc): XEP-0313 MAM, XEP-0359 stanza ids
+
+  static bool ArchiveEligible(const MessageTraits& traits, MsgType type);
+  // A new archive id: microseconds since the epoch, strictly increasing in
+  // this process. Any thread.
+  int64_t NextArchiveId();
+  // A message for a local account, on its home: archived first if it should
+  // be, then delivered (MessageToAccount) in arrival order with a
+  // <stanza-id/>. Takes the place of MessageToAccount for new messages.
+  void ArchiveThenDeliver(AccountState& st, const RoutedPtr& r);
+  // Delivers the outbox's leading entries whose archive write is done.
+  void FlushOutbox(AccountState& st);
+  // Retention (archive.retention_*), when an account loads.
+  void ApplyRetention(AccountState& st);
+  void RegisterArchive();
+  // Queues serialised XML for a session (MAM results). Any loop.
+  void SendToSession(xmpp::SessionRef ref, std::string xml);
 
   // ---------------------------------------------------------------------
   // Services (services.cc)
@@ -229,6 +261,7 @@ class HubImpl {
   SessionPort* port_;
   std::vector<std::unique_ptr<Shard>> shards_;
   IqRegistry registry_;
+  std::atomic<int64_t> last_archive_id_{0};
 };
 
 }  // namespace nines::im

@@ -26,8 +26,6 @@ namespace nines::im {
 
 namespace {
 
-constexpr std::string_view kHintsNs = "urn:xmpp:hints";
-constexpr std::string_view kChatStatesNs = "http://jabber.org/protocol/chatstates";
 
 // The resources bare-JID messages would go to now (highest non-negative priority).
 std::vector<const Resource*> BestResources(const AccountState& st) {
@@ -45,23 +43,10 @@ std::vector<const Resource*> BestResources(const AccountState& st) {
 
 }  // namespace
 
-bool HubImpl::OfflineEligible(const xml::Element& message, MsgType type) {
+bool HubImpl::OfflineEligible(const MessageTraits& traits, MsgType type) {
   if (type != MsgType::kNormal && type != MsgType::kChat) return false;
-  bool content = false;
-  for (const auto& node : message.nodes()) {
-    if (!node.element) continue;
-    const xml::Element& child = *node.element;
-    const std::string& ns = child.ns();
-    if (ns == kHintsNs) {
-      if (child.name() == "no-store") return false;
-      if (child.name() == "store") content = true;
-    } else if (ns == xmpp::ns::kClient) {
-      if (child.name() == "body" || child.name() == "subject") content = true;
-    } else if (ns != kChatStatesNs) {
-      content = true;
-    }
-  }
-  return content;
+  if (traits.no_store) return false;
+  return traits.content || traits.store_hint;
 }
 
 void HubImpl::StoreOffline(AccountState& st, const RoutedPtr& r) {

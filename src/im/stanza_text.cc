@@ -53,6 +53,90 @@ std::string FormatTimestamp(int64_t unix_ms) {
                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
 }
 
+namespace {
+
+// Reads exactly `digits` decimal digits at `at`, advancing it.
+bool ReadDigits(std::string_view text, size_t& at, int digits, int& value) {
+  if (at + digits > text.size()) return false;
+  value = 0;
+  for (int i = 0; i < digits; ++i) {
+    char c = text[at + i];
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + (c - '0');
+  }
+  at += digits;
+  return true;
+}
+
+bool Expect(std::string_view text, size_t& at, char c) {
+  if (at >= text.size() || text[at] != c) return false;
+  ++at;
+  return true;
+}
+
+}  // namespace
+
+bool ParseTimestamp(std::string_view text, int64_t& unix_ms) {
+  size_t at = 0;
+  int year, month, day, hour, minute, second;
+  if (!ReadDigits(text, at, 4, year) || !Expect(text, at, '-') || !ReadDigits(text, at, 2, month) ||
+      !Expect(text, at, '-') || !ReadDigits(text, at, 2, day) || !Expect(text, at, 'T') ||
+      !ReadDigits(text, at, 2, hour) || !Expect(text, at, ':') || !ReadDigits(text, at, 2, minute) ||
+      !Expect(text, at, ':') || !ReadDigits(text, at, 2, second)) {
+    return false;
+  }
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return false;
+  int millis = 0;
+  if (at < text.size() && text[at] == '.') {
+    ++at;
+    int scale = 100;
+    size_t first = at;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+      millis += (text[at] - '0') * scale;
+      scale /= 10;
+      ++at;
+    }
+    if (at == first) return false;
+  }
+  int offset_minutes = 0;
+  if (Expect(text, at, 'Z')) {
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+    int sign = text[at] == '-' ? -1 : 1;
+    ++at;
+    int oh, om;
+    if (!ReadDigits(text, at, 2, oh) || !Expect(text, at, ':') || !ReadDigits(text, at, 2, om)) return false;
+    if (oh > 23 || om > 59) return false;
+    offset_minutes = sign * (oh * 60 + om);
+  } else {
+    return false;
+  }
+  if (at != text.size()) return false;
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month - 1;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  int64_t seconds = timegm(&tm);
+  unix_ms = (seconds - int64_t{offset_minutes} * 60) * 1000 + millis;
+  return true;
+}
+
+std::string WithNamespace(std::string_view stanza, std::string_view ns) {
+  size_t name_end = 1;
+  while (name_end < stanza.size() && stanza[name_end] != ' ' && stanza[name_end] != '>' &&
+         stanza[name_end] != '/') {
+    ++name_end;
+  }
+  std::string out;
+  out.reserve(stanza.size() + ns.size() + 10);
+  out.append(stanza.substr(0, name_end));
+  AppendAttr(out, "xmlns", ns);
+  out.append(stanza.substr(name_end));
+  return out;
+}
+
 std::string DelayXml(std::string_view domain, int64_t unix_ms) {
   std::string out = "<delay xmlns='urn:xmpp:delay'";
   AppendAttr(out, "from", domain);

@@ -30,6 +30,17 @@ bool AppendChildXml(std::string& stanza, std::string_view child_xml);
 // XEP-0082 DateTime in UTC with milliseconds: 2024-05-01T12:34:56.789Z.
 std::string FormatTimestamp(int64_t unix_ms);
 
+// Parses an XEP-0082 DateTime (CCYY-MM-DDThh:mm:ss[.fraction](Z|+hh:mm|-hh:mm))
+// into unix milliseconds. Fractions beyond milliseconds are cut off. Returns
+// false for anything else.
+bool ParseTimestamp(std::string_view text, int64_t& unix_ms);
+
+// Returns `stanza` with  xmlns='<ns>'  added right after the root element's
+// name, for embedding a jabber:client stanza under another namespace
+// (XEP-0297 <forwarded/>). The root must not declare a namespace yet (the
+// serializer never writes one on a jabber:client root).
+std::string WithNamespace(std::string_view stanza, std::string_view ns);
+
 // <delay xmlns='urn:xmpp:delay' from='<domain>' stamp='...'/> (XEP-0203).
 std::string DelayXml(std::string_view domain, int64_t unix_ms);
 

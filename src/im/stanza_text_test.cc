@@ -34,6 +34,30 @@ TEST(StanzaTextTest, Timestamps) {
   EXPECT_GT(NowUnixMs(), 1700000000000);
 }
 
+TEST(StanzaTextTest, ParseTimestamp) {
+  int64_t ms = 0;
+  ASSERT_TRUE(ParseTimestamp("2024-05-01T12:34:56Z", ms));
+  EXPECT_EQ(FormatTimestamp(ms), "2024-05-01T12:34:56.000Z");
+  ASSERT_TRUE(ParseTimestamp("2024-05-01T12:34:56.789123Z", ms));
+  EXPECT_EQ(FormatTimestamp(ms), "2024-05-01T12:34:56.789Z");
+  ASSERT_TRUE(ParseTimestamp("2024-05-01T14:34:56+02:00", ms));
+  EXPECT_EQ(FormatTimestamp(ms), "2024-05-01T12:34:56.000Z");
+  ASSERT_TRUE(ParseTimestamp("2024-05-01T10:04:56-02:30", ms));
+  EXPECT_EQ(FormatTimestamp(ms), "2024-05-01T12:34:56.000Z");
+  ASSERT_TRUE(ParseTimestamp("1970-01-01T00:00:00Z", ms));
+  EXPECT_EQ(ms, 0);
+  for (const char* bad : {"", "2024-05-01", "2024-05-01T12:34:56", "2024-13-01T00:00:00Z", "2024-05-01T12:34:56.Z",
+                          "2024-05-01T12:34:56Zjunk", "2024-05-01 12:34:56Z", "yesterday"}) {
+    EXPECT_FALSE(ParseTimestamp(bad, ms)) << bad;
+  }
+}
+
+TEST(StanzaTextTest, WithNamespace) {
+  EXPECT_EQ(WithNamespace("<message to='a'><body>x</body></message>", "jabber:client"),
+            "<message xmlns='jabber:client' to='a'><body>x</body></message>");
+  EXPECT_EQ(WithNamespace("<message/>", "jabber:client"), "<message xmlns='jabber:client'/>");
+}
+
 TEST(JidViewTest, Split) {
   JidView v = SplitJid("alice@example.com/phone/x");
   EXPECT_EQ(v.local, "alice");

@@ -1,0 +1,467 @@
+// The message archive: XEP-0313 Message Archive Management (urn:xmpp:mam:2
+// with #extended), XEP-0059 paging, XEP-0359 stanza-id and origin-id.
+//
+// Policy (src/im/README.md, "Archive"):
+//  * Archived: 'chat' and 'normal' messages between local accounts that
+//    carry something a person would miss (the rules of offline storage:
+//    body, subject, receipts, markers, encrypted payloads; not chat states),
+//    or an XEP-0334 <store/> hint; never with <no-store/> or
+//    <no-permanent-store/>. Each message is kept in the sender's and the
+//    recipient's archive under one id.
+//  * A message is delivered only once its archive write is durable, so
+//    whatever a device saw live is in the archive it catches up from (G2);
+//    messages to one account are delivered in the order they arrived,
+//    archived or not.
+//  * The recipient's copy carries <stanza-id by='recipient bare JID'/>.
+//    A client cannot forge one: stanza-ids from clients that claim one of
+//    our JIDs are removed first (XEP-0359 §5).
+//  * A retransmission (the sender's origin-id is already in its archive) is
+//    dropped: the first copy was delivered.
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <limits>
+
+#include "im/hub_impl.h"
+#include "im/stanza_text.h"
+#include "xmpp/namespaces.h"
+
+namespace nines::im {
+
+namespace {
+
+constexpr std::string_view kMam = "urn:xmpp:mam:2";
+constexpr std::string_view kMamExtended = "urn:xmpp:mam:2#extended";
+constexpr std::string_view kSid = "urn:xmpp:sid:0";
+constexpr std::string_view kRsm = "http://jabber.org/protocol/rsm";
+constexpr std::string_view kData = "jabber:x:data";
+constexpr std::string_view kHintsNs = "urn:xmpp:hints";
+constexpr std::string_view kChatStatesNs = "http://jabber.org/protocol/chatstates";
+
+bool ParseId(std::string_view text, int64_t& id) {
+  if (text.empty()) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
+  return ec == std::errc() && end == text.data() + text.size() && id > 0;
+}
+
+// A MAM request parsed from its form and RSM set; `error` set if invalid.
+struct MamRequest {
+  store::ArchiveQuery query;
+  std::vector<int64_t> anchors;  // ids that must exist (after/before, RSM or #extended)
+  std::string error;             // stanza error condition
+  std::string text;
+};
+
+MamRequest ParseMamQuery(const xml::Element& query, const Config& config) {
+  MamRequest out;
+  auto fail = [&](std::string condition, std::string text) {
+    out.error = std::move(condition);
+    out.text = std::move(text);
+    return out;
+  };
+  auto& q = out.query;
+  q.max = std::min<int64_t>(50, config.archive_max_page);
+  if (query.HasAttr("node")) return fail("item-not-found", "a user archive has no nodes");
+  if (const xml::Element* form = query.Child("x", kData)) {
+    for (const xml::Element* field : form->Children()) {
+      if (field->name() != "field") continue;
+      std::string_view var = field->Attr("var");
+      std::vector<std::string> values;
+      for (const xml::Element* v : field->Children()) {
+        if (v->name() == "value") values.push_back(v->Text());
+      }
+      std::string value = values.empty() ? std::string() : values.front();
+      if (var == "FORM_TYPE") {
+        if (value != kMam) return fail("bad-request", "FORM_TYPE must be urn:xmpp:mam:2");
+      } else if (var == "with") {
+        if (value.empty()) continue;
+        auto jid = xmpp::Jid::Parse(value);
+        if (!jid.ok()) return fail("bad-request", "'with' is not a valid JID");
+        q.with = jid->BareString();
+        q.with_resource = jid->resource();
+      } else if (var == "start" || var == "end") {
+        if (value.empty()) continue;
+        int64_t ms = 0;
+        if (!ParseTimestamp(value, ms)) return fail("bad-request", "'" + std::string(var) + "' is not an XEP-0082 DateTime");
+        (var == "start" ? q.start_ms : q.end_ms) = ms;
+      } else if (var == "after-id" || var == "before-id") {
+        if (value.empty()) continue;
+        int64_t id = 0;
+        if (!ParseId(value, id)) return fail("item-not-found", "no message with id '" + value + "'");
+        auto& bound = var == "after-id" ? q.after_id : q.before_id;
+        bound = id;
+        out.anchors.push_back(id);
+      } else if (var == "ids") {
+        for (const std::string& v : values) {
+          int64_t id = 0;
+          if (!ParseId(v, id)) return fail("item-not-found", "no message with id '" + v + "'");
+          q.ids.push_back(id);
+        }
+        if (q.ids.size() > static_cast<size_t>(config.archive_max_page)) {
+          return fail("policy-violation", "too many ids in one query");
+        }
+      } else {
+        return fail("bad-request", "unknown field '" + std::string(var) + "'");
+      }
+    }
+  }
+  if (const xml::Element* set = query.Child("set", kRsm)) {
+    if (set->Child("index", kRsm) != nullptr) {
+      return fail("feature-not-implemented", "paging by index is not supported; use after/before");
+    }
+    if (const xml::Element* max = set->Child("max", kRsm)) {
+      int64_t n = -1;
+      std::string text = max->Text();
+      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+      if (ec != std::errc() || end != text.data() + text.size() || n < 0) {
+        return fail("bad-request", "<max/> must be a non-negative integer");
+      }
+      q.max = std::min<int64_t>(n, config.archive_max_page);
+    }
+    auto anchor = [&](const xml::Element* e, std::optional<int64_t>& bound, bool tighter_is_greater) {
+      int64_t id = 0;
+      if (!ParseId(e->Text(), id)) return false;
+      bound = bound ? (tighter_is_greater ? std::max(*bound, id) : std::min(*bound, id)) : id;
+      out.anchors.push_back(id);
+      return true;
+    };
+    if (const xml::Element* after = set->Child("after", kRsm)) {
+      if (!anchor(after, q.after_id, true)) return fail("item-not-found", "no message with that id");
+    }
+    if (const xml::Element* before = set->Child("before", kRsm)) {
+      q.from_end = true;  // <before/> (empty) asks for the last page
+      if (!before->Text().empty() && !anchor(before, q.before_id, false)) {
+        return fail("item-not-found", "no message with that id");
+      }
+    }
+  }
+  if (q.start_ms && q.end_ms && *q.start_ms > *q.end_ms) return fail("bad-request", "'start' is after 'end'");
+  return out;
+}
+
+std::string ResultMessage(std::string_view to, std::string_view queryid, const store::ArchivedMessage& m) {
+  std::string out;
+  out.reserve(m.stanza.size() + 256);
+  out.append("<message");
+  AppendAttr(out, "to", to);
+  out.append("><result xmlns='urn:xmpp:mam:2'");
+  if (!queryid.empty()) AppendAttr(out, "queryid", queryid);
+  AppendAttr(out, "id", std::to_string(m.id));
+  out.append("><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay'");
+  AppendAttr(out, "stamp", FormatTimestamp(m.stamp_ms));
+  out.append("/>");
+  out.append(WithNamespace(m.stanza, xmpp::ns::kClient));
+  out.append("</forwarded></result></message>");
+  return out;
+}
+
+std::string FinXml(const store::ArchivePage& page) {
+  std::string out = "<fin xmlns='urn:xmpp:mam:2'";
+  if (page.complete) out.append(" complete='true'");
+  out.append("><set xmlns='http://jabber.org/protocol/rsm'>");
+  if (page.messages.empty()) {
+    out.append("<count>0</count>");
+  } else {
+    out.append("<first index='0'>" + std::to_string(page.messages.front().id) + "</first>");
+    out.append("<last>" + std::to_string(page.messages.back().id) + "</last>");
+  }
+  out.append("</set></fin>");
+  return out;
+}
+
+constexpr std::string_view kQueryForm =
+    "<query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='form'>"
+    "<field type='hidden' var='FORM_TYPE'><value>urn:xmpp:mam:2</value></field>"
+    "<field type='jid-single' var='with'/>"
+    "<field type='text-single' var='start'/>"
+    "<field type='text-single' var='end'/>"
+    "<field type='text-single' var='before-id'/>"
+    "<field type='text-single' var='after-id'/>"
+    "<field type='list-multi' var='ids'><validate xmlns='http://jabber.org/protocol/xdata-validate' "
+    "datatype='xs:string'><open/></validate></field>"
+    "</x></query>";
+
+void RunQuery(HubImpl& hub, const IqCallPtr& call, const std::string& user, size_t home, MamRequest request) {
+  std::string queryid(call->payload().Attr("queryid"));
+  hub.store().QueryArchive(
+      user, request.query,
+      store::Reply<store::ArchivePage>(
+          hub.loop(home).executor(), [&hub, call, queryid](Result<store::ArchivePage> page) {
+            if (!page.ok()) {
+              spdlog::warn("im: archive query for {} failed: {}", BareOf(call->from), page.error().message);
+              hub.ReplyError(*call, "internal-server-error");
+              return;
+            }
+            // Results before the IQ result, on the same path, so they arrive first (XEP-0313 §4.2).
+            for (const auto& m : page->messages) hub.SendToSession(call->origin, ResultMessage(call->from, queryid, m));
+            hub.ReplyResult(*call, FinXml(*page));
+          }));
+}
+
+void MamSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
+  const xml::Element& payload = call->payload();
+  const Config& config = hub.ConfigOn(st->home);
+  if (payload.name() == "prefs") {
+    // Preferences other than the server's "always" are not kept yet: say so
+    // rather than pretend (src/im/README.md).
+    std::string_view def = payload.Attr("default");
+    const xml::Element* always = payload.Child("always", kMam);
+    const xml::Element* never = payload.Child("never", kMam);
+    bool plain = (def.empty() || def == "always") && (always == nullptr || always->Children().empty()) &&
+                 (never == nullptr || never->Children().empty());
+    if (!plain) {
+      hub.ReplyError(*call, "feature-not-implemented", "this server archives every conversation ('always')");
+      return;
+    }
+    hub.ReplyResult(*call, "<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never/></prefs>");
+    return;
+  }
+  if (payload.name() != "query") {
+    hub.ReplyError(*call, "bad-request");
+    return;
+  }
+  MamRequest request = ParseMamQuery(payload, config);
+  if (!request.error.empty()) {
+    hub.ReplyError(*call, request.error, request.text);
+    return;
+  }
+  size_t home = st->home;
+  std::string user = st->user;
+  if (request.anchors.empty()) {
+    RunQuery(hub, call, user, home, std::move(request));
+    return;
+  }
+  // XEP-0313 §4.1.2 / XEP-0059: an id to page from that is not in the
+  // archive is <item-not-found/>.
+  store::ArchiveQuery exists;
+  exists.ids = request.anchors;
+  std::sort(exists.ids.begin(), exists.ids.end());
+  exists.ids.erase(std::unique(exists.ids.begin(), exists.ids.end()), exists.ids.end());
+  exists.max = static_cast<int64_t>(exists.ids.size());
+  size_t wanted = exists.ids.size();
+  hub.store().QueryArchive(
+      user, std::move(exists),
+      store::Reply<store::ArchivePage>(
+          hub.loop(home).executor(), [&hub, call, user, home, wanted,
+                                      request = std::move(request)](Result<store::ArchivePage> found) mutable {
+            if (!found.ok()) {
+              hub.ReplyError(*call, "internal-server-error");
+              return;
+            }
+            if (found->messages.size() != wanted) {
+              hub.ReplyError(*call, "item-not-found", "no message with that id in the archive");
+              return;
+            }
+            RunQuery(hub, call, user, home, std::move(request));
+          }));
+}
+
+void MamGet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
+  const xml::Element& payload = call->payload();
+  if (payload.name() == "query") {
+    hub.ReplyResult(*call, kQueryForm);  // XEP-0313 §5.1: the fields a query may use
+    return;
+  }
+  if (payload.name() == "prefs") {
+    hub.ReplyResult(*call, "<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never/></prefs>");
+    return;
+  }
+  if (payload.name() != "metadata") {
+    hub.ReplyError(*call, "bad-request");
+    return;
+  }
+  // XEP-0313 §6: the first and last message of the archive.
+  store::ArchiveQuery last;
+  last.max = 1;
+  last.from_end = true;
+  size_t home = st->home;
+  std::string user = st->user;
+  hub.store().QueryArchive(
+      user, last,
+      store::Reply<store::ArchivePage>(
+          hub.loop(home).executor(), [&hub, call, user, home](Result<store::ArchivePage> newest) {
+            if (!newest.ok()) {
+              hub.ReplyError(*call, "internal-server-error");
+              return;
+            }
+            if (newest->messages.empty()) {
+              hub.ReplyResult(*call, "<metadata xmlns='urn:xmpp:mam:2'/>");
+              return;
+            }
+            store::ArchiveQuery first;
+            first.max = 1;
+            store::ArchivedMessage end = newest->messages.front();
+            hub.store().QueryArchive(
+                user, first,
+                store::Reply<store::ArchivePage>(
+                    hub.loop(home).executor(), [&hub, call, end](Result<store::ArchivePage> oldest) {
+                      if (!oldest.ok() || oldest->messages.empty()) {
+                        hub.ReplyError(*call, "internal-server-error");
+                        return;
+                      }
+                      auto mark = [](std::string_view name, const store::ArchivedMessage& m) {
+                        std::string out = "<";
+                        out.append(name);
+                        AppendAttr(out, "id", std::to_string(m.id));
+                        AppendAttr(out, "timestamp", FormatTimestamp(m.stamp_ms));
+                        out.append("/>");
+                        return out;
+                      };
+                      hub.ReplyResult(*call, "<metadata xmlns='urn:xmpp:mam:2'>" +
+                                                 mark("start", oldest->messages.front()) + mark("end", end) +
+                                                 "</metadata>");
+                    }));
+          }));
+}
+
+}  // namespace
+
+HubImpl::MessageTraits HubImpl::ClassifyMessage(const xml::Element& message) {
+  MessageTraits t;
+  for (const auto& node : message.nodes()) {
+    if (!node.element) continue;
+    const xml::Element& child = *node.element;
+    const std::string& ns = child.ns();
+    if (ns == kHintsNs) {
+      if (child.name() == "no-store") t.no_store = true;
+      if (child.name() == "no-permanent-store") t.no_permanent_store = true;
+      if (child.name() == "store") t.store_hint = true;
+    } else if (ns == xmpp::ns::kClient) {
+      if (child.name() == "body" || child.name() == "subject") t.content = true;
+    } else if (ns != kChatStatesNs && ns != kSid) {
+      t.content = true;  // receipts, markers, encrypted payloads, ...
+    }
+  }
+  return t;
+}
+
+bool HubImpl::ArchiveEligible(const MessageTraits& t, MsgType type) {
+  if (type != MsgType::kNormal && type != MsgType::kChat) return false;
+  if (t.no_store || t.no_permanent_store) return false;
+  return t.content || t.store_hint;
+}
+
+int64_t HubImpl::NextArchiveId() {
+  const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  int64_t last = last_archive_id_.load(std::memory_order_relaxed);
+  int64_t next;
+  do {
+    next = std::max(now, last + 1);
+  } while (!last_archive_id_.compare_exchange_weak(last, next, std::memory_order_relaxed));
+  return next;
+}
+
+void HubImpl::SendToSession(xmpp::SessionRef ref, std::string xml) {
+  port_->Deliver(ref, std::make_shared<const std::string>(std::move(xml)), {});
+}
+
+void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
+  const Config& config = ConfigOn(st.home);
+  if (!st.Ready() || !r->archive_ok || !config.archive_enabled) {
+    if (st.outbox.empty()) {
+      MessageToAccount(st, r, false, {}, 0);
+    } else {
+      st.outbox.push_back({r, true, true});  // behind messages still being archived
+    }
+    return;
+  }
+  const int64_t id = NextArchiveId();
+  const int64_t stamp = NowUnixMs();
+  JidView from = SplitJid(r->from);
+  JidView to = SplitJid(r->to);
+  std::vector<store::ArchiveEntry> entries;
+  entries.reserve(2);
+  const bool from_local = from.domain == config.domain && !from.local.empty();
+  const bool to_self = from_local && from.Bare() == st.bare;
+  if (from_local) {
+    store::ArchiveEntry out;
+    out.username = std::string(from.local);
+    out.message = {id, stamp, std::string(to.Bare()), std::string(to.resource), true, r->origin_id, r->xml};
+    entries.push_back(std::move(out));
+  }
+  if (!to_self) {
+    store::ArchiveEntry in;
+    in.username = st.user;
+    in.message = {id, stamp, std::string(from.Bare()), std::string(from.resource), false, {}, r->xml};
+    entries.push_back(std::move(in));
+  }
+  st.outbox.push_back({r, false, true});
+  ++st.busy;
+  store_->Archive(
+      std::move(entries),
+      store::Reply<store::ArchiveOutcome>(
+          loop(st.home).executor(),
+          [this, home = st.home, bare = st.bare, r, id](Result<store::ArchiveOutcome> outcome) {
+            AccountState* st = FindAccount(home, bare);
+            if (st == nullptr) return;  // cannot happen: busy > 0 keeps the state
+            --st->busy;
+            auto it = std::find_if(st->outbox.begin(), st->outbox.end(),
+                                   [&](const AccountState::Pending& p) { return !p.ready && p.routed == r; });
+            if (it != st->outbox.end()) {
+              it->ready = true;
+              if (!outcome.ok()) {
+                spdlog::warn("im: archiving a message for {} failed: {}", bare, outcome.error().message);
+                Bounce(*r, "internal-server-error", "the message could not be stored");
+                it->deliver = false;
+              } else if (outcome->duplicate) {
+                it->deliver = false;  // a retransmission: the first copy went out
+              } else {
+                auto archived = std::make_shared<Routed>(*r);
+                std::string sid = "<stanza-id xmlns='urn:xmpp:sid:0'";
+                AppendAttr(sid, "by", bare);
+                AppendAttr(sid, "id", std::to_string(id));
+                sid.append("/>");
+                AppendChildXml(archived->xml, sid);
+                it->routed = std::move(archived);
+              }
+            }
+            ++st->running;
+            FlushOutbox(*st);
+            --st->running;
+            MaybeEvict(*st);
+          }));
+}
+
+void HubImpl::FlushOutbox(AccountState& st) {
+  while (!st.outbox.empty() && st.outbox.front().ready) {
+    AccountState::Pending p = std::move(st.outbox.front());
+    st.outbox.pop_front();
+    if (p.deliver) MessageToAccount(st, p.routed, false, {}, 0);
+  }
+}
+
+void HubImpl::ApplyRetention(AccountState& st) {
+  const Config& config = ConfigOn(st.home);
+  if (config.archive_retention_days <= 0 && config.archive_retention_count <= 0) return;
+  int64_t before = std::numeric_limits<int64_t>::min();
+  if (config.archive_retention_days > 0) before = NowUnixMs() - config.archive_retention_days * 86'400'000;
+  int64_t keep = config.archive_retention_count > 0 ? config.archive_retention_count : -1;
+  ++st.busy;
+  store_->PruneArchive(st.user, before, keep,
+                       store::Reply<int64_t>(loop(st.home).executor(),
+                                             [this, home = st.home, bare = st.bare](Result<int64_t> deleted) {
+                                               if (!deleted.ok()) {
+                                                 spdlog::warn("im: archive retention for {} failed: {}", bare,
+                                                              deleted.error().message);
+                                               }
+                                               AccountState* st = FindAccount(home, bare);
+                                               if (st == nullptr) return;
+                                               --st->busy;
+                                               MaybeEvict(*st);
+                                             }));
+}
+
+void HubImpl::RegisterArchive() {
+  // Queries keep working with archive.enabled = false: what was kept can
+  // still be read.
+  registry_.Add({std::string(kMam), true, kScopeSelf, std::string(kMam), {}, MamSet});
+  registry_.Add({std::string(kMam), false, kScopeSelf, std::string(kMamExtended), {}, MamGet});
+  registry_.AddFeature(kScopeSelf, std::string(kSid));
+}
+
+}  // namespace nines::im

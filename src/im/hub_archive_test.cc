@@ -1,0 +1,375 @@
+// The archive: XEP-0313 MAM queries, XEP-0359 stanza-id and origin-id, and
+// delivery only after the archive write.
+
+#include <gtest/gtest.h>
+
+#include "im/testing/hub_fixture.h"
+
+namespace nines::im {
+namespace {
+
+using testing::HubTest;
+using testing::Session;
+
+class ArchiveTest : public HubTest {
+ protected:
+  // Sends `count` chat messages from `from` to `to`'s bare JID, bodies "<prefix>0"...
+  void Chat(const Session& from, const Session& to, int count, const std::string& prefix = "m") {
+    for (int i = 0; i < count; ++i) {
+      Send(from, "<message to='" + to.bare() + "' type='chat' id='" + prefix + std::to_string(i) +
+                     "'><body>" + prefix + std::to_string(i) + "</body></message>");
+    }
+  }
+  // Runs a MAM query as `s` (the payload goes inside <query/>) and returns
+  // what came back: result messages, then the IQ.
+  std::vector<xml::Element> Query(const Session& s, const std::string& inner, const std::string& queryid = "q") {
+    Forget(s);
+    Send(s, "<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2' queryid='" + queryid + "'>" + inner +
+                "</query></iq>");
+    return Got(s);
+  }
+  static std::string Form(const std::string& fields) {
+    return "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2"
+           "</value></field>" +
+           fields + "</x>";
+  }
+  static std::string Field(const std::string& var, const std::string& value) {
+    return "<field var='" + var + "'><value>" + value + "</value></field>";
+  }
+  // Bodies of the forwarded messages in a query's answer.
+  static std::vector<std::string> Bodies(const std::vector<xml::Element>& got) {
+    std::vector<std::string> out;
+    for (const auto& e : got) {
+      const xml::Element* result = e.Child("result", "urn:xmpp:mam:2");
+      if (result == nullptr) continue;
+      const xml::Element* fwd = result->Child("forwarded", "urn:xmpp:forward:0");
+      const xml::Element* msg = fwd != nullptr ? fwd->Child("message", "jabber:client") : nullptr;
+      out.push_back(msg != nullptr ? msg->ChildText("body") : "<no message>");
+    }
+    return out;
+  }
+  static std::vector<std::string> ResultIds(const std::vector<xml::Element>& got) {
+    std::vector<std::string> out;
+    for (const auto& e : got) {
+      if (const xml::Element* result = e.Child("result", "urn:xmpp:mam:2")) out.emplace_back(result->Attr("id"));
+    }
+    return out;
+  }
+  static const xml::Element* Fin(const std::vector<xml::Element>& got) {
+    if (got.empty() || got.back().name() != "iq") return nullptr;
+    return got.back().Child("fin", "urn:xmpp:mam:2");
+  }
+};
+
+TEST_F(ArchiveTest, DeliveredMessagesCarryTheArchiveIdAndBothSidesKeepThem) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Chat(alice, bob, 3);
+  auto got = GotNamed(bob, "message");
+  ASSERT_EQ(got.size(), 3u);
+  std::vector<std::string> sids;
+  for (const auto& m : got) {
+    const xml::Element* sid = m.Child("stanza-id", "urn:xmpp:sid:0");
+    ASSERT_NE(sid, nullptr);
+    EXPECT_EQ(sid->Attr("by"), "bob@example.com");
+    sids.emplace_back(sid->Attr("id"));
+  }
+  EXPECT_LT(std::stoll(sids[0]), std::stoll(sids[1]));
+  EXPECT_LT(std::stoll(sids[1]), std::stoll(sids[2]));
+  ASSERT_EQ(store_.archive("bob").size(), 3u);
+  ASSERT_EQ(store_.archive("alice").size(), 3u);
+  EXPECT_TRUE(store_.archive("alice")[0].outgoing);
+  EXPECT_EQ(store_.archive("alice")[0].peer, "bob@example.com");
+  EXPECT_FALSE(store_.archive("bob")[0].outgoing);
+  EXPECT_EQ(store_.archive("bob")[0].peer, "alice@example.com");
+  EXPECT_EQ(store_.archive("bob")[0].peer_resource, "res");
+  // Both archives answer with the ids bob saw.
+  for (const Session* s : {&alice, &bob}) {
+    auto answer = Query(*s, "");
+    EXPECT_EQ(Bodies(answer), (std::vector<std::string>{"m0", "m1", "m2"}));
+    EXPECT_EQ(ResultIds(answer), sids);
+    const xml::Element* fin = Fin(answer);
+    ASSERT_NE(fin, nullptr);
+    EXPECT_EQ(fin->Attr("complete"), "true");
+    EXPECT_EQ(fin->Child("set")->ChildText("first"), sids.front());
+    EXPECT_EQ(fin->Child("set")->ChildText("last"), sids.back());
+    // Results are addressed to the requester, with the query's id.
+    EXPECT_EQ(answer.front().Attr("to"), s->full());
+    EXPECT_EQ(answer.front().Child("result", "urn:xmpp:mam:2")->Attr("queryid"), "q");
+  }
+}
+
+TEST_F(ArchiveTest, NothingIsDeliveredBeforeTheArchiveWriteAndOrderIsKept) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  store_.Hold("Archive");
+  Send(alice, "<message to='bob@example.com' type='chat'><body>one</body></message>");
+  // A chat state is not archived, but must not overtake the message before it.
+  Send(alice, "<message to='bob@example.com' type='chat'><composing "
+              "xmlns='http://jabber.org/protocol/chatstates'/></message>");
+  Send(alice, "<message to='bob@example.com' type='chat'><body>two</body></message>");
+  EXPECT_TRUE(Got(bob).empty()) << "delivered before it was durable";
+  store_.Release();
+  Drain();
+  auto got = GotNamed(bob, "message");
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].ChildText("body"), "one");
+  EXPECT_NE(got[1].Child("composing"), nullptr);
+  EXPECT_EQ(got[1].Child("stanza-id"), nullptr) << "chat states are not archived, so they have no archive id";
+  EXPECT_EQ(got[2].ChildText("body"), "two");
+  EXPECT_EQ(store_.archive("bob").size(), 2u);
+}
+
+TEST_F(ArchiveTest, WhatIsArchived) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  const std::string to = "to='bob@example.com'";
+  Send(alice, "<message " + to + " type='chat'><body>kept</body></message>");
+  Send(alice, "<message " + to + "><received xmlns='urn:xmpp:receipts' id='x'/></message>");
+  Send(alice, "<message " + to + " type='chat'><displayed xmlns='urn:xmpp:chat-markers:0' id='x'/></message>");
+  Send(alice, "<message " + to + " type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/>"
+              "<origin-id xmlns='urn:xmpp:sid:0' id='cs1'/></message>");
+  Send(alice, "<message " + to + " type='chat'><body>nope</body><no-store xmlns='urn:xmpp:hints'/></message>");
+  Send(alice, "<message " + to + " type='chat'><body>nope</body><no-permanent-store xmlns='urn:xmpp:hints'/>"
+              "</message>");
+  Send(alice, "<message " + to + " type='chat'><store xmlns='urn:xmpp:hints'/></message>");
+  Send(alice, "<message " + to + " type='headline'><body>news</body></message>");
+  EXPECT_EQ(GotNamed(bob, "message").size(), 8u) << "every message is still delivered";
+  std::vector<std::string> kept;
+  for (const auto& m : store_.archive("bob")) kept.push_back(m.stanza);
+  ASSERT_EQ(kept.size(), 4u);
+  EXPECT_NE(kept[0].find("kept"), std::string::npos);
+  EXPECT_NE(kept[1].find("urn:xmpp:receipts"), std::string::npos);
+  EXPECT_NE(kept[2].find("chat-markers"), std::string::npos);
+  EXPECT_NE(kept[3].find("<store"), std::string::npos);
+}
+
+TEST_F(ArchiveTest, ForgedStanzaIdsAreRemoved) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Send(alice, "<message to='bob@example.com' type='chat'><body>hi</body>"
+              "<stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.com' id='forged'/></message>");
+  auto got = GotNamed(bob, "message");
+  ASSERT_EQ(got.size(), 1u);
+  int sids = 0;
+  for (const xml::Element* c : got[0].Children()) {
+    if (c->name() == "stanza-id") {
+      ++sids;
+      EXPECT_NE(c->Attr("id"), "forged");
+    }
+  }
+  EXPECT_EQ(sids, 1);
+}
+
+TEST_F(ArchiveTest, RetransmissionsWithTheSameOriginIdAreDeliveredOnce) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  const std::string msg =
+      "<message to='bob@example.com' type='chat' id='a1'><body>once</body>"
+      "<origin-id xmlns='urn:xmpp:sid:0' id='orig-1'/></message>";
+  Send(alice, msg);
+  Send(alice, msg);
+  EXPECT_EQ(GotNamed(bob, "message").size(), 1u);
+  EXPECT_EQ(store_.archive("bob").size(), 1u);
+  EXPECT_EQ(store_.archive("alice")[0].origin_id, "orig-1");
+  EXPECT_TRUE(GotNamed(alice, "message", "error").empty()) << "a retransmission is not an error";
+}
+
+TEST_F(ArchiveTest, ArchiveFailureIsReportedAndNothingIsDelivered) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  store_.FailNext("Archive", Errc::kUnavailable);
+  Send(alice, "<message to='bob@example.com' type='chat' id='lost'><body>x</body></message>");
+  EXPECT_TRUE(Got(bob).empty());
+  auto errors = GotNamed(alice, "message", "error");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(ErrorCondition(errors[0]), "internal-server-error");
+  EXPECT_EQ(errors[0].Attr("id"), "lost");
+}
+
+TEST_F(ArchiveTest, OfflineMessagesAreArchivedToo) {
+  Session alice = Online("alice");
+  store_.AddAccount("bob");
+  Send(alice, "<message to='bob@example.com' type='chat'><body>later</body></message>");
+  EXPECT_EQ(store_.archive("bob").size(), 1u);
+  EXPECT_EQ(store_.offline("bob").size(), 1u);
+  Session bob = Online("bob");
+  (void)bob;
+}
+
+TEST_F(ArchiveTest, NotesToSelfAreKeptOnce) {
+  Session alice = Online("alice");
+  Session phone = Online("alice", "phone");
+  Send(alice, "<message to='alice@example.com' type='chat'><body>note</body></message>");
+  EXPECT_EQ(store_.archive("alice").size(), 1u);
+}
+
+TEST_F(ArchiveTest, DisabledArchiveDeliversWithoutStanzaIds) {
+  Config c = DefaultConfig();
+  c.archive_enabled = false;
+  MakeHub(c);
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Chat(alice, bob, 1);
+  auto got = GotNamed(bob, "message");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].Child("stanza-id"), nullptr);
+  EXPECT_TRUE(store_.archive("bob").empty());
+}
+
+TEST_F(ArchiveTest, PagingForwardAndBackWithRsm) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Chat(alice, bob, 7);
+  auto ids = ResultIds(Query(bob, ""));
+  ASSERT_EQ(ids.size(), 7u);
+  auto p1 = Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>3</max></set>");
+  EXPECT_EQ(Bodies(p1), (std::vector<std::string>{"m0", "m1", "m2"}));
+  ASSERT_NE(Fin(p1), nullptr);
+  EXPECT_EQ(Fin(p1)->Attr("complete"), "");
+  auto p2 = Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>3</max><after>" + ids[2] +
+                           "</after></set>");
+  EXPECT_EQ(Bodies(p2), (std::vector<std::string>{"m3", "m4", "m5"}));
+  auto p3 = Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>3</max><after>" + ids[5] +
+                           "</after></set>");
+  EXPECT_EQ(Bodies(p3), (std::vector<std::string>{"m6"}));
+  EXPECT_EQ(Fin(p3)->Attr("complete"), "true");
+  // <before/> pages back from the end.
+  auto last = Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before/></set>");
+  EXPECT_EQ(Bodies(last), (std::vector<std::string>{"m5", "m6"}));
+  auto earlier = Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><before>" + ids[5] +
+                                "</before></set>");
+  EXPECT_EQ(Bodies(earlier), (std::vector<std::string>{"m3", "m4"}));
+  // max 0: nothing, but the fin tells whether there is more.
+  auto none = Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set>");
+  EXPECT_TRUE(Bodies(none).empty());
+  ASSERT_NE(Fin(none), nullptr);
+  EXPECT_EQ(Fin(none)->Attr("complete"), "");
+}
+
+TEST_F(ArchiveTest, PageSizeIsCappedByConfig) {
+  Config c = DefaultConfig();
+  c.archive_max_page = 4;
+  MakeHub(c);
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Chat(alice, bob, 6);
+  auto page = Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>100</max></set>");
+  EXPECT_EQ(Bodies(page).size(), 4u);
+  EXPECT_EQ(Fin(page)->Attr("complete"), "");
+}
+
+TEST_F(ArchiveTest, FormFilters) {
+  Session alice = Online("alice");
+  Session carol = Online("carol");
+  Session bob = Online("bob");
+  Chat(alice, bob, 2, "a");
+  Chat(carol, bob, 2, "c");
+  Chat(bob, alice, 1, "b");
+  auto with_alice = Query(bob, Form(Field("with", "alice@example.com")));
+  EXPECT_EQ(Bodies(with_alice), (std::vector<std::string>{"a0", "a1", "b0"}));
+  auto with_carol = Query(bob, Form(Field("with", "Carol@Example.com")));  // normalised
+  EXPECT_EQ(Bodies(with_carol), (std::vector<std::string>{"c0", "c1"}));
+  auto full = Query(bob, Form(Field("with", "alice@example.com/res")));
+  EXPECT_EQ(Bodies(full), (std::vector<std::string>{"a0", "a1"})) << "a full JID matches that resource only";
+  auto ids = ResultIds(Query(bob, ""));
+  ASSERT_EQ(ids.size(), 5u);
+  auto between = Query(bob, Form(Field("after-id", ids[0]) + Field("before-id", ids[4])));
+  EXPECT_EQ(Bodies(between), (std::vector<std::string>{"a1", "c0", "c1"}));
+  auto picked = Query(bob, Form("<field var='ids'><value>" + ids[3] + "</value><value>" + ids[1] +
+                                "</value></field>"));
+  EXPECT_EQ(Bodies(picked), (std::vector<std::string>{"a1", "c1"}));
+  // Time bounds: the future holds nothing, the past holds everything.
+  EXPECT_TRUE(Bodies(Query(bob, Form(Field("start", "2999-01-01T00:00:00Z")))).empty());
+  EXPECT_EQ(Bodies(Query(bob, Form(Field("end", "2999-01-01T00:00:00Z")))).size(), 5u);
+  EXPECT_EQ(Bodies(Query(bob, Form(Field("start", "2000-01-01T00:00:00Z") + Field("with", "carol@example.com"))))
+                .size(),
+            2u);
+}
+
+TEST_F(ArchiveTest, BadQueriesGetTheErrorsTheSpecNames) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Chat(alice, bob, 1);
+  auto error_of = [&](const std::string& inner) {
+    auto got = Query(bob, inner);
+    if (got.empty() || got.back().Attr("type") != "error") return std::string("<no error>");
+    return ErrorCondition(got.back());
+  };
+  EXPECT_EQ(error_of(Form(Field("start", "yesterday"))), "bad-request");
+  EXPECT_EQ(error_of(Form(Field("with", "@@"))), "bad-request");
+  EXPECT_EQ(error_of(Form(Field("color", "blue"))), "bad-request");
+  EXPECT_EQ(error_of(Form(Field("start", "2020-01-02T00:00:00Z") + Field("end", "2020-01-01T00:00:00Z"))),
+            "bad-request");
+  EXPECT_EQ(error_of("<set xmlns='http://jabber.org/protocol/rsm'><after>123</after></set>"), "item-not-found");
+  EXPECT_EQ(error_of("<set xmlns='http://jabber.org/protocol/rsm'><after>junk</after></set>"), "item-not-found");
+  EXPECT_EQ(error_of(Form(Field("before-id", "42"))), "item-not-found");
+  EXPECT_EQ(error_of("<set xmlns='http://jabber.org/protocol/rsm'><index>2</index></set>"),
+            "feature-not-implemented");
+  EXPECT_EQ(error_of("<set xmlns='http://jabber.org/protocol/rsm'><max>-1</max></set>"), "bad-request");
+  // Someone else's archive is not ours to read.
+  Forget(alice);
+  Send(alice, "<iq type='set' id='x' to='bob@example.com'><query xmlns='urn:xmpp:mam:2'/></iq>");
+  auto got = GotNamed(alice, "iq", "error");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(ErrorCondition(got[0]), "service-unavailable");
+}
+
+TEST_F(ArchiveTest, FormMetadataAndPrefs) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Send(bob, "<iq type='get' id='m'><metadata xmlns='urn:xmpp:mam:2'/></iq>");
+  auto empty = GotNamed(bob, "iq", "result");
+  ASSERT_EQ(empty.size(), 1u);
+  EXPECT_TRUE(empty[0].Child("metadata")->Children().empty());
+  Chat(alice, bob, 3);
+  auto ids = ResultIds(Query(bob, ""));
+  Forget(bob);
+  Send(bob, "<iq type='get' id='m'><metadata xmlns='urn:xmpp:mam:2'/></iq>");
+  auto meta = GotNamed(bob, "iq", "result");
+  ASSERT_EQ(meta.size(), 1u);
+  EXPECT_EQ(meta[0].Child("metadata")->Child("start")->Attr("id"), ids.front());
+  EXPECT_EQ(meta[0].Child("metadata")->Child("end")->Attr("id"), ids.back());
+  Send(bob, "<iq type='get' id='f'><query xmlns='urn:xmpp:mam:2'/></iq>");
+  auto form = GotNamed(bob, "iq", "result");
+  ASSERT_EQ(form.size(), 1u);
+  std::vector<std::string> vars;
+  for (const xml::Element* f : form[0].Child("query")->Child("x")->Children()) vars.emplace_back(f->Attr("var"));
+  EXPECT_EQ(vars, (std::vector<std::string>{"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"}));
+  Send(bob, "<iq type='get' id='p'><prefs xmlns='urn:xmpp:mam:2'/></iq>");
+  auto prefs = GotNamed(bob, "iq", "result");
+  ASSERT_EQ(prefs.size(), 1u);
+  EXPECT_EQ(prefs[0].Child("prefs")->Attr("default"), "always");
+  Send(bob, "<iq type='set' id='p2'><prefs xmlns='urn:xmpp:mam:2' default='never'/></iq>");
+  auto refused = GotNamed(bob, "iq", "error");
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(ErrorCondition(refused[0]), "feature-not-implemented");
+}
+
+TEST_F(ArchiveTest, AdvertisedOnTheAccount) {
+  Session bob = Online("bob");
+  Send(bob, "<iq type='get' id='d'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+  auto got = GotNamed(bob, "iq", "result");
+  ASSERT_EQ(got.size(), 1u);
+  std::vector<std::string> features;
+  for (const xml::Element* f : got[0].Child("query")->Children()) features.emplace_back(f->Attr("var"));
+  for (const char* f : {"urn:xmpp:mam:2", "urn:xmpp:mam:2#extended", "urn:xmpp:sid:0"}) {
+    EXPECT_NE(std::find(features.begin(), features.end(), f), features.end()) << f;
+  }
+}
+
+TEST_F(ArchiveTest, RetentionTrimsTheArchiveAtLogin) {
+  Config c = DefaultConfig();
+  c.archive_retention_count = 2;
+  MakeHub(c);
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Chat(alice, bob, 5);
+  Logout(bob);
+  Session again = Online("bob");
+  auto bodies = Bodies(Query(again, ""));
+  EXPECT_EQ(bodies, (std::vector<std::string>{"m3", "m4"}));
+}
+
+}  // namespace
+}  // namespace nines::im
