@@ -200,7 +200,12 @@ class Server:
         if not self.binary.is_file() or not os.access(self.binary, os.X_OK):
             raise ServerError(f"server binary {self.binary} does not exist or is not executable "
                               "(build it, or set NINES_BIN)")
-        self._stderr_file = open(self.stderr_path, "wb")
+        # Appends, so a restart after kill() keeps the first run's log; a fresh
+        # queue and line list, so the old reader's end-of-stream marker is not
+        # taken for the new process exiting.
+        self._stderr_file = open(self.stderr_path, "ab")
+        self._stdout_queue = queue.Queue()
+        self.stdout_lines = []
         self.process = subprocess.Popen(
             [str(self.binary), "serve", "-c", str(self.config_path)],
             stdin=subprocess.DEVNULL,
@@ -253,6 +258,18 @@ class Server:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
+
+    def kill(self) -> None:
+        """SIGKILL (no shutdown path runs) and wait; the data directory stays, so start()
+        brings the same server back on new ports."""
+        if self.process is None or self.process.poll() is not None:
+            raise ServerError(f"server is not running\n{self.report()}")
+        self._kill()
+        if self.process.stdout:
+            self.process.stdout.close()
+        if self._stderr_file:
+            self._stderr_file.close()
+            self._stderr_file = None
 
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
