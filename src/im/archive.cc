@@ -64,6 +64,7 @@ MamRequest ParseMamQuery(const xml::Element& query, const Config& config) {
   };
   auto& q = out.query;
   q.max = std::min<int64_t>(50, config.archive_max_page);
+  std::optional<int64_t> start_ms, end_ms;
   if (query.HasAttr("node")) return fail("item-not-found", "a user archive has no nodes");
   if (const xml::Element* form = query.Child("x", kData)) {
     for (const xml::Element* field : form->Children()) {
@@ -85,8 +86,10 @@ MamRequest ParseMamQuery(const xml::Element& query, const Config& config) {
       } else if (var == "start" || var == "end") {
         if (value.empty()) continue;
         int64_t ms = 0;
-        if (!ParseTimestamp(value, ms)) return fail("bad-request", "'" + std::string(var) + "' is not an XEP-0082 DateTime");
-        (var == "start" ? q.start_ms : q.end_ms) = ms;
+        if (!ParseTimestamp(value, ms)) {
+          return fail("bad-request", "'" + std::string(var) + "' is not an XEP-0082 DateTime");
+        }
+        (var == "start" ? start_ms : end_ms) = ms;
       } else if (var == "after-id" || var == "before-id") {
         if (value.empty()) continue;
         int64_t id = 0;
@@ -138,7 +141,17 @@ MamRequest ParseMamQuery(const xml::Element& query, const Config& config) {
       }
     }
   }
-  if (q.start_ms && q.end_ms && *q.start_ms > *q.end_ms) return fail("bad-request", "'start' is after 'end'");
+  if (start_ms && end_ms && *start_ms > *end_ms) return fail("bad-request", "'start' is after 'end'");
+  // Archive ids are microseconds of receipt (HubImpl::NextArchiveId), so a
+  // time window is an id range; both ends of XEP-0313's window are inclusive.
+  if (start_ms) {
+    int64_t after = *start_ms * 1000 - 1;
+    q.after_id = q.after_id ? std::max(*q.after_id, after) : after;
+  }
+  if (end_ms) {
+    int64_t before = (*end_ms + 1) * 1000;
+    q.before_id = q.before_id ? std::min(*q.before_id, before) : before;
+  }
   return out;
 }
 
@@ -371,7 +384,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
     return;
   }
   const int64_t id = NextArchiveId();
-  const int64_t stamp = NowUnixMs();
+  const int64_t stamp = id / 1000;  // the id is the time of receipt
   JidView from = SplitJid(r->from);
   JidView to = SplitJid(r->to);
   std::vector<store::ArchiveEntry> entries;
@@ -438,8 +451,8 @@ void HubImpl::FlushOutbox(AccountState& st) {
 void HubImpl::ApplyRetention(AccountState& st) {
   const Config& config = ConfigOn(st.home);
   if (config.archive_retention_days <= 0 && config.archive_retention_count <= 0) return;
-  int64_t before = std::numeric_limits<int64_t>::min();
-  if (config.archive_retention_days > 0) before = NowUnixMs() - config.archive_retention_days * 86'400'000;
+  int64_t before = 0;  // an archive id (microseconds), see NextArchiveId
+  if (config.archive_retention_days > 0) before = (NowUnixMs() - config.archive_retention_days * 86'400'000) * 1000;
   int64_t keep = config.archive_retention_count > 0 ? config.archive_retention_count : -1;
   ++st.busy;
   store_->PruneArchive(st.user, before, keep,

@@ -210,7 +210,9 @@ class HubImpl {
 
   static bool ArchiveEligible(const MessageTraits& traits, MsgType type);
   // A new archive id: microseconds since the epoch, strictly increasing in
-  // this process. Any thread.
+  // this process. Time filters and retention rely on this (an id is its
+  // message's time of receipt), and so does the store's uniqueness of ids.
+  // Any thread.
   int64_t NextArchiveId();
   // A message for a local account, on its home: archived first if it should
   // be, then delivered (MessageToAccount) in arrival order with a

@@ -117,10 +117,12 @@ struct OfflineMessage {
 };
 
 // One message in one account's archive (XEP-0313). A message between two
-// local accounts is kept twice, once in each owner's archive, under the same
-// id.
+// local accounts is in both owners' archives under the same id. Ids are
+// opaque to the store: positive, unique in the store, and increasing in the
+// order messages should be listed (the hub uses microsecond timestamps, and
+// turns time filters into id ranges).
 struct ArchivedMessage {
-  int64_t id = 0;        // the archive id, also the XEP-0359 stanza-id; unique per owner
+  int64_t id = 0;        // the archive id, also the XEP-0359 stanza-id
   int64_t stamp_ms = 0;  // when the server received it (unix milliseconds)
   std::string peer;      // normalised bare JID of the other party (the owner's own for notes to self)
   std::string peer_resource;  // the other party's resource, if it had one
@@ -134,7 +136,8 @@ struct ArchiveEntry {
   ArchivedMessage message;
 };
 
-// What Archive did with a batch.
+// What Archive did with a batch. The entries of one batch are one message:
+// they share the id, stamp and stanza (the store may keep the text once).
 struct ArchiveOutcome {
   // The batch was not written because its outgoing entry's origin-id is
   // already in the sender's archive (a retransmission); `existing_id` is the
@@ -144,12 +147,10 @@ struct ArchiveOutcome {
 };
 
 // A MAM query (XEP-0313 with #extended and XEP-0059 paging). All filters are
-// optional and combine with AND; ids bounds are exclusive, times inclusive.
+// optional and combine with AND; id bounds are exclusive.
 struct ArchiveQuery {
   std::string with;           // bare JID: messages with it; "" for all
   std::string with_resource;  // with a full JID: only that resource
-  std::optional<int64_t> start_ms;
-  std::optional<int64_t> end_ms;
   std::optional<int64_t> after_id;
   std::optional<int64_t> before_id;
   std::vector<int64_t> ids;  // if not empty: only these ids
@@ -205,18 +206,19 @@ class Store {
   virtual void GetVCard(std::string username, Reply<std::string> reply) = 0;
   virtual void SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) = 0;
 
-  // Archive (XEP-0313). Writes every entry in one transaction, all or none.
-  // If an outgoing entry carries an origin-id that the same owner's archive
+  // Archive (XEP-0313). Writes one message to each entry's owner in one
+  // transaction, all or none. The entries must share id, stamp and stanza
+  // (kInvalidArgument otherwise, or for none, or for an id <= 0). If an
+  // outgoing entry carries an origin-id that the same owner's archive
   // already holds, nothing is written and the outcome says duplicate.
-  // kConflict if an (owner, id) pair exists; kNotFound if an owner has no
-  // account; kInvalidArgument for an id <= 0.
+  // kConflict if the id is taken; kNotFound if an owner has no account.
   virtual void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) = 0;
   // One page of `username`'s archive; an unknown user has an empty archive.
   virtual void QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) = 0;
-  // Deletes `username`'s archived messages received before `before_ms`
+  // Deletes `username`'s archived messages with an id below `before_id`
   // (all of them with INT64_MAX), then all but the newest `keep` if keep >= 0.
-  // Returns how many were deleted.
-  virtual void PruneArchive(std::string username, int64_t before_ms, int64_t keep, Reply<int64_t> reply) = 0;
+  // Other owners' copies stay. Returns how many were deleted.
+  virtual void PruneArchive(std::string username, int64_t before_id, int64_t keep, Reply<int64_t> reply) = 0;
 
   // Drains queued work (every queued write commits and replies) and stops
   // the store's threads. Blocks; never call it on an event loop that must

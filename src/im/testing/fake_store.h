@@ -177,8 +177,6 @@ class FakeStore final : public store::Store {
       for (auto& m : archive_[username]) {
         if (!q.with.empty() && m.peer != q.with) continue;
         if (!q.with_resource.empty() && m.peer_resource != q.with_resource) continue;
-        if (q.start_ms && m.stamp_ms < *q.start_ms) continue;
-        if (q.end_ms && m.stamp_ms > *q.end_ms) continue;
         if (q.after_id && m.id <= *q.after_id) continue;
         if (q.before_id && m.id >= *q.before_id) continue;
         if (!q.ids.empty() && std::find(q.ids.begin(), q.ids.end(), m.id) == q.ids.end()) continue;
@@ -196,11 +194,11 @@ class FakeStore final : public store::Store {
       return page;
     });
   }
-  void PruneArchive(std::string username, int64_t before_ms, int64_t keep, store::Reply<int64_t> reply) override {
+  void PruneArchive(std::string username, int64_t before_id, int64_t keep, store::Reply<int64_t> reply) override {
     Finish("PruneArchive", std::move(reply), [=, this]() mutable -> Result<int64_t> {
       auto& a = archive_[username];
       size_t before = a.size();
-      std::erase_if(a, [&](const store::ArchivedMessage& m) { return m.stamp_ms < before_ms; });
+      std::erase_if(a, [&](const store::ArchivedMessage& m) { return m.id < before_id; });
       if (keep >= 0 && a.size() > static_cast<size_t>(keep)) a.erase(a.begin(), a.end() - keep);
       return static_cast<int64_t>(before - a.size());
     });

@@ -79,25 +79,38 @@ CREATE TABLE vcards (
 );
 )sql";
 
-// Version 3: the message archive (XEP-0313). One row per owner; a message
-// between two local accounts has two rows with the same id. Rows are keyed
-// by (owner, id) so a page is one index range; the peer index serves `with`
-// queries and the partial origin index finds retransmissions (XEP-0359).
+// Version 3: the message archive (XEP-0313). A message's text is stored
+// once in archive_messages, keyed by its archive id, so rows are appended in
+// id order and stay on a few hot pages. Each owner has a small row in
+// `archive` (a message between two local accounts has two), keyed by
+// (owner, id) so a page of one owner's archive is one index range; the peer
+// index serves `with` queries and the partial origin index finds
+// retransmissions (XEP-0359). Text rows are reference-counted by a trigger,
+// so pruning one owner's archive or deleting the account (ON DELETE CASCADE
+// fires triggers) frees the text once no owner keeps it. Time filters are id
+// ranges (the hub's ids are microsecond timestamps), so no time index.
 constexpr const char* kV3 = R"sql(
+CREATE TABLE archive_messages (
+  id INTEGER PRIMARY KEY CHECK (id > 0),
+  stamp_ms INTEGER NOT NULL,
+  owners INTEGER NOT NULL,
+  stanza TEXT NOT NULL
+);
 CREATE TABLE archive (
   username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
-  id INTEGER NOT NULL CHECK (id > 0),
-  stamp_ms INTEGER NOT NULL,
+  id INTEGER NOT NULL,
   peer TEXT NOT NULL,
   peer_resource TEXT NOT NULL DEFAULT '',
   outgoing INTEGER NOT NULL,
   origin_id TEXT NOT NULL DEFAULT '',
-  stanza TEXT NOT NULL,
   PRIMARY KEY (username, id)
 ) WITHOUT ROWID;
 CREATE INDEX archive_by_peer ON archive(username, peer, id);
-CREATE INDEX archive_by_stamp ON archive(username, stamp_ms);
 CREATE INDEX archive_by_origin ON archive(username, origin_id) WHERE origin_id <> '';
+CREATE TRIGGER archive_release AFTER DELETE ON archive BEGIN
+  UPDATE archive_messages SET owners = owners - 1 WHERE id = OLD.id;
+  DELETE FROM archive_messages WHERE id = OLD.id AND owners <= 0;
+END;
 )sql";
 
 constexpr std::array kMigrations = {

@@ -649,6 +649,15 @@ namespace nines::store::sqlite {
 
 void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) {
   Write(std::move(reply), [entries = std::move(entries)](Connection& conn) -> Result<ArchiveOutcome> {
+    if (entries.empty()) return MakeError(Errc::kInvalidArgument, "nothing to archive");
+    const ArchivedMessage& first = entries.front().message;
+    if (first.id <= 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
+    for (const ArchiveEntry& entry : entries) {
+      const ArchivedMessage& m = entry.message;
+      if (m.id != first.id || m.stamp_ms != first.stamp_ms || m.stanza != first.stanza) {
+        return MakeError(Errc::kInvalidArgument, "the entries of one Archive call must be one message");
+      }
+    }
     // A retransmission is recognised by its sender's origin-id before
     // anything is written, so the batch stays all or none.
     for (const ArchiveEntry& entry : entries) {
@@ -667,21 +676,32 @@ void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcom
         return outcome;
       }
     }
+    {
+      auto stmt = conn.Prepare("INSERT INTO archive_messages (id, stamp_ms, owners, stanza) VALUES (?1, ?2, ?3, ?4)");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindInt(1, first.id);
+      stmt->BindInt(2, first.stamp_ms);
+      stmt->BindInt(3, static_cast<int64_t>(entries.size()));
+      stmt->BindText(4, first.stanza);
+      if (auto done = stmt->Run(); !done.ok()) {
+        if (done.error().code == Errc::kConflict) {
+          return MakeError(Errc::kConflict, "archive id " + std::to_string(first.id) + " is already used");
+        }
+        return done.error();
+      }
+    }
     for (const ArchiveEntry& entry : entries) {
       const ArchivedMessage& m = entry.message;
-      if (m.id <= 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
       auto stmt = conn.Prepare(
-          "INSERT INTO archive (username, id, stamp_ms, peer, peer_resource, outgoing, origin_id, stanza)"
-          " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+          "INSERT INTO archive (username, id, peer, peer_resource, outgoing, origin_id)"
+          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
       if (!stmt.ok()) return stmt.error();
       stmt->BindText(1, entry.username);
       stmt->BindInt(2, m.id);
-      stmt->BindInt(3, m.stamp_ms);
-      stmt->BindText(4, m.peer);
-      stmt->BindText(5, m.peer_resource);
-      stmt->BindInt(6, m.outgoing ? 1 : 0);
-      stmt->BindText(7, m.outgoing ? m.origin_id : std::string());
-      stmt->BindText(8, m.stanza);
+      stmt->BindText(3, m.peer);
+      stmt->BindText(4, m.peer_resource);
+      stmt->BindInt(5, m.outgoing ? 1 : 0);
+      stmt->BindText(6, m.outgoing ? m.origin_id : std::string());
       if (auto done = stmt->Run(); !done.ok()) {
         if (done.error().code == Errc::kConflict) {
           return MakeError(Errc::kConflict, "archive id " + std::to_string(m.id) + " already used for '" +
@@ -700,23 +720,19 @@ void SqliteStore::QueryArchive(std::string username, ArchiveQuery query, Reply<A
          // The SQL names only the filters in use, so each combination gets
          // the plan (and cached statement) that fits it.
          std::string sql =
-             "SELECT id, stamp_ms, peer, peer_resource, outgoing, origin_id, stanza FROM archive"
-             " WHERE username = ?1";
-         if (!query.with.empty()) sql += " AND peer = ?2";
-         if (!query.with_resource.empty()) sql += " AND peer_resource = ?3";
-         if (query.start_ms) sql += " AND stamp_ms >= ?4";
-         if (query.end_ms) sql += " AND stamp_ms <= ?5";
-         if (query.after_id) sql += " AND id > ?6";
-         if (query.before_id) sql += " AND id < ?7";
-         if (!query.ids.empty()) sql += " AND id IN (SELECT value FROM json_each(?8))";
-         sql += query.from_end ? " ORDER BY id DESC LIMIT ?9" : " ORDER BY id ASC LIMIT ?9";
+             "SELECT a.id, m.stamp_ms, a.peer, a.peer_resource, a.outgoing, a.origin_id, m.stanza"
+             " FROM archive AS a JOIN archive_messages AS m ON m.id = a.id WHERE a.username = ?1";
+         if (!query.with.empty()) sql += " AND a.peer = ?2";
+         if (!query.with_resource.empty()) sql += " AND a.peer_resource = ?3";
+         if (query.after_id) sql += " AND a.id > ?6";
+         if (query.before_id) sql += " AND a.id < ?7";
+         if (!query.ids.empty()) sql += " AND a.id IN (SELECT value FROM json_each(?8))";
+         sql += query.from_end ? " ORDER BY a.id DESC LIMIT ?9" : " ORDER BY a.id ASC LIMIT ?9";
          auto stmt = conn.Prepare(sql);
          if (!stmt.ok()) return stmt.error();
          stmt->BindText(1, username);
          if (!query.with.empty()) stmt->BindText(2, query.with);
          if (!query.with_resource.empty()) stmt->BindText(3, query.with_resource);
-         if (query.start_ms) stmt->BindInt(4, *query.start_ms);
-         if (query.end_ms) stmt->BindInt(5, *query.end_ms);
          if (query.after_id) stmt->BindInt(6, *query.after_id);
          if (query.before_id) stmt->BindInt(7, *query.before_id);
          if (!query.ids.empty()) {
@@ -755,14 +771,15 @@ void SqliteStore::QueryArchive(std::string username, ArchiveQuery query, Reply<A
        });
 }
 
-void SqliteStore::PruneArchive(std::string username, int64_t before_ms, int64_t keep, Reply<int64_t> reply) {
-  Write(std::move(reply), [username = std::move(username), before_ms, keep](Connection& conn) -> Result<int64_t> {
+void SqliteStore::PruneArchive(std::string username, int64_t before_id, int64_t keep, Reply<int64_t> reply) {
+  Write(std::move(reply), [username = std::move(username), before_id, keep](Connection& conn) -> Result<int64_t> {
+    // conn.Changes() counts the archive rows only, not the trigger's work.
     int64_t deleted = 0;
     {
-      auto stmt = conn.Prepare("DELETE FROM archive WHERE username = ?1 AND stamp_ms < ?2");
+      auto stmt = conn.Prepare("DELETE FROM archive WHERE username = ?1 AND id < ?2");
       if (!stmt.ok()) return stmt.error();
       stmt->BindText(1, username);
-      stmt->BindInt(2, before_ms);
+      stmt->BindInt(2, before_id);
       if (auto done = stmt->Run(); !done.ok()) return done.error();
       deleted += conn.Changes();
     }

@@ -76,7 +76,7 @@ class SqliteStore final : public Store {
   void SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) override;
   void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) override;
   void QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) override;
-  void PruneArchive(std::string username, int64_t before_ms, int64_t keep, Reply<int64_t> reply) override;
+  void PruneArchive(std::string username, int64_t before_id, int64_t keep, Reply<int64_t> reply) override;
   void Close() override;
 
   Stats stats() const;
