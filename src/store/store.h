@@ -53,10 +53,16 @@ class Reply {
   using Fn = std::function<void(Result<T>)>;
   Reply(boost::asio::any_io_executor executor, Fn fn) : executor_(std::move(executor)), fn_(std::move(fn)) {}
 
-  // Posts fn(result) to the executor. Call exactly once.
+  // Posts fn(result) to the executor. Call exactly once (this or Invoke).
   void operator()(Result<T> result) {
     boost::asio::post(executor_, [fn = std::move(fn_), r = std::move(result)]() mutable { fn(std::move(r)); });
   }
+
+  // For backends that post many replies at once (one post per executor for a
+  // whole group commit): runs fn(result) right here. Call only on a thread
+  // of executor(), from a handler posted to it.
+  void Invoke(Result<T> result) { fn_(std::move(result)); }
+  const boost::asio::any_io_executor& executor() const { return executor_; }
 
  private:
   boost::asio::any_io_executor executor_;

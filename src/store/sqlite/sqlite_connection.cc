@@ -104,8 +104,12 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path, Mo
     // are outside one here. synchronous=FULL makes every WAL commit fsync.
     // journal_size_limit truncates the WAL back to 64 MiB after a
     // checkpoint, so one burst does not leave a huge file behind.
+    // cache_size: the archive's per-owner indexes take inserts all over
+    // their b-trees; with SQLite's default 2 MiB cache the writer spent most
+    // of its time evicting and re-reading pages (docs/benchmarks.md).
     if (auto r = conn->Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
-                            " PRAGMA journal_size_limit = 67108864;");
+                            " PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -65536;"
+                            " PRAGMA wal_autocheckpoint = 16384;");
         !r.ok()) {
       return r.error();
     }

@@ -40,8 +40,13 @@ class SqliteStore::Job {
   // Replaces the kept result with `error`: the transaction the job ran in
   // did not commit, or the job never ran.
   virtual void Fail(const Error& error) = 0;
-  // Posts the kept result to the caller's executor. Called exactly once.
+  // Posts the kept result to the caller's executor. Called exactly once
+  // (this or FinishHere).
   virtual void Finish() = 0;
+  // Runs the Reply with the kept result on the calling thread, which must be
+  // one of executor()'s (CommitBatch posts whole groups of jobs at once).
+  virtual void FinishHere() = 0;
+  virtual const boost::asio::any_io_executor& executor() const = 0;
 };
 
 template <class T, class Fn>
@@ -58,6 +63,11 @@ class SqliteStore::JobImpl final : public SqliteStore::Job {
     if (!result_) result_.emplace(MakeError(Errc::kInternal, "store job finished without running"));
     reply_(std::move(*result_));
   }
+  void FinishHere() override {
+    if (!result_) result_.emplace(MakeError(Errc::kInternal, "store job finished without running"));
+    reply_.Invoke(std::move(*result_));
+  }
+  const boost::asio::any_io_executor& executor() const override { return reply_.executor(); }
 
  private:
   Reply<T> reply_;
@@ -192,8 +202,27 @@ void SqliteStore::CommitBatch(std::vector<std::unique_ptr<Job>>& batch) {
       if (i >= ran_ok.size() || ran_ok[i]) batch[i]->Fail(error);
     }
   };
+  // One post per caller executor for the whole batch rather than one per
+  // job: a group commit of a few hundred archive writes otherwise wakes
+  // the loop and allocates a handler a few hundred times. The jobs travel
+  // with the post, so they are freed on the thread that made them.
   auto finish_all = [&] {
-    for (auto& job : batch) job->Finish();
+    std::vector<std::vector<std::unique_ptr<Job>>> groups;
+    for (auto& job : batch) {
+      auto group = std::find_if(groups.begin(), groups.end(),
+                                [&](const auto& g) { return g.front()->executor() == job->executor(); });
+      if (group == groups.end()) {
+        groups.emplace_back();
+        group = groups.end() - 1;
+      }
+      group->push_back(std::move(job));
+    }
+    for (auto& group : groups) {
+      auto executor = group.front()->executor();
+      boost::asio::post(executor, [jobs = std::move(group)]() mutable {
+        for (auto& job : jobs) job->FinishHere();
+      });
+    }
   };
 
   std::vector<bool> ran_ok;
