@@ -206,6 +206,8 @@ allow_plain_without_tls = true
 enabled = true
 [log]
 level = "warn"
+[archive]
+enabled = false   # like the peers here, which load no mod_mam; bench/archive_cost.sh measures the archive
 [limits]
 stanzas_per_second = 1000000
 stanza_burst = 1000000
@@ -499,6 +501,9 @@ doc = [
     "allowed (PLAIN without TLS), its default storage (nines: SQLite; Prosody: internal files; ejabberd: Mnesia), "
     "warning-level logs, per-session rate limits lifted, listen backlog 1024 where it is configurable.",
     "- Logins for the idle, message and presence runs use the best SASL mechanism each server offers.",
+    "- No server keeps a message archive here (nines: archive.enabled = false; Prosody and ejabberd: no mod_mam), "
+    "so all three do the same work per message; what nines' archive (on by default) costs is measured by "
+    "bench/archive_cost.sh (docs/benchmarks.md, \"The archive\").",
     "- Ratios are nines/peer: above 1 is better for nines where higher is better, below 1 where lower is better.",
     "",
 ] + lines + [""]
