@@ -43,6 +43,7 @@ struct Resource {
   int priority = 0;
   bool available = false;   // sent available presence, not yet unavailable
   bool interested = false;  // requested the roster (RFC 6121 §2.2): gets roster pushes
+  bool carbons = false;     // enabled XEP-0280 message carbons
   // The last broadcast available presence, serialised, with no 'to'. Null
   // while unavailable.
   std::shared_ptr<const std::string> presence;
@@ -92,6 +93,7 @@ struct AccountState {
     std::shared_ptr<const Routed> routed;
     bool ready = false;    // archived (or not to be), may be delivered
     bool deliver = true;   // false: drop (a retransmission, or the write failed)
+    bool carbons_sent = false;  // the sender's other devices have their XEP-0280 copy
   };
   std::list<Pending> outbox;
 

@@ -377,6 +377,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
   const Config& config = ConfigOn(st.home);
   if (!st.Ready() || !r->archive_ok || !config.archive_enabled) {
     if (st.outbox.empty()) {
+      if (st.Ready()) SentCarbons(r, 0);
       MessageToAccount(st, r, false, {}, 0);
     } else {
       st.outbox.push_back({r, true, true});  // behind messages still being archived
@@ -431,6 +432,8 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
                 sid.append("/>");
                 AppendChildXml(archived->xml, sid);
                 it->routed = std::move(archived);
+                it->carbons_sent = true;
+                SentCarbons(r, id);
               }
             }
             ++st->running;
@@ -444,7 +447,9 @@ void HubImpl::FlushOutbox(AccountState& st) {
   while (!st.outbox.empty() && st.outbox.front().ready) {
     AccountState::Pending p = std::move(st.outbox.front());
     st.outbox.pop_front();
-    if (p.deliver) MessageToAccount(st, p.routed, false, {}, 0);
+    if (!p.deliver) continue;
+    if (!p.carbons_sent && st.Ready()) SentCarbons(p.routed, 0);
+    MessageToAccount(st, p.routed, false, {}, 0);
   }
 }
 

@@ -114,6 +114,7 @@ HubImpl::HubImpl(HubDeps deps)
   RegisterRoster();
   RegisterOffline();
   RegisterArchive();
+  RegisterCarbons();
   RegisterServices();
 }
 
@@ -340,6 +341,9 @@ void HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
   MessageTraits traits = ClassifyMessage(stanza);
   r->offline_ok = OfflineEligible(traits, type);
   r->archive_ok = ArchiveEligible(traits, type);
+  r->carbons_ok = CarbonsEligible(stanza, type);
+  // XEP-0280 §7: <private/> is for the server; the recipient does not get it.
+  stanza.RemoveChildren("private", "urn:xmpp:carbons:2");
   // XEP-0359 §5: a stanza-id claiming to be ours is a forgery; drop them.
   bool forged = false;
   for (const xml::Element* child : stanza.Children()) {
@@ -423,7 +427,9 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
       if (chat_or_normal) {
         on_gone = [this, r, gone = res->ref, hops] { Reroute(r, gone, hops + 1); };
       }
+      xmpp::SessionRef target = res->ref;
       DeliverTo(*res, SharedXml(r), std::move(on_gone));
+      if (hops == 0) ReceivedCarbons(st, r, {target});
       return;
     }
     // §8.5.3.2.1: no such resource.
@@ -469,6 +475,7 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
     return;
   }
   auto xml = SharedXml(r);
+  std::vector<xmpp::SessionRef> delivered;
   for (const auto& res : st.resources) {
     if (!res.available || res.priority != best || res.ref == exclude) continue;
     std::function<void()> on_gone;
@@ -476,7 +483,9 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
     // again. With several, the others have it.
     if (count == 1) on_gone = [this, r, gone = res.ref, hops] { Reroute(r, gone, hops + 1); };
     DeliverTo(res, xml, std::move(on_gone));
+    delivered.push_back(res.ref);
   }
+  if (hops == 0) ReceivedCarbons(st, r, delivered);
 }
 
 void HubImpl::Reroute(RoutedPtr r, xmpp::SessionRef gone, int hops) {

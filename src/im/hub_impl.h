@@ -60,6 +60,7 @@ struct Routed {
   uint8_t type = 0;         // MsgType, PresType or IqType
   bool offline_ok = false;  // a message XEP-0160 storage would keep
   bool archive_ok = false;  // a message XEP-0313 archives would keep (before the owners' settings)
+  bool carbons_ok = false;  // eligible for XEP-0280 carbons (and not marked private)
   bool has_origin = false;  // sent by a local session: errors go back to `origin`
   xmpp::SessionRef origin;
   int64_t stamp_ms = 0;  // for a message back from offline storage: first receipt
@@ -225,6 +226,19 @@ class HubImpl {
   void RegisterArchive();
   // Queues serialised XML for a session (MAM results). Any loop.
   void SendToSession(xmpp::SessionRef ref, std::string xml);
+
+  // ---------------------------------------------------------------------
+  // Carbons (carbons.cc): XEP-0280
+
+  static bool CarbonsEligible(const xml::Element& message, MsgType type);
+  // <received/> copies of `r` for the account's carbons-enabled resources
+  // other than those in `delivered` (on the recipient's home).
+  void ReceivedCarbons(AccountState& st, const RoutedPtr& r, const std::vector<xmpp::SessionRef>& delivered);
+  // <sent/> copies of `r` (as the client sent it) for the sender's other
+  // carbons-enabled resources, with the sender's <stanza-id/> if archived
+  // (archive_id != 0). Posts to the sender's home; any loop.
+  void SentCarbons(const RoutedPtr& r, int64_t archive_id);
+  void RegisterCarbons();
 
   // ---------------------------------------------------------------------
   // Services (services.cc)

@@ -1,10 +1,13 @@
-"""Protocol tests: the message archive, driven by slixmpp's own XEP-0313 and XEP-0059 plugins.
+"""Protocol tests: every device in sync, driven by slixmpp's own XEP-0313, XEP-0059 and XEP-0280 plugins.
 
   ArchiveTest   every chat message is delivered with an XEP-0359 <stanza-id/> and kept in
                 both archives; slixmpp pages the whole archive with RSM and gets every
                 message once, in order, under the ids seen live; `with` and `start`
                 filters; a retransmission with the same origin-id is delivered once;
                 the archive outlives a server restart (kill -9 included).
+  CarbonsTest   XEP-0280: a second device of the recipient gets <received/> copies and a
+                second device of the sender <sent/> copies, each with the message's
+                archive id; a device that never enabled carbons gets neither.
 """
 
 from __future__ import annotations
@@ -115,6 +118,47 @@ class ArchiveTest(AsyncServerTestCase):
         await bob.messages.assert_none(lambda m: m["body"] == "only once", "a second copy", within=QUIET)
         await alice.messages.assert_none(lambda m: m["type"] == "error", "an error for the retransmission",
                                          within=0.1)
+
+
+class CarbonsTest(AsyncServerTestCase):
+
+    async def test_received_and_sent_copies(self):
+        from test_slixmpp import StanzaLog
+        alice_jid, alice_pw = self.account("alice")
+        bob_jid, bob_pw = self.account("bob")
+        devices = {}
+        for name in ("phone", "laptop", "tablet"):
+            c = self.client(f"{alice_jid}/{name}", alice_pw)
+            c.register_plugin("xep_0280")
+            c.received_carbons = StanzaLog(f"{name} received carbons")
+            c.sent_carbons = StanzaLog(f"{name} sent carbons")
+            c.add_event_handler("carbon_received", c.received_carbons.add)
+            c.add_event_handler("carbon_sent", c.sent_carbons.add)
+            await c.login()
+            c.send_presence()
+            devices[name] = c
+        for name in ("phone", "laptop"):
+            await devices[name]["xep_0280"].enable(timeout=WAIT)
+        bob = await self.online(bob_jid, bob_pw)
+
+        bob.send_message(mto=f"{alice_jid}/phone", mbody="to your phone", mtype="chat")
+        direct = await devices["phone"].messages.wait_for(lambda m: m["body"] == "to your phone", "direct message")
+        carbon = await devices["laptop"].received_carbons.wait_for(
+            lambda m: m["carbon_received"]["body"] == "to your phone", "received carbon")
+        inner = carbon["carbon_received"]
+        self.assertEqual(str(inner["from"]), bob.boundjid.full)
+        self.assertEqual(stanza_id(inner), stanza_id(direct), "the copy and the message have one archive id")
+
+        devices["phone"].send_message(mto=bob_jid, mbody="from my phone", mtype="chat")
+        await bob.messages.wait_for(lambda m: m["body"] == "from my phone", "alice's message")
+        sent = await devices["laptop"].sent_carbons.wait_for(
+            lambda m: m["carbon_sent"]["body"] == "from my phone", "sent carbon")
+        self.assertEqual(sent["carbon_sent"]["to"].bare, bob_jid)
+        self.assertNotEqual(stanza_id(sent["carbon_sent"]), "", "the sent copy has the sender's archive id")
+
+        await devices["tablet"].received_carbons.assert_none(lambda m: True, "a carbon without enable", within=QUIET)
+        await devices["tablet"].sent_carbons.assert_none(lambda m: True, "a carbon without enable", within=0.1)
+        await devices["phone"].sent_carbons.assert_none(lambda m: True, "a copy of its own message", within=0.1)
 
 
 def slixmpp_jid(text: str):

@@ -1,0 +1,118 @@
+// XEP-0280 Message Carbons (urn:xmpp:carbons:2): every device of an account
+// sees the conversations the others have.
+//
+// Policy (src/im/README.md, "Carbons"):
+//  * A resource that sent <enable/> gets a <received/> copy of each eligible
+//    message delivered to another resource of its account, and a <sent/>
+//    copy of each eligible message another resource of its account sent.
+//  * Eligible (§6): type 'chat', or 'normal' with a <body/>, or a message
+//    carrying receipts, chat markers or chat states; never 'groupchat',
+//    'headline' or 'error', nor one marked <private/> (removed before
+//    delivery, §7) or XEP-0334 <no-copy/>.
+//  * Copies of an archived message go out with the message itself, once it
+//    is durable, and carry its <stanza-id/>.
+
+#include "im/hub_impl.h"
+#include "im/stanza_text.h"
+#include "xmpp/namespaces.h"
+
+namespace nines::im {
+
+namespace {
+
+constexpr std::string_view kCarbons = "urn:xmpp:carbons:2";
+
+std::string Wrap(std::string_view bare, std::string_view to, std::string_view kind, std::string_view type,
+                 std::string_view stanza) {
+  std::string out;
+  out.reserve(stanza.size() + 200);
+  out.append("<message");
+  AppendAttr(out, "from", bare);
+  AppendAttr(out, "to", to);
+  if (!type.empty()) AppendAttr(out, "type", type);
+  out.append("><");
+  out.append(kind);
+  out.append(" xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>");
+  out.append(WithNamespace(stanza, xmpp::ns::kClient));
+  out.append("</forwarded></");
+  out.append(kind);
+  out.append("></message>");
+  return out;
+}
+
+std::string_view TypeName(MsgType type) { return type == MsgType::kChat ? "chat" : ""; }
+
+void Toggle(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
+  const std::string& name = call->payload().name();
+  if (name != "enable" && name != "disable") {
+    hub.ReplyError(*call, "bad-request");
+    return;
+  }
+  Resource* res = st->FindByRef(call->origin);
+  if (res == nullptr) {
+    hub.ReplyError(*call, "not-allowed", "carbons are a setting of a bound resource");
+    return;
+  }
+  res->carbons = name == "enable";
+  hub.ReplyResult(*call);
+}
+
+}  // namespace
+
+bool HubImpl::CarbonsEligible(const xml::Element& message, MsgType type) {
+  if (type != MsgType::kChat && type != MsgType::kNormal) return false;
+  bool im_payload = type == MsgType::kChat;
+  for (const xml::Element* child : message.Children()) {
+    const std::string& ns = child->ns();
+    if (ns == kCarbons && child->name() == "private") return false;
+    if (ns == "urn:xmpp:hints" && child->name() == "no-copy") return false;
+    if (ns == xmpp::ns::kClient && child->name() == "body") im_payload = true;
+    if (ns == "urn:xmpp:receipts" || ns == "urn:xmpp:chat-markers:0" ||
+        ns == "http://jabber.org/protocol/chatstates") {
+      im_payload = true;
+    }
+  }
+  return im_payload;
+}
+
+void HubImpl::ReceivedCarbons(AccountState& st, const RoutedPtr& r, const std::vector<xmpp::SessionRef>& delivered) {
+  if (!r->carbons_ok) return;
+  for (const auto& res : st.resources) {
+    if (!res.carbons || !res.available) continue;
+    if (std::find(delivered.begin(), delivered.end(), res.ref) != delivered.end()) continue;
+    if (r->has_origin && res.ref == r->origin) continue;  // a note to self from this very resource
+    // Each copy names its resource in 'to', so each is built on its own.
+    DeliverTo(res, std::make_shared<const std::string>(
+                       Wrap(st.bare, res.full, "received", TypeName(r->msg_type()), r->xml)));
+  }
+}
+
+void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id) {
+  if (!r->carbons_ok || !r->has_origin) return;
+  std::string bare(BareOf(r->from));
+  if (bare == BareOf(r->to)) return;  // to oneself: the other resources get <received/> copies
+  PostToAccount(bare, [this, r, archive_id](AccountState& st) {
+    std::string inner;  // the message with the sender's own archive id (XEP-0359), built once
+    for (const auto& res : st.resources) {
+      if (!res.carbons || !res.available || res.ref == r->origin) continue;
+      if (inner.empty()) {
+        inner = r->xml;
+        if (archive_id != 0) {
+          std::string sid = "<stanza-id xmlns='urn:xmpp:sid:0'";
+          AppendAttr(sid, "by", st.bare);
+          AppendAttr(sid, "id", std::to_string(archive_id));
+          sid.append("/>");
+          AppendChildXml(inner, sid);
+        }
+      }
+      DeliverTo(res, std::make_shared<const std::string>(Wrap(st.bare, res.full, "sent", TypeName(r->msg_type()), inner)));
+    }
+  });
+}
+
+void HubImpl::RegisterCarbons() {
+  registry_.Add({std::string(kCarbons), true, kScopeSelf, "", {}, Toggle});
+  registry_.AddFeature(kScopeServer, std::string(kCarbons));
+}
+
+}  // namespace nines::im
