@@ -676,6 +676,13 @@ void SqliteStore::SetVCard(std::string username, std::string vcard_xml, Reply<vo
 
 namespace nines::store::sqlite {
 
+// `origin_id <> ''` repeats the partial index's condition: SQLite uses a
+// partial index only when the query implies its WHERE clause, and it cannot
+// prove that from ?2. Without it every archived message scanned its sender's
+// whole archive (regression test: SqliteArchive.OriginLookupUsesItsIndex).
+const char kFindOriginSql[] =
+    "SELECT id FROM archive WHERE username = ?1 AND origin_id = ?2 AND origin_id <> '' LIMIT 1";
+
 void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) {
   Write(std::move(reply), [entries = std::move(entries)](Connection& conn) -> Result<ArchiveOutcome> {
     if (entries.empty()) return MakeError(Errc::kInvalidArgument, "nothing to archive");
@@ -691,7 +698,7 @@ void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcom
     // anything is written, so the batch stays all or none.
     for (const ArchiveEntry& entry : entries) {
       if (!entry.message.outgoing || entry.message.origin_id.empty()) continue;
-      auto stmt = conn.Prepare("SELECT id FROM archive WHERE username = ?1 AND origin_id = ?2 LIMIT 1");
+      auto stmt = conn.Prepare(kFindOriginSql);
       if (!stmt.ok()) return stmt.error();
       stmt->BindText(1, entry.username);
       stmt->BindText(2, entry.message.origin_id);

@@ -43,6 +43,10 @@ namespace nines::store::sqlite {
 // How long a connection waits for another connection's (or process's) lock.
 inline constexpr int kBusyTimeoutMs = 5000;
 
+// The statement that finds a retransmission by its origin-id (for the
+// query-plan test).
+extern const char kFindOriginSql[];
+
 class SqliteStore final : public Store {
  public:
   // Counters since open, for metrics and tests. Read with relaxed ordering:

@@ -126,6 +126,42 @@ SqliteStore& AsSqlite(Store& store) { return dynamic_cast<SqliteStore&>(store); 
 
 // ---- Schema ----
 
+// ---- Archive ----
+
+// The plan SQLite picks for `sql` on a fresh database, one detail per line.
+std::string QueryPlan(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  std::string plan;
+  if (sqlite3_prepare_v2(db, ("EXPLAIN QUERY PLAN " + sql).c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    ADD_FAILURE() << sqlite3_errmsg(db);
+  } else {
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      plan += reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3));
+      plan += "\n";
+    }
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close_v2(db);
+  return plan;
+}
+
+// Regression: the origin-id lookup scanned the sender's whole archive
+// (the partial index was unusable), so archiving slowed down with every
+// message a client sent with an origin-id.
+TEST(SqliteArchive, OriginLookupUsesItsIndex) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  {
+    auto store = MustOpen({path});
+    ASSERT_TRUE(store);
+    store->Close();
+  }
+  std::string plan = QueryPlan(path, kFindOriginSql);
+  EXPECT_NE(plan.find("archive_by_origin"), std::string::npos) << plan;
+}
+
 TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
   EXPECT_EQ(SqliteSchemaVersion(), 3);
   ASSERT_EQ(static_cast<int>(Migrations().size()), SqliteSchemaVersion());
