@@ -33,6 +33,7 @@ class NullPort final : public nines::im::SessionPort {
     bytes += xml->size();
   }
   void Kick(SessionRef, std::string) override {}
+  void StanzaDone(SessionRef) override {}
   size_t bytes = 0;
 };
 

@@ -129,6 +129,9 @@ const std::vector<Key>& Schema() {
        "Most messages stored for an offline account; beyond it senders get an error."},
       {"limits.vcard_size", &Limits::vcard_size, 256, 16 << 20, true,
        "Largest vCard in bytes."},
+      {"limits.messages_in_flight", &Limits::messages_in_flight, 1, 1000000, true,
+       "Messages one session may have waiting for their archive write; beyond it the server stops reading "
+       "from that client (TCP backpressure) until writes complete."},
   };
   return kSchema;
 }

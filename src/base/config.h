@@ -52,6 +52,7 @@ struct Limits {
   int64_t roster_size = 1000;
   int64_t offline_messages = 1000;         // per account
   int64_t vcard_size = 64 * 1024;          // bytes
+  int64_t messages_in_flight = 256;        // per session: read, not yet durable; beyond it reading pauses
 };
 
 struct Config {

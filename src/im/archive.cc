@@ -426,6 +426,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
                 it->deliver = false;  // a retransmission: the first copy went out
               } else {
                 auto archived = std::make_shared<Routed>(*r);
+                archived->done.reset();  // only the original counts for the sender
                 std::string sid = "<stanza-id xmlns='urn:xmpp:sid:0'";
                 AppendAttr(sid, "by", bare);
                 AppendAttr(sid, "id", std::to_string(id));

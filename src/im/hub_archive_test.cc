@@ -120,6 +120,33 @@ TEST_F(ArchiveTest, NothingIsDeliveredBeforeTheArchiveWriteAndOrderIsKept) {
   EXPECT_EQ(store_.archive("bob").size(), 2u);
 }
 
+TEST_F(ArchiveTest, TheSenderHearsWhenEachArchivedMessageIsDone) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  store_.Hold("Archive");
+  auto send = [&](const std::string& text) {
+    xml::Element stanza = testing::Parse(text);
+    stanza.SetAttr("from", alice.full());
+    return hub_->HandleStanza(alice.ref, alice.jid, std::move(stanza));
+  };
+  EXPECT_TRUE(send("<message to='bob@example.com' type='chat'><body>1</body></message>"));
+  EXPECT_TRUE(send("<message to='nobody@example.com' type='chat'><body>2</body></message>"));
+  EXPECT_FALSE(send("<message to='bob@example.com' type='chat'><composing "
+                    "xmlns='http://jabber.org/protocol/chatstates'/></message>"))
+      << "not archived: nothing to wait for";
+  EXPECT_FALSE(send("<presence/>"));
+  Drain();
+  EXPECT_EQ(port_->done(alice.ref), 1) << "the message to an unknown account is finished (refused) at once";
+  store_.Release();
+  Drain();
+  EXPECT_EQ(port_->done(alice.ref), 2) << "and the archived one once its write is done";
+  // A failed write and a retransmission finish too.
+  store_.FailNext("Archive", Errc::kUnavailable);
+  EXPECT_TRUE(send("<message to='bob@example.com' type='chat'><body>3</body></message>"));
+  Drain();
+  EXPECT_EQ(port_->done(alice.ref), 3);
+}
+
 TEST_F(ArchiveTest, WhatIsArchived) {
   Session alice = Online("alice");
   Session bob = Online("bob");

@@ -103,6 +103,7 @@ HubImpl::HubImpl(HubDeps deps)
     owned_port_ = MakeSessionsPort(deps.sessions);
     port_ = owned_port_.get();
   }
+  port_cell_ = std::make_shared<std::atomic<SessionPort*>>(port_);
   auto snapshot = config_->Get();
   shards_.reserve(loops_->size());
   for (size_t i = 0; i < loops_->size(); ++i) {
@@ -118,7 +119,7 @@ HubImpl::HubImpl(HubDeps deps)
   RegisterServices();
 }
 
-HubImpl::~HubImpl() = default;
+HubImpl::~HubImpl() { port_cell_->store(nullptr, std::memory_order_release); }
 
 // ---------------------------------------------------------------------------
 // Accounts: lookup, loading, eviction
@@ -318,19 +319,20 @@ void HubImpl::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) {
 // ---------------------------------------------------------------------------
 // Stanzas from sessions
 
-void HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza) {
+bool HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza) {
   const Config& config = ConfigOn(ref.loop);
   const std::string& name = stanza.name();
   if (name == "message") {
-    ClientMessage(ref, from, std::move(stanza), config);
+    return ClientMessage(ref, from, std::move(stanza), config);
   } else if (name == "presence") {
     ClientPresenceEntry(ref, from, std::move(stanza), config);
   } else if (name == "iq") {
     ClientIq(ref, from, std::move(stanza), config);
   }
+  return false;
 }
 
-void HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
+bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
                             const Config& config) {
   // RFC 6120 §10.3.1: a message without 'to' is for the sender's bare JID.
   if (!stanza.HasAttr("to")) stanza.SetAttr("to", from.BareString());
@@ -362,7 +364,12 @@ void HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
   r->id = std::string(stanza.Attr("id"));
   r->xml.reserve(512);  // one allocation for a typical chat message instead of a growth series
   stanza.SerializeTo(r->xml, ns::kClient);
+  // A message that will wait for an archive write counts against the
+  // session's limits.messages_in_flight until it is durable (or refused).
+  const bool counted = r->archive_ok && config.archive_enabled;
+  if (counted) r->done = std::make_shared<OriginNotifier>(port_cell_, ref);
   Route(std::move(r), ref.loop, /*may_inline=*/true);
+  return counted;
 }
 
 void HubImpl::Route(RoutedPtr r, size_t current, bool may_inline) {

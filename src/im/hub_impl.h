@@ -53,6 +53,26 @@ MsgType ParseMsgType(std::string_view type);  // unknown -> normal (RFC 6121 §5
 PresType ParsePresType(std::string_view type);
 IqType ParseIqType(std::string_view type);
 
+// Held by a message that its sender's session counts as in flight (see
+// xmpp::Hub::HandleStanza): when the last reference to that message goes
+// (archived, refused or dropped), the session hears of it, exactly once.
+// The cell is cleared when the hub goes, so stragglers destroyed at
+// shutdown tell nobody.
+class OriginNotifier {
+ public:
+  OriginNotifier(std::shared_ptr<std::atomic<SessionPort*>> port, xmpp::SessionRef ref)
+      : port_(std::move(port)), ref_(ref) {}
+  ~OriginNotifier() {
+    if (SessionPort* port = port_->load(std::memory_order_acquire)) port->StanzaDone(ref_);
+  }
+  OriginNotifier(const OriginNotifier&) = delete;
+  OriginNotifier& operator=(const OriginNotifier&) = delete;
+
+ private:
+  std::shared_ptr<std::atomic<SessionPort*>> port_;
+  xmpp::SessionRef ref_;
+};
+
 // A stanza on its way between loops: serialised once, with the few fields
 // routing and error replies need. Immutable once shared.
 struct Routed {
@@ -68,6 +88,9 @@ struct Routed {
   std::string to;        // as addressed (normalised)
   std::string id;
   std::string origin_id;  // XEP-0359 <origin-id/> from the sending client, if any
+  // Set on a message its sender counts as in flight; copies made for
+  // delivery do not carry it.
+  std::shared_ptr<OriginNotifier> done;
   std::string xml;  // the stanza, serialised for a jabber:client stream
 
   MsgType msg_type() const { return static_cast<MsgType>(type); }
@@ -87,7 +110,7 @@ class HubImpl {
   // xmpp::Hub, called on the session's loop.
   void Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& requested,
             std::function<void(Result<xmpp::Jid>)> done);
-  void HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza);
+  bool HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza);
   void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full);
 
   const IqRegistry& registry() const { return registry_; }
@@ -250,7 +273,7 @@ class HubImpl {
   struct LoadResult;
   void FinishLoad(size_t home, const std::string& bare, LoadResult& result);
 
-  void ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
+  bool ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
   void ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
   void ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
                            const Config& config);
@@ -275,6 +298,7 @@ class HubImpl {
   const ConfigSource* config_;
   std::unique_ptr<SessionPort> owned_port_;
   SessionPort* port_;
+  std::shared_ptr<std::atomic<SessionPort*>> port_cell_;  // for OriginNotifier; cleared by ~HubImpl
   std::vector<std::unique_ptr<Shard>> shards_;
   IqRegistry registry_;
   std::atomic<int64_t> last_archive_id_{0};

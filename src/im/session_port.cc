@@ -1,5 +1,6 @@
 #include "im/session_port.h"
 
+#include "xmpp/c2s_session.h"
 #include "xmpp/sessions.h"
 
 namespace nines::im {
@@ -14,6 +15,9 @@ class SessionsPort final : public SessionPort {
   }
   void Kick(xmpp::SessionRef ref, std::string condition) override {
     sessions_->Kick(ref, std::move(condition), "replaced by a new session for the same resource");
+  }
+  void StanzaDone(xmpp::SessionRef ref) override {
+    sessions_->With(ref, [](xmpp::C2sSession& session) { session.StanzaDone(); });
   }
 
  private:

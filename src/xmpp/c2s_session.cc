@@ -233,6 +233,17 @@ void C2sSession::MarkStreamRestart() {
   closes_old_stream_ = false;
 }
 
+void C2sSession::StanzaDone() {
+  if (in_flight_ > 0) --in_flight_;
+  if (in_flight_blocked_ && in_flight_ <= config_->limits.messages_in_flight / 2) {
+    in_flight_blocked_ = false;
+    // Unblock may process queued stanzas and end the session: keep it alive
+    // to the end of this call (the caller holds only a table pointer).
+    auto self = std::move(in_flight_keep_alive_);
+    Unblock();
+  }
+}
+
 void C2sSession::Unblock() {
   if (--blocked_ > 0) return;
   while (!pending_.empty() && blocked_ == 0 && state_ != State::kClosed && state_ != State::kClosing) {
@@ -802,7 +813,14 @@ void C2sSession::HandleBoundStanza(Element stanza) {
     bool to_self = !stanza.HasAttr("to") || stanza.Attr("to") == jid_.BareString();
     if (request && (to_server || to_self) && HandleRegistration(stanza, true)) return;
   }
-  context_.hub->HandleStanza(ref_, jid_, std::move(stanza));
+  if (context_.hub->HandleStanza(ref_, jid_, std::move(stanza))) {
+    ++in_flight_;
+    if (!in_flight_blocked_ && in_flight_ >= config_->limits.messages_in_flight) {
+      in_flight_blocked_ = true;  // the rest of this read waits in pending_
+      in_flight_keep_alive_ = shared_from_this();
+      Block();
+    }
+  }
 }
 
 void C2sSession::SendStanzaError(const Element& stanza, std::string_view type, std::string_view condition,
@@ -930,6 +948,8 @@ void C2sSession::Finish() {
   state_ = State::kClosed;
   transport_.Close();
   if (throttle_timer_) throttle_timer_->cancel();
+  // Released from a later handler: the caller's stack may still use `this`.
+  if (in_flight_keep_alive_) loop_.Post([keep = std::move(in_flight_keep_alive_)] {});
   pending_.clear();
   if (was_bound) context_.hub->Unbind(ref_, jid_);
   context_.sessions.Remove(ref_);

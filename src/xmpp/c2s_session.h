@@ -12,8 +12,9 @@
 // Flow control
 //   Input is read into the loop's scratch buffer and parsed at once. Reading
 //   pauses (TCP backpressure reaches the peer) while the session waits on the
-//   store, while the peer exceeds limits.stanzas_per_second, and while more
-//   than half of limits.send_queue is queued to it. A peer whose queue passes
+//   store, while the peer exceeds limits.stanzas_per_second, while
+//   limits.messages_in_flight of its messages wait for their archive write,
+//   and while more than half of limits.send_queue is queued to it. A peer whose queue passes
 //   limits.send_queue is disconnected.
 //
 // Deadlines are checked by the loop's one-second tick: auth_timeout until
@@ -58,6 +59,10 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // Called by the loop tick. Returns true when it gave an idle session's
   // parser and buffers back to the allocator.
   bool CheckDeadlines();
+  // A stanza the hub took as pending (xmpp::Hub::HandleStanza returned
+  // true) is finished. Reading resumes once the count of such stanzas is
+  // back under half of limits.messages_in_flight.
+  void StanzaDone();
 
   SessionRef ref() const { return ref_; }
   const Jid& jid() const { return jid_; }
@@ -121,6 +126,12 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   bool stream_bytes_seen_ = false;   // of the restarted stream
   bool closes_old_stream_ = false;   // its first bytes were an end tag
   int blocked_ = 0;          // >0: async work in progress; reading paused
+  int64_t in_flight_ = 0;    // stanzas the hub reported as pending (see StanzaDone)
+  bool in_flight_blocked_ = false;  // holds one Block() for in_flight_
+  // While reading is paused for in_flight_, no read or write handler owns
+  // the session (handlers are what keep it alive): this does, until
+  // StanzaDone() resumes reading or Finish() lets go.
+  std::shared_ptr<C2sSession> in_flight_keep_alive_;
   int sasl_failures_ = 0;
   int64_t connected_at_ = 0;  // loop seconds
   int64_t last_read_ = 0;

@@ -33,8 +33,12 @@ class Hub {
                     std::function<void(Result<Jid>)> done) = 0;
 
   // A stanza from a bound session; `from` is its full JID and the stanza's
-  // 'from' has already been stamped with it.
-  virtual void HandleStanza(SessionRef ref, const Jid& from, xml::Element stanza) = 0;
+  // 'from' has already been stamped with it. Returns true if handling
+  // finishes later (a message waiting for its archive write): then the hub
+  // calls C2sSession::StanzaDone() on the session's loop once it has (if the
+  // session still exists), which the session uses for backpressure and, with
+  // XEP-0198, for acknowledgements. False: nothing more will be reported.
+  virtual bool HandleStanza(SessionRef ref, const Jid& from, xml::Element stanza) = 0;
 
   // The session has ended (any reason). If it was available, the hub
   // broadcasts unavailable presence on its behalf (RFC 6121 §4.5.1).

@@ -65,6 +65,12 @@ class FakePort final : public SessionPort {
   void Kick(xmpp::SessionRef ref, std::string condition) override {
     kicks_.emplace_back(ref, std::move(condition));
   }
+  void StanzaDone(xmpp::SessionRef ref) override { ++done_[ref.id]; }
+  // How many pending stanzas of `ref` the hub reported finished.
+  int done(xmpp::SessionRef ref) const {
+    auto it = done_.find(ref.id);
+    return it == done_.end() ? 0 : it->second;
+  }
 
   // The session vanished (as if closed): deliveries run on_gone from now on.
   void SetGone(xmpp::SessionRef ref) { gone_.insert(ref.id); }
@@ -103,6 +109,7 @@ class FakePort final : public SessionPort {
   std::vector<Delivery> deliveries_;
   std::set<uint64_t> gone_;
   std::vector<std::pair<xmpp::SessionRef, std::string>> kicks_;
+  std::map<uint64_t, int> done_;
 };
 
 struct Session {
