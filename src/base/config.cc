@@ -2,12 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <toml++/toml.h>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <set>
 #include <sstream>
-#include <toml++/toml.h>
 #include <variant>
 
 namespace nines {
@@ -16,8 +16,8 @@ namespace {
 // One row of the schema. `field` points into Config (or Config::limits).
 struct Key {
   const char* path;  // "section.key"
-  std::variant<std::string Config::*, int64_t Config::*, bool Config::*,
-               std::vector<std::string> Config::*, int64_t Limits::*>
+  std::variant<std::string Config::*, int64_t Config::*, bool Config::*, std::vector<std::string> Config::*,
+               int64_t Limits::*>
       field;
   int64_t min = 0;
   int64_t max = std::numeric_limits<int64_t>::max();
@@ -33,16 +33,20 @@ const std::vector<Key>& Schema() {
        "The XMPP domain this server hosts (the part after @)."},
       {"server.data_dir", &Config::data_dir, 0, 0, false,
        "Directory for the database, generated certificate and other state."},
-      {"server.threads", &Config::threads, 0, 1024, false,
-       "Event loops to run; 0 means one per CPU core."},
+      {"server.threads", &Config::threads, 0, 1024, false, "Event loops to run; 0 means one per CPU core."},
       {"listen.c2s_address", &Config::c2s_address, 0, 0, false,
        "Address for client connections with STARTTLS (RFC 6120)."},
       {"listen.c2s_port", &Config::c2s_port, 0, 65535, false,
        "Port for client connections with STARTTLS; 0 picks a free port."},
       {"listen.c2s_tls_address", &Config::c2s_tls_address, 0, 0, false,
        "Address for direct-TLS client connections (XEP-0368)."},
-      {"listen.c2s_tls_port", &Config::c2s_tls_port, -1, 65535, false,
-       "Port for direct-TLS client connections; 0 picks a free port, -1 disables.",
+      {
+          "listen.c2s_tls_port",
+          &Config::c2s_tls_port,
+          -1,
+          65535,
+          false,
+          "Port for direct-TLS client connections; 0 picks a free port, -1 disables.",
       },
       {"tls.certificate", &Config::certificate, 0, 0, true,
        "PEM certificate chain; empty means <data_dir>/tls/cert.pem, self-signed on first start."},
@@ -59,12 +63,12 @@ const std::vector<Key>& Schema() {
       {"auth.scram_iterations", &Config::scram_iterations, 4096, 1000000, true,
        "PBKDF2 iterations for newly set passwords."},
       {"auth.allow_plain_without_tls", &Config::allow_plain_without_tls, 0, 0, true,
-       "Offer PLAIN on unencrypted streams too. Sends passwords in the clear: for benchmarks on loopback only "
+       "Offer PLAIN on unencrypted streams too. Sends passwords in the clear: for benchmarks on loopback "
+       "only "
        "(needs tls.require = false)."},
       {"registration.enabled", &Config::registration_enabled, 0, 0, true,
        "Allow XEP-0077 in-band registration of new accounts."},
-      {"version.name", &Config::version_name, 0, 0, true,
-       "Software name reported by XEP-0092."},
+      {"version.name", &Config::version_name, 0, 0, true, "Software name reported by XEP-0092."},
       {"version.show", &Config::version_show, 0, 0, true,
        "Answer XEP-0092 software version queries; false answers service-unavailable."},
       {"version.show_os", &Config::version_show_os, 0, 0, true,
@@ -78,9 +82,11 @@ const std::vector<Key>& Schema() {
       {"archive.max_page", &Config::archive_max_page, 1, 10000, true,
        "Most messages returned in one archive (MAM) page; larger requests get this many."},
       {"archive.retention_days", &Config::archive_retention_days, 0, 36500, true,
-       "Delete archived messages older than this many days, when the account next logs in; 0 keeps them forever."},
+       "Delete archived messages older than this many days, when the account next logs in; 0 keeps them "
+       "forever."},
       {"archive.retention_count", &Config::archive_retention_count, 0, kMaxI, true,
-       "Keep at most this many archived messages per account (the newest), applied when the account next logs "
+       "Keep at most this many archived messages per account (the newest), applied when the account next "
+       "logs "
        "in; 0 means no limit."},
 
       {"limits.stanza_size", &Limits::stanza_size, 512, 64 << 20, true,
@@ -91,7 +97,8 @@ const std::vector<Key>& Schema() {
        "Longest element or attribute name, in bytes."},
       {"limits.stanza_size_preauth", &Limits::stanza_size_preauth, 512, 64 << 20, true,
        "Largest stanza before authentication."},
-      {"limits.depth_preauth", &Limits::depth_preauth, 2, 1000, true, "Deepest nesting before authentication."},
+      {"limits.depth_preauth", &Limits::depth_preauth, 2, 1000, true,
+       "Deepest nesting before authentication."},
       {"limits.attributes_preauth", &Limits::attributes_preauth, 1, 10000, true,
        "Most attributes on one element before authentication."},
       {"limits.name_length_preauth", &Limits::name_length_preauth, 8, 65536, true,
@@ -127,8 +134,7 @@ const std::vector<Key>& Schema() {
       {"limits.roster_size", &Limits::roster_size, 1, 1000000, true, "Most contacts in one roster."},
       {"limits.offline_messages", &Limits::offline_messages, 0, 1000000, true,
        "Most messages stored for an offline account; beyond it senders get an error."},
-      {"limits.vcard_size", &Limits::vcard_size, 256, 16 << 20, true,
-       "Largest vCard in bytes."},
+      {"limits.vcard_size", &Limits::vcard_size, 256, 16 << 20, true, "Largest vCard in bytes."},
       {"limits.messages_in_flight", &Limits::messages_in_flight, 1, 1000000, true,
        "Messages one session may have waiting for their archive write; beyond it the server stops reading "
        "from that client (TCP backpressure) until writes complete."},
@@ -212,7 +218,8 @@ Result<void> Validate(const Config& c, const std::string& origin) {
   }
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (kLevels.count(c.log_level) == 0) {
-    return MakeError(Errc::kInvalidArgument, fmt::format("{}: log.level '{}' is not a level", origin, c.log_level));
+    return MakeError(Errc::kInvalidArgument,
+                     fmt::format("{}: log.level '{}' is not a level", origin, c.log_level));
   }
   return {};
 }
@@ -223,9 +230,7 @@ std::string Config::CertificatePath() const {
   return certificate.empty() ? data_dir + "/tls/cert.pem" : certificate;
 }
 std::string Config::KeyPath() const { return key.empty() ? data_dir + "/tls/key.pem" : key; }
-std::string Config::SqlitePath() const {
-  return sqlite_path.empty() ? data_dir + "/nines.db" : sqlite_path;
-}
+std::string Config::SqlitePath() const { return sqlite_path.empty() ? data_dir + "/nines.db" : sqlite_path; }
 
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin) {
   toml::table table;
@@ -326,8 +331,9 @@ std::string ConfigDocMarkdown() {
     std::string sec = path.substr(0, path.find('.'));
     if (sec != section) {
       section = sec;
-      out += fmt::format("\n## [{}]\n\n| key | type | default | bounds | reload | meaning |\n|---|---|---|---|---|---|\n",
-                         sec);
+      out += fmt::format(
+          "\n## [{}]\n\n| key | type | default | bounds | reload | meaning |\n|---|---|---|---|---|---|\n",
+          sec);
     }
     std::string type;
     std::string def;
@@ -345,7 +351,8 @@ std::string ConfigDocMarkdown() {
           } else if constexpr (std::is_same_v<F, int64_t Limits::*>) {
             type = "integer";
             def = std::to_string(defaults.limits.*field);
-            bounds = key.max == kMaxI ? fmt::format("≥ {}", key.min) : fmt::format("{} … {}", key.min, key.max);
+            bounds =
+                key.max == kMaxI ? fmt::format("≥ {}", key.min) : fmt::format("{} … {}", key.min, key.max);
           } else if constexpr (std::is_same_v<F, bool Config::*>) {
             type = "boolean";
             def = defaults.*field ? "true" : "false";

@@ -11,8 +11,8 @@
 // they started with.
 #pragma once
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,7 +36,7 @@ struct Limits {
   int64_t name_length_preauth = 64;
 
   int64_t connections_per_ip = 64;
-  int64_t max_connections = 0;  // 0: bounded by the process file limit
+  int64_t max_connections = 0;             // 0: bounded by the process file limit
   int64_t failed_logins_per_ip = 10;       // per failed_login_window
   int64_t failed_logins_per_account = 10;  // per failed_login_window
   int64_t failed_login_window = 60;        // seconds
@@ -50,9 +50,9 @@ struct Limits {
   int64_t registrations_per_ip = 5;        // per hour
   int64_t resources_per_account = 32;
   int64_t roster_size = 1000;
-  int64_t offline_messages = 1000;         // per account
-  int64_t vcard_size = 64 * 1024;          // bytes
-  int64_t messages_in_flight = 256;        // per session: read, not yet durable; beyond it reading pauses
+  int64_t offline_messages = 1000;   // per account
+  int64_t vcard_size = 64 * 1024;    // bytes
+  int64_t messages_in_flight = 256;  // per session: read, not yet durable; beyond it reading pauses
 };
 
 struct Config {
@@ -74,12 +74,11 @@ struct Config {
 
   // [store]
   std::string store_backend = "sqlite";
-  std::string sqlite_path;  // empty: <data_dir>/nines.db
+  std::string sqlite_path;            // empty: <data_dir>/nines.db
   int64_t sqlite_commit_batch = 256;  // statements per group commit at most
 
   // [auth]
-  std::vector<std::string> sasl_mechanisms = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1",
-                                              "PLAIN"};
+  std::vector<std::string> sasl_mechanisms = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};
   int64_t scram_iterations = 4096;
   bool allow_plain_without_tls = false;  // benchmarks only
 
@@ -95,8 +94,8 @@ struct Config {
   std::string log_level = "info";
 
   // [archive] (XEP-0313)
-  bool archive_enabled = true;        // keep every chat/normal message in its owners' archives
-  int64_t archive_max_page = 250;     // most results in one MAM page (clients asking more get this many)
+  bool archive_enabled = true;          // keep every chat/normal message in its owners' archives
+  int64_t archive_max_page = 250;       // most results in one MAM page (clients asking more get this many)
   int64_t archive_retention_days = 0;   // 0: keep forever
   int64_t archive_retention_count = 0;  // 0: no limit on messages per account
 

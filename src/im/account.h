@@ -16,8 +16,8 @@
 #pragma once
 
 #include <cstdint>
-#include <list>
 #include <functional>
+#include <list>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -91,8 +91,8 @@ struct AccountState {
   // keeps the order they came in.
   struct Pending {
     std::shared_ptr<const Routed> routed;
-    bool ready = false;    // archived (or not to be), may be delivered
-    bool deliver = true;   // false: drop (a retransmission, or the write failed)
+    bool ready = false;         // archived (or not to be), may be delivered
+    bool deliver = true;        // false: drop (a retransmission, or the write failed)
     bool carbons_sent = false;  // the sender's other devices have their XEP-0280 copy
   };
   std::list<Pending> outbox;
@@ -100,8 +100,8 @@ struct AccountState {
   // Work waiting for the load, in arrival order. A list, not a deque: an
   // empty libstdc++ deque allocates 576 bytes, and most accounts never queue.
   std::list<AccountOp> queue;
-  int busy = 0;                 // store calls in flight
-  int running = 0;              // ops on the stack (guards eviction)
+  int busy = 0;     // store calls in flight
+  int running = 0;  // ops on the stack (guards eviction)
 
   bool Ready() const { return load == Load::kReady; }
 

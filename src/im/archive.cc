@@ -209,7 +209,8 @@ void RunQuery(HubImpl& hub, const IqCallPtr& call, const std::string& user, size
               return;
             }
             // Results before the IQ result, on the same path, so they arrive first (XEP-0313 §4.2).
-            for (const auto& m : page->messages) hub.SendToSession(call->origin, ResultMessage(call->from, queryid, m));
+            for (const auto& m : page->messages)
+              hub.SendToSession(call->origin, ResultMessage(call->from, queryid, m));
             hub.ReplyResult(*call, FinXml(*page));
           }));
 }
@@ -258,8 +259,8 @@ void MamSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
   hub.store().QueryArchive(
       user, std::move(exists),
       store::Reply<store::ArchivePage>(
-          hub.loop(home).executor(), [&hub, call, user, home, wanted,
-                                      request = std::move(request)](Result<store::ArchivePage> found) mutable {
+          hub.loop(home).executor(), [&hub, call, user, home, wanted, request = std::move(request)](
+                                         Result<store::ArchivePage> found) mutable {
             if (!found.ok()) {
               hub.ReplyError(*call, "internal-server-error");
               return;
@@ -458,7 +459,8 @@ void HubImpl::ApplyRetention(AccountState& st) {
   const Config& config = ConfigOn(st.home);
   if (config.archive_retention_days <= 0 && config.archive_retention_count <= 0) return;
   int64_t before = 0;  // an archive id (microseconds), see NextArchiveId
-  if (config.archive_retention_days > 0) before = (NowUnixMs() - config.archive_retention_days * 86'400'000) * 1000;
+  if (config.archive_retention_days > 0)
+    before = (NowUnixMs() - config.archive_retention_days * 86'400'000) * 1000;
   int64_t keep = config.archive_retention_count > 0 ? config.archive_retention_count : -1;
   ++st.busy;
   store_->PruneArchive(st.user, before, keep,

@@ -75,7 +75,8 @@ bool HubImpl::CarbonsEligible(const xml::Element& message, MsgType type) {
   return im_payload;
 }
 
-void HubImpl::ReceivedCarbons(AccountState& st, const RoutedPtr& r, const std::vector<xmpp::SessionRef>& delivered) {
+void HubImpl::ReceivedCarbons(AccountState& st, const RoutedPtr& r,
+                              const std::vector<xmpp::SessionRef>& delivered) {
   if (!r->carbons_ok) return;
   for (const auto& res : st.resources) {
     if (!res.carbons || !res.available) continue;
@@ -105,7 +106,8 @@ void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id) {
           AppendChildXml(inner, sid);
         }
       }
-      DeliverTo(res, std::make_shared<const std::string>(Wrap(st.bare, res.full, "sent", TypeName(r->msg_type()), inner)));
+      DeliverTo(res, std::make_shared<const std::string>(
+                         Wrap(st.bare, res.full, "sent", TypeName(r->msg_type()), inner)));
     }
   });
 }

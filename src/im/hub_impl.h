@@ -215,10 +215,10 @@ class HubImpl {
   // What a message carries, for the storage rules of offline storage and
   // the archive (XEP-0334 hints, XEP-0085 chat states).
   struct MessageTraits {
-    bool content = false;            // something a person would miss (see offline.cc)
-    bool no_store = false;           // <no-store/>
-    bool no_permanent_store = false; // <no-permanent-store/>
-    bool store_hint = false;         // <store/>
+    bool content = false;             // something a person would miss (see offline.cc)
+    bool no_store = false;            // <no-store/>
+    bool no_permanent_store = false;  // <no-permanent-store/>
+    bool store_hint = false;          // <store/>
   };
   // (archive.cc)
   static MessageTraits ClassifyMessage(const xml::Element& message);

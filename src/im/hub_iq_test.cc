@@ -15,28 +15,7 @@ using store::Subscription;
 using testing::HubTest;
 using testing::Session;
 
-class IqTest : public HubTest {
- protected:
-  // Sends an IQ and returns the one reply.
-  xml::Element Ask(const Session& s, const std::string& iq) {
-    Forget(s);
-    Send(s, iq);
-    auto got = Got(s);
-    EXPECT_EQ(got.size(), 1u) << iq;
-    if (got.empty()) return {};
-    return std::move(got[0]);
-  }
-  static std::vector<std::string> Features(const xml::Element& result) {
-    std::vector<std::string> out;
-    const xml::Element* q = result.Child("query", "http://jabber.org/protocol/disco#info");
-    if (q == nullptr) return out;
-    for (const xml::Element* c : q->Children()) {
-      if (c->name() == "feature") out.emplace_back(c->Attr("var"));
-    }
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-};
+class IqTest : public HubTest {};  // Ask() and Features() come from HubTest
 
 TEST_F(IqTest, ServerDiscoInfoListsExactlyTheRegistry) {
   Session a = Login("alice");
@@ -69,7 +48,8 @@ TEST_F(IqTest, EveryAdvertisedFeatureHasAHandlerOrAModule) {
   for (Scope scope : {kScopeServer, kScopeSelf, kScopeAccount}) {
     for (const auto& feature : registry.Features(scope, config)) {
       // Offline storage and stanza-ids are message handling, not IQs.
-      bool handled = feature == "msgoffline" || feature == "urn:xmpp:sid:0" || feature == "urn:xmpp:carbons:2";
+      bool handled =
+          feature == "msgoffline" || feature == "urn:xmpp:sid:0" || feature == "urn:xmpp:carbons:2";
       for (const auto& h : registry.handlers()) handled |= h.feature == feature && (h.scopes & scope) != 0;
       EXPECT_TRUE(handled) << feature;
     }

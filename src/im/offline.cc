@@ -26,7 +26,6 @@ namespace nines::im {
 
 namespace {
 
-
 // The resources bare-JID messages would go to now (highest non-negative priority).
 std::vector<const Resource*> BestResources(const AccountState& st) {
   int best = -1;

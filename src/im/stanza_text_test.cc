@@ -46,8 +46,9 @@ TEST(StanzaTextTest, ParseTimestamp) {
   EXPECT_EQ(FormatTimestamp(ms), "2024-05-01T12:34:56.000Z");
   ASSERT_TRUE(ParseTimestamp("1970-01-01T00:00:00Z", ms));
   EXPECT_EQ(ms, 0);
-  for (const char* bad : {"", "2024-05-01", "2024-05-01T12:34:56", "2024-13-01T00:00:00Z", "2024-05-01T12:34:56.Z",
-                          "2024-05-01T12:34:56Zjunk", "2024-05-01 12:34:56Z", "yesterday"}) {
+  for (const char* bad :
+       {"", "2024-05-01", "2024-05-01T12:34:56", "2024-13-01T00:00:00Z", "2024-05-01T12:34:56.Z",
+        "2024-05-01T12:34:56Zjunk", "2024-05-01 12:34:56Z", "yesterday"}) {
     EXPECT_FALSE(ParseTimestamp(bad, ms)) << bad;
   }
 }

@@ -6,9 +6,7 @@
 
 namespace nines::net {
 
-Loop::Loop(size_t index) : index_(index), scratch_(64 * 1024) {
-  work_.emplace(context_.get_executor());
-}
+Loop::Loop(size_t index) : index_(index), scratch_(64 * 1024) { work_.emplace(context_.get_executor()); }
 
 void Loop::StartTicking() {
   tick_timer_ = std::make_unique<boost::asio::steady_timer>(context_);
@@ -19,9 +17,8 @@ void Loop::StartTicking() {
     std::chrono::steady_clock::time_point start;
     void operator()(const boost::system::error_code& ec) const {
       if (ec) return;
-      loop->now_seconds_ = std::chrono::duration_cast<std::chrono::seconds>(
-                               std::chrono::steady_clock::now() - start)
-                               .count();
+      loop->now_seconds_ =
+          std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - start).count();
       for (auto& fn : loop->tick_handlers_) fn();
       loop->tick_timer_->expires_after(std::chrono::seconds(1));
       loop->tick_timer_->async_wait(*this);

@@ -55,7 +55,8 @@ class Reply {
 
   // Posts fn(result) to the executor. Call exactly once (this or Invoke).
   void operator()(Result<T> result) {
-    boost::asio::post(executor_, [fn = std::move(fn_), r = std::move(result)]() mutable { fn(std::move(r)); });
+    boost::asio::post(executor_,
+                      [fn = std::move(fn_), r = std::move(result)]() mutable { fn(std::move(r)); });
   }
 
   // For backends that post many replies at once (one post per executor for a
@@ -71,7 +72,7 @@ class Reply {
 
 // Salted SCRAM keys for one hash (RFC 5802 §3). The password itself is never stored.
 struct ScramKeys {
-  std::string salt;        // raw bytes
+  std::string salt;  // raw bytes
   int64_t iterations = 0;
   std::string stored_key;  // raw bytes: H(ClientKey)
   std::string server_key;  // raw bytes: HMAC(SaltedPassword, "Server Key")
@@ -91,11 +92,16 @@ enum class Subscription { kNone, kTo, kFrom, kBoth, kRemove };
 // "both", "remove"): the roster wire format and the stored form share it.
 inline const char* SubscriptionName(Subscription subscription) {
   switch (subscription) {
-    case Subscription::kNone: return "none";
-    case Subscription::kTo: return "to";
-    case Subscription::kFrom: return "from";
-    case Subscription::kBoth: return "both";
-    case Subscription::kRemove: return "remove";
+    case Subscription::kNone:
+      return "none";
+    case Subscription::kTo:
+      return "to";
+    case Subscription::kFrom:
+      return "from";
+    case Subscription::kBoth:
+      return "both";
+    case Subscription::kRemove:
+      return "remove";
   }
   return "none";
 }
@@ -117,9 +123,9 @@ struct Roster {
 };
 
 struct OfflineMessage {
-  int64_t id = 0;         // increasing per store
-  int64_t stamp_ms = 0;   // when the server received it (for XEP-0203)
-  std::string stanza;     // serialised <message/> as received, from-stamped
+  int64_t id = 0;        // increasing per store
+  int64_t stamp_ms = 0;  // when the server received it (for XEP-0203)
+  std::string stanza;    // serialised <message/> as received, from-stamped
 };
 
 // One message in one account's archive (XEP-0313). A message between two
@@ -128,9 +134,9 @@ struct OfflineMessage {
 // order messages should be listed (the hub uses microsecond timestamps, and
 // turns time filters into id ranges).
 struct ArchivedMessage {
-  int64_t id = 0;        // the archive id, also the XEP-0359 stanza-id
-  int64_t stamp_ms = 0;  // when the server received it (unix milliseconds)
-  std::string peer;      // normalised bare JID of the other party (the owner's own for notes to self)
+  int64_t id = 0;             // the archive id, also the XEP-0359 stanza-id
+  int64_t stamp_ms = 0;       // when the server received it (unix milliseconds)
+  std::string peer;           // normalised bare JID of the other party (the owner's own for notes to self)
   std::string peer_resource;  // the other party's resource, if it had one
   bool outgoing = false;      // the owner sent it
   std::string origin_id;      // XEP-0359 origin-id from the owner's client on outgoing messages, else ""

@@ -930,7 +930,8 @@ TYPED_TEST_P(StoreConformance, ArchiveKeepsBothOwnersCopiesInOrder) {
   EXPECT_EQ(first.peer, "alice@example.org");
   EXPECT_EQ(first.peer_resource, "r");
   EXPECT_EQ(first.stamp_ms, 1001);
-  EXPECT_EQ(first.stanza, "<message from='alice@example.org/r' to='bob@example.org' type='chat'><body>10</body></message>");
+  EXPECT_EQ(first.stanza,
+            "<message from='alice@example.org/r' to='bob@example.org' type='chat'><body>10</body></message>");
   auto alice = this->QueryArchive("alice", {});
   ASSERT_TRUE(alice.ok());
   EXPECT_TRUE(alice->messages.front().outgoing);

@@ -117,16 +117,16 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   bool direct_tls_;
   bool header_sent_ = false;
   bool authenticated_ = false;
-  bool reading_ = false;     // a read wait is armed
-  bool writing_ = false;     // a write wait is armed
-  bool in_read_ = false;     // inside OnReadable: flush once at the end
-  bool counted_ = false;     // holds a ConnectionCounter slot
+  bool reading_ = false;  // a read wait is armed
+  bool writing_ = false;  // a write wait is armed
+  bool in_read_ = false;  // inside OnReadable: flush once at the end
+  bool counted_ = false;  // holds a ConnectionCounter slot
   bool stanza_started_ = false;
   bool stream_restarted_ = false;
-  bool stream_bytes_seen_ = false;   // of the restarted stream
-  bool closes_old_stream_ = false;   // its first bytes were an end tag
-  int blocked_ = 0;          // >0: async work in progress; reading paused
-  int64_t in_flight_ = 0;    // stanzas the hub reported as pending (see StanzaDone)
+  bool stream_bytes_seen_ = false;  // of the restarted stream
+  bool closes_old_stream_ = false;  // its first bytes were an end tag
+  int blocked_ = 0;                 // >0: async work in progress; reading paused
+  int64_t in_flight_ = 0;           // stanzas the hub reported as pending (see StanzaDone)
   bool in_flight_blocked_ = false;  // holds one Block() for in_flight_
   // While reading is paused for in_flight_, no read or write handler owns
   // the session (handlers are what keep it alive): this does, until
@@ -144,8 +144,8 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   std::string username_;
   Jid jid_;
   std::unique_ptr<sasl::Mechanism> sasl_;
-  std::string out_;           // bytes queued for the peer
-  size_t out_offset_ = 0;     // bytes of out_ already written
+  std::string out_;        // bytes queued for the peer
+  size_t out_offset_ = 0;  // bytes of out_ already written
   // Parsed while blocked. A list, not a deque: an empty libstdc++ deque still
   // allocates ~600 bytes, and every idle session has an empty one.
   std::list<xml::ParseEvent> pending_;

@@ -171,7 +171,8 @@ class FakeStore final : public store::Store {
     });
   }
   // Filters as the real backends do, by brute force.
-  void QueryArchive(std::string username, store::ArchiveQuery q, store::Reply<store::ArchivePage> reply) override {
+  void QueryArchive(std::string username, store::ArchiveQuery q,
+                    store::Reply<store::ArchivePage> reply) override {
     Finish("QueryArchive", std::move(reply), [=, this]() mutable -> Result<store::ArchivePage> {
       std::vector<store::ArchivedMessage> match;
       for (auto& m : archive_[username]) {
@@ -194,7 +195,8 @@ class FakeStore final : public store::Store {
       return page;
     });
   }
-  void PruneArchive(std::string username, int64_t before_id, int64_t keep, store::Reply<int64_t> reply) override {
+  void PruneArchive(std::string username, int64_t before_id, int64_t keep,
+                    store::Reply<int64_t> reply) override {
     Finish("PruneArchive", std::move(reply), [=, this]() mutable -> Result<int64_t> {
       auto& a = archive_[username];
       size_t before = a.size();

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <set>
@@ -220,6 +221,29 @@ class HubTest : public ::testing::Test {
       if (e.name() == name && (!type || e.Attr("type") == *type)) out.push_back(&e);
     }
     return out;
+  }
+  // Sends `iq` as `s` and returns the one stanza that comes back.
+  xml::Element Ask(const Session& s, const std::string& iq) {
+    Forget(s);
+    Send(s, iq);
+    auto got = Got(s);
+    EXPECT_EQ(got.size(), 1u) << iq;
+    if (got.empty()) return {};
+    return std::move(got[0]);
+  }
+  // The sorted disco#info features of an IQ result.
+  static std::vector<std::string> Features(const xml::Element& result) {
+    std::vector<std::string> out;
+    const xml::Element* q = result.Child("query", "http://jabber.org/protocol/disco#info");
+    if (q == nullptr) return out;
+    for (const xml::Element* c : q->Children()) {
+      if (c->name() == "feature") out.emplace_back(c->Attr("var"));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+  static bool Has(const std::vector<std::string>& v, std::string_view item) {
+    return std::find(v.begin(), v.end(), item) != v.end();
   }
   static std::string ErrorCondition(const xml::Element& stanza) {
     const xml::Element* error = stanza.Child("error");

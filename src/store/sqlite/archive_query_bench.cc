@@ -88,12 +88,15 @@ World& TheWorld() {
         int64_t seq = done + k;
         int peer = static_cast<int>(seq % kPeers);
         int64_t id = w->first_id + seq * 1000;
-        std::string stanza = "<message from='" + Peer(peer) + "@localhost/phone' to='owner@localhost' type='chat' id='" +
-                             std::to_string(seq) + "'><body>message number " + std::to_string(seq) +
+        std::string stanza = "<message from='" + Peer(peer) +
+                             "@localhost/phone' to='owner@localhost' type='chat' id='" + std::to_string(seq) +
+                             "'><body>message number " + std::to_string(seq) +
                              ", about as long as a short chat line</body><origin-id xmlns='urn:xmpp:sid:0' "
-                             "id='o" + std::to_string(seq) + "'/></message>";
+                             "id='o" +
+                             std::to_string(seq) + "'/></message>";
         std::vector<ArchiveEntry> entries;
-        entries.push_back({Peer(peer), {id, id / 1000, "owner@localhost", "", true, "o" + std::to_string(seq), stanza}});
+        entries.push_back(
+            {Peer(peer), {id, id / 1000, "owner@localhost", "", true, "o" + std::to_string(seq), stanza}});
         entries.push_back({"owner", {id, id / 1000, Peer(peer) + "@localhost", "phone", false, "", stanza}});
         w->store->Archive(std::move(entries),
                           Reply<ArchiveOutcome>(w->io.get_executor(), [&](Result<ArchiveOutcome> r) {
@@ -109,7 +112,8 @@ World& TheWorld() {
     }
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(stderr, "filled %lld messages (%lld rows) in %.1f s: %.0f messages/s through Archive()\n",
-                 static_cast<long long>(g_messages), static_cast<long long>(2 * g_messages), s, g_messages / s);
+                 static_cast<long long>(g_messages), static_cast<long long>(2 * g_messages), s,
+                 g_messages / s);
     return w;
   }();
   return *world;
@@ -131,7 +135,8 @@ void RunQueries(benchmark::State& state, MakeQuery make) {
   for (auto _ : state) {
     ArchiveQuery q = make(i++);
     auto t0 = std::chrono::steady_clock::now();
-    auto page = Await<ArchivePage>(w.io, [&](Reply<ArchivePage> r) { w.store->QueryArchive("owner", q, std::move(r)); });
+    auto page = Await<ArchivePage>(
+        w.io, [&](Reply<ArchivePage> r) { w.store->QueryArchive("owner", q, std::move(r)); });
     auto t1 = std::chrono::steady_clock::now();
     if (!page.ok() || page->messages.size() != 50) {
       state.SkipWithError("query failed or short page");

@@ -713,7 +713,8 @@ void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcom
       }
     }
     {
-      auto stmt = conn.Prepare("INSERT INTO archive_messages (id, stamp_ms, owners, stanza) VALUES (?1, ?2, ?3, ?4)");
+      auto stmt =
+          conn.Prepare("INSERT INTO archive_messages (id, stamp_ms, owners, stanza) VALUES (?1, ?2, ?3, ?4)");
       if (!stmt.ok()) return stmt.error();
       stmt->BindInt(1, first.id);
       stmt->BindInt(2, first.stamp_ms);
@@ -808,29 +809,30 @@ void SqliteStore::QueryArchive(std::string username, ArchiveQuery query, Reply<A
 }
 
 void SqliteStore::PruneArchive(std::string username, int64_t before_id, int64_t keep, Reply<int64_t> reply) {
-  Write(std::move(reply), [username = std::move(username), before_id, keep](Connection& conn) -> Result<int64_t> {
-    // conn.Changes() counts the archive rows only, not the trigger's work.
-    int64_t deleted = 0;
-    {
-      auto stmt = conn.Prepare("DELETE FROM archive WHERE username = ?1 AND id < ?2");
-      if (!stmt.ok()) return stmt.error();
-      stmt->BindText(1, username);
-      stmt->BindInt(2, before_id);
-      if (auto done = stmt->Run(); !done.ok()) return done.error();
-      deleted += conn.Changes();
-    }
-    if (keep >= 0) {
-      auto stmt = conn.Prepare(
-          "DELETE FROM archive WHERE username = ?1 AND id <= "
-          "(SELECT id FROM archive WHERE username = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
-      if (!stmt.ok()) return stmt.error();
-      stmt->BindText(1, username);
-      stmt->BindInt(2, keep);
-      if (auto done = stmt->Run(); !done.ok()) return done.error();
-      deleted += conn.Changes();
-    }
-    return deleted;
-  });
+  Write(std::move(reply),
+        [username = std::move(username), before_id, keep](Connection& conn) -> Result<int64_t> {
+          // conn.Changes() counts the archive rows only, not the trigger's work.
+          int64_t deleted = 0;
+          {
+            auto stmt = conn.Prepare("DELETE FROM archive WHERE username = ?1 AND id < ?2");
+            if (!stmt.ok()) return stmt.error();
+            stmt->BindText(1, username);
+            stmt->BindInt(2, before_id);
+            if (auto done = stmt->Run(); !done.ok()) return done.error();
+            deleted += conn.Changes();
+          }
+          if (keep >= 0) {
+            auto stmt = conn.Prepare(
+                "DELETE FROM archive WHERE username = ?1 AND id <= "
+                "(SELECT id FROM archive WHERE username = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
+            if (!stmt.ok()) return stmt.error();
+            stmt->BindText(1, username);
+            stmt->BindInt(2, keep);
+            if (auto done = stmt->Run(); !done.ok()) return done.error();
+            deleted += conn.Changes();
+          }
+          return deleted;
+        });
 }
 
 }  // namespace nines::store::sqlite

@@ -177,8 +177,9 @@ TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
   EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
   EXPECT_EQ(raw.Query("PRAGMA application_id"), std::to_string(kApplicationId));
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('vcards', 'roster_groups', 'archive')"),
-            "3");
+  EXPECT_EQ(
+      raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('vcards', 'roster_groups', 'archive')"),
+      "3");
 }
 
 // The v1 schema exactly as the v1 build wrote it, with data, kept here (not
