@@ -142,7 +142,7 @@ MamRequest ParseMamQuery(const xml::Element& query, const Config& config) {
     }
   }
   if (start_ms && end_ms && *start_ms > *end_ms) return fail("bad-request", "'start' is after 'end'");
-  // Archive ids are microseconds of receipt (HubImpl::NextArchiveId), so a
+  // Archive ids are microseconds of storing (store.h, ArchivedMessage), so a
   // time window is an id range; both ends of XEP-0313's window are inclusive.
   if (start_ms) {
     int64_t after = *start_ms * 1000 - 1;
@@ -175,10 +175,10 @@ std::string FinXml(const store::ArchivePage& page) {
   std::string out = "<fin xmlns='urn:xmpp:mam:2'";
   if (page.complete) out.append(" complete='true'");
   out.append("><set xmlns='http://jabber.org/protocol/rsm'>");
-  if (page.messages.empty()) {
-    out.append("<count>0</count>");
-  } else {
-    out.append("<first index='0'>" + std::to_string(page.messages.front().id) + "</first>");
+  // No <count/>: counting a large archive costs more than the page, and
+  // XEP-0059 makes it optional. No index on <first/> for the same reason.
+  if (!page.messages.empty()) {
+    out.append("<first>" + std::to_string(page.messages.front().id) + "</first>");
     out.append("<last>" + std::to_string(page.messages.back().id) + "</last>");
   }
   out.append("</set></fin>");
@@ -199,20 +199,49 @@ constexpr std::string_view kQueryForm =
 
 void RunQuery(HubImpl& hub, const IqCallPtr& call, const std::string& user, size_t home, MamRequest request) {
   std::string queryid(call->payload().Attr("queryid"));
+  const bool from_end = request.query.from_end;
+  // A page must fit the session's send queue, or a page of large messages
+  // would cut the client off every time it asked (limits.send_queue). A
+  // shorter page is allowed (XEP-0059): it ends early with complete unset.
+  const size_t budget = static_cast<size_t>(hub.ConfigOn(home).limits.send_queue) / 4;
   hub.store().QueryArchive(
       user, request.query,
-      store::Reply<store::ArchivePage>(
-          hub.loop(home).executor(), [&hub, call, queryid](Result<store::ArchivePage> page) {
-            if (!page.ok()) {
-              spdlog::warn("im: archive query for {} failed: {}", BareOf(call->from), page.error().message);
-              hub.ReplyError(*call, "internal-server-error");
-              return;
-            }
-            // Results before the IQ result, on the same path, so they arrive first (XEP-0313 §4.2).
-            for (const auto& m : page->messages)
-              hub.SendToSession(call->origin, ResultMessage(call->from, queryid, m));
-            hub.ReplyResult(*call, FinXml(*page));
-          }));
+      store::Reply<store::ArchivePage>(hub.loop(home).executor(), [&hub, call, queryid, from_end,
+                                                                   budget](Result<store::ArchivePage> page) {
+        if (!page.ok()) {
+          spdlog::warn("im: archive query for {} failed: {}", BareOf(call->from), page.error().message);
+          hub.ReplyError(*call, "internal-server-error");
+          return;
+        }
+        std::vector<std::string> results;
+        results.reserve(page->messages.size());
+        size_t bytes = 0;
+        auto& messages = page->messages;
+        // Keep the end the client pages from: the oldest going forward, the newest going back.
+        for (size_t k = 0; k < messages.size(); ++k) {
+          const auto& m = messages[from_end ? messages.size() - 1 - k : k];
+          std::string xml = ResultMessage(call->from, queryid, m);
+          if (!results.empty() && bytes + xml.size() > budget) {
+            page->complete = false;
+            break;
+          }
+          bytes += xml.size();
+          results.push_back(std::move(xml));
+        }
+        if (results.size() < messages.size()) {
+          if (from_end) {
+            messages.erase(messages.begin(), messages.end() - static_cast<ptrdiff_t>(results.size()));
+            std::reverse(results.begin(), results.end());
+          } else {
+            messages.resize(results.size());
+          }
+        } else if (from_end) {
+          std::reverse(results.begin(), results.end());
+        }
+        // Results before the IQ result, on the same path, so they arrive first (XEP-0313 §4.2).
+        for (auto& xml : results) hub.SendToSession(call->origin, std::move(xml));
+        hub.ReplyResult(*call, FinXml(*page));
+      }));
 }
 
 void MamSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
@@ -358,18 +387,6 @@ bool HubImpl::ArchiveEligible(const MessageTraits& t, MsgType type) {
   return t.content || t.store_hint;
 }
 
-int64_t HubImpl::NextArchiveId() {
-  const int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
-  int64_t last = last_archive_id_.load(std::memory_order_relaxed);
-  int64_t next;
-  do {
-    next = std::max(now, last + 1);
-  } while (!last_archive_id_.compare_exchange_weak(last, next, std::memory_order_relaxed));
-  return next;
-}
-
 void HubImpl::SendToSession(xmpp::SessionRef ref, std::string xml) {
   port_->Deliver(ref, std::make_shared<const std::string>(std::move(xml)), {});
 }
@@ -385,8 +402,10 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
     }
     return;
   }
-  const int64_t id = NextArchiveId();
-  const int64_t stamp = id / 1000;  // the id is the time of receipt
+  // The store assigns the id (id 0): ids then follow commit order, which a
+  // device paging from the last id it saw relies on.
+  const int64_t id = 0;
+  const int64_t stamp = 0;
   JidView from = SplitJid(r->from);
   JidView to = SplitJid(r->to);
   std::vector<store::ArchiveEntry> entries;
@@ -411,7 +430,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
       std::move(entries),
       store::Reply<store::ArchiveOutcome>(
           loop(st.home).executor(),
-          [this, home = st.home, bare = st.bare, r, id](Result<store::ArchiveOutcome> outcome) {
+          [this, home = st.home, bare = st.bare, r](Result<store::ArchiveOutcome> outcome) {
             AccountState* st = FindAccount(home, bare);
             if (st == nullptr) return;  // cannot happen: busy > 0 keeps the state
             --st->busy;
@@ -430,12 +449,12 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
                 archived->done.reset();  // only the original counts for the sender
                 std::string sid = "<stanza-id xmlns='urn:xmpp:sid:0'";
                 AppendAttr(sid, "by", bare);
-                AppendAttr(sid, "id", std::to_string(id));
+                AppendAttr(sid, "id", std::to_string(outcome->id));
                 sid.append("/>");
                 AppendChildXml(archived->xml, sid);
                 it->routed = std::move(archived);
                 it->carbons_sent = true;
-                SentCarbons(r, id);
+                SentCarbons(r, outcome->id);
               }
             }
             ++st->running;
@@ -446,6 +465,13 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
 }
 
 void HubImpl::FlushOutbox(AccountState& st) {
+  // While the account reloads (after a failed roster write) delivery would
+  // bounce messages that are already durable: wait for the load, which
+  // flushes again when it finishes (FinishLoad).
+  if (st.load == AccountState::Load::kNone || st.load == AccountState::Load::kLoading) {
+    if (st.load == AccountState::Load::kNone && !st.outbox.empty()) StartLoad(st);
+    return;
+  }
   while (!st.outbox.empty() && st.outbox.front().ready) {
     AccountState::Pending p = std::move(st.outbox.front());
     st.outbox.pop_front();
@@ -458,7 +484,7 @@ void HubImpl::FlushOutbox(AccountState& st) {
 void HubImpl::ApplyRetention(AccountState& st) {
   const Config& config = ConfigOn(st.home);
   if (config.archive_retention_days <= 0 && config.archive_retention_count <= 0) return;
-  int64_t before = 0;  // an archive id (microseconds), see NextArchiveId
+  int64_t before = 0;  // an archive id: microseconds (store.h, ArchivedMessage)
   if (config.archive_retention_days > 0)
     before = (NowUnixMs() - config.archive_retention_days * 86'400'000) * 1000;
   int64_t keep = config.archive_retention_count > 0 ? config.archive_retention_count : -1;

@@ -295,6 +295,63 @@ TEST_F(ArchiveTest, PageSizeIsCappedByConfig) {
   EXPECT_EQ(Fin(page)->Attr("complete"), "");
 }
 
+TEST_F(ArchiveTest, PagesFitTheSendQueue) {
+  Config c = DefaultConfig();
+  c.limits.send_queue = 16 * 1024;  // a quarter of it, 4 KiB, per page
+  MakeHub(c);
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  const std::string big(1500, 'x');
+  for (int i = 0; i < 6; ++i) {
+    Send(alice,
+         "<message to='bob@example.com' type='chat'><body>" + std::to_string(i) + big + "</body></message>");
+  }
+  auto ids = ResultIds(Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>1</max></set>"));
+  auto forward = Query(bob, "");
+  ASSERT_EQ(Bodies(forward).size(), 2u) << "two results of ~1.6 KiB fit in 4 KiB";
+  EXPECT_EQ(Bodies(forward)[0].substr(0, 1), "0");
+  EXPECT_EQ(Fin(forward)->Attr("complete"), "") << "a short page is not the last";
+  auto back = Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><before/></set>");
+  ASSERT_EQ(Bodies(back).size(), 2u);
+  EXPECT_EQ(Bodies(back)[0].substr(0, 1), "4") << "paging back keeps the newest";
+  EXPECT_EQ(Bodies(back)[1].substr(0, 1), "5");
+  EXPECT_EQ(Fin(back)->Child("set")->ChildText("first"), ResultIds(back)[0]);
+  (void)ids;
+}
+
+TEST_F(ArchiveTest, ForgedStanzaIdsAreRemovedWhateverTheirCase) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Send(alice,
+       "<message to='bob@example.com' type='chat'><body>hi</body>"
+       "<stanza-id xmlns='urn:xmpp:sid:0' by='bob@EXAMPLE.com' id='forged'/></message>");
+  auto got = GotNamed(bob, "message");
+  ASSERT_EQ(got.size(), 1u);
+  for (const xml::Element* c : got[0].Children()) {
+    if (c->name() == "stanza-id") {
+      EXPECT_NE(c->Attr("id"), "forged");
+    }
+  }
+}
+
+TEST_F(ArchiveTest, ArchivedMessagesWaitForAReloadInsteadOfBouncing) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  store_.Hold("Archive");
+  Send(alice, "<message to='bob@example.com' type='chat'><body>kept</body></message>");
+  // A failed roster write makes bob's state reload while the archive write is in flight.
+  store_.FailNext("PutRosterItem", Errc::kUnavailable);
+  Send(bob,
+       "<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='carol@example.com'/></query></iq>");
+  Forget(bob);
+  store_.Release();
+  Drain();
+  auto got = GotNamed(bob, "message");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].ChildText("body"), "kept");
+  EXPECT_TRUE(GotNamed(alice, "message", "error").empty()) << "a durable message must not bounce";
+}
+
 TEST_F(ArchiveTest, FormFilters) {
   Session alice = Online("alice");
   Session carol = Online("carol");

@@ -237,6 +237,7 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
     st->queue.pop_front();
     op(*st);
   }
+  if (st->load != Load::kLoading && st->load != Load::kNone) FlushOutbox(*st);  // waited for this load
   if (st->load == Load::kFailed) st->load = Load::kNone;  // the next piece of work retries
   --st->running;
   if (st->load == Load::kNone && !st->queue.empty()) {
@@ -350,8 +351,9 @@ bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
   bool forged = false;
   for (const xml::Element* child : stanza.Children()) {
     if (child->name() == "stanza-id" && child->ns() == "urn:xmpp:sid:0") {
-      JidView by = SplitJid(child->Attr("by"));
-      if (by.domain == config.domain) forged = true;
+      // Normalised, so that by='alice@LOCALHOST' is ours too.
+      auto by = xmpp::Jid::Parse(child->Attr("by"));
+      if (!by.ok() || by->domain() == config.domain) forged = true;
     } else if (child->name() == "origin-id" && child->ns() == "urn:xmpp:sid:0" && r->origin_id.empty()) {
       r->origin_id = std::string(child->Attr("id"));
     }

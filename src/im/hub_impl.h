@@ -233,11 +233,6 @@ class HubImpl {
   // Archive (archive.cc): XEP-0313 MAM, XEP-0359 stanza ids
 
   static bool ArchiveEligible(const MessageTraits& traits, MsgType type);
-  // A new archive id: microseconds since the epoch, strictly increasing in
-  // this process. Time filters and retention rely on this (an id is its
-  // message's time of receipt), and so does the store's uniqueness of ids.
-  // Any thread.
-  int64_t NextArchiveId();
   // A message for a local account, on its home: archived first if it should
   // be, then delivered (MessageToAccount) in arrival order with a
   // <stanza-id/>. Takes the place of MessageToAccount for new messages.
@@ -301,7 +296,6 @@ class HubImpl {
   std::shared_ptr<std::atomic<SessionPort*>> port_cell_;  // for OriginNotifier; cleared by ~HubImpl
   std::vector<std::unique_ptr<Shard>> shards_;
   IqRegistry registry_;
-  std::atomic<int64_t> last_archive_id_{0};
 };
 
 }  // namespace nines::im

@@ -130,9 +130,10 @@ struct OfflineMessage {
 
 // One message in one account's archive (XEP-0313). A message between two
 // local accounts is in both owners' archives under the same id. Ids are
-// opaque to the store: positive, unique in the store, and increasing in the
-// order messages should be listed (the hub uses microsecond timestamps, and
-// turns time filters into id ranges).
+// positive, unique in the store, and increase in commit order: the store
+// assigns them (Archive with id 0) as microseconds since the epoch, or one
+// more than the last id if the clock is behind it, so an id is also the
+// time the message was stored and time filters are id ranges.
 struct ArchivedMessage {
   int64_t id = 0;             // the archive id, also the XEP-0359 stanza-id
   int64_t stamp_ms = 0;       // when the server received it (unix milliseconds)
@@ -156,6 +157,7 @@ struct ArchiveOutcome {
   // id the first copy got.
   bool duplicate = false;
   int64_t existing_id = 0;
+  int64_t id = 0;  // the id the message was stored under (not a duplicate)
 };
 
 // A MAM query (XEP-0313 with #extended and XEP-0059 paging). All filters are
@@ -220,10 +222,13 @@ class Store {
 
   // Archive (XEP-0313). Writes one message to each entry's owner in one
   // transaction, all or none. The entries must share id, stamp and stanza
-  // (kInvalidArgument otherwise, or for none, or for an id <= 0). If an
-  // outgoing entry carries an origin-id that the same owner's archive
-  // already holds, nothing is written and the outcome says duplicate.
-  // kConflict if the id is taken; kNotFound if an owner has no account.
+  // (kInvalidArgument otherwise, or for none, or for a negative id). With id
+  // 0 the store assigns the id (see ArchivedMessage) and sets stamp_ms to
+  // id / 1000; that is how the server archives, so that ids follow commit
+  // order whichever thread submitted them. If an outgoing entry carries an
+  // origin-id that the same owner's archive already holds, nothing is
+  // written and the outcome says duplicate. kConflict if a given id is
+  // taken; kNotFound if an owner has no account.
   virtual void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) = 0;
   // One page of `username`'s archive; an unknown user has an empty archive.
   virtual void QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) = 0;

@@ -1062,7 +1062,7 @@ TYPED_TEST_P(StoreConformance, ArchiveBatchIsAllOrNothing) {
   EXPECT_TRUE(alice->messages.empty());
   NINES_ASSERT_OK(this->ArchivePair("alice", "bob", 2, 100));
   NINES_ASSERT_ERRC(this->ArchivePair("alice", "bob", 2, 101), Errc::kConflict);
-  NINES_ASSERT_ERRC(this->ArchivePair("alice", "bob", 0, 101), Errc::kInvalidArgument);
+  NINES_ASSERT_ERRC(this->ArchivePair("alice", "bob", -1, 101), Errc::kInvalidArgument);
   NINES_ASSERT_ERRC(this->Archive({}), Errc::kInvalidArgument);
   ArchiveEntry one{"alice", {3, 100, "bob@example.org", "", true, "", "<message/>"}};
   ArchiveEntry other{"bob", {4, 100, "alice@example.org", "", false, "", "<message/>"}};
@@ -1099,6 +1099,35 @@ TYPED_TEST_P(StoreConformance, PruneArchiveByAgeAndCount) {
   EXPECT_TRUE(gone->messages.empty()) << "deleting an account deletes its archive";
 }
 
+TYPED_TEST_P(StoreConformance, AssignedArchiveIdsFollowCommitOrderAndTheClock) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  const int64_t before_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count();
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto outcome = this->ArchivePair("alice", "bob", 0, 0);
+    ASSERT_TRUE(outcome.ok()) << outcome.error().message;
+    ids.push_back(outcome->id);
+  }
+  EXPECT_GE(ids[0], before_us) << "assigned ids are microseconds since the epoch";
+  EXPECT_LT(ids[0], ids[1]);
+  EXPECT_LT(ids[1], ids[2]);
+  auto bob = this->QueryArchive("bob", {});
+  ASSERT_TRUE(bob.ok());
+  EXPECT_EQ(this->Ids(*bob), ids);
+  EXPECT_EQ(bob->messages[0].stamp_ms, ids[0] / 1000);
+  // A message stored under an id ahead of the clock (a clock that went back
+  // since): later ids still come after it, also after a reopen.
+  const int64_t ahead = ids[2] + 3'600'000'000;  // an hour ahead
+  NINES_ASSERT_OK(this->ArchivePair("alice", "bob", ahead, ahead / 1000));
+  this->Reopen();
+  auto next = this->ArchivePair("alice", "bob", 0, 0);
+  ASSERT_TRUE(next.ok());
+  EXPECT_GT(next->id, ahead);
+}
+
 TYPED_TEST_P(StoreConformance, ArchiveSurvivesReopen) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
@@ -1112,21 +1141,19 @@ TYPED_TEST_P(StoreConformance, ArchiveSurvivesReopen) {
   EXPECT_TRUE(again->duplicate) << "retransmissions are recognised after a restart";
 }
 
-REGISTER_TYPED_TEST_SUITE_P(StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
-                            MissingAccountIsNotFound, UsernamesCompareByteForByte,
-                            SetCredentialsReplacesBothKeySets, ListAccountsIsSorted, CreateAccountsInBulk,
-                            CreateAccountsConflictFailsTheWholeBatch, DeleteAccountThenRecreate,
-                            RosterOfUnknownOrNewUserIsEmpty, RosterItemRoundTripsAndVersionBumps,
-                            PutRosterItemReplaces, RemoveRosterItemBumpsVersion,
-                            RosterWritesNeedAnAccountAndAValidState, RostersArePerUser,
-                            OfflineMessagesKeepOrderAndContent, DeleteOfflineUpToIdAndIdsAreNotReused,
-                            OfflineOfUnknownUser, VCardSetGetReplace, DeleteAccountCascades,
-                            RepliesRunOnTheCallersExecutor, WritesFromOneThreadApplyInOrder,
-                            ReadAfterWriteReplySeesTheWrite, ConcurrentWritersAreAllDurableAndVisible,
-                            AFailingWriteFailsAlone, CloseDrainsQueuedWritesAndLaterCallsAreUnavailable,
-                            DataSurvivesReopen, ArchiveKeepsBothOwnersCopiesInOrder,
-                            ArchivePagesForwardAndBack, ArchiveFiltersCombine,
-                            ArchiveRecognisesRetransmissionsByOriginId, ArchiveBatchIsAllOrNothing,
-                            PruneArchiveByAgeAndCount, ArchiveSurvivesReopen);
+REGISTER_TYPED_TEST_SUITE_P(
+    StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
+    MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
+    ListAccountsIsSorted, CreateAccountsInBulk, CreateAccountsConflictFailsTheWholeBatch,
+    DeleteAccountThenRecreate, RosterOfUnknownOrNewUserIsEmpty, RosterItemRoundTripsAndVersionBumps,
+    PutRosterItemReplaces, RemoveRosterItemBumpsVersion, RosterWritesNeedAnAccountAndAValidState,
+    RostersArePerUser, OfflineMessagesKeepOrderAndContent, DeleteOfflineUpToIdAndIdsAreNotReused,
+    OfflineOfUnknownUser, VCardSetGetReplace, DeleteAccountCascades, RepliesRunOnTheCallersExecutor,
+    WritesFromOneThreadApplyInOrder, ReadAfterWriteReplySeesTheWrite,
+    ConcurrentWritersAreAllDurableAndVisible, AFailingWriteFailsAlone,
+    CloseDrainsQueuedWritesAndLaterCallsAreUnavailable, DataSurvivesReopen,
+    ArchiveKeepsBothOwnersCopiesInOrder, ArchivePagesForwardAndBack, ArchiveFiltersCombine,
+    ArchiveRecognisesRetransmissionsByOriginId, ArchiveBatchIsAllOrNothing, PruneArchiveByAgeAndCount,
+    AssignedArchiveIdsFollowCommitOrderAndTheClock, ArchiveSurvivesReopen);
 
 }  // namespace nines::store::conformance

@@ -166,8 +166,16 @@ class FakeStore final : public store::Store {
       for (auto& e : entries) {
         if (!accounts_.count(e.username)) return MakeError(Errc::kNotFound, "no such account");
       }
-      for (auto& e : entries) archive_[e.username].push_back(e.message);
-      return store::ArchiveOutcome{};
+      int64_t id = entries.front().message.id;
+      if (id == 0) id = ++last_archive_id_;  // increasing, like the real stores
+      for (auto& e : entries) {
+        e.message.id = id;
+        if (entries.front().message.id == 0) e.message.stamp_ms = id / 1000;
+        archive_[e.username].push_back(e.message);
+      }
+      store::ArchiveOutcome outcome;
+      outcome.id = id;
+      return outcome;
     });
   }
   // Filters as the real backends do, by brute force.
@@ -232,6 +240,7 @@ class FakeStore final : public store::Store {
   std::map<std::string, std::vector<store::OfflineMessage>> offline_;
   std::map<std::string, std::string> vcards_;
   std::map<std::string, std::vector<store::ArchivedMessage>> archive_;
+  int64_t last_archive_id_ = 1'700'000'000'000'000;  // microseconds, as the real store assigns
   std::map<std::string, Errc> fail_;
   std::map<std::string, int> calls_;
   int64_t next_offline_id_ = 0;

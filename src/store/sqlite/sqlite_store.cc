@@ -684,10 +684,10 @@ const char kFindOriginSql[] =
     "SELECT id FROM archive WHERE username = ?1 AND origin_id = ?2 AND origin_id <> '' LIMIT 1";
 
 void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) {
-  Write(std::move(reply), [entries = std::move(entries)](Connection& conn) -> Result<ArchiveOutcome> {
+  Write(std::move(reply), [this, entries = std::move(entries)](Connection& conn) -> Result<ArchiveOutcome> {
     if (entries.empty()) return MakeError(Errc::kInvalidArgument, "nothing to archive");
     const ArchivedMessage& first = entries.front().message;
-    if (first.id <= 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
+    if (first.id < 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
     for (const ArchiveEntry& entry : entries) {
       const ArchivedMessage& m = entry.message;
       if (m.id != first.id || m.stamp_ms != first.stamp_ms || m.stanza != first.stanza) {
@@ -712,17 +712,37 @@ void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcom
         return outcome;
       }
     }
+    // Ids assigned here, on the writer thread, follow commit order: a client
+    // that has seen id N live finds every later message after N.
+    int64_t id = first.id;
+    int64_t stamp_ms = first.stamp_ms;
+    if (id == 0) {
+      if (last_archive_id_ < 0) {
+        auto max = conn.Prepare("SELECT coalesce(max(id), 0) FROM archive_messages");
+        if (!max.ok()) return max.error();
+        auto row = max->Step();
+        if (!row.ok()) return row.error();
+        last_archive_id_ = *row ? max->ColumnInt(0) : 0;
+        (void)max->Run();
+      }
+      const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count();
+      id = std::max(now_us, last_archive_id_ + 1);
+      last_archive_id_ = id;
+      stamp_ms = id / 1000;
+    }
     {
       auto stmt =
           conn.Prepare("INSERT INTO archive_messages (id, stamp_ms, owners, stanza) VALUES (?1, ?2, ?3, ?4)");
       if (!stmt.ok()) return stmt.error();
-      stmt->BindInt(1, first.id);
-      stmt->BindInt(2, first.stamp_ms);
+      stmt->BindInt(1, id);
+      stmt->BindInt(2, stamp_ms);
       stmt->BindInt(3, static_cast<int64_t>(entries.size()));
       stmt->BindText(4, first.stanza);
       if (auto done = stmt->Run(); !done.ok()) {
         if (done.error().code == Errc::kConflict) {
-          return MakeError(Errc::kConflict, "archive id " + std::to_string(first.id) + " is already used");
+          return MakeError(Errc::kConflict, "archive id " + std::to_string(id) + " is already used");
         }
         return done.error();
       }
@@ -734,20 +754,22 @@ void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcom
           " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
       if (!stmt.ok()) return stmt.error();
       stmt->BindText(1, entry.username);
-      stmt->BindInt(2, m.id);
+      stmt->BindInt(2, id);
       stmt->BindText(3, m.peer);
       stmt->BindText(4, m.peer_resource);
       stmt->BindInt(5, m.outgoing ? 1 : 0);
       stmt->BindText(6, m.outgoing ? m.origin_id : std::string());
       if (auto done = stmt->Run(); !done.ok()) {
         if (done.error().code == Errc::kConflict) {
-          return MakeError(Errc::kConflict, "archive id " + std::to_string(m.id) + " already used for '" +
-                                                entry.username + "'");
+          return MakeError(Errc::kConflict,
+                           "archive id " + std::to_string(id) + " already used for '" + entry.username + "'");
         }
         return NoAccountIfForeignKey(done.error(), entry.username);
       }
     }
-    return ArchiveOutcome{};
+    ArchiveOutcome outcome;
+    outcome.id = id;
+    return outcome;
   });
 }
 

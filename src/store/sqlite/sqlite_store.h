@@ -124,6 +124,7 @@ class SqliteStore final : public Store {
   std::thread writer_;
   std::thread reader_;
 
+  int64_t last_archive_id_ = -1;  // writer thread only; -1 until read from the database
   std::atomic<int64_t> transactions_{0};
   std::atomic<int64_t> writes_ok_{0};
   std::atomic<int64_t> writes_failed_{0};
