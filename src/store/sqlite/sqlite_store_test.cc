@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <limits>
 
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
@@ -160,6 +161,37 @@ TEST(SqliteArchive, OriginLookupUsesItsIndex) {
   }
   std::string plan = QueryPlan(path, kFindOriginSql);
   EXPECT_NE(plan.find("archive_by_origin"), std::string::npos) << plan;
+}
+
+// The text of a message is kept once and freed when no owner keeps it:
+// pruning one owner keeps it, deleting the other owner's account (ON DELETE
+// CASCADE, which fires the trigger) frees it.
+TEST(SqliteArchive, MessageTextIsFreedWithItsLastOwner) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  for (const char* user : {"alice", "bob"}) {
+    ASSERT_TRUE(
+        Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount(user), std::move(r)); }).ok());
+  }
+  for (int i = 0; i < 3; ++i) {
+    std::vector<ArchiveEntry> entries = {{"alice", {0, 0, "bob@example.org", "", true, "", "<message/>"}},
+                                         {"bob", {0, 0, "alice@example.org", "r", false, "", "<message/>"}}};
+    ASSERT_TRUE(Await<ArchiveOutcome>(io, [&](Reply<ArchiveOutcome> r) {
+                  store->Archive(std::move(entries), std::move(r));
+                }).ok());
+  }
+  auto texts = [&] { return RawDb(path).Query("SELECT count(*) FROM archive_messages"); };
+  EXPECT_EQ(texts(), "3");
+  ASSERT_TRUE(Await<int64_t>(io, [&](Reply<int64_t> r) {
+                store->PruneArchive("alice", std::numeric_limits<int64_t>::max(), -1, std::move(r));
+              }).ok());
+  EXPECT_EQ(texts(), "3") << "bob still keeps them";
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->DeleteAccount("bob", std::move(r)); }).ok());
+  EXPECT_EQ(texts(), "0") << "no owner is left";
+  store->Close();
 }
 
 TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
