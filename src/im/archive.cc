@@ -372,10 +372,17 @@ HubImpl::MessageTraits HubImpl::ClassifyMessage(const xml::Element& message) {
       if (child.name() == "no-store") t.no_store = true;
       if (child.name() == "no-permanent-store") t.no_permanent_store = true;
       if (child.name() == "store") t.store_hint = true;
+      if (child.name() == "no-copy") t.no_copy = true;
     } else if (ns == xmpp::ns::kClient) {
+      if (child.name() == "body") t.body = true;
       if (child.name() == "body" || child.name() == "subject") t.content = true;
-    } else if (ns != kChatStatesNs && ns != kSid) {
+    } else if (ns == kChatStatesNs) {
+      t.im_payload = true;
+    } else if (ns == "urn:xmpp:carbons:2") {
+      if (child.name() == "private") t.carbons_private = true;
+    } else if (ns != kSid) {
       t.content = true;  // receipts, markers, encrypted payloads, ...
+      if (ns == "urn:xmpp:receipts" || ns == "urn:xmpp:chat-markers:0") t.im_payload = true;
     }
   }
   return t;

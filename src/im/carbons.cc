@@ -59,20 +59,10 @@ void Toggle(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
 
 }  // namespace
 
-bool HubImpl::CarbonsEligible(const xml::Element& message, MsgType type) {
+bool HubImpl::CarbonsEligible(const MessageTraits& t, MsgType type) {
   if (type != MsgType::kChat && type != MsgType::kNormal) return false;
-  bool im_payload = type == MsgType::kChat;
-  for (const xml::Element* child : message.Children()) {
-    const std::string& ns = child->ns();
-    if (ns == kCarbons && child->name() == "private") return false;
-    if (ns == "urn:xmpp:hints" && child->name() == "no-copy") return false;
-    if (ns == xmpp::ns::kClient && child->name() == "body") im_payload = true;
-    if (ns == "urn:xmpp:receipts" || ns == "urn:xmpp:chat-markers:0" ||
-        ns == "http://jabber.org/protocol/chatstates") {
-      im_payload = true;
-    }
-  }
-  return im_payload;
+  if (t.carbons_private || t.no_copy) return false;
+  return type == MsgType::kChat || t.body || t.im_payload;
 }
 
 void HubImpl::ReceivedCarbons(AccountState& st, const RoutedPtr& r,

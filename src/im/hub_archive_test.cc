@@ -182,19 +182,22 @@ TEST_F(ArchiveTest, WhatIsArchived) {
 TEST_F(ArchiveTest, ForgedStanzaIdsAreRemoved) {
   Session alice = Online("alice");
   Session bob = Online("bob");
-  Send(alice,
-       "<message to='bob@example.com' type='chat'><body>hi</body>"
-       "<stanza-id xmlns='urn:xmpp:sid:0' by='bob@example.com' id='forged'/></message>");
-  auto got = GotNamed(bob, "message");
-  ASSERT_EQ(got.size(), 1u);
-  int sids = 0;
-  for (const xml::Element* c : got[0].Children()) {
-    if (c->name() == "stanza-id") {
-      ++sids;
-      EXPECT_NE(c->Attr("id"), "forged");
+  // Also when the claimed JID is ours only once normalised.
+  for (const char* by : {"bob@example.com", "bob@EXAMPLE.com"}) {
+    Send(alice, std::string("<message to='bob@example.com' type='chat'><body>hi</body>"
+                            "<stanza-id xmlns='urn:xmpp:sid:0' by='") +
+                    by + "' id='forged'/></message>");
+    auto got = GotNamed(bob, "message");
+    ASSERT_EQ(got.size(), 1u) << by;
+    int sids = 0;
+    for (const xml::Element* c : got[0].Children()) {
+      if (c->name() == "stanza-id") {
+        ++sids;
+        EXPECT_NE(c->Attr("id"), "forged") << by;
+      }
     }
+    EXPECT_EQ(sids, 1) << by;
   }
-  EXPECT_EQ(sids, 1);
 }
 
 TEST_F(ArchiveTest, RetransmissionsWithTheSameOriginIdAreDeliveredOnce) {
@@ -306,7 +309,6 @@ TEST_F(ArchiveTest, PagesFitTheSendQueue) {
     Send(alice,
          "<message to='bob@example.com' type='chat'><body>" + std::to_string(i) + big + "</body></message>");
   }
-  auto ids = ResultIds(Query(bob, "<set xmlns='http://jabber.org/protocol/rsm'><max>1</max></set>"));
   auto forward = Query(bob, "");
   ASSERT_EQ(Bodies(forward).size(), 2u) << "two results of ~1.6 KiB fit in 4 KiB";
   EXPECT_EQ(Bodies(forward)[0].substr(0, 1), "0");
@@ -316,22 +318,6 @@ TEST_F(ArchiveTest, PagesFitTheSendQueue) {
   EXPECT_EQ(Bodies(back)[0].substr(0, 1), "4") << "paging back keeps the newest";
   EXPECT_EQ(Bodies(back)[1].substr(0, 1), "5");
   EXPECT_EQ(Fin(back)->Child("set")->ChildText("first"), ResultIds(back)[0]);
-  (void)ids;
-}
-
-TEST_F(ArchiveTest, ForgedStanzaIdsAreRemovedWhateverTheirCase) {
-  Session alice = Online("alice");
-  Session bob = Online("bob");
-  Send(alice,
-       "<message to='bob@example.com' type='chat'><body>hi</body>"
-       "<stanza-id xmlns='urn:xmpp:sid:0' by='bob@EXAMPLE.com' id='forged'/></message>");
-  auto got = GotNamed(bob, "message");
-  ASSERT_EQ(got.size(), 1u);
-  for (const xml::Element* c : got[0].Children()) {
-    if (c->name() == "stanza-id") {
-      EXPECT_NE(c->Attr("id"), "forged");
-    }
-  }
 }
 
 TEST_F(ArchiveTest, ArchivedMessagesWaitForAReloadInsteadOfBouncing) {

@@ -344,9 +344,9 @@ bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
   MessageTraits traits = ClassifyMessage(stanza);
   r->offline_ok = OfflineEligible(traits, type);
   r->archive_ok = ArchiveEligible(traits, type);
-  r->carbons_ok = CarbonsEligible(stanza, type);
+  r->carbons_ok = CarbonsEligible(traits, type);
   // XEP-0280 §7: <private/> is for the server; the recipient does not get it.
-  stanza.RemoveChildren("private", "urn:xmpp:carbons:2");
+  if (traits.carbons_private) stanza.RemoveChildren("private", "urn:xmpp:carbons:2");
   // XEP-0359 §5: a stanza-id claiming to be ours is a forgery; drop them.
   bool forged = false;
   for (const xml::Element* child : stanza.Children()) {

@@ -219,6 +219,10 @@ class HubImpl {
     bool no_store = false;            // <no-store/>
     bool no_permanent_store = false;  // <no-permanent-store/>
     bool store_hint = false;          // <store/>
+    bool no_copy = false;             // <no-copy/>
+    bool carbons_private = false;     // XEP-0280 <private/>
+    bool body = false;                // <body/>
+    bool im_payload = false;          // receipts, chat markers or chat states (XEP-0280 §6)
   };
   // (archive.cc)
   static MessageTraits ClassifyMessage(const xml::Element& message);
@@ -248,7 +252,7 @@ class HubImpl {
   // ---------------------------------------------------------------------
   // Carbons (carbons.cc): XEP-0280
 
-  static bool CarbonsEligible(const xml::Element& message, MsgType type);
+  static bool CarbonsEligible(const MessageTraits& traits, MsgType type);
   // <received/> copies of `r` for the account's carbons-enabled resources
   // other than those in `delivered` (on the recipient's home).
   void ReceivedCarbons(AccountState& st, const RoutedPtr& r, const std::vector<xmpp::SessionRef>& delivered);
