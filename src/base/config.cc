@@ -89,6 +89,18 @@ const std::vector<Key>& Schema() {
        "logs "
        "in; 0 means no limit."},
 
+      {"stream_management.enabled", &Config::sm_enabled, 0, 0, true,
+       "Offer XEP-0198 stream management: acknowledgements (sent once a stanza is durable) and session "
+       "resumption."},
+      {"stream_management.resume_timeout", &Config::sm_resume_timeout, 0, 86400, true,
+       "Seconds a session whose connection dropped stays resumable; its messages wait for it meanwhile, and "
+       "unacknowledged ones go to offline storage when it expires. 0 turns resumption off."},
+      {"stream_management.max_unacked", &Config::sm_max_unacked, 1, 1000000, true,
+       "Stanzas a client may leave unacknowledged; beyond it the session ends (policy-violation), and what "
+       "it had not acknowledged goes to offline storage."},
+      {"stream_management.request_every", &Config::sm_request_every, 1, 1000000, true,
+       "The server asks the client for an acknowledgement once this many stanzas are unacknowledged."},
+
       {"limits.stanza_size", &Limits::stanza_size, 512, 64 << 20, true,
        "Largest stanza in bytes after authentication (policy-violation if exceeded)."},
       {"limits.depth", &Limits::depth, 2, 1000, true, "Deepest element nesting inside a stanza."},

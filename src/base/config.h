@@ -99,6 +99,12 @@ struct Config {
   int64_t archive_retention_days = 0;   // 0: keep forever
   int64_t archive_retention_count = 0;  // 0: no limit on messages per account
 
+  // [stream_management] (XEP-0198)
+  bool sm_enabled = true;            // offer stream management (acks and resumption)
+  int64_t sm_resume_timeout = 300;   // seconds a dropped session waits to be resumed (0: no resumption)
+  int64_t sm_max_unacked = 5000;     // stanzas a client may leave unacknowledged
+  int64_t sm_request_every = 5;      // ask for an ack once this many stanzas are unacknowledged
+
   Limits limits;
 
   // Paths with their defaults resolved against data_dir.

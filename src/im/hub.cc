@@ -12,8 +12,8 @@ void Hub::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& r
   impl_->Bind(ref, bare, requested, std::move(done));
 }
 
-bool Hub::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza) {
-  return impl_->HandleStanza(ref, from, std::move(stanza));
+bool Hub::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, uint64_t ticket) {
+  return impl_->HandleStanza(ref, from, std::move(stanza), ticket);
 }
 
 void Hub::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) { impl_->Unbind(ref, full); }

@@ -130,7 +130,7 @@ TEST_F(ArchiveTest, TheSenderHearsWhenEachArchivedMessageIsDone) {
   auto send = [&](const std::string& text) {
     xml::Element stanza = testing::Parse(text);
     stanza.SetAttr("from", alice.full());
-    return hub_->HandleStanza(alice.ref, alice.jid, std::move(stanza));
+    return hub_->HandleStanza(alice.ref, alice.jid, std::move(stanza), 0);
   };
   EXPECT_TRUE(send("<message to='bob@example.com' type='chat'><body>1</body></message>"));
   EXPECT_TRUE(send("<message to='nobody@example.com' type='chat'><body>2</body></message>"));

@@ -320,11 +320,12 @@ void HubImpl::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) {
 // ---------------------------------------------------------------------------
 // Stanzas from sessions
 
-bool HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza) {
+bool HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
+                           uint64_t ticket) {
   const Config& config = ConfigOn(ref.loop);
   const std::string& name = stanza.name();
   if (name == "message") {
-    return ClientMessage(ref, from, std::move(stanza), config);
+    return ClientMessage(ref, from, std::move(stanza), config, ticket);
   } else if (name == "presence") {
     ClientPresenceEntry(ref, from, std::move(stanza), config);
   } else if (name == "iq") {
@@ -334,7 +335,7 @@ bool HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Ele
 }
 
 bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
-                            const Config& config) {
+                            const Config& config, uint64_t ticket) {
   // RFC 6120 §10.3.1: a message without 'to' is for the sender's bare JID.
   if (!stanza.HasAttr("to")) stanza.SetAttr("to", from.BareString());
   auto r = std::make_shared<Routed>();
@@ -366,10 +367,12 @@ bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
   r->id = std::string(stanza.Attr("id"));
   r->xml.reserve(512);  // one allocation for a typical chat message instead of a growth series
   stanza.SerializeTo(r->xml, ns::kClient);
-  // A message that will wait for an archive write counts against the
-  // session's limits.messages_in_flight until it is durable (or refused).
-  const bool counted = r->archive_ok && config.archive_enabled;
-  if (counted) r->done = std::make_shared<OriginNotifier>(port_cell_, ref);
+  // A message that will wait for an archive or offline write counts against
+  // the session's limits.messages_in_flight until it is durable, handed to
+  // the recipient's sessions, or refused; its XEP-0198 acknowledgement waits
+  // as long (G1).
+  const bool counted = (r->archive_ok && config.archive_enabled) || r->offline_ok;
+  if (counted) r->done = std::make_shared<OriginNotifier>(port_cell_, ref, ticket);
   Route(std::move(r), ref.loop, /*may_inline=*/true);
   return counted;
 }
@@ -438,6 +441,7 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
       }
       xmpp::SessionRef target = res->ref;
       DeliverTo(*res, SharedXml(r), std::move(on_gone));
+      r->done.reset();  // handed over: the sender may count it as handled
       if (hops == 0) ReceivedCarbons(st, r, {target});
       return;
     }
@@ -494,6 +498,7 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
     DeliverTo(res, xml, std::move(on_gone));
     delivered.push_back(res.ref);
   }
+  r->done.reset();  // handed over: the sender may count it as handled
   if (hops == 0) ReceivedCarbons(st, r, delivered);
 }
 

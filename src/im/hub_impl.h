@@ -60,10 +60,10 @@ IqType ParseIqType(std::string_view type);
 // shutdown tell nobody.
 class OriginNotifier {
  public:
-  OriginNotifier(std::shared_ptr<std::atomic<SessionPort*>> port, xmpp::SessionRef ref)
-      : port_(std::move(port)), ref_(ref) {}
+  OriginNotifier(std::shared_ptr<std::atomic<SessionPort*>> port, xmpp::SessionRef ref, uint64_t ticket)
+      : port_(std::move(port)), ref_(ref), ticket_(ticket) {}
   ~OriginNotifier() {
-    if (SessionPort* port = port_->load(std::memory_order_acquire)) port->StanzaDone(ref_);
+    if (SessionPort* port = port_->load(std::memory_order_acquire)) port->StanzaDone(ref_, ticket_);
   }
   OriginNotifier(const OriginNotifier&) = delete;
   OriginNotifier& operator=(const OriginNotifier&) = delete;
@@ -71,6 +71,7 @@ class OriginNotifier {
  private:
   std::shared_ptr<std::atomic<SessionPort*>> port_;
   xmpp::SessionRef ref_;
+  uint64_t ticket_;
 };
 
 // A stanza on its way between loops: serialised once, with the few fields
@@ -89,8 +90,10 @@ struct Routed {
   std::string id;
   std::string origin_id;  // XEP-0359 <origin-id/> from the sending client, if any
   // Set on a message its sender counts as in flight; copies made for
-  // delivery do not carry it.
-  std::shared_ptr<OriginNotifier> done;
+  // delivery do not carry it. Mutable: the recipient's home drops it once
+  // a message that is not archived has been handed to its sessions (which
+  // may hold the stanza until their client acknowledges it, XEP-0198).
+  mutable std::shared_ptr<OriginNotifier> done;
   std::string xml;  // the stanza, serialised for a jabber:client stream
 
   MsgType msg_type() const { return static_cast<MsgType>(type); }
@@ -110,7 +113,7 @@ class HubImpl {
   // xmpp::Hub, called on the session's loop.
   void Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& requested,
             std::function<void(Result<xmpp::Jid>)> done);
-  bool HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza);
+  bool HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, uint64_t ticket);
   void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full);
 
   const IqRegistry& registry() const { return registry_; }
@@ -272,7 +275,8 @@ class HubImpl {
   struct LoadResult;
   void FinishLoad(size_t home, const std::string& bare, LoadResult& result);
 
-  bool ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
+  bool ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config,
+                     uint64_t ticket);
   void ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
   void ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
                            const Config& config);

@@ -16,8 +16,8 @@ class SessionsPort final : public SessionPort {
   void Kick(xmpp::SessionRef ref, std::string condition) override {
     sessions_->Kick(ref, std::move(condition), "replaced by a new session for the same resource");
   }
-  void StanzaDone(xmpp::SessionRef ref) override {
-    sessions_->With(ref, [](xmpp::C2sSession& session) { session.StanzaDone(); });
+  void StanzaDone(xmpp::SessionRef ref, uint64_t ticket) override {
+    sessions_->With(ref, [ticket](xmpp::C2sSession& session) { session.StanzaDone(ticket); });
   }
 
  private:

@@ -28,9 +28,9 @@ class SessionPort {
                        std::function<void()> on_gone) = 0;
   // Closes the session with a stream error condition (e.g. "conflict").
   virtual void Kick(xmpp::SessionRef ref, std::string condition) = 0;
-  // A stanza for which HandleStanza returned true is finished (see
-  // xmpp/hub.h). Nothing happens if the session is gone.
-  virtual void StanzaDone(xmpp::SessionRef ref) = 0;
+  // The stanza `ticket`, for which HandleStanza returned true, is finished
+  // (see xmpp/hub.h). Nothing happens if the session is gone.
+  virtual void StanzaDone(xmpp::SessionRef ref, uint64_t ticket) = 0;
 };
 
 // The production port: forwards to `sessions`, which must outlive it.

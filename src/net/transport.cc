@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <new>
+#include <utility>
 
 namespace nines::net {
 
@@ -122,6 +124,53 @@ void Transport::Close() {
     socket_.cancel(ec);
     socket_.close(ec);
   }
+}
+
+Transport::Detached::Detached(Detached&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      v6_(other.v6_),
+      ssl_(std::exchange(other.ssl_, nullptr)),
+      tls_established_(other.tls_established_),
+      remote_address_(std::move(other.remote_address_)) {}
+
+Transport::Detached& Transport::Detached::operator=(Detached&& other) noexcept {
+  if (this != &other) {
+    this->~Detached();
+    new (this) Detached(std::move(other));
+  }
+  return *this;
+}
+
+Transport::Detached::~Detached() {
+  if (ssl_ != nullptr) SSL_free(ssl_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Transport::Detached Transport::Detach() {
+  Detached out;
+  if (!socket_.is_open()) return out;
+  boost::system::error_code ec;
+  out.v6_ = socket_.local_endpoint(ec).address().is_v6();
+  out.fd_ = socket_.release(ec);  // cancels pending waits
+  if (ec) out.fd_ = -1;
+  out.ssl_ = std::exchange(ssl_, nullptr);
+  out.tls_established_ = std::exchange(tls_established_, false);
+  out.remote_address_ = std::move(remote_address_);
+  remote_address_.clear();
+  return out;
+}
+
+void Transport::Adopt(Detached connection) {
+  Close();
+  boost::system::error_code ec;
+  auto protocol = connection.v6_ ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4();
+  socket_.assign(protocol, connection.fd_, ec);
+  if (ec) return;  // `connection` still owns the descriptor and closes it
+  connection.fd_ = -1;
+  socket_.non_blocking(true, ec);
+  ssl_ = std::exchange(connection.ssl_, nullptr);
+  tls_established_ = connection.tls_established_;
+  remote_address_ = std::move(connection.remote_address_);
 }
 
 }  // namespace nines::net

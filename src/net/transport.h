@@ -76,6 +76,32 @@ class Transport {
   // Cancels pending waits, sends a TLS close_notify if it can without
   // blocking, and closes the socket. Idempotent.
   void Close();
+
+  // A connection taken out of its Transport (and so off its loop) to be
+  // adopted by a Transport on another loop: XEP-0198 resumption moves the
+  // new connection to the loop of the session it resumes. Closes the
+  // connection if it is dropped without being adopted.
+  class Detached {
+   public:
+    Detached() = default;
+    Detached(Detached&& other) noexcept;
+    Detached& operator=(Detached&& other) noexcept;
+    ~Detached();
+
+   private:
+    friend class Transport;
+    int fd_ = -1;
+    bool v6_ = false;
+    SSL* ssl_ = nullptr;
+    bool tls_established_ = false;
+    std::string remote_address_;
+  };
+  // Call on this transport's loop. Cancels pending waits (their handlers get
+  // operation_aborted); the transport is then closed and empty.
+  Detached Detach();
+  // Call on this transport's loop: closes what it holds, then takes over
+  // `connection` (registered with this transport's loop).
+  void Adopt(Detached connection);
   // Cancels pending waits (their handlers get operation_aborted).
   void Cancel();
 

@@ -1058,6 +1058,8 @@ struct StreamParser::Impl {
 StreamParser::StreamParser(ParserLimits limits) : impl_(std::make_unique<Impl>(limits)) {}
 
 StreamParser::~StreamParser() = default;
+StreamParser::StreamParser(StreamParser&&) noexcept = default;
+StreamParser& StreamParser::operator=(StreamParser&&) noexcept = default;
 
 void StreamParser::Feed(std::string_view data, std::vector<ParseEvent>& out) { impl_->Feed(data, out); }
 

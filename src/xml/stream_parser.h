@@ -114,6 +114,10 @@ class StreamParser {
   ~StreamParser();
   StreamParser(const StreamParser&) = delete;
   StreamParser& operator=(const StreamParser&) = delete;
+  // Movable (the state lives behind a pointer): XEP-0198 resumption hands
+  // a stream that is mid-way to the session it resumes.
+  StreamParser(StreamParser&&) noexcept;
+  StreamParser& operator=(StreamParser&&) noexcept;
 
   // Parses `data`, appending completed events to `out` (which is not
   // cleared). `data` need not outlive the call. After an error event or the

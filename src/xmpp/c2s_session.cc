@@ -5,7 +5,9 @@
 
 #include <openssl/crypto.h>
 
+#include <charconv>
 #include <chrono>
+#include <deque>
 
 #include "base/log.h"
 #include "xmpp/base64.h"
@@ -31,7 +33,7 @@ int64_t NowMs() {
       .count();
 }
 
-std::string StreamErrorXml(std::string_view condition, std::string_view text) {
+std::string StreamErrorXml(std::string_view condition, std::string_view text, std::string_view app) {
   std::string out = "<stream:error><";
   out += condition;
   out += " xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>";
@@ -40,11 +42,64 @@ std::string StreamErrorXml(std::string_view condition, std::string_view text) {
     xml::AppendEscaped(out, text);
     out += "</text>";
   }
+  out += app;
   out += "</stream:error></stream:stream>";
   return out;
 }
 
+// An XEP-0198 'h' or 'max': a decimal unsigned 32-bit number.
+std::optional<uint32_t> ParseU32(std::string_view text) {
+  uint32_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
+  return value;
+}
+
 }  // namespace
+
+// XEP-0198 state of one session. Tickets: every stanza read while bound
+// gets the next number (next_ticket_); the count 'h' this session reports
+// is of stanzas from first_ticket on that are handled, as a prefix.
+struct C2sSession::StreamManagement {
+  std::string token;           // resumption id (ResumeTokens); empty: not resumable
+  int64_t resume_timeout = 0;  // seconds
+  // Inbound: client to server.
+  uint64_t first_ticket = 0;  // the first stanza counted (read after <enable/>)
+  uint64_t handled = 0;       // the count reported as 'h' (mod 2^32 on the wire)
+  std::deque<bool> done;      // tickets first_ticket + handled ...: true once handled
+  bool ack_owed = false;      // an <r/> waits for its <a/> ...
+  uint64_t ack_threshold = 0;  // ... until handled reaches this
+  // Outbound: server to client.
+  struct Unacked {
+    std::shared_ptr<const std::string> xml;
+    std::function<void()> on_gone;
+  };
+  uint64_t acked = 0;           // stanzas the client has acknowledged
+  std::deque<Unacked> unacked;  // sent (or held while detached), in order
+  bool request_outstanding = false;
+  // Detached: the connection is gone, the session waits to be resumed.
+  bool detached = false;
+  int64_t detached_since = 0;
+  std::shared_ptr<C2sSession> keep_alive;  // while detached nothing else owns the session
+  bool resuming = false;  // adopted a connection; <resumed/> waits for pending stanzas
+};
+
+// A new connection on its way to the session it resumes (see the header).
+struct C2sSession::Handover {
+  SessionRef from;  // the connection's own (short-lived) session
+  std::string previd;
+  uint32_t h = 0;  // what the client says it received
+  std::string username;
+  net::Transport::Detached connection;
+  std::string remote_address;
+  bool counted = false;  // holds a ConnectionCounter slot for remote_address
+  std::optional<xml::StreamParser> parser;
+  std::list<xml::ParseEvent> pending;
+  std::string out;  // bytes not yet written to the connection
+  std::shared_ptr<const net::TlsContext> tls_context;
+  std::shared_ptr<const Config> config;
+  std::string stream_id;
+};
 
 void C2sSession::Start(ServerContext& context, net::Loop& loop, asio::ip::tcp::socket socket,
                        bool direct_tls) {
@@ -144,8 +199,10 @@ void C2sSession::DoHandshake() {
 
 void C2sSession::ArmRead() {
   if (reading_ || state_ == State::kClosed || state_ == State::kTlsHandshake) return;
+  if (!Attached()) return;
   reading_ = true;
-  transport_.WaitReadable([self = shared_from_this()](boost::system::error_code ec) {
+  transport_.WaitReadable([self = shared_from_this(), gen = io_generation_](boost::system::error_code ec) {
+    if (gen != self->io_generation_) return;  // armed on a connection since replaced
     self->reading_ = false;
     if (ec || self->state_ == State::kClosed) return;
     self->OnReadable();
@@ -153,7 +210,7 @@ void C2sSession::ArmRead() {
 }
 
 void C2sSession::OnReadable() {
-  if (state_ == State::kClosed || state_ == State::kTlsHandshake) return;
+  if (state_ == State::kClosed || state_ == State::kTlsHandshake || !Attached() || handing_over_) return;
   // Paused: the store, the rate limit or our own send queue holds us back.
   if (blocked_ > 0 || out_.size() - out_offset_ > static_cast<size_t>(config_->limits.send_queue) / 2) return;
   in_read_ = true;
@@ -165,15 +222,15 @@ void C2sSession::OnReadable() {
     if (r.status == net::Io::kWantRead) break;
     if (r.status == net::Io::kWantWrite) {  // TLS wants to write before reading
       in_read_ = false;
-      transport_.WaitWritable([self = shared_from_this()](boost::system::error_code ec) {
-        if (!ec) self->OnReadable();
+      transport_.WaitWritable([self = shared_from_this(), gen = io_generation_](boost::system::error_code ec) {
+        if (!ec && gen == self->io_generation_) self->OnReadable();
       });
       Flush();
       return;
     }
     if (r.status != net::Io::kOk) {
       in_read_ = false;
-      Finish();
+      LoseConnection();
       return;
     }
     last_read_ = loop_.now_seconds();
@@ -205,7 +262,7 @@ void C2sSession::OnReadable() {
   }
   in_read_ = false;
   Flush();
-  if (state_ == State::kClosed || state_ == State::kTlsHandshake) return;
+  if (state_ == State::kClosed || state_ == State::kTlsHandshake || !Attached()) return;
   if (blocked_ > 0) return;
   if (more) {
     // Yield to other connections; TLS may hold decrypted bytes the socket
@@ -233,7 +290,14 @@ void C2sSession::MarkStreamRestart() {
   closes_old_stream_ = false;
 }
 
-void C2sSession::StanzaDone() {
+void C2sSession::StanzaDone(uint64_t ticket) {
+  if (sm_ && ticket >= sm_->first_ticket + sm_->handled) {
+    uint64_t index = ticket - (sm_->first_ticket + sm_->handled);
+    if (index < sm_->done.size()) {
+      sm_->done[index] = true;
+      SmAdvance();
+    }
+  }
   if (in_flight_ > 0) --in_flight_;
   if (in_flight_blocked_ && in_flight_ <= config_->limits.messages_in_flight / 2) {
     in_flight_blocked_ = false;
@@ -289,9 +353,13 @@ bool C2sSession::HandleEvent(ParseEvent& event) {
       break;
   }
   Element& stanza = event.element;
+  if (state_ == State::kStreamStart) {
+    CloseWithStreamError("not-well-formed", "stanza before stream header");
+    return false;
+  }
+  // XEP-0198 elements are not stanzas: not counted, not rate limited.
+  if (stanza.ns() == ns::kSm) return HandleSm(stanza);
   if (state_ == State::kBound) {
-    const Limits& l = config_->limits;
-    (void)l;
     if (!rate_.TryTake(NowMs())) {
       // Over the rate: hold this stanza and stop reading until a token is due.
       Block();
@@ -305,12 +373,10 @@ bool C2sSession::HandleEvent(ParseEvent& event) {
       });
       return true;  // blocked now: the caller queues the rest of the batch behind this stanza
     }
-    HandleBoundStanza(std::move(stanza));
+    const uint64_t ticket = next_ticket_++;
+    const bool pending = HandleBoundStanza(std::move(stanza), ticket);
+    if (sm_) NoteInbound(ticket, pending);
     return true;
-  }
-  if (state_ == State::kStreamStart) {
-    CloseWithStreamError("not-well-formed", "stanza before stream header");
-    return false;
   }
   const std::string& name = stanza.name();
   const std::string& sns = stanza.ns();
@@ -406,6 +472,7 @@ void C2sSession::SendFeatures() {
   } else {
     f += "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
          "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>";
+    if (config_->sm_enabled) f += "<sm xmlns='urn:xmpp:sm:3'/>";
     f += context_.hub_features;
   }
   f += "</stream:features>";
@@ -680,7 +747,7 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
       q.AddChild("username", std::string(ns::kRegister));
     }
     q.AddChild("password", std::string(ns::kRegister));
-    Send(result.Serialize(ns::kClient));
+    SendOwnStanza(result.Serialize(ns::kClient));
     return true;
   }
   if (type != "set") {
@@ -698,7 +765,7 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
         username_, store::Reply<void>(loop_.executor(), [self = shared_from_this(), copy](Result<void> r) {
           if (self->state_ != State::kClosed) {
             if (r.ok()) {
-              self->Send(MakeIqResult(*copy).Serialize(ns::kClient));
+              self->SendOwnStanza(MakeIqResult(*copy).Serialize(ns::kClient));
               self->CloseWithStreamError("not-authorized", "the account has been removed");
             } else {
               self->SendStanzaError(*copy, "wait", "internal-server-error");
@@ -734,7 +801,7 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
   auto done = [self = shared_from_this(), copy](Result<void> r) {
     if (self->state_ != State::kClosed) {
       if (r.ok()) {
-        self->Send(MakeIqResult(*copy).Serialize(ns::kClient));
+        self->SendOwnStanza(MakeIqResult(*copy).Serialize(ns::kClient));
       } else if (r.error().code == Errc::kConflict) {
         self->SendStanzaError(*copy, "cancel", "conflict", "that username is taken");
       } else if (r.error().code == Errc::kNotFound) {
@@ -770,18 +837,18 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
   return true;
 }
 
-void C2sSession::HandleBoundStanza(Element stanza) {
+bool C2sSession::HandleBoundStanza(Element stanza, uint64_t ticket) {
   const std::string& name = stanza.name();
   if (stanza.ns() != ns::kClient || (name != "message" && name != "presence" && name != "iq")) {
     CloseWithStreamError("unsupported-stanza-type");
-    return;
+    return false;
   }
   // RFC 6120 §8.1.2.1: the server stamps 'from'; a client may only name itself.
   if (const std::string* from = stanza.FindAttr("from")) {
     auto claimed = Jid::Parse(*from);
     if (!claimed.ok() || (*claimed != jid_ && *claimed != jid_.Bare())) {
       CloseWithStreamError("invalid-from", "you can only send as yourself");
-      return;
+      return false;
     }
   }
   stanza.SetAttr("from", jid_.Full());
@@ -789,7 +856,7 @@ void C2sSession::HandleBoundStanza(Element stanza) {
     auto target = Jid::Parse(*to);
     if (!target.ok()) {
       if (stanza.Attr("type") != "error") SendStanzaError(stanza, "modify", "jid-malformed");
-      return;
+      return false;
     }
     stanza.SetAttr("to", target->Full());
   }
@@ -798,40 +865,40 @@ void C2sSession::HandleBoundStanza(Element stanza) {
     bool request = type == "get" || type == "set";
     if (!stanza.HasAttr("id") || (!request && type != "result" && type != "error")) {
       SendStanzaError(stanza, "modify", "bad-request", "an iq needs an id and a valid type");
-      return;
+      return false;
     }
     if (request && stanza.Children().size() != 1) {
       SendStanzaError(stanza, "modify", "bad-request", "an iq request has exactly one child");
-      return;
+      return false;
     }
     bool to_server = !stanza.HasAttr("to") || stanza.Attr("to") == config_->domain;
     if (!request && to_server && ping_sent_at_ != 0 &&
         stanza.Attr("id") == fmt::format("nines-ping-{}", ping_counter_)) {
       ping_sent_at_ = 0;  // the answer to our XEP-0199 ping
-      return;
+      return false;
     }
     bool to_self = !stanza.HasAttr("to") || stanza.Attr("to") == jid_.BareString();
-    if (request && (to_server || to_self) && HandleRegistration(stanza, true)) return;
+    if (request && (to_server || to_self) && HandleRegistration(stanza, true)) return false;
   }
-  if (context_.hub->HandleStanza(ref_, jid_, std::move(stanza))) {
-    ++in_flight_;
-    if (!in_flight_blocked_ && in_flight_ >= config_->limits.messages_in_flight) {
-      in_flight_blocked_ = true;  // the rest of this read waits in pending_
-      in_flight_keep_alive_ = shared_from_this();
-      Block();
-    }
+  if (!context_.hub->HandleStanza(ref_, jid_, std::move(stanza), ticket)) return false;
+  ++in_flight_;
+  if (!in_flight_blocked_ && in_flight_ >= config_->limits.messages_in_flight) {
+    in_flight_blocked_ = true;  // the rest of this read waits in pending_
+    in_flight_keep_alive_ = shared_from_this();
+    Block();
   }
+  return true;
 }
 
 void C2sSession::SendStanzaError(const Element& stanza, std::string_view type, std::string_view condition,
                                  std::string_view text) {
   Element reply = MakeErrorReply(stanza, type, condition, text);
   if (!authenticated_ || state_ != State::kBound) reply.RemoveAttr("to");
-  Send(reply.Serialize(ns::kClient));
+  SendOwnStanza(reply.Serialize(ns::kClient));
 }
 
 void C2sSession::Send(std::string_view xml) {
-  if (state_ == State::kClosed) return;
+  if (state_ == State::kClosed || !Attached()) return;
   if (out_offset_ == out_.size()) {
     out_.clear();
     out_offset_ = 0;
@@ -843,14 +910,14 @@ void C2sSession::Send(std::string_view xml) {
       spdlog::info("[C{}] {}: send queue over {} bytes; disconnecting", ref_.id, transport_.remote_address(),
                    config_->limits.send_queue);
     }
-    Finish();
+    LoseConnection();
     return;
   }
   if (!in_read_ && !writing_) Flush();
 }
 
 void C2sSession::Flush() {
-  if (state_ == State::kClosed || state_ == State::kTlsHandshake) return;
+  if (state_ == State::kClosed || state_ == State::kTlsHandshake || !Attached() || handing_over_) return;
   while (out_offset_ < out_.size()) {
     auto r = transport_.Write(out_.data() + out_offset_, out_.size() - out_offset_);
     if (r.status == net::Io::kOk) {
@@ -860,7 +927,8 @@ void C2sSession::Flush() {
     if (r.status == net::Io::kWantWrite || r.status == net::Io::kWantRead) {
       if (!writing_) {
         writing_ = true;
-        transport_.WaitWritable([self = shared_from_this()](boost::system::error_code ec) {
+        transport_.WaitWritable([self = shared_from_this(), gen = io_generation_](boost::system::error_code ec) {
+          if (gen != self->io_generation_) return;  // armed on a connection since replaced
           self->writing_ = false;
           if (ec || self->state_ == State::kClosed) return;
           self->OnWritable();
@@ -868,7 +936,7 @@ void C2sSession::Flush() {
       }
       return;
     }
-    Finish();
+    LoseConnection();
     return;
   }
   out_.clear();
@@ -885,27 +953,38 @@ void C2sSession::OnWritable() {
   if (queued_before > half && out_.size() - out_offset_ <= half && state_ != State::kClosed) OnReadable();
 }
 
-void C2sSession::CloseWithStreamError(std::string_view condition, std::string_view text) {
+void C2sSession::CloseWithStreamError(std::string_view condition, std::string_view text,
+                                      std::string_view app_condition) {
   if (state_ == State::kClosed || state_ == State::kClosing) return;
-  if (state_ == State::kTlsHandshake) {
-    Finish();
+  if (state_ == State::kTlsHandshake || (sm_ && sm_->detached)) {
+    Finish();  // no connection to tell
     return;
   }
+  if (sm_ && sm_->resuming) sm_->resuming = false;  // the error goes on the new connection
   if (!header_sent_) {
     if (stream_id_.empty()) stream_id_ = RandomId(16);
     Send(HeaderXml());
     header_sent_ = true;
   }
-  Send(StreamErrorXml(condition, text));
+  Send(StreamErrorXml(condition, text, app_condition));
   state_ = State::kClosing;
   closing_since_ = loop_.now_seconds();
   if (!writing_) Flush();
 }
 
 bool C2sSession::CheckDeadlines() {
-  if (state_ == State::kClosed) return false;
+  if (state_ == State::kClosed || handing_over_) return false;
   int64_t now = loop_.now_seconds();
   const Limits& l = config_->limits;
+  if (sm_ && sm_->detached) {
+    if (now - sm_->detached_since > sm_->resume_timeout) {
+      spdlog::debug("[C{}] {}: not resumed in {} s; ending the session", ref_.id, jid_.Full(),
+                    sm_->resume_timeout);
+      Finish();
+    }
+    return false;
+  }
+  if (sm_ && sm_->resuming) return false;
   if (state_ == State::kClosing) {
     if (now - closing_since_ > kCloseGraceSeconds) Finish();
     return false;
@@ -920,14 +999,22 @@ bool C2sSession::CheckDeadlines() {
     return false;
   }
   if (ping_sent_at_ != 0) {
-    if (now - ping_sent_at_ > l.ping_timeout) CloseWithStreamError("connection-timeout", "no answer to ping");
+    if (now - ping_sent_at_ > l.ping_timeout) {
+      if (Resumable()) {
+        LoseConnection();  // the client may come back and resume
+      } else {
+        CloseWithStreamError("connection-timeout", "no answer to ping");
+      }
+    }
     return false;
   }
+  if (sm_ && !sm_->unacked.empty() && !sm_->request_outstanding) RequestAck();
   if (now - last_read_ > l.idle_timeout) {
     ping_sent_at_ = now;
     ++ping_counter_;
-    Send(fmt::format("<iq type='get' id='nines-ping-{}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
-                     ping_counter_, config_->domain, jid_.Full()));
+    SendOwnStanza(
+        fmt::format("<iq type='get' id='nines-ping-{}' from='{}' to='{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+                    ping_counter_, config_->domain, jid_.Full()));
     return false;
   }
   if (stanza_started_ || blocked_ > 0 || now - last_read_ < kCompactAfterIdleSeconds) return false;
@@ -950,6 +1037,12 @@ void C2sSession::Finish() {
   if (throttle_timer_) throttle_timer_->cancel();
   // Released from a later handler: the caller's stack may still use `this`.
   if (in_flight_keep_alive_) loop_.Post([keep = std::move(in_flight_keep_alive_)] {});
+  std::deque<StreamManagement::Unacked> unacked;
+  if (sm_) {
+    if (!sm_->token.empty()) context_.resume_tokens.Remove(sm_->token, ref_);
+    if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
+    unacked = std::move(sm_->unacked);
+  }
   pending_.clear();
   if (was_bound) context_.hub->Unbind(ref_, jid_);
   context_.sessions.Remove(ref_);
@@ -957,6 +1050,346 @@ void C2sSession::Finish() {
     context_.connections.Release(transport_.remote_address());
     counted_ = false;
   }
+  // XEP-0198 §4: what the client never acknowledged it may never have got.
+  // The hub reroutes those messages (to another resource or offline storage).
+  size_t rerouted = 0;
+  for (auto& stanza : unacked) {
+    if (stanza.on_gone) {
+      stanza.on_gone();
+      ++rerouted;
+    }
+  }
+  if (rerouted > 0) spdlog::debug("[C{}] {} unacknowledged messages rerouted", ref_.id, rerouted);
+}
+
+// ---------------------------------------------------------------------------
+// Stream management (XEP-0198)
+
+void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone) {
+  if (!sm_) {
+    Send(*xml);
+    return;
+  }
+  if (state_ == State::kClosed) {
+    if (on_gone) on_gone();
+    return;
+  }
+  const std::string& bytes = *xml;
+  sm_->unacked.push_back({std::move(xml), std::move(on_gone)});
+  if (static_cast<int64_t>(sm_->unacked.size()) > config_->sm_max_unacked) {
+    if (AllowPeerWarning()) {
+      spdlog::info("[C{}] {}: over {} unacknowledged stanzas; ending the session", ref_.id, jid_.Full(),
+                   config_->sm_max_unacked);
+    }
+    CloseWithStreamError("policy-violation", "too many unacknowledged stanzas");
+    return;
+  }
+  if (!Attached()) return;  // held until the session is resumed
+  Send(bytes);
+  if (!sm_->request_outstanding && static_cast<int64_t>(sm_->unacked.size()) >= config_->sm_request_every) {
+    RequestAck();
+  }
+}
+
+void C2sSession::SendOwnStanza(std::string xml) {
+  if (!sm_) {
+    Send(xml);
+    return;
+  }
+  SendStanza(std::make_shared<const std::string>(std::move(xml)));
+}
+
+bool C2sSession::Resumable() const {
+  return sm_ && !sm_->token.empty() && state_ == State::kBound && !context_.shutting_down.load();
+}
+
+bool C2sSession::Attached() const { return !sm_ || (!sm_->detached && !sm_->resuming); }
+
+void C2sSession::RequestAck() {
+  if (!Attached()) return;
+  sm_->request_outstanding = true;
+  Send("<r xmlns='urn:xmpp:sm:3'/>");
+}
+
+void C2sSession::SmFailed(std::string_view condition) {
+  Send(fmt::format("<failed xmlns='urn:xmpp:sm:3'><{} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
+                   condition));
+}
+
+bool C2sSession::HandleSm(const Element& element) {
+  const std::string& name = element.name();
+  if (name == "enable") {
+    HandleEnable(element);
+  } else if (name == "resume") {
+    HandleResume(element);
+  } else if (name == "r") {
+    if (sm_) {
+      // Answered once every stanza read before it is handled (durable).
+      sm_->ack_owed = true;
+      sm_->ack_threshold = sm_->handled + sm_->done.size();
+      SmAdvance();
+    }
+  } else if (name == "a") {
+    auto h = ParseU32(element.Attr("h"));
+    if (!h) {
+      CloseWithStreamError("invalid-xml", "<a/> needs a numeric 'h'");
+      return false;
+    }
+    if (sm_) ApplyAck(*h);
+  } else {
+    CloseWithStreamError("unsupported-stanza-type", "not a stream management request");
+  }
+  return state_ != State::kClosing && state_ != State::kClosed;
+}
+
+void C2sSession::HandleEnable(const Element& enable) {
+  if (!config_->sm_enabled) {
+    SmFailed("feature-not-implemented");
+    return;
+  }
+  if (state_ != State::kBound || sm_) {
+    SmFailed("unexpected-request");  // before binding, or twice (XEP-0198 §3)
+    return;
+  }
+  sm_ = std::make_unique<StreamManagement>();
+  sm_->first_ticket = next_ticket_;
+  std::string_view resume = enable.Attr("resume");
+  if ((resume == "true" || resume == "1") && config_->sm_resume_timeout > 0) {
+    sm_->resume_timeout = config_->sm_resume_timeout;
+    if (auto max = ParseU32(enable.Attr("max")); max && *max > 0) {
+      sm_->resume_timeout = std::min<int64_t>(sm_->resume_timeout, *max);
+    }
+    sm_->token = context_.resume_tokens.Issue(ref_, username_);
+    Send(fmt::format("<enabled xmlns='urn:xmpp:sm:3' id='{}' resume='true' max='{}'/>", sm_->token,
+                     sm_->resume_timeout));
+    return;
+  }
+  Send("<enabled xmlns='urn:xmpp:sm:3'/>");
+}
+
+void C2sSession::NoteInbound(uint64_t ticket, bool pending) {
+  if (ticket < sm_->first_ticket) return;
+  sm_->done.push_back(!pending);
+  SmAdvance();
+}
+
+void C2sSession::SmAdvance() {
+  while (!sm_->done.empty() && sm_->done.front()) {
+    sm_->done.pop_front();
+    ++sm_->handled;
+  }
+  if (sm_->resuming) {
+    if (sm_->done.empty()) CompleteResume();
+    return;
+  }
+  if (sm_->ack_owed && sm_->handled >= sm_->ack_threshold) {
+    sm_->ack_owed = false;
+    Send(fmt::format("<a xmlns='urn:xmpp:sm:3' h='{}'/>", static_cast<uint32_t>(sm_->handled)));
+  }
+}
+
+bool C2sSession::ApplyAck(uint32_t h) {
+  // Counts are mod 2^32 (XEP-0198 §4): the difference is what is new.
+  uint32_t delta = h - static_cast<uint32_t>(sm_->acked);
+  if (delta > sm_->unacked.size()) {
+    auto sent = static_cast<uint32_t>(sm_->acked + sm_->unacked.size());
+    CloseWithStreamError(
+        "undefined-condition", "you acknowledged more stanzas than were sent",
+        fmt::format("<handled-count-too-high xmlns='urn:xmpp:sm:3' h='{}' send-count='{}'/>", h, sent));
+    return false;
+  }
+  sm_->unacked.erase(sm_->unacked.begin(), sm_->unacked.begin() + delta);
+  sm_->acked += delta;
+  sm_->request_outstanding = false;
+  return true;
+}
+
+void C2sSession::LoseConnection() {
+  if (Resumable()) {
+    if (!sm_->detached) Detach();
+    return;
+  }
+  Finish();
+}
+
+void C2sSession::Detach() {
+  spdlog::debug("[C{}] {}: connection lost; resumable for {} s", ref_.id, jid_.Full(), sm_->resume_timeout);
+  transport_.Close();
+  ++io_generation_;
+  reading_ = writing_ = false;
+  if (counted_) {
+    context_.connections.Release(transport_.remote_address());
+    counted_ = false;
+  }
+  out_.clear();
+  out_offset_ = 0;
+  std::string().swap(out_);
+  // Read but not handled, so not counted: the client sends them again.
+  pending_.clear();
+  parser_.Reset();
+  stanza_started_ = false;
+  ping_sent_at_ = 0;
+  sm_->detached = true;
+  sm_->resuming = false;
+  sm_->detached_since = loop_.now_seconds();
+  sm_->request_outstanding = false;
+  sm_->ack_owed = false;
+  sm_->keep_alive = shared_from_this();
+}
+
+void C2sSession::HandleResume(const Element& resume) {
+  if (!config_->sm_enabled) {
+    SmFailed("feature-not-implemented");
+    return;
+  }
+  if (!authenticated_ || state_ != State::kFeatures || sm_ || handing_over_) {
+    SmFailed("unexpected-request");
+    return;
+  }
+  auto h = ParseU32(resume.Attr("h"));
+  std::string previd(resume.Attr("previd"));
+  if (!h || previd.empty()) {
+    SmFailed("bad-request");
+    return;
+  }
+  auto entry = context_.resume_tokens.Find(previd);
+  // A token of another account is as good as none: say nothing more.
+  if (!entry || entry->username != username_) {
+    SmFailed("item-not-found");
+    return;
+  }
+  // Hand over once this read's remaining input is in pending_ (the caller
+  // moves it there because we are blocked now).
+  Block();
+  handing_over_ = true;
+  loop_.Post([self = shared_from_this(), target = entry->ref, previd = std::move(previd), h = *h]() mutable {
+    self->StartHandover(target, std::move(previd), h);
+  });
+}
+
+void C2sSession::StartHandover(SessionRef target, std::string previd, uint32_t h) {
+  if (state_ == State::kClosed) return;
+  auto handover = std::make_shared<Handover>();
+  handover->from = ref_;
+  handover->previd = std::move(previd);
+  handover->h = h;
+  handover->username = username_;
+  handover->remote_address = transport_.remote_address();
+  handover->connection = transport_.Detach();
+  ++io_generation_;
+  reading_ = writing_ = false;
+  handover->counted = std::exchange(counted_, false);
+  handover->parser.emplace(std::move(parser_));
+  parser_ = xml::StreamParser(CurrentParserLimits());
+  handover->pending = std::move(pending_);
+  pending_.clear();
+  handover->out = out_.substr(out_offset_);
+  out_.clear();
+  out_offset_ = 0;
+  handover->tls_context = tls_context_;
+  handover->config = config_;
+  handover->stream_id = stream_id_;
+  // Nothing else owns this session until the answer comes back (through
+  // Sessions, on this loop: no closure elsewhere holds it).
+  handover_keep_alive_ = shared_from_this();
+  auto& sessions = context_.sessions;
+  auto& connections = context_.connections;
+  context_.sessions.With(
+      target, [handover](C2sSession& old) { old.AdoptConnection(handover); },
+      [&sessions, &connections, handover] {
+        sessions.With(
+            handover->from, [handover](C2sSession& fresh) { fresh.HandoverFailed(handover); },
+            [&connections, handover] {
+              if (handover->counted) connections.Release(handover->remote_address);
+            });
+      });
+}
+
+void C2sSession::HandoverFailed(std::shared_ptr<Handover> handover) {
+  if (state_ == State::kClosed) {
+    if (handover->counted) context_.connections.Release(handover->remote_address);
+    if (handover_keep_alive_) loop_.Post([keep = std::move(handover_keep_alive_)] {});
+    return;  // `handover` closes the connection
+  }
+  transport_.Adopt(std::move(handover->connection));
+  ++io_generation_;
+  counted_ = handover->counted;
+  parser_ = std::move(*handover->parser);
+  pending_ = std::move(handover->pending);
+  out_ = std::move(handover->out);
+  out_offset_ = 0;
+  handing_over_ = false;
+  SmFailed("item-not-found");
+  auto self = std::move(handover_keep_alive_);
+  Unblock();
+}
+
+void C2sSession::HandoverDone() {
+  handing_over_ = false;
+  Finish();  // not bound, and the connection and its slot have moved: nothing else to release
+  if (handover_keep_alive_) loop_.Post([keep = std::move(handover_keep_alive_)] {});
+}
+
+void C2sSession::AdoptConnection(std::shared_ptr<Handover> handover) {
+  if (state_ != State::kBound || !sm_ || sm_->token != handover->previd || username_ != handover->username ||
+      sm_->resuming) {
+    auto& connections = context_.connections;
+    context_.sessions.With(
+        handover->from, [handover](C2sSession& fresh) { fresh.HandoverFailed(handover); },
+        [&connections, handover] {
+          if (handover->counted) connections.Release(handover->remote_address);
+        });
+    return;
+  }
+  if (!sm_->detached) {
+    // The old connection looked alive (the client moved networks, say): it
+    // is replaced without a word, as it may be dead.
+    transport_.Close();
+    if (counted_) context_.connections.Release(transport_.remote_address());
+    counted_ = false;
+  }
+  ++io_generation_;
+  reading_ = writing_ = false;
+  transport_.Adopt(std::move(handover->connection));
+  counted_ = handover->counted;
+  parser_ = std::move(*handover->parser);
+  // Our own unread input belonged to the dead connection and was never
+  // counted: the client resends it.
+  pending_ = std::move(handover->pending);
+  out_ = std::move(handover->out);
+  out_offset_ = 0;
+  tls_context_ = std::move(handover->tls_context);
+  config_ = std::move(handover->config);
+  stream_id_ = std::move(handover->stream_id);
+  header_sent_ = true;
+  stream_restarted_ = stream_bytes_seen_ = closes_old_stream_ = false;
+  stanza_started_ = false;
+  last_read_ = loop_.now_seconds();
+  ping_sent_at_ = 0;
+  sm_->detached = false;
+  // Keep-alive stays until CompleteResume has armed a read on the new
+  // connection (until then no handler owns the session).
+  if (!sm_->keep_alive) sm_->keep_alive = shared_from_this();
+  context_.sessions.With(handover->from, [](C2sSession& fresh) { fresh.HandoverDone(); });
+  spdlog::debug("[C{}] {}: resumed from {}", ref_.id, jid_.Full(), transport_.remote_address());
+  if (!ApplyAck(handover->h)) return;
+  // <resumed/> reports what was handled; wait until that is everything read
+  // on the old connection, so the client resends nothing we have.
+  Block();
+  sm_->resuming = true;
+  SmAdvance();
+}
+
+void C2sSession::CompleteResume() {
+  sm_->resuming = false;
+  sm_->ack_owed = false;
+  sm_->request_outstanding = false;
+  Send(fmt::format("<resumed xmlns='urn:xmpp:sm:3' h='{}' previd='{}'/>", static_cast<uint32_t>(sm_->handled),
+                   sm_->token));
+  for (const auto& stanza : sm_->unacked) Send(*stanza.xml);
+  if (!sm_->unacked.empty()) RequestAck();
+  Unblock();  // posts a read, which holds the session from now on
+  if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
 }
 
 }  // namespace nines::xmpp

@@ -21,10 +21,30 @@
 // bound, stanza_timeout for a started stanza (slowloris), idle_timeout then
 // ping_timeout once bound.
 //
+// Stream management (XEP-0198, `stream_management.*`)
+//   After <enable/> the session numbers the stanzas it reads (tickets) and
+//   answers <r/> with the count handled, where a stanza the hub took as
+//   pending counts only once StanzaDone(ticket) says it is durable (G1);
+//   the count is of a prefix, so an ack never covers a stanza still waiting.
+//   Stanzas it sends are kept, with the hub's on_gone, until the client
+//   acknowledges them. If the session ends with some unacknowledged, their
+//   on_gone runs (the hub reroutes the message to another resource or to
+//   offline storage), so nothing is lost by a dropped connection.
+//   With resumption, a connection lost while bound detaches the session
+//   instead of ending it: it stays bound (and keeps its keep-alive itself)
+//   for the resume timeout, collecting stanzas. A new connection that
+//   authenticates as the same account and presents the token hands its
+//   transport, parser and unread input to the detached session on that
+//   session's loop (Handover), so the hub's view of the resource never
+//   changes; the session answers <resumed/> once every stanza it had read is
+//   handled, then resends what the client has not acknowledged.
+//
 // Thread safety: every member is touched only on the session's loop.
+//
 #pragma once
 
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -54,15 +74,22 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
 
   // Queues serialised XML for the peer and writes what the socket takes.
   void Send(std::string_view xml);
-  // Sends <stream:error> with an RFC 6120 §4.9.3 condition, closes the stream.
-  void CloseWithStreamError(std::string_view condition, std::string_view text = {});
+  // Queues one stanza from the hub (Sessions::Deliver). With stream
+  // management the session keeps it, with `on_gone`, until the client
+  // acknowledges it, and runs `on_gone` if the session ends first.
+  void SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone = {});
+  // Sends <stream:error> with an RFC 6120 §4.9.3 condition (and an optional
+  // application-specific condition element), closes the stream.
+  void CloseWithStreamError(std::string_view condition, std::string_view text = {},
+                            std::string_view app_condition = {});
   // Called by the loop tick. Returns true when it gave an idle session's
   // parser and buffers back to the allocator.
   bool CheckDeadlines();
-  // A stanza the hub took as pending (xmpp::Hub::HandleStanza returned
-  // true) is finished. Reading resumes once the count of such stanzas is
-  // back under half of limits.messages_in_flight.
-  void StanzaDone();
+  // The stanza `ticket`, which the hub took as pending
+  // (xmpp::Hub::HandleStanza returned true), is finished. Reading resumes
+  // once the count of such stanzas is back under half of
+  // limits.messages_in_flight; XEP-0198 acknowledgements may now cover it.
+  void StanzaDone(uint64_t ticket);
 
   SessionRef ref() const { return ref_; }
   const Jid& jid() const { return jid_; }
@@ -86,10 +113,37 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   void ContinueSasl(sasl::StepResult step);
   void SaslFailed(sasl::Failure failure, std::string_view text = {});
   void HandlePreBindStanza(xml::Element& stanza);
-  void HandleBoundStanza(xml::Element stanza);
+  // Returns true if the hub took the stanza as pending (see StanzaDone).
+  bool HandleBoundStanza(xml::Element stanza, uint64_t ticket);
   bool HandleRegistration(xml::Element& iq, bool authenticated);
   void SendStanzaError(const xml::Element& stanza, std::string_view type, std::string_view condition,
                        std::string_view text = {});
+
+  // Stream management (XEP-0198). State in StreamManagement (c2s_session.cc),
+  // allocated at <enable/>, so sessions without it pay one pointer.
+  struct StreamManagement;
+  struct Handover;
+  bool HandleSm(const xml::Element& element);
+  void HandleEnable(const xml::Element& enable);
+  void HandleResume(const xml::Element& resume);
+  void SmFailed(std::string_view condition);
+  void NoteInbound(uint64_t ticket, bool pending);
+  void SmAdvance();  // counts the handled prefix; sends owed <a/>; completes a resume
+  bool ApplyAck(uint32_t h);  // false: the count was impossible (stream closed)
+  void RequestAck();
+  // A stanza this session makes itself (errors, results, pings): counted
+  // and kept for acknowledgement like those from the hub.
+  void SendOwnStanza(std::string xml);
+  bool Resumable() const;
+  bool Attached() const;  // has a connection to write to (not detached or mid-resume)
+  // The connection broke: detach if resumable, else Finish().
+  void LoseConnection();
+  void Detach();
+  void StartHandover(SessionRef target, std::string previd, uint32_t h);
+  void AdoptConnection(std::shared_ptr<Handover> handover);
+  void HandoverFailed(std::shared_ptr<Handover> handover);
+  void HandoverDone();
+  void CompleteResume();
 
   void Block() { ++blocked_; }
   // After STARTTLS or SASL success the peer must open a new stream. Some
@@ -132,6 +186,13 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // the session (handlers are what keep it alive): this does, until
   // StanzaDone() resumes reading or Finish() lets go.
   std::shared_ptr<C2sSession> in_flight_keep_alive_;
+  std::unique_ptr<StreamManagement> sm_;  // XEP-0198, after <enable/>
+  uint64_t next_ticket_ = 0;              // the next bound stanza's number
+  // Bumped whenever the transport is closed, detached or replaced: read and
+  // write handlers armed on the old one check it and do nothing.
+  uint32_t io_generation_ = 0;
+  bool handing_over_ = false;  // this connection is moving to the session it resumes
+  std::shared_ptr<C2sSession> handover_keep_alive_;  // while handing over
   int sasl_failures_ = 0;
   int64_t connected_at_ = 0;  // loop seconds
   int64_t last_read_ = 0;

@@ -33,12 +33,14 @@ class Hub {
                     std::function<void(Result<Jid>)> done) = 0;
 
   // A stanza from a bound session; `from` is its full JID and the stanza's
-  // 'from' has already been stamped with it. Returns true if handling
-  // finishes later (a message waiting for its archive write): then the hub
-  // calls C2sSession::StanzaDone() on the session's loop once it has (if the
-  // session still exists), which the session uses for backpressure and, with
-  // XEP-0198, for acknowledgements. False: nothing more will be reported.
-  virtual bool HandleStanza(SessionRef ref, const Jid& from, xml::Element stanza) = 0;
+  // 'from' has already been stamped with it. `ticket` is the session's own
+  // number for the stanza. Returns true if handling finishes later (a message
+  // waiting for its archive or offline write): then the hub calls
+  // C2sSession::StanzaDone(ticket) on the session's loop once it is durable
+  // or refused (if the session still exists), which the session uses for
+  // backpressure and for XEP-0198 acknowledgements. False: the stanza is
+  // handled already and nothing more will be reported.
+  virtual bool HandleStanza(SessionRef ref, const Jid& from, xml::Element stanza, uint64_t ticket) = 0;
 
   // The session has ended (any reason). If it was available, the hub
   // broadcasts unavailable presence on its behalf (RFC 6121 §4.5.1).

@@ -14,6 +14,7 @@
 #include "net/tls.h"
 #include "store/store.h"
 #include "xmpp/hub.h"
+#include "xmpp/resume_tokens.h"
 #include "xmpp/sessions.h"
 
 namespace nines::xmpp {
@@ -33,6 +34,8 @@ struct ServerContext {
 
   // The TLS context new connections use; swapped on SIGHUP.
   std::atomic<std::shared_ptr<const net::TlsContext>> tls;
+
+  ResumeTokens resume_tokens;  // XEP-0198
 
   net::ConnectionCounter connections;
   net::WindowCounter failed_logins_by_ip;

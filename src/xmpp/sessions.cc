@@ -8,9 +8,9 @@ Sessions::Sessions(net::LoopPool& loops) : loops_(loops), tables_(loops.size()) 
 
 void Sessions::Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone) {
   auto& loop = loops_.loop(ref.loop);
-  auto run = [this, ref, xml = std::move(xml), on_gone = std::move(on_gone)] {
+  auto run = [this, ref, xml = std::move(xml), on_gone = std::move(on_gone)]() mutable {
     if (C2sSession* s = Find(ref)) {
-      s->Send(*xml);
+      s->SendStanza(std::move(xml), std::move(on_gone));
     } else if (on_gone) {
       on_gone();
     }
@@ -28,9 +28,13 @@ void Sessions::Kick(SessionRef ref, std::string condition, std::string text) {
   });
 }
 
-void Sessions::With(SessionRef ref, std::function<void(C2sSession&)> fn) {
-  loops_.loop(ref.loop).Post([this, ref, fn = std::move(fn)] {
-    if (C2sSession* s = Find(ref)) fn(*s);
+void Sessions::With(SessionRef ref, std::function<void(C2sSession&)> fn, std::function<void()> on_gone) {
+  loops_.loop(ref.loop).Post([this, ref, fn = std::move(fn), on_gone = std::move(on_gone)] {
+    if (C2sSession* s = Find(ref)) {
+      fn(*s);
+    } else if (on_gone) {
+      on_gone();
+    }
   });
 }
 

@@ -26,13 +26,16 @@ class Sessions {
 
   // Posts `xml` (one serialised stanza) to the session. If the session no
   // longer exists when the post runs, `on_gone` (if set) runs on that loop.
+  // A session with XEP-0198 enabled keeps `on_gone` until its client
+  // acknowledges the stanza, and runs it if the session ends first.
   void Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone = {});
 
   // Closes the session with a stream error condition (e.g. "conflict").
   void Kick(SessionRef ref, std::string condition, std::string text = {});
 
-  // Runs `fn(session)` on the session's loop if it still exists.
-  void With(SessionRef ref, std::function<void(C2sSession&)> fn);
+  // Runs `fn(session)` on the session's loop if it still exists, else
+  // `on_gone` (if set) on that loop.
+  void With(SessionRef ref, std::function<void(C2sSession&)> fn, std::function<void()> on_gone = {});
 
   // Loop-local table access (loop thread only).
   void Add(SessionRef ref, C2sSession* session);

@@ -66,7 +66,7 @@ class FakePort final : public SessionPort {
   void Kick(xmpp::SessionRef ref, std::string condition) override {
     kicks_.emplace_back(ref, std::move(condition));
   }
-  void StanzaDone(xmpp::SessionRef ref) override { ++done_[ref.id]; }
+  void StanzaDone(xmpp::SessionRef ref, uint64_t /*ticket*/) override { ++done_[ref.id]; }
   // How many pending stanzas of `ref` the hub reported finished.
   int done(xmpp::SessionRef ref) const {
     auto it = done_.find(ref.id);
@@ -197,7 +197,7 @@ class HubTest : public ::testing::Test {
       ASSERT_TRUE(target.ok()) << *to;
       stanza.SetAttr("to", target->Full());
     }
-    hub_->HandleStanza(s.ref, s.jid, std::move(stanza));
+    hub_->HandleStanza(s.ref, s.jid, std::move(stanza), ++tickets_);
   }
 
   std::vector<xml::Element> Got(const Session& s) { return port_->Take(s.ref); }
@@ -259,6 +259,7 @@ class HubTest : public ::testing::Test {
   std::unique_ptr<ConfigSource> config_;
   std::unique_ptr<FakePort> port_;
   std::unique_ptr<Hub> hub_;
+  uint64_t tickets_ = 0;  // the session's stanza numbers (xmpp::Hub::HandleStanza)
   uint64_t next_id_ = 1;
 };
 

@@ -1,0 +1,45 @@
+// ResumeTokens: the XEP-0198 resumption ids of this process's sessions.
+//
+// A token names one session that may be resumed: the session adds it when
+// the client enables resumption and removes it when the session ends. A new
+// connection presenting a token finds the session here and may take it over
+// only if it authenticated as the same account.
+//
+// Tokens are 128 random bits (RAND_bytes), so they cannot be guessed; being
+// bound to the account, a leaked token is still useless without that
+// account's credentials.
+//
+// Thread safety: every method may be called from any thread (one mutex; a
+// token is looked up only when a client resumes).
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "xmpp/session_ref.h"
+
+namespace nines::xmpp {
+
+class ResumeTokens {
+ public:
+  struct Entry {
+    SessionRef ref;
+    std::string username;
+  };
+
+  // A fresh token, registered for `ref` owned by `username`.
+  std::string Issue(SessionRef ref, const std::string& username);
+  // The session a token names, if it is still registered.
+  std::optional<Entry> Find(const std::string& token) const;
+  // Forgets `token` if it still names `ref`.
+  void Remove(const std::string& token, SessionRef ref);
+  size_t size() const;
+
+ private:
+  mutable std::mutex mutex_;
+  std::unordered_map<std::string, Entry> entries_;
+};
+
+}  // namespace nines::xmpp

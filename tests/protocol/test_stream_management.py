@@ -1,0 +1,369 @@
+"""Protocol test: XEP-0198 stream management, over raw sockets and with slixmpp's plugin.
+
+  StreamManagementTest
+    enable       <enabled/> with an unguessable id, resume='true' and the server's max;
+                 enable before binding and enable twice fail with <unexpected-request/>
+    acks         <a h/> counts every stanza read after <enable/> (messages, presence, iqs,
+                 including ones answered with an error); the server asks with <r/> and
+                 drops what the client acknowledges; an impossible h is a stream error
+                 with <handled-count-too-high/>
+    resume       a dropped connection is resumed: <resumed h/> reports what the server
+                 handled, and every stanza the client had not acknowledged arrives again,
+                 exactly once, followed by what came in while it was away; the old
+                 connection is replaced if it still looks alive; a token works only for
+                 its own account, and only once
+    expiry       a session not resumed in time ends, and the messages it never had
+                 acknowledged go to offline storage: a new login gets them
+    limit        stream_management.max_unacked: a client that never acknowledges gets a
+                 policy-violation stream error, and loses nothing
+  SlixmppStreamManagementTest
+    slixmpp 1.8.3's xep_0198 plugin enables stream management, and messages flow both
+    ways with its acks counted by the server
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+from harness import DOMAIN, ServerTestCase, connect_starttls, local, login_plain, ns_of, to_xml
+from test_slixmpp import AsyncServerTestCase
+
+NS_SM = "urn:xmpp:sm:3"
+NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+
+
+def is_sm(elem: ET.Element, name: str) -> bool:
+    return ns_of(elem.tag) == NS_SM and local(elem.tag) == name
+
+
+def message(to: str, body: str, mid: str) -> str:
+    return f"<message to='{to}' type='chat' id='{mid}'><body>{body}</body></message>"
+
+
+class StreamManagementTest(ServerTestCase):
+    SERVER_CONFIG = {"stream_management": {"max_unacked": 50}}
+
+    # -- helpers -----------------------------------------------------------
+
+    def login(self, user, password, resource="sm"):
+        stream, jid = login_plain(self.server, user, password, resource=resource)
+        self.addCleanup(stream.abort)
+        return stream, jid
+
+    def enable(self, stream, resume=True, max_seconds=None) -> ET.Element:
+        attrs = " resume='true'" if resume else ""
+        if max_seconds is not None:
+            attrs += f" max='{max_seconds}'"
+        stream.send(f"<enable xmlns='{NS_SM}'{attrs}/>")
+        return stream.recv_until(lambda e: ns_of(e.tag) == NS_SM)
+
+    def ack_h(self, stream) -> int:
+        """Asks the server for its count; returns h (answering any <r/> it sends meanwhile is
+        the caller's business: this only reads until the <a/>)."""
+        stream.send(f"<r xmlns='{NS_SM}'/>")
+        return int(stream.recv_until(lambda e: is_sm(e, "a")).get("h"))
+
+    def authenticate(self, user, password):
+        """A new stream up to the point where a client binds or resumes."""
+        stream = connect_starttls(self.server)
+        self.addCleanup(stream.abort)
+        elem = stream.auth_plain(user, password)
+        self.assertEqual(local(elem.tag), "success", to_xml(elem))
+        features = stream.open()
+        self.assertIsNotNone(features.find(f"{{{NS_SM}}}sm"), f"no <sm/> feature: {to_xml(features)}")
+        return stream
+
+    def bodies(self, stream, count, timeout=10.0) -> list:
+        """The next `count` message bodies (other elements skipped)."""
+        out = []
+        deadline = time.monotonic() + timeout
+        while len(out) < count:
+            elem = stream.recv(max(0.01, deadline - time.monotonic()))
+            if local(elem.tag) == "message":
+                out.append(elem.findtext("{jabber:client}body"))
+        return out
+
+    def wait_detached(self, since: int) -> None:
+        self.server.wait_for_log(r"connection lost; resumable", since=since)
+
+    # -- enable ------------------------------------------------------------
+
+    def test_enable_gives_an_unguessable_resumption_id(self):
+        user, _, password = self.new_account("smen")
+        a, _ = self.login(user, password)
+        enabled = self.enable(a)
+        self.assertTrue(is_sm(enabled, "enabled"), to_xml(enabled))
+        self.assertEqual(enabled.get("resume"), "true")
+        self.assertRegex(enabled.get("id") or "", r"^[0-9a-f]{32}$", "128 random bits")
+        self.assertEqual(enabled.get("max"), "300", "the default stream_management.resume_timeout")
+        self.assertIsNone(enabled.get("location"), "one node: nowhere else to resume")
+        b, _ = self.login(user, password, resource="other")
+        other = self.enable(b, max_seconds=60)
+        self.assertEqual(other.get("max"), "60", "a client may ask for less")
+        self.assertNotEqual(other.get("id"), enabled.get("id"))
+        again = self.enable(a)
+        self.assertTrue(is_sm(again, "failed"), to_xml(again))
+        self.assertIsNotNone(again.find(f"{{{NS_STANZAS}}}unexpected-request"), "enable twice")
+
+    def test_enable_without_resumption_has_no_id(self):
+        user, _, password = self.new_account("smnr")
+        a, _ = self.login(user, password)
+        enabled = self.enable(a, resume=False)
+        self.assertTrue(is_sm(enabled, "enabled"))
+        self.assertIsNone(enabled.get("id"))
+        self.assertIsNone(enabled.get("resume"))
+
+    def test_enable_before_binding_fails(self):
+        user, _, password = self.new_account("smpre")
+        stream = self.authenticate(user, password)
+        failed = self.enable(stream)
+        self.assertTrue(is_sm(failed, "failed"), to_xml(failed))
+        self.assertIsNotNone(failed.find(f"{{{NS_STANZAS}}}unexpected-request"))
+        stream.bind("late")  # the stream is still usable
+        self.assertTrue(is_sm(self.enable(stream), "enabled"))
+
+    # -- acks --------------------------------------------------------------
+
+    def test_acks_count_every_stanza_read_after_enable(self):
+        user, bare, password = self.new_account("smack")
+        peer, peer_bare, peer_password = self.new_account("smpeer")
+        p, _ = self.login(peer, peer_password)
+        p.send("<presence/>")
+        a, _ = self.login(user, password)
+        a.send("<presence/>")  # before enable: not counted
+        self.assertTrue(is_sm(self.enable(a), "enabled"))
+        self.assertEqual(self.ack_h(a), 0)
+        a.send(message(peer_bare, "one", "m1"))
+        a.send(message(peer_bare, "two", "m2"))
+        a.send("<iq type='get' id='ping1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        a.send("<message to='nobody-here@nowhere.invalid' type='chat' id='m3'><body>x</body></message>")
+        a.send("<presence><show>away</show></presence>")
+        self.assertEqual(self.ack_h(a), 5, "2 messages, an iq, a bounced message and a presence")
+        self.assertEqual(self.bodies(p, 2), ["one", "two"])
+
+    def test_server_requests_acks_and_forgets_what_was_acknowledged(self):
+        user, bare, password = self.new_account("smreq")
+        peer, peer_bare, peer_password = self.new_account("smsnd")
+        a, _ = self.login(user, password)
+        self.assertTrue(is_sm(self.enable(a), "enabled"))
+        a.send("<presence/>")
+        self.assertEqual(self.ack_h(a), 1)
+        p, _ = self.login(peer, peer_password)
+        for i in range(5):  # stream_management.request_every = 5
+            p.send(message(bare, f"n{i}", f"r{i}"))
+        stanzas = 0
+        while True:
+            elem = a.recv()
+            if is_sm(elem, "r"):
+                break
+            stanzas += 1
+        # Its own presence came back (RFC 6121 §4.2.2; ack_h read past it), then four of the
+        # messages: five unacknowledged.
+        self.assertEqual(stanzas, 4, "the <r/> follows the fifth unacknowledged stanza")
+        a.send(f"<a xmlns='{NS_SM}' h='5'/>")
+        self.assertEqual(self.bodies(a, 1), ["n4"])
+        self.assertEqual(self.ack_h(a), 1, "acks are not stanzas")
+        a.send(f"<a xmlns='{NS_SM}' h='7'/>")  # one more than sent
+        err = a.recv_until(lambda e: local(e.tag) == "error")
+        high = err.find(f"{{{NS_SM}}}handled-count-too-high")
+        self.assertEqual((high.get("h"), high.get("send-count")), ("7", "6"), "6 sent")
+
+    def test_impossible_ack_is_a_stream_error(self):
+        user, _, password = self.new_account("smhigh")
+        a, _ = self.login(user, password)
+        self.assertTrue(is_sm(self.enable(a), "enabled"))
+        a.send(f"<a xmlns='{NS_SM}' h='3'/>")
+        err = a.recv_until(lambda e: local(e.tag) == "error")
+        self.assertIsNotNone(err.find("{urn:ietf:params:xml:ns:xmpp-streams}undefined-condition"), to_xml(err))
+        high = err.find(f"{{{NS_SM}}}handled-count-too-high")
+        self.assertIsNotNone(high, to_xml(err))
+        self.assertEqual((high.get("h"), high.get("send-count")), ("3", "0"))
+        a.wait_closed()
+
+    # -- resume ------------------------------------------------------------
+
+    def test_resume_resends_exactly_what_was_not_acknowledged(self):
+        user, bare, password = self.new_account("smres")
+        peer, peer_bare, peer_password = self.new_account("smres_p")
+        a, full = self.login(user, password)
+        token = self.enable(a).get("id")
+        p, _ = self.login(peer, peer_password)
+        self.assertTrue(is_sm(self.enable(p, resume=False), "enabled"))
+        for i in range(4):
+            p.send(message(full, f"b{i}", f"x{i}"))
+        self.assertEqual(self.bodies(a, 4), ["b0", "b1", "b2", "b3"])
+        a.send(message(peer_bare, "from a", "ya"))
+        self.assertEqual(self.ack_h(a), 1)
+        since = self.server.stderr_offset()
+        a.abort()  # no </stream:stream>: the connection just drops
+        self.wait_detached(since)
+        for i in range(4, 6):  # while away
+            p.send(message(full, f"b{i}", f"x{i}"))
+        self.assertEqual(self.ack_h(p), 6, "the sender's messages are handled while the recipient is away")
+
+        b = self.authenticate(user, password)
+        b.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='2'/>")  # it had processed b0 and b1
+        resumed = b.recv()
+        self.assertTrue(is_sm(resumed, "resumed"), to_xml(resumed))
+        self.assertEqual(resumed.get("previd"), token)
+        self.assertEqual(resumed.get("h"), "1", "the server handled the one message a sent")
+        self.assertEqual(self.bodies(b, 4), ["b2", "b3", "b4", "b5"], "unacknowledged, once, in order")
+        # The session is the same one: same full JID, and it still gets messages and acks.
+        p.send(message(full, "after", "x6"))
+        self.assertEqual(self.bodies(b, 1), ["after"])
+        b.send(f"<a xmlns='{NS_SM}' h='7'/>")
+        b.send("<iq type='get' id='ping2'><ping xmlns='urn:xmpp:ping'/></iq>")
+        pong = b.recv_until(lambda e: local(e.tag) == "iq" and e.get("id") == "ping2")
+        self.assertEqual(pong.get("to"), full)
+        self.assertEqual(self.ack_h(b), 2, "counting goes on from the old stream")
+        with self.assertRaises(TimeoutError):
+            extra = self.bodies(b, 1, timeout=0.5)
+            self.fail(f"a duplicate arrived: {extra}")
+
+        # The same id resumes the session again (the client moved again): the connection
+        # it had is replaced. b acknowledged 7; the pong was the 8th.
+        c = self.authenticate(user, password)
+        c.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='8'/>")
+        again = c.recv()
+        self.assertTrue(is_sm(again, "resumed"), to_xml(again))
+        self.assertEqual(again.get("h"), "2", "the message and the ping")
+        b.wait_closed()
+        self.assertTrue(b.closed, "the connection it replaced is closed")
+        with self.assertRaises(TimeoutError):
+            extra = self.bodies(c, 1, timeout=0.5)
+            self.fail(f"something was resent: {extra}")
+
+    def test_resume_replaces_a_connection_that_still_looks_alive(self):
+        user, bare, password = self.new_account("smlive")
+        peer, peer_bare, peer_password = self.new_account("smlive_p")
+        a, full = self.login(user, password)
+        token = self.enable(a).get("id")
+        p, _ = self.login(peer, peer_password)
+        p.send(message(full, "one", "l1"))
+        self.assertEqual(self.bodies(a, 1), ["one"])
+        b = self.authenticate(user, password)
+        b.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='0'/>")
+        resumed = b.recv()
+        self.assertTrue(is_sm(resumed, "resumed"), to_xml(resumed))
+        self.assertEqual(self.bodies(b, 1), ["one"], "not acknowledged on the old connection")
+        a.wait_closed()
+        self.assertTrue(a.closed, "the old connection is closed")
+        p.send(message(full, "two", "l2"))
+        self.assertEqual(self.bodies(b, 1), ["two"])
+
+    def test_token_of_another_account_or_unknown_fails(self):
+        user, _, password = self.new_account("smown")
+        thief, _, thief_password = self.new_account("smthief")
+        a, _ = self.login(user, password)
+        token = self.enable(a).get("id")
+        for previd in (token, "0" * 32, "not-a-token"):
+            t = self.authenticate(thief, thief_password)
+            t.send(f"<resume xmlns='{NS_SM}' previd='{previd}' h='0'/>")
+            failed = t.recv()
+            self.assertTrue(is_sm(failed, "failed"), to_xml(failed))
+            self.assertIsNotNone(failed.find(f"{{{NS_STANZAS}}}item-not-found"), to_xml(failed))
+            t.bind("mine")  # the stream goes on as a fresh session
+        a.send("<iq type='get' id='still'><ping xmlns='urn:xmpp:ping'/></iq>")
+        self.assertEqual(a.recv_until(lambda e: local(e.tag) == "iq").get("type"), "result",
+                         "the owner's session was not touched")
+
+    def test_resume_before_authentication_fails(self):
+        stream = connect_starttls(self.server)
+        self.addCleanup(stream.abort)
+        stream.send(f"<resume xmlns='{NS_SM}' previd='{'0' * 32}' h='0'/>")
+        failed = stream.recv()
+        self.assertTrue(is_sm(failed, "failed"), to_xml(failed))
+        self.assertIsNotNone(failed.find(f"{{{NS_STANZAS}}}unexpected-request"))
+
+    def test_clean_close_ends_the_session(self):
+        user, _, password = self.new_account("smclose")
+        a, _ = self.login(user, password)
+        token = self.enable(a).get("id")
+        a.close()
+        b = self.authenticate(user, password)
+        b.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='0'/>")
+        failed = b.recv()
+        self.assertTrue(is_sm(failed, "failed"), "</stream:stream> ends a session for good")
+
+    # -- expiry and limits -------------------------------------------------
+
+    def test_expired_session_moves_unacknowledged_messages_offline(self):
+        user, bare, password = self.new_account("smexp")
+        peer, peer_bare, peer_password = self.new_account("smexp_p")
+        a, full = self.login(user, password)
+        token = self.enable(a, max_seconds=1).get("id")
+        a.send("<presence/>")
+        p, _ = self.login(peer, peer_password)
+        p.send(message(bare, "while", "e1"))
+        self.assertEqual(self.bodies(a, 1), ["while"])  # received, never acknowledged
+        since = self.server.stderr_offset()
+        a.abort()
+        self.wait_detached(since)
+        p.send(message(bare, "away", "e2"))  # the detached session still takes it
+        self.server.wait_for_log(r"not resumed in 1 s", since=since, timeout=15)
+        b = self.authenticate(user, password)
+        b.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='0'/>")
+        self.assertTrue(is_sm(b.recv(), "failed"), "expired")
+        b.bind("back")
+        b.send("<presence/>")
+        got = self.bodies(b, 2)
+        self.assertEqual(sorted(got), ["away", "while"], "both come back from offline storage")
+
+    def test_client_that_never_acknowledges_is_cut_off_without_loss(self):
+        user, bare, password = self.new_account("smmax")
+        peer, peer_bare, peer_password = self.new_account("smmax_p")
+        a, full = self.login(user, password)
+        self.assertTrue(is_sm(self.enable(a), "enabled"))
+        a.send("<presence/>")
+        p, _ = self.login(peer, peer_password)
+        self.assertTrue(is_sm(self.enable(p, resume=False), "enabled"))
+        for i in range(60):  # stream_management.max_unacked = 50 in this class
+            p.send(message(bare, f"u{i}", f"u{i}"))
+        err = a.recv_until(lambda e: local(e.tag) == "error", timeout=20)
+        self.assertIsNotNone(err.find("{urn:ietf:params:xml:ns:xmpp-streams}policy-violation"), to_xml(err))
+        self.assertIn("unacknowledged", err.findtext("{urn:ietf:params:xml:ns:xmpp-streams}text") or "")
+        self.assertEqual(self.ack_h(p), 60)
+        b, _ = self.login(user, password, resource="again")
+        b.send("<presence/>")
+        got = self.bodies(b, 60, timeout=20)
+        self.assertEqual(sorted(got), sorted(f"u{i}" for i in range(60)), "nothing lost")
+
+
+class SlixmppStreamManagementTest(AsyncServerTestCase):
+
+    async def test_slixmpp_plugin_enables_and_counts(self):
+        alice_jid, alice_pw = self.account("slxa")
+        bob_jid, bob_pw = self.account("slxb")
+        enabled = []
+        alice = self.client(alice_jid, alice_pw)
+        alice.register_plugin("xep_0198")
+        alice.add_event_handler("sm_enabled", enabled.append)
+        await alice.login()
+        alice.send_presence()
+        bob = await self.online(bob_jid, bob_pw)
+        sm = alice["xep_0198"]
+        deadline = asyncio.get_running_loop().time() + 10
+        while not enabled and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        self.assertTrue(enabled, "slixmpp enabled stream management")
+        self.assertTrue(sm.sm_id, "with resumption")
+        bodies = [f"s{i}" for i in range(20)]
+        for body in bodies:
+            alice.send_message(mto=bob_jid, mbody=body, mtype="chat")
+        for body in bodies:
+            await bob.messages.wait_for(lambda m, b=body: m["body"] == b, f"message {body!r}")
+        # The plugin asks every 5 stanzas; the server's count covers the presence, the 20
+        # messages, and whatever slixmpp sent after enabling.
+        while sm.last_ack < 21 and asyncio.get_running_loop().time() < deadline + 10:
+            sm.request_ack()
+            await asyncio.sleep(0.1)
+        self.assertGreaterEqual(sm.last_ack, 21)
+        self.assertLessEqual(sm.last_ack, sm.seq, "never more than it sent")
+        self.assertEqual(len(sm.unacked_queue), sm.seq - sm.last_ack)
+
+
+if __name__ == "__main__":
+    unittest.main()
