@@ -10,6 +10,7 @@
 #include <deque>
 
 #include "base/log.h"
+#include "xmpp/ack_counter.h"
 #include "xmpp/base64.h"
 #include "xmpp/namespaces.h"
 #include "xmpp/stanza.h"
@@ -58,17 +59,15 @@ std::optional<uint32_t> ParseU32(std::string_view text) {
 }  // namespace
 
 // XEP-0198 state of one session. Tickets: every stanza read while bound
-// gets the next number (next_ticket_); the count 'h' this session reports
-// is of stanzas from first_ticket on that are handled, as a prefix.
+// gets the next number (next_ticket_); AckCounter turns them into 'h'.
 struct C2sSession::StreamManagement {
   std::string token;           // resumption id (ResumeTokens); empty: not resumable
   int64_t resume_timeout = 0;  // seconds
+  explicit StreamManagement(uint64_t first_ticket) : inbound(first_ticket) {}
   // Inbound: client to server.
-  uint64_t first_ticket = 0;  // the first stanza counted (read after <enable/>)
-  uint64_t handled = 0;       // the count reported as 'h' (mod 2^32 on the wire)
-  std::deque<bool> done;      // tickets first_ticket + handled ...: true once handled
-  bool ack_owed = false;      // an <r/> waits for its <a/> ...
-  uint64_t ack_threshold = 0;  // ... until handled reaches this
+  AckCounter inbound;
+  bool ack_owed = false;       // an <r/> waits for its <a/> ...
+  uint64_t ack_threshold = 0;  // ... until inbound.handled() reaches this
   // Outbound: server to client.
   struct Unacked {
     std::shared_ptr<const std::string> xml;
@@ -291,12 +290,9 @@ void C2sSession::MarkStreamRestart() {
 }
 
 void C2sSession::StanzaDone(uint64_t ticket) {
-  if (sm_ && ticket >= sm_->first_ticket + sm_->handled) {
-    uint64_t index = ticket - (sm_->first_ticket + sm_->handled);
-    if (index < sm_->done.size()) {
-      sm_->done[index] = true;
-      SmAdvance();
-    }
+  if (sm_) {
+    sm_->inbound.Finish(ticket);
+    SmAdvance();
   }
   if (in_flight_ > 0) --in_flight_;
   if (in_flight_blocked_ && in_flight_ <= config_->limits.messages_in_flight / 2) {
@@ -1126,7 +1122,7 @@ bool C2sSession::HandleSm(const Element& element) {
     if (sm_) {
       // Answered once every stanza read before it is handled (durable).
       sm_->ack_owed = true;
-      sm_->ack_threshold = sm_->handled + sm_->done.size();
+      sm_->ack_threshold = sm_->inbound.read();
       SmAdvance();
     }
   } else if (name == "a") {
@@ -1151,8 +1147,7 @@ void C2sSession::HandleEnable(const Element& enable) {
     SmFailed("unexpected-request");  // before binding, or twice (XEP-0198 §3)
     return;
   }
-  sm_ = std::make_unique<StreamManagement>();
-  sm_->first_ticket = next_ticket_;
+  sm_ = std::make_unique<StreamManagement>(next_ticket_);
   std::string_view resume = enable.Attr("resume");
   if ((resume == "true" || resume == "1") && config_->sm_resume_timeout > 0) {
     sm_->resume_timeout = config_->sm_resume_timeout;
@@ -1168,23 +1163,18 @@ void C2sSession::HandleEnable(const Element& enable) {
 }
 
 void C2sSession::NoteInbound(uint64_t ticket, bool pending) {
-  if (ticket < sm_->first_ticket) return;
-  sm_->done.push_back(!pending);
+  sm_->inbound.Read(ticket, pending);
   SmAdvance();
 }
 
 void C2sSession::SmAdvance() {
-  while (!sm_->done.empty() && sm_->done.front()) {
-    sm_->done.pop_front();
-    ++sm_->handled;
-  }
   if (sm_->resuming) {
-    if (sm_->done.empty()) CompleteResume();
+    if (sm_->inbound.idle()) CompleteResume();
     return;
   }
-  if (sm_->ack_owed && sm_->handled >= sm_->ack_threshold) {
+  if (sm_->ack_owed && sm_->inbound.handled() >= sm_->ack_threshold) {
     sm_->ack_owed = false;
-    Send(fmt::format("<a xmlns='urn:xmpp:sm:3' h='{}'/>", static_cast<uint32_t>(sm_->handled)));
+    Send(fmt::format("<a xmlns='urn:xmpp:sm:3' h='{}'/>", static_cast<uint32_t>(sm_->inbound.handled())));
   }
 }
 
@@ -1384,8 +1374,8 @@ void C2sSession::CompleteResume() {
   sm_->resuming = false;
   sm_->ack_owed = false;
   sm_->request_outstanding = false;
-  Send(fmt::format("<resumed xmlns='urn:xmpp:sm:3' h='{}' previd='{}'/>", static_cast<uint32_t>(sm_->handled),
-                   sm_->token));
+  Send(fmt::format("<resumed xmlns='urn:xmpp:sm:3' h='{}' previd='{}'/>",
+                   static_cast<uint32_t>(sm_->inbound.handled()), sm_->token));
   for (const auto& stanza : sm_->unacked) Send(*stanza.xml);
   if (!sm_->unacked.empty()) RequestAck();
   Unblock();  // posts a read, which holds the session from now on

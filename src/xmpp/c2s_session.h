@@ -128,7 +128,7 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   void HandleResume(const xml::Element& resume);
   void SmFailed(std::string_view condition);
   void NoteInbound(uint64_t ticket, bool pending);
-  void SmAdvance();  // counts the handled prefix; sends owed <a/>; completes a resume
+  void SmAdvance();  // sends an owed <a/>; completes a resume once all is handled
   bool ApplyAck(uint32_t h);  // false: the count was impossible (stream closed)
   void RequestAck();
   // A stanza this session makes itself (errors, results, pings): counted

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import unittest
 import xml.etree.ElementTree as ET
@@ -359,6 +360,95 @@ class SlixmppStreamManagementTest(AsyncServerTestCase):
         self.assertGreaterEqual(sm.last_ack, 21)
         self.assertLessEqual(sm.last_ack, sm.seq, "never more than it sent")
         self.assertEqual(len(sm.unacked_queue), sm.seq - sm.last_ack)
+
+
+class CrashTest(ServerTestCase):
+    """G1 with acknowledgements: kill -9 under load loses no acknowledged message."""
+
+    SERVER_CONFIG = {"limits": {"stanzas_per_second": 1000000, "stanza_burst": 1000000}}
+    BATCH = 25
+
+    def archive_ids(self, stream, peer_bare) -> list:
+        """Every message id (the sender's 'id' attribute) in the stream's archive with peer."""
+        ids, after, page = [], None, 0
+        while True:
+            page += 1
+            rsm = f"<set xmlns='http://jabber.org/protocol/rsm'><max>250</max>" + \
+                (f"<after>{after}</after>" if after else "") + "</set>"
+            form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+                    f"<value>urn:xmpp:mam:2</value></field><field var='with'><value>{peer_bare}</value>"
+                    "</field></x>")
+            qid = f"q{page}"
+            stream.send(f"<iq type='set' id='{qid}'><query xmlns='urn:xmpp:mam:2' queryid='{qid}'>"
+                        f"{form}{rsm}</query></iq>")
+            while True:
+                elem = stream.recv(timeout=30)
+                if local(elem.tag) == "message":
+                    msg = elem.find("{urn:xmpp:mam:2}result/{urn:xmpp:forward:0}forwarded/{jabber:client}message")
+                    if msg is not None:
+                        ids.append(msg.get("id"))
+                elif local(elem.tag) == "iq" and elem.get("id") == qid:
+                    self.assertEqual(elem.get("type"), "result", to_xml(elem))
+                    fin = elem.find("{urn:xmpp:mam:2}fin")
+                    if fin.get("complete") == "true":
+                        return ids
+                    after = fin.findtext("{http://jabber.org/protocol/rsm}set/{http://jabber.org/protocol/rsm}last")
+                    break
+
+    def test_kill_9_loses_no_acknowledged_message(self):
+        import threading
+
+        sender, sender_bare, sender_pw = self.new_account("crash_s")
+        recipient, recipient_bare, recipient_pw = self.new_account("crash_r")
+        r, r_full = login_plain(self.server, recipient, recipient_pw, resource="phone")
+        self.addCleanup(r.abort)
+        r.send("<presence/>")
+        s, _ = login_plain(self.server, sender, sender_pw, resource="laptop")
+        self.addCleanup(s.abort)
+        self.assertTrue(is_sm(StreamManagementTest.enable(self, s, resume=False), "enabled"))
+        live: list = []
+
+        def read_live():
+            try:
+                while True:
+                    elem = r.recv(timeout=30)
+                    if local(elem.tag) == "message" and elem.get("id"):
+                        live.append(elem.get("id"))
+            except Exception:  # the server died: the stream ends
+                pass
+
+        reader = threading.Thread(target=read_live, daemon=True)
+        reader.start()
+        acked = 0
+        sent = 0
+        killer = threading.Timer(1.5, self.server.kill)
+        killer.start()
+        try:
+            # Two batches in flight: the kill lands while messages wait for their writes.
+            while True:
+                for _ in range(self.BATCH):
+                    s.send(message(recipient_bare, f"c{sent}", f"c{sent}"))
+                    sent += 1
+                s.send(f"<r xmlns='{NS_SM}'/>")
+                if sent > self.BATCH:
+                    acked = int(s.recv_until(lambda e: is_sm(e, "a"), timeout=10).get("h"))
+        except (OSError, AssertionError, TimeoutError):
+            pass  # the connection died with the server
+        killer.join()
+        reader.join(timeout=10)
+        self.assertGreater(acked, self.BATCH, "the server acknowledged messages before it died")
+        self.server.start()
+        back, _ = login_plain(self.server, recipient, recipient_pw, resource="phone")
+        self.addCleanup(back.abort)
+        archived = self.archive_ids(back, sender_bare)
+        expected = [f"c{i}" for i in range(acked)]
+        lost = sorted(set(expected) - set(archived) - set(live), key=lambda x: int(x[1:]))
+        self.assertEqual(lost, [], f"{len(lost)} acknowledged messages lost of {acked} (sent {sent})")
+        self.assertEqual(len(archived), len(set(archived)), "no duplicates in the archive")
+        self.assertEqual(archived, sorted(archived, key=lambda x: int(x[1:])), "in the order sent")
+        self.assertTrue(set(live) <= set(archived), "everything delivered live was archived first")
+        sys.stderr.write(f"\n[crash] sent {sent}, acknowledged {acked}, archived {len(archived)}, "
+                         f"delivered live {len(live)}, lost 0\n")
 
 
 if __name__ == "__main__":
