@@ -119,6 +119,8 @@ struct SeqTracker {
 // Traffic state of one client (message and presence scenarios).
 struct Traffic {
   uint32_t inflight = 0;          // deliveries of our stanzas not yet seen by their receivers
+  uint32_t sm_received = 0;       // --sm: stanzas received since <enable/> (XEP-0198 'h')
+  uint32_t sm_unrequested = 0;    // --sm: messages sent since our last <r/>
   uint32_t next_peer = 0;         // round robin over peers (message)
   uint64_t seq = 0;               // presence: one stream to all contacts
   std::vector<uint64_t> seq_to;   // message: next seq per peer
@@ -996,6 +998,12 @@ struct Loop::Impl {
     }
     LoginDone(c);
     self.progress_.online.fetch_add(1, std::memory_order_relaxed);
+    if (opt.sm) {
+      // Counted from here, so the state lives from here (StartTraffic fills the rest).
+      if (!c.traffic) c.traffic = std::make_unique<Traffic>();
+      c.traffic->sm_received = 0;
+      Write(c, "<enable xmlns='urn:xmpp:sm:3'/>");
+    }
     Write(c, "<presence/>");
     (void)i;
   }
@@ -1087,6 +1095,26 @@ struct Loop::Impl {
   // ---- traffic ------------------------------------------------------------------------
 
   void OnTraffic(Client& c, uint32_t i, std::string_view el, std::string_view name) {
+    if (opt.sm && c.traffic) {
+      if (name == "message" || name == "presence" || name == "iq") {
+        ++c.traffic->sm_received;
+      } else if (name == "r") {
+        std::string& o = out_scratch;
+        o = "<a xmlns='urn:xmpp:sm:3' h='";
+        AppendU64(o, c.traffic->sm_received);
+        o += "'/>";
+        Write(c, o);
+        return;
+      } else if (name == "a") {
+        ++stats.sm_acks;
+        return;
+      } else if (name == "enabled") {
+        return;
+      } else if (name == "failed") {
+        Fail(c, "stream management refused");
+        return;
+      }
+    }
     std::string_view type;
     const bool typed = GetAttr(el, "type", type);
     if (name == "message") {
@@ -1197,8 +1225,8 @@ struct Loop::Impl {
     paced_sent = 0;
     for (uint32_t i = 0; i < clients.size(); ++i) {
       Client& c = clients[i];
-      if (c.traffic) continue;
-      c.traffic = std::make_unique<Traffic>();
+      if (c.traffic && !c.traffic->from.empty()) continue;
+      if (!c.traffic) c.traffic = std::make_unique<Traffic>();
       c.traffic->from.resize(group - 1);
       if (opt.scenario == Scenario::kMessage) c.traffic->seq_to.assign(group - 1, 0);
     }
@@ -1265,6 +1293,10 @@ struct Loop::Impl {
           o.append(opt.body_size, 'x');
         }
         o += "</body></message>";
+        if (opt.sm && ++t.sm_unrequested >= opt.sm_every) {
+          t.sm_unrequested = 0;
+          o += "<r xmlns='urn:xmpp:sm:3'/>";
+        }
       }
       t.inflight += per_stanza;
       inflight_total += per_stanza;

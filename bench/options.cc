@@ -128,6 +128,12 @@ int ParseOptions(int argc, const char* const* argv, Options& o, std::ostream& ou
   message->add_option("--body-size", o.body_size, "Extra bytes of body per message")
       ->check(CLI::Range(0u, 1u << 20))
       ->capture_default_str();
+  message->add_flag("--sm", o.sm,
+                    "Enable XEP-0198 stream management: answer every <r/>, and ask for an ack after every "
+                    "--sm-every messages sent");
+  message->add_option("--sm-every", o.sm_every, "With --sm: messages per <r/> sent (1: every message)")
+      ->check(CLI::Range(1u, 1000000u))
+      ->capture_default_str();
   presence->add_option("-k,--contacts", o.contacts, "Roster size K (users form cliques of K+1)")
       ->check(CLI::Range(1u, 10000u))
       ->capture_default_str();

@@ -129,6 +129,7 @@ std::vector<Metric> Metrics(const Options& o, const RunResult& r) {
     m.push_back({"duplicated", "duplicated", static_cast<double>(s.duplicates), 0});
     m.push_back({"reordered", "reordered", static_cast<double>(s.reordered), 0});
     m.push_back({"stanza_errors", "error replies", static_cast<double>(s.stanza_errors), 0});
+    if (s.sm_acks) m.push_back({"sm_acks", "stream management acks", static_cast<double>(s.sm_acks), 0});
   }
   if (s.unexpected) m.push_back({"unexpected", "unattributed stanzas", static_cast<double>(s.unexpected), 0});
   return m;

@@ -40,6 +40,7 @@ constexpr Field kFields[] = {
     {"duplicates", &Stats::duplicates, How::kSum},
     {"reordered", &Stats::reordered, How::kSum},
     {"stanza_errors", &Stats::stanza_errors, How::kSum},
+    {"sm_acks", &Stats::sm_acks, How::kSum},
     {"unexpected", &Stats::unexpected, How::kSum},
     {"disconnects", &Stats::disconnects, How::kSum},
     {"last_receive_ns", &Stats::last_receive_ns, How::kMax},

@@ -40,6 +40,7 @@ struct Stats {
   uint64_t duplicates = 0;
   uint64_t reordered = 0;       // arrived after a later stanza of the same stream
   uint64_t stanza_errors = 0;   // type='error' replies to our traffic
+  uint64_t sm_acks = 0;         // --sm: XEP-0198 <a/> answers from the server
   uint64_t unexpected = 0;      // stanzas we could not attribute
   uint64_t disconnects = 0;     // sessions lost after login
   uint64_t last_receive_ns = 0;

@@ -1081,10 +1081,15 @@ void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::functio
     return;
   }
   if (!Attached()) return;  // held until the session is resumed
+  // One write for the stanza and the request that may follow it.
+  const bool batching = in_read_;
+  in_read_ = true;
   Send(bytes);
   if (!sm_->request_outstanding && static_cast<int64_t>(sm_->unacked.size()) >= config_->sm_request_every) {
     RequestAck();
   }
+  in_read_ = batching;
+  if (!in_read_ && !writing_) Flush();
 }
 
 void C2sSession::SendOwnStanza(std::string xml) {
@@ -1174,7 +1179,25 @@ void C2sSession::SmAdvance() {
   }
   if (sm_->ack_owed && sm_->inbound.handled() >= sm_->ack_threshold) {
     sm_->ack_owed = false;
-    Send(fmt::format("<a xmlns='urn:xmpp:sm:3' h='{}'/>", static_cast<uint32_t>(sm_->inbound.handled())));
+    // Usually reached from StanzaDone, one handler per finished message: the
+    // write waits for the end of this pass of the loop, so that an ack and
+    // the deliveries around it share a syscall.
+    const bool batching = in_read_;
+    in_read_ = true;
+    char h[16];
+    auto [end, ec] = std::to_chars(h, h + sizeof h, static_cast<uint32_t>(sm_->inbound.handled()));
+    std::string ack = "<a xmlns='urn:xmpp:sm:3' h='";
+    ack.append(h, end);
+    ack += "'/>";
+    Send(ack);
+    in_read_ = batching;
+    if (!in_read_ && !writing_ && !flush_posted_) {
+      flush_posted_ = true;
+      loop_.Post([self = shared_from_this()] {
+        self->flush_posted_ = false;
+        if (!self->in_read_ && !self->writing_) self->Flush();
+      });
+    }
   }
 }
 

@@ -192,6 +192,7 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // write handlers armed on the old one check it and do nothing.
   uint32_t io_generation_ = 0;
   bool handing_over_ = false;  // this connection is moving to the session it resumes
+  bool flush_posted_ = false;  // a deferred Flush() is queued on the loop (XEP-0198 acks)
   std::shared_ptr<C2sSession> handover_keep_alive_;  // while handing over
   int sasl_failures_ = 0;
   int64_t connected_at_ = 0;  // loop seconds

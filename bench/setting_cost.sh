@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# What one feature costs the message scenario: the same nines build with the
+# feature on and off, same machine, same run. Prints a markdown table.
+#
+#   bench/setting_cost.sh --what archive|sm [--clients N] [--duration S] [--rounds R]
+#                         [--rate MSGS_PER_S] [--archive true|false] [--sm-every N]
+#
+#   archive  archive.enabled = true against false (XEP-0313: delivery after the
+#            durable write). bench/archive_cost.sh is this.
+#   sm       XEP-0198 acknowledgements: nines-bench --sm (an <r/> after every
+#            --sm-every N messages, default 1, and every <r/> answered) with
+#            stream_management.request_every = N (the server asks as often),
+#            against no stream management. --archive sets archive.enabled for
+#            both (default false, where acks cost the largest share).
+#
+# Each round runs both settings (alternating which goes first) against a
+# fresh data directory. The server is pinned to CPU 0 and nines-bench to
+# CPU 1 where the machine has two cores, so at the window-16 max the server
+# is CPU-bound and msgs/s is the inverse of its CPU per message; the table
+# also gives the server's CPU seconds per 100k delivered messages. --rate
+# adds a paced run at that total rate (latency at a fixed load).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NINES=${NINES:-build/release/nines}
+BENCH=${BENCH:-build/release/nines-bench}
+clients=1000 duration=10 rounds=2 rate=0 what= archive_base=false sm_every=1
+while (($#)); do
+  case "$1" in
+    --what) what=$2; shift 2 ;;
+    --archive) archive_base=$2; shift 2 ;;
+    --sm-every) sm_every=$2; shift 2 ;;
+    --clients) clients=$2; shift 2 ;;
+    --duration) duration=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    *) echo "usage: $0 --what archive|sm [--clients N] [--duration S] [--rounds R] [--rate R] [--archive B]" >&2
+       exit 2 ;;
+  esac
+done
+case "$what" in
+  archive|sm) ;;
+  *) echo "$0: --what archive or --what sm" >&2; exit 2 ;;
+esac
+[ -x "$NINES" ] && [ -x "$BENCH" ] || { echo "build the release preset first" >&2; exit 1; }
+server_pin=() bench_pin=()
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  server_pin=(taskset -c 0) bench_pin=(taskset -c 1)
+fi
+work=$(mktemp -d /tmp/nines-setting-cost.XXXXXX)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+# cpu_ticks PID -> utime + stime of the process, in clock ticks
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# run ON KIND -> one JSON line on stdout (with the server's CPU seconds added)
+run() {
+  local on=$1 kind=$2 dir="$work/$1-$RANDOM" archive=$archive_base request_every=5 extra=()
+  if [ "$what" = archive ]; then
+    archive=$on
+  elif [ "$on" = true ]; then
+    request_every=$sm_every extra=(--sm --sm-every "$sm_every")
+  fi
+  mkdir -p "$dir"
+  cat > "$dir/nines.toml" <<TOML
+[server]
+data_dir = "$dir/data"
+threads = 1
+[listen]
+c2s_port = 0
+c2s_tls_port = -1
+[tls]
+require = false
+[auth]
+allow_plain_without_tls = true
+[log]
+level = "warn"
+[archive]
+enabled = $archive
+[stream_management]
+request_every = $request_every
+[limits]
+stanzas_per_second = 1000000
+stanza_burst = 1000000
+connections_per_ip = 1000000
+TOML
+  echo bench | "$NINES" user add -c "$dir/nines.toml" --bulk 'user{}' --count "$clients" --password-stdin >/dev/null
+  "${server_pin[@]}" "$NINES" serve -c "$dir/nines.toml" > "$dir/ready" 2>> "$dir/nines.log" &
+  server_pid=$!
+  for _ in $(seq 100); do grep -q '^ready' "$dir/ready" 2>/dev/null && break; sleep 0.1; done
+  local port
+  port=$(sed -n 's/.*c2s=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/ready")
+  local args=(message --duration "$duration" "${extra[@]}")
+  [ "$kind" = paced ] && args+=(--rate "$rate" --window 0)
+  local before after json
+  before=$(cpu_ticks "$server_pid")
+  json=$("${bench_pin[@]}" "$BENCH" --port "$port" -n "$clients" --mech plain --no-progress --json "${args[@]}")
+  after=$(cpu_ticks "$server_pid")
+  kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+  python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["server_cpu_s"]=(int(sys.argv[3])-int(sys.argv[2]))/int(sys.argv[4]); print(json.dumps(d))' \
+    "$json" "$before" "$after" "$(getconf CLK_TCK)"
+}
+
+kinds=(max); [ "$rate" != 0 ] && kinds+=(paced)
+results="$work/results"
+for r in $(seq "$rounds"); do
+  order=(true false); ((r % 2 == 0)) && order=(false true)
+  for kind in "${kinds[@]}"; do
+    for a in "${order[@]}"; do
+      echo "round $r: $what on=$a, $kind" >&2
+      printf '%s %s %s\n' "$a" "$kind" "$(run "$a" "$kind")" >> "$results"
+    done
+  done
+done
+
+python3 - "$results" "$clients" "$rate" "$what" <<'PY'
+import json, sys, statistics
+path, clients, rate, what = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+label_of = {"archive": "archive", "sm": "acks (XEP-0198)"}[what]
+rows = {}
+for line in open(path):
+    archive, kind, blob = line.split(" ", 2)
+    rows.setdefault((kind, archive), []).append(json.loads(blob))
+print(f"| run ({clients} clients in pairs) | {label_of} | delivered msgs/s (each round) | server CPU s per 100k delivered | p50 ms | p99 ms | lost / dup |")
+print("|---|---|---|---|---|---|---|")
+for kind in ("max", "paced"):
+    for archive in ("false", "true"):
+        rs = rows.get((kind, archive))
+        if not rs: continue
+        rates = [r["delivered_per_s"] for r in rs]
+        p50 = [r["latency_p50_ms"] for r in rs]
+        p99 = [r["latency_p99_ms"] for r in rs]
+        lost = sum(r["lost"] for r in rs); dup = sum(r["duplicated"] for r in rs)
+        cpu = [r["server_cpu_s"] / max(1, r["delivered"]) * 1e5 for r in rs]
+        label = "window 16 (max)" if kind == "max" else f"paced at {rate}/s"
+        print(f"| {label} | {'on' if archive == 'true' else 'off'} | {', '.join(f'{x:,.0f}' for x in rates)} "
+              f"(median {statistics.median(rates):,.0f}) | {statistics.median(cpu):.2f} | {statistics.median(p50):.2f} | {statistics.median(p99):.2f} | {lost} / {dup} |")
+for kind in ("max", "paced"):
+    on, off = rows.get((kind, "true")), rows.get((kind, "false"))
+    if on and off:
+        m_on = statistics.median(r["delivered_per_s"] for r in on)
+        m_off = statistics.median(r["delivered_per_s"] for r in off)
+        c_on = statistics.median(r["server_cpu_s"] / max(1, r["delivered"]) for r in on)
+        c_off = statistics.median(r["server_cpu_s"] / max(1, r["delivered"]) for r in off)
+        print(f"\n{kind}: with {label_of} on, {m_on / m_off:.0%} of the msgs/s without (cost {1 - m_on / m_off:.0%}); "
+              f"server CPU per delivered message {c_on / c_off:.2f}x.")
+PY
