@@ -151,6 +151,28 @@ TEST_F(ArchiveTest, TheSenderHearsWhenEachArchivedMessageIsDone) {
   EXPECT_EQ(port_->done(alice.ref), 3);
 }
 
+TEST_F(ArchiveTest, WithoutTheArchiveASenderWaitsForTheOfflineWrite) {
+  Config config = DefaultConfig();
+  config.archive_enabled = false;
+  MakeHub(config);
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  store_.AddAccount("carol");  // exists, never online
+  auto send = [&](const std::string& text) {
+    xml::Element stanza = testing::Parse(text);
+    stanza.SetAttr("from", alice.full());
+    return hub_->HandleStanza(alice.ref, alice.jid, std::move(stanza), 0);
+  };
+  store_.Hold("StoreOffline");
+  EXPECT_TRUE(send("<message to='carol@example.com' type='chat'><body>1</body></message>"));
+  EXPECT_TRUE(send("<message to='bob@example.com' type='chat'><body>2</body></message>"));
+  Drain();
+  EXPECT_EQ(port_->done(alice.ref), 1) << "handed to bob's session: done; carol's is not durable yet";
+  store_.Release();
+  Drain();
+  EXPECT_EQ(port_->done(alice.ref), 2) << "done once the offline write is";
+}
+
 TEST_F(ArchiveTest, WhatIsArchived) {
   Session alice = Online("alice");
   Session bob = Online("bob");
