@@ -101,6 +101,13 @@ const std::vector<Key>& Schema() {
       {"stream_management.request_every", &Config::sm_request_every, 1, 1000000, true,
        "The server asks the client for an acknowledgement once this many stanzas are unacknowledged."},
 
+      {"csi.enabled", &Config::csi_enabled, 0, 0, true,
+       "Offer XEP-0352 client state indication: while a client is inactive, presence updates and chat states "
+       "wait (only the latest from each sender is kept), as do receipts and chat markers; messages with a "
+       "body and everything else go out at once."},
+      {"csi.max_held", &Config::csi_max_held, 1, 100000, true,
+       "Stanzas held for one inactive client; when more arrive, everything held is sent."},
+
       {"limits.stanza_size", &Limits::stanza_size, 512, 64 << 20, true,
        "Largest stanza in bytes after authentication (policy-violation if exceeded)."},
       {"limits.depth", &Limits::depth, 2, 1000, true, "Deepest element nesting inside a stanza."},

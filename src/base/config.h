@@ -105,6 +105,10 @@ struct Config {
   int64_t sm_max_unacked = 5000;     // stanzas a client may leave unacknowledged
   int64_t sm_request_every = 5;      // ask for an ack once this many stanzas are unacknowledged
 
+  // [csi] (XEP-0352)
+  bool csi_enabled = true;     // hold presence and chat states while a client is inactive
+  int64_t csi_max_held = 500;  // held stanzas per session; beyond it everything held is sent
+
   Limits limits;
 
   // Paths with their defaults resolved against data_dir.

@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "xmpp/ack_counter.h"
 #include "xmpp/base64.h"
+#include "xmpp/csi.h"
 #include "xmpp/namespaces.h"
 #include "xmpp/stanza.h"
 
@@ -353,8 +354,9 @@ bool C2sSession::HandleEvent(ParseEvent& event) {
     CloseWithStreamError("not-well-formed", "stanza before stream header");
     return false;
   }
-  // XEP-0198 elements are not stanzas: not counted, not rate limited.
+  // XEP-0198 and XEP-0352 elements are not stanzas: not counted, not rate limited.
   if (stanza.ns() == ns::kSm) return HandleSm(stanza);
+  if (stanza.ns() == ns::kCsi) return HandleCsi(stanza);
   if (state_ == State::kBound) {
     if (!rate_.TryTake(NowMs())) {
       // Over the rate: hold this stanza and stop reading until a token is due.
@@ -469,6 +471,7 @@ void C2sSession::SendFeatures() {
     f += "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
          "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>";
     if (config_->sm_enabled) f += "<sm xmlns='urn:xmpp:sm:3'/>";
+    if (config_->csi_enabled) f += "<csi xmlns='urn:xmpp:csi:0'/>";
     f += context_.hub_features;
   }
   f += "</stream:features>";
@@ -1033,11 +1036,16 @@ void C2sSession::Finish() {
   if (throttle_timer_) throttle_timer_->cancel();
   // Released from a later handler: the caller's stack may still use `this`.
   if (in_flight_keep_alive_) loop_.Post([keep = std::move(in_flight_keep_alive_)] {});
+  // Sent but unacknowledged, then held back (CSI): in the order they came.
   std::deque<StreamManagement::Unacked> unacked;
   if (sm_) {
     if (!sm_->token.empty()) context_.resume_tokens.Remove(sm_->token, ref_);
     if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
     unacked = std::move(sm_->unacked);
+  }
+  if (held_) {
+    for (auto& h : *held_) unacked.push_back({std::move(h.xml), std::move(h.on_gone)});
+    held_.reset();
   }
   pending_.clear();
   if (was_bound) context_.hub->Unbind(ref_, jid_);
@@ -1062,6 +1070,7 @@ void C2sSession::Finish() {
 // Stream management (XEP-0198)
 
 void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone) {
+  if (inactive_ && state_ != State::kClosed && HoldForCsi(xml, on_gone)) return;
   if (!sm_) {
     Send(*xml);
     return;
@@ -1094,6 +1103,7 @@ void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::functio
 
 void C2sSession::SendOwnStanza(std::string xml) {
   if (!sm_) {
+    if (inactive_) FlushHeld();  // an answer the client waits for: keep order
     Send(xml);
     return;
   }
@@ -1390,6 +1400,13 @@ void C2sSession::AdoptConnection(std::shared_ptr<Handover> handover) {
   // on the old connection, so the client resends nothing we have.
   Block();
   sm_->resuming = true;
+  // XEP-0352: a new stream starts active. What was held joins the
+  // unacknowledged stanzas, which go out after <resumed/>.
+  inactive_ = false;
+  if (held_) {
+    auto held = std::move(held_);
+    for (auto& h : *held) SendStanza(std::move(h.xml), std::move(h.on_gone));
+  }
   SmAdvance();
 }
 
@@ -1405,4 +1422,56 @@ void C2sSession::CompleteResume() {
   if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
 }
 
+// ---------------------------------------------------------------------------
+// Client state indication (XEP-0352)
+
+bool C2sSession::HandleCsi(const Element& element) {
+  const std::string& name = element.name();
+  if (name != "active" && name != "inactive") {
+    CloseWithStreamError("unsupported-stanza-type", "not a client state indication");
+    return false;
+  }
+  if (!config_->csi_enabled || state_ != State::kBound) return true;  // not offered: nothing to do
+  if (name == "inactive") {
+    inactive_ = true;
+    return true;
+  }
+  inactive_ = false;
+  FlushHeld();
+  return true;
+}
+
+bool C2sSession::HoldForCsi(std::shared_ptr<const std::string>& xml, std::function<void()>& on_gone) {
+  CsiClass what = ClassifyForCsi(*xml);
+  if (what.important) {
+    FlushHeld();  // what came before it first
+    return false;
+  }
+  if (!held_) held_ = std::make_unique<std::list<Held>>();
+  if (!what.collapse_key.empty()) {
+    for (auto it = held_->begin(); it != held_->end(); ++it) {
+      if (it->collapse_key == what.collapse_key) {
+        held_->erase(it);  // superseded; at most one per key is held
+        break;
+      }
+    }
+  }
+  held_->push_back({std::move(what.collapse_key), std::move(xml), std::move(on_gone)});
+  if (static_cast<int64_t>(held_->size()) > config_->csi_max_held) FlushHeld();
+  return true;
+}
+
+void C2sSession::FlushHeld() {
+  if (!held_) return;
+  auto held = std::move(held_);
+  const bool was_inactive = std::exchange(inactive_, false);  // so SendStanza does not hold them again
+  const bool batching = in_read_;
+  in_read_ = true;  // one write for the lot
+  for (auto& h : *held) SendStanza(std::move(h.xml), std::move(h.on_gone));
+  in_read_ = batching;
+  inactive_ = was_inactive;
+  if (!in_read_ && !writing_) Flush();
+}
+
 }  // namespace nines::xmpp
+

@@ -123,6 +123,17 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // allocated at <enable/>, so sessions without it pay one pointer.
   struct StreamManagement;
   struct Handover;
+  // Client state indication (XEP-0352, see csi.h).
+  struct Held {
+    std::string collapse_key;
+    std::shared_ptr<const std::string> xml;
+    std::function<void()> on_gone;
+  };
+  bool HandleCsi(const xml::Element& element);
+  // Holds a stanza for an inactive client; false: it is important, send it
+  // (after flushing what is held).
+  bool HoldForCsi(std::shared_ptr<const std::string>& xml, std::function<void()>& on_gone);
+  void FlushHeld();
   bool HandleSm(const xml::Element& element);
   void HandleEnable(const xml::Element& enable);
   void HandleResume(const xml::Element& resume);
@@ -187,6 +198,8 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // StanzaDone() resumes reading or Finish() lets go.
   std::shared_ptr<C2sSession> in_flight_keep_alive_;
   std::unique_ptr<StreamManagement> sm_;  // XEP-0198, after <enable/>
+  bool inactive_ = false;                 // XEP-0352: the client said <inactive/>
+  std::unique_ptr<std::list<Held>> held_;  // while inactive
   uint64_t next_ticket_ = 0;              // the next bound stanza's number
   // Bumped whenever the transport is closed, detached or replaced: read and
   // write handlers armed on the old one check it and do nothing.

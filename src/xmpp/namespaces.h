@@ -17,6 +17,7 @@ inline constexpr std::string_view kRegister = "jabber:iq:register";
 inline constexpr std::string_view kRegisterFeature = "http://jabber.org/features/iq-register";
 inline constexpr std::string_view kPing = "urn:xmpp:ping";
 inline constexpr std::string_view kSaslChannelBinding = "urn:xmpp:sasl-cb:0";  // XEP-0440
+inline constexpr std::string_view kCsi = "urn:xmpp:csi:0";                          // XEP-0352
 inline constexpr std::string_view kSm = "urn:xmpp:sm:3";                            // XEP-0198
 
 }  // namespace nines::xmpp::ns
