@@ -4,12 +4,14 @@
 #
 #   bench/setting_cost.sh --what archive|sm [--clients N] [--duration S] [--rounds R]
 #                         [--rate MSGS_PER_S] [--archive true|false] [--sm-every N]
+#                         [--request-every M]
 #
 #   archive  archive.enabled = true against false (XEP-0313: delivery after the
 #            durable write). bench/archive_cost.sh is this.
 #   sm       XEP-0198 acknowledgements: nines-bench --sm (an <r/> after every
 #            --sm-every N messages, default 1, and every <r/> answered) with
-#            stream_management.request_every = N (the server asks as often),
+#            stream_management.request_every = N (the server asks as often;
+#            --request-every M sets it apart),
 #            against no stream management. --archive sets archive.enabled for
 #            both (default false, where acks cost the largest share).
 #
@@ -23,12 +25,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NINES=${NINES:-build/release/nines}
 BENCH=${BENCH:-build/release/nines-bench}
-clients=1000 duration=10 rounds=2 rate=0 what= archive_base=false sm_every=1
+clients=1000 duration=10 rounds=2 rate=0 what= archive_base=false sm_every=1 request_every=
 while (($#)); do
   case "$1" in
     --what) what=$2; shift 2 ;;
     --archive) archive_base=$2; shift 2 ;;
     --sm-every) sm_every=$2; shift 2 ;;
+    --request-every) request_every=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
@@ -37,6 +40,7 @@ while (($#)); do
        exit 2 ;;
   esac
 done
+request_every_arg=$request_every
 case "$what" in
   archive|sm) ;;
   *) echo "$0: --what archive or --what sm" >&2; exit 2 ;;
@@ -57,10 +61,11 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # run ON KIND -> one JSON line on stdout (with the server's CPU seconds added)
 run() {
   local on=$1 kind=$2 dir="$work/$1-$RANDOM" archive=$archive_base request_every=5 extra=()
+  local request_every_opt=$request_every_arg
   if [ "$what" = archive ]; then
     archive=$on
   elif [ "$on" = true ]; then
-    request_every=$sm_every extra=(--sm --sm-every "$sm_every")
+    request_every=${request_every_opt:-$sm_every} extra=(--sm --sm-every "$sm_every")
   fi
   mkdir -p "$dir"
   cat > "$dir/nines.toml" <<TOML

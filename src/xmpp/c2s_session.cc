@@ -1070,13 +1070,19 @@ void C2sSession::Finish() {
 // Stream management (XEP-0198)
 
 void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone) {
-  if (inactive_ && state_ != State::kClosed && HoldForCsi(xml, on_gone)) return;
-  if (!sm_) {
-    Send(*xml);
+  if (state_ == State::kClosed || (state_ == State::kClosing && !sm_)) {
+    // The stream has ended (or its end is being written): the hub routes
+    // the message elsewhere rather than lose it after </stream:stream>.
+    if (on_gone) on_gone();
     return;
   }
-  if (state_ == State::kClosed) {
-    if (on_gone) on_gone();
+  if (state_ == State::kClosing) {
+    sm_->unacked.push_back({std::move(xml), std::move(on_gone)});  // rerouted by Finish()
+    return;
+  }
+  if (inactive_ && HoldForCsi(xml, on_gone)) return;
+  if (!sm_) {
+    Send(*xml);
     return;
   }
   const std::string& bytes = *xml;
