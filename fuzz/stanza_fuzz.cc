@@ -33,7 +33,7 @@ class NullPort final : public nines::im::SessionPort {
     bytes += xml->size();
   }
   void Kick(SessionRef, std::string) override {}
-  void StanzaDone(SessionRef) override {}
+  void StanzaDone(SessionRef, uint64_t) override {}
   size_t bytes = 0;
 };
 
@@ -49,6 +49,7 @@ struct World {
   };
   std::vector<Client> clients;
   uint64_t next_id = 1;
+  uint64_t next_ticket = 0;
 
   World() {
     nines::Config c;
@@ -99,7 +100,7 @@ void Deliver(World& world, World::Client& client, nines::xml::Element stanza) {
     if (!stanza.HasAttr("id") || (!request && type != "result" && type != "error")) return;
     if (request && stanza.Children().size() != 1) return;
   }
-  world.hub->HandleStanza(client.ref, client.jid, std::move(stanza));
+  world.hub->HandleStanza(client.ref, client.jid, std::move(stanza), world.next_ticket++);
 }
 
 }  // namespace
