@@ -17,7 +17,7 @@ class SessionsPort final : public SessionPort {
     sessions_->Kick(ref, std::move(condition), "replaced by a new session for the same resource");
   }
   void StanzaDone(xmpp::SessionRef ref, uint64_t ticket) override {
-    sessions_->With(ref, [ticket](xmpp::C2sSession& session) { session.StanzaDone(ticket); });
+    sessions_->StanzaDone(ref, ticket);
   }
 
  private:

@@ -28,6 +28,12 @@ void Sessions::Kick(SessionRef ref, std::string condition, std::string text) {
   });
 }
 
+void Sessions::StanzaDone(SessionRef ref, uint64_t ticket) {
+  loops_.loop(ref.loop).Post([this, ref, ticket] {
+    if (C2sSession* s = Find(ref)) s->StanzaDone(ticket);
+  });
+}
+
 void Sessions::With(SessionRef ref, std::function<void(C2sSession&)> fn, std::function<void()> on_gone) {
   loops_.loop(ref.loop).Post([this, ref, fn = std::move(fn), on_gone = std::move(on_gone)] {
     if (C2sSession* s = Find(ref)) {

@@ -33,6 +33,10 @@ class Sessions {
   // Closes the session with a stream error condition (e.g. "conflict").
   void Kick(SessionRef ref, std::string condition, std::string text = {});
 
+  // C2sSession::StanzaDone(ticket) on the session's loop, if it still
+  // exists. Once per message, so no std::function on the way.
+  void StanzaDone(SessionRef ref, uint64_t ticket);
+
   // Runs `fn(session)` on the session's loop if it still exists, else
   // `on_gone` (if set) on that loop.
   void With(SessionRef ref, std::function<void(C2sSession&)> fn, std::function<void()> on_gone = {});
