@@ -18,7 +18,8 @@
                  policy-violation stream error, and loses nothing
   SlixmppStreamManagementTest
     slixmpp 1.8.3's xep_0198 plugin enables stream management, and messages flow both
-    ways with its acks counted by the server
+    ways with its acks counted by the server; when its connection drops, it resumes on
+    reconnect and gets what arrived meanwhile, once each, in order
 """
 
 from __future__ import annotations
@@ -360,6 +361,39 @@ class SlixmppStreamManagementTest(AsyncServerTestCase):
         self.assertGreaterEqual(sm.last_ack, 21)
         self.assertLessEqual(sm.last_ack, sm.seq, "never more than it sent")
         self.assertEqual(len(sm.unacked_queue), sm.seq - sm.last_ack)
+
+
+    async def test_slixmpp_resumes_after_its_connection_drops(self):
+        alice_jid, alice_pw = self.account("slxr")
+        bob_jid, bob_pw = self.account("slxs")
+        loop = asyncio.get_running_loop()
+        alice = self.client(alice_jid, alice_pw)
+        alice.register_plugin("xep_0198")
+        resumed, enabled = [], []
+        alice.add_event_handler("session_resumed", resumed.append)
+        alice.add_event_handler("sm_enabled", enabled.append)
+        await alice.login()
+        alice.send_presence()
+        bob = await self.online(bob_jid, bob_pw)
+        deadline = loop.time() + 10
+        while not enabled and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        self.assertTrue(enabled)
+        await alice.sync()
+        since = self.server.stderr_offset()
+        alice.abort()  # the TCP connection drops; slixmpp keeps its resumption id
+        self.server.wait_for_log(r"connection lost; resumable", since=since)
+        bodies = [f"away {i}" for i in range(3)]
+        for body in bodies:
+            bob.send_message(mto=alice_jid, mbody=body, mtype="chat")
+        await bob.sync()
+        alice.connect(alice.target, force_starttls=True)
+        for body in bodies:
+            await alice.messages.wait_for(lambda m, b=body: m["body"] == b, f"message {body!r}")
+        self.assertTrue(resumed, "slixmpp resumed the session (no new bind)")
+        await alice.sync()
+        got = [m["body"] for m in alice.messages.items if m["body"]]
+        self.assertEqual(got, bodies, "each exactly once, in order")
 
 
 class CrashTest(ServerTestCase):
