@@ -29,7 +29,7 @@ using nines::xmpp::SessionRef;
 
 class NullPort final : public nines::im::SessionPort {
  public:
-  void Deliver(SessionRef, std::shared_ptr<const std::string> xml, std::function<void()>) override {
+  void Deliver(SessionRef, std::shared_ptr<const std::string> xml, std::function<void()>, int64_t) override {
     bytes += xml->size();
   }
   void Kick(SessionRef, std::string) override {}

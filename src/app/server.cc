@@ -6,12 +6,14 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "base/log.h"
@@ -34,6 +36,9 @@ namespace asio = boost::asio;
 struct Server::Impl {
   std::string config_path;
   std::unique_ptr<ConfigSource> config;
+  // Runs the replies of store calls made while starting up. Declared before
+  // `store`, so it outlives the store's threads (store.h).
+  asio::io_context startup_context;
   std::unique_ptr<store::Store> store;
   std::unique_ptr<net::LoopPool> loops;
   std::unique_ptr<xmpp::Sessions> sessions;
@@ -123,6 +128,21 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   auto store = store::OpenSqlite({config.SqlitePath(), config.sqlite_commit_batch});
   if (!store.ok()) return store.error();
   impl->store = std::move(store.value());
+  {
+    // Sessions a previous process left resumable (store.h, DeviceState):
+    // those it did not detach (it crashed) count as detached from now.
+    asio::io_context& io = impl->startup_context;
+    std::optional<Result<int64_t>> swept;
+    int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    impl->store->SweepDeviceStates(
+        now_ms, store::Reply<int64_t>(io.get_executor(), [&](Result<int64_t> r) { swept = std::move(r); }));
+    auto guard = asio::make_work_guard(io);
+    while (!swept) io.run_one_for(std::chrono::milliseconds(100));
+    if (!swept->ok()) return swept->error();
+    if (**swept > 0) spdlog::info("store: {} expired resumable sessions removed", **swept);
+  }
 
   impl->loops = std::make_unique<net::LoopPool>(static_cast<size_t>(config.threads));
   impl->config = std::make_unique<ConfigSource>(std::move(config));

@@ -100,6 +100,11 @@ const std::vector<Key>& Schema() {
        "it had not acknowledged goes to offline storage."},
       {"stream_management.request_every", &Config::sm_request_every, 1, 1000000, true,
        "The server asks the client for an acknowledgement once this many stanzas are unacknowledged."},
+      {"stream_management.resume_from_store", &Config::sm_resume_from_store, 0, 0, true,
+       "Keep each resumable session's state in the store (its resource, presence, acknowledged counts and a "
+       "cursor into the archive), so that a client can resume after the server crashed or restarted: it "
+       "gets what it had not acknowledged, replayed from the archive. Each acknowledgement then waits for "
+       "one more store write."},
 
       {"csi.enabled", &Config::csi_enabled, 0, 0, true,
        "Offer XEP-0352 client state indication: while a client is inactive, presence updates and chat states "

@@ -44,6 +44,9 @@ struct Resource {
   bool available = false;   // sent available presence, not yet unavailable
   bool interested = false;  // requested the roster (RFC 6121 §2.2): gets roster pushes
   bool carbons = false;     // enabled XEP-0280 message carbons
+  // Restored from the store (Hub::Restore): archived messages up to this id
+  // were replayed to it, and are not delivered again.
+  int64_t replayed_up_to = 0;
   // The last broadcast available presence, serialised, with no 'to'. Null
   // while unavailable.
   std::shared_ptr<const std::string> presence;
@@ -100,6 +103,7 @@ struct AccountState {
   // Work waiting for the load, in arrival order. A list, not a deque: an
   // empty libstdc++ deque allocates 576 bytes, and most accounts never queue.
   std::list<AccountOp> queue;
+  int replaying = 0;  // restores replaying the archive: the outbox waits (restore.cc)
   int busy = 0;     // store calls in flight
   int running = 0;  // ops on the stack (guards eviction)
 

@@ -459,6 +459,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
                 AppendAttr(sid, "id", std::to_string(outcome->id));
                 sid.append("/>");
                 AppendChildXml(archived->xml, sid);
+                archived->archive_id = outcome->id;
                 it->routed = std::move(archived);
                 it->carbons_sent = true;
                 SentCarbons(r, outcome->id);
@@ -479,6 +480,9 @@ void HubImpl::FlushOutbox(AccountState& st) {
     if (st.load == AccountState::Load::kNone && !st.outbox.empty()) StartLoad(st);
     return;
   }
+  // A restore is replaying the archive to a resource: what is newer waits
+  // (restore.cc flushes when it is done).
+  if (st.replaying > 0) return;
   while (!st.outbox.empty() && st.outbox.front().ready) {
     AccountState::Pending p = std::move(st.outbox.front());
     st.outbox.pop_front();

@@ -73,8 +73,10 @@ void HubImpl::ReceivedCarbons(AccountState& st, const RoutedPtr& r,
     if (std::find(delivered.begin(), delivered.end(), res.ref) != delivered.end()) continue;
     if (r->has_origin && res.ref == r->origin) continue;  // a note to self from this very resource
     // Each copy names its resource in 'to', so each is built on its own.
-    DeliverTo(res, std::make_shared<const std::string>(
-                       Wrap(st.bare, res.full, "received", TypeName(r->msg_type()), r->xml)));
+    DeliverTo(res,
+              std::make_shared<const std::string>(
+                  Wrap(st.bare, res.full, "received", TypeName(r->msg_type()), r->xml)),
+              {}, r->archive_id);
   }
 }
 
@@ -100,6 +102,11 @@ void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id) {
                          Wrap(st.bare, res.full, "sent", TypeName(r->msg_type()), inner)));
     }
   });
+}
+
+std::string HubImpl::ReceivedCopy(std::string_view bare, std::string_view to, bool chat,
+                                  std::string_view stanza) {
+  return Wrap(bare, to, "received", chat ? "chat" : "", stanza);
 }
 
 void HubImpl::RegisterCarbons() {

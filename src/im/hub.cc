@@ -12,6 +12,11 @@ void Hub::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& r
   impl_->Bind(ref, bare, requested, std::move(done));
 }
 
+void Hub::Restore(xmpp::SessionRef ref, const xmpp::Jid& bare, xmpp::RestoredResource restored,
+                  std::function<void(Result<xmpp::Jid>)> done) {
+  impl_->Restore(ref, bare, std::move(restored), std::move(done));
+}
+
 bool Hub::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, uint64_t ticket) {
   return impl_->HandleStanza(ref, from, std::move(stanza), ticket);
 }

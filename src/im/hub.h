@@ -68,6 +68,8 @@ class Hub final : public xmpp::Hub {
 
   void Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& requested,
             std::function<void(Result<xmpp::Jid>)> done) override;
+  void Restore(xmpp::SessionRef ref, const xmpp::Jid& bare, xmpp::RestoredResource restored,
+               std::function<void(Result<xmpp::Jid>)> done) override;
   bool HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, uint64_t ticket) override;
   void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) override;
 

@@ -258,45 +258,52 @@ void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::strin
     AccountState& st = FindOrCreate(home, key);
     st.known_to_exist = true;
     ++st.running;
-    const Config& config = ConfigOn(home);
-    std::string name = requested;
-    if (name.empty()) {
-      do {
-        name = xmpp::RandomId(16);
-      } while (st.FindByName(name) != nullptr);
-    }
     Result<xmpp::Jid> result = MakeError(Errc::kInternal, "unset");
-    auto existing = std::find_if(st.resources.begin(), st.resources.end(),
-                                 [&](const Resource& r) { return r.name == name; });
-    if (existing == st.resources.end() &&
-        static_cast<int64_t>(st.resources.size()) >= config.limits.resources_per_account) {
-      result = MakeError(Errc::kLimitExceeded, "too many resources bound for " + key);
+    auto bound = BindResource(st, ref, requested);
+    if (!bound.ok()) {
+      result = bound.error();
     } else {
-      if (existing != st.resources.end()) {
-        // RFC 6120 §7.7.2.2: the new session takes the resource over; the
-        // old one is closed with <conflict/>. Its later Unbind finds no
-        // resource with its ref and does nothing.
-        Resource old = std::move(*existing);
-        st.resources.erase(existing);
-        port_->Kick(old.ref, "conflict");
-        if (old.available || !old.directed.empty()) ResourceGone(st, std::move(old));
-      }
-      Resource res;
-      res.ref = ref;
-      res.name = name;
-      res.full = key + "/" + name;
-      st.resources.push_back(std::move(res));
       // Load the roster now: the client will ask for it right away. (An
       // account just created may still be cached as missing: look again.)
       if (st.load == Load::kMissing) st.load = Load::kNone;
       if (st.load == Load::kNone) StartLoad(st);
-      result = bare.WithResource(name);
+      result = bare.WithResource((*bound)->name);
     }
     --st.running;
     MaybeEvict(st);
     loop(ref.loop).Post(
         [done = std::move(done), result = std::move(result)]() mutable { done(std::move(result)); });
   });
+}
+
+Result<Resource*> HubImpl::BindResource(AccountState& st, xmpp::SessionRef ref, std::string name) {
+  const Config& config = ConfigOn(st.home);
+  if (name.empty()) {
+    do {
+      name = xmpp::RandomId(16);
+    } while (st.FindByName(name) != nullptr);
+  }
+  auto existing = std::find_if(st.resources.begin(), st.resources.end(),
+                               [&](const Resource& r) { return r.name == name; });
+  if (existing == st.resources.end() &&
+      static_cast<int64_t>(st.resources.size()) >= config.limits.resources_per_account) {
+    return MakeError(Errc::kLimitExceeded, "too many resources bound for " + st.bare);
+  }
+  if (existing != st.resources.end()) {
+    // RFC 6120 §7.7.2.2: the new session takes the resource over; the
+    // old one is closed with <conflict/>. Its later Unbind finds no
+    // resource with its ref and does nothing.
+    Resource old = std::move(*existing);
+    st.resources.erase(existing);
+    port_->Kick(old.ref, "conflict");
+    if (old.available || !old.directed.empty()) ResourceGone(st, std::move(old));
+  }
+  Resource res;
+  res.ref = ref;
+  res.name = name;
+  res.full = st.bare + "/" + name;
+  st.resources.push_back(std::move(res));
+  return &st.resources.back();
 }
 
 void HubImpl::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) {
@@ -440,7 +447,7 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
         on_gone = [this, r, gone = res->ref, hops] { Reroute(r, gone, hops + 1); };
       }
       xmpp::SessionRef target = res->ref;
-      DeliverTo(*res, SharedXml(r), std::move(on_gone));
+      DeliverTo(*res, SharedXml(r), std::move(on_gone), hops == 0 ? r->archive_id : 0);
       r->done.reset();  // handed over: the sender may count it as handled
       if (hops == 0) ReceivedCarbons(st, r, {target});
       return;
@@ -495,7 +502,9 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
     // With one target a racing logout would lose the message: send it round
     // again. With several, the others have it.
     if (count == 1) on_gone = [this, r, gone = res.ref, hops] { Reroute(r, gone, hops + 1); };
-    DeliverTo(res, xml, std::move(on_gone));
+    // Rerouted copies arrive out of order: only first deliveries move a
+    // resumption cursor (SessionPort::Deliver).
+    DeliverTo(res, xml, std::move(on_gone), hops == 0 ? r->archive_id : 0);
     delivered.push_back(res.ref);
   }
   r->done.reset();  // handed over: the sender may count it as handled
@@ -683,8 +692,9 @@ void HubImpl::ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, x
 // Delivery helpers
 
 void HubImpl::DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml,
-                        std::function<void()> on_gone) {
-  port_->Deliver(resource.ref, std::move(xml), std::move(on_gone));
+                        std::function<void()> on_gone, int64_t archive_id) {
+  if (archive_id != 0 && archive_id <= resource.replayed_up_to) return;  // replayed already
+  port_->Deliver(resource.ref, std::move(xml), std::move(on_gone), archive_id);
 }
 
 void HubImpl::DeliverToAvailable(AccountState& st, const std::shared_ptr<const std::string>& xml) {

@@ -89,6 +89,7 @@ struct Routed {
   std::string to;        // as addressed (normalised)
   std::string id;
   std::string origin_id;  // XEP-0359 <origin-id/> from the sending client, if any
+  int64_t archive_id = 0;  // the recipient's archive id, once archived (the <stanza-id/> in xml)
   // Set on a message its sender counts as in flight; copies made for
   // delivery do not carry it. Mutable: the recipient's home drops it once
   // a message that is not archived has been handed to its sessions (which
@@ -113,6 +114,8 @@ class HubImpl {
   // xmpp::Hub, called on the session's loop.
   void Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& requested,
             std::function<void(Result<xmpp::Jid>)> done);
+  void Restore(xmpp::SessionRef ref, const xmpp::Jid& bare, xmpp::RestoredResource restored,
+               std::function<void(Result<xmpp::Jid>)> done);
   bool HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, uint64_t ticket);
   void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full);
 
@@ -160,9 +163,11 @@ class HubImpl {
   // Drops the state if nothing keeps it (see account.h). Do not touch `st` after.
   void MaybeEvict(AccountState& st);
 
-  // Queues `xml` for one resource's session.
+  // Queues `xml` for one resource's session. `archive_id`: see
+  // SessionPort::Deliver; a message the resource was already given by a
+  // restore's replay (archive_id <= resource.replayed_up_to) is skipped.
   void DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml,
-                 std::function<void()> on_gone = {});
+                 std::function<void()> on_gone = {}, int64_t archive_id = 0);
   // Delivers to every available resource of the account.
   void DeliverToAvailable(AccountState& st, const std::shared_ptr<const std::string>& xml);
   // Routes a stanza to its 'to' (local account, server, or remote). Runs on
@@ -233,7 +238,9 @@ class HubImpl {
   // Stores a message for an account with no resource to take it.
   void StoreOffline(AccountState& st, const RoutedPtr& r);
   // Delivers stored messages to `ref` (or the best available resources).
-  void DeliverOffline(AccountState& st, xmpp::SessionRef ref);
+  // Those whose archive id (their <stanza-id/>) is at most `replayed_up_to`
+  // are not sent, only deleted: a restore's replay gave them to `ref`.
+  void DeliverOffline(AccountState& st, xmpp::SessionRef ref, int64_t replayed_up_to = 0);
   void RegisterOffline();
 
   // ---------------------------------------------------------------------
@@ -263,6 +270,9 @@ class HubImpl {
   // carbons-enabled resources, with the sender's <stanza-id/> if archived
   // (archive_id != 0). Posts to the sender's home; any loop.
   void SentCarbons(const RoutedPtr& r, int64_t archive_id);
+  // A <received/> copy of `stanza` (serialised, jabber:client) for `to`, a
+  // full JID of account `bare`; `chat`: the message is of type 'chat'.
+  static std::string ReceivedCopy(std::string_view bare, std::string_view to, bool chat, std::string_view stanza);
   void RegisterCarbons();
 
   // ---------------------------------------------------------------------
@@ -290,6 +300,16 @@ class HubImpl {
 
   // Presence internals (presence.cc).
   void BroadcastPresence(AccountState& st, Resource& res, xml::Element stanza, bool available);
+  // Available presence, serialised without 'to' (BroadcastPresence's second
+  // half, and a restore's). Offline delivery skips up to `replayed_up_to`.
+  void BroadcastAvailable(AccountState& st, Resource& res, std::shared_ptr<const std::string> xml, int priority,
+                          int64_t replayed_up_to = 0);
+  // Bind's work on the home loop: the resource `name` (generated if empty)
+  // for `ref`, taken over from another session if bound.
+  Result<Resource*> BindResource(AccountState& st, xmpp::SessionRef ref, std::string name);
+  // Restore's replay (restore.cc), once the account is loaded.
+  void ReplayForRestore(AccountState& st, xmpp::SessionRef ref, xmpp::RestoredResource restored,
+                        std::function<void(Result<xmpp::Jid>)> done);
   void DirectedPresence(AccountState& st, Resource& res, const xml::Element& stanza, bool available);
   void OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, SubVerb verb);
   void InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb verb);

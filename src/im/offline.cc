@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 
 #include "im/hub_impl.h"
 #include "im/stanza_text.h"
@@ -94,7 +95,22 @@ void HubImpl::StoreOffline(AccountState& st, const RoutedPtr& r) {
           }));
 }
 
-void HubImpl::DeliverOffline(AccountState& st, xmpp::SessionRef ref) {
+// The archive id in a stored message's <stanza-id by='bare'/> (archive.cc
+// puts it there before the message is delivered or stored), or 0.
+static int64_t ArchiveIdIn(std::string_view stanza, std::string_view bare) {
+  std::string marker = "<stanza-id xmlns='urn:xmpp:sid:0'";
+  AppendAttr(marker, "by", bare);
+  marker += " id='";
+  size_t at = stanza.rfind(marker);
+  if (at == std::string_view::npos) return 0;
+  int64_t id = 0;
+  const char* begin = stanza.data() + at + marker.size();
+  auto [end, ec] = std::from_chars(begin, stanza.data() + stanza.size(), id);
+  if (ec != std::errc() || end == stanza.data() + stanza.size() || *end != '\'') return 0;
+  return id;
+}
+
+void HubImpl::DeliverOffline(AccountState& st, xmpp::SessionRef ref, int64_t replayed_up_to) {
   if (st.offline_loading) {
     st.offline_again = true;
     return;
@@ -104,7 +120,8 @@ void HubImpl::DeliverOffline(AccountState& st, xmpp::SessionRef ref) {
       st.user,
       store::Reply<std::vector<store::OfflineMessage>>(
           loop(st.home).executor(),
-          [this, home = st.home, bare = st.bare, ref](Result<std::vector<store::OfflineMessage>> messages) {
+          [this, home = st.home, bare = st.bare, ref,
+           replayed_up_to](Result<std::vector<store::OfflineMessage>> messages) {
             AccountState* st = FindAccount(home, bare);
             if (st == nullptr) return;
             st->offline_loading = false;
@@ -126,6 +143,14 @@ void HubImpl::DeliverOffline(AccountState& st, xmpp::SessionRef ref) {
               for (auto& m : *messages) {
                 if (targets.empty()) break;  // nobody to give them to: they stay stored
                 if (m.id <= st->offline_delivered_up_to) continue;
+                if (replayed_up_to > 0) {
+                  int64_t archived = ArchiveIdIn(m.stanza, bare);
+                  if (archived != 0 && archived <= replayed_up_to) {
+                    last = m.id;  // the restored resource has it: only delete it
+                    ++delivered;
+                    continue;
+                  }
+                }
                 std::string xml = m.stanza;
                 AppendChildXml(xml, DelayXml(config.domain, m.stamp_ms));
                 auto routed = std::make_shared<Routed>();
@@ -164,7 +189,7 @@ void HubImpl::DeliverOffline(AccountState& st, xmpp::SessionRef ref) {
             }
             if (st->offline_again) {
               st->offline_again = false;
-              DeliverOffline(*st, ref);
+              DeliverOffline(*st, ref, replayed_up_to);
             }
             --st->running;
             MaybeEvict(*st);

@@ -13,6 +13,7 @@
 #include "im/hub_impl.h"
 #include "im/stanza_text.h"
 #include "xmpp/namespaces.h"
+#include "xmpp/stanza.h"
 
 namespace nines::im {
 
@@ -24,24 +25,6 @@ namespace {
 constexpr size_t kMaxDirected = 1000;        // directed-presence targets remembered per resource
 constexpr size_t kMaxPresenceErrors = 1000;  // contacts remembered as answering with errors
 
-// RFC 6121 §4.7.2.3: an integer in -128..127; anything else counts as 0.
-int ParsePriority(const xml::Element& presence) {
-  const xml::Element* p = presence.Child("priority", ns::kClient);
-  if (p == nullptr) return 0;
-  std::string text = p->Text();
-  std::string_view v = text;
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t' || v.front() == '\n' || v.front() == '\r')) {
-    v.remove_prefix(1);
-  }
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\n' || v.back() == '\r')) {
-    v.remove_suffix(1);
-  }
-  if (!v.empty() && v.front() == '+') v.remove_prefix(1);
-  int value = 0;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
-  if (ec != std::errc() || end != v.data() + v.size() || value < -128 || value > 127) return 0;
-  return value;
-}
 
 SubState StateOf(const RosterItem& item) { return {item.subscription, item.ask_out, item.pending_in}; }
 
@@ -142,10 +125,15 @@ void HubImpl::BroadcastPresence(AccountState& st, Resource& res, xml::Element st
     return;
   }
 
+  BroadcastAvailable(st, res, std::move(xml), xmpp::PresencePriority(stanza));
+}
+
+void HubImpl::BroadcastAvailable(AccountState& st, Resource& res, std::shared_ptr<const std::string> xml,
+                                 int priority, int64_t replayed_up_to) {
   const bool initial = !res.available;
   const bool was_negative = res.priority < 0;
   res.available = true;
-  res.priority = ParsePriority(stanza);
+  res.priority = priority;
   res.presence = xml;
 
   // To contacts subscribed to us, and to all our available resources,
@@ -179,7 +167,8 @@ void HubImpl::BroadcastPresence(AccountState& st, Resource& res, xml::Element st
   }
   // XEP-0160: stored messages go to the first resource that becomes
   // available with a non-negative priority.
-  if (res.priority >= 0 && (initial || was_negative) && st.offline_count > 0) DeliverOffline(st, res.ref);
+  if (res.priority >= 0 && (initial || was_negative) && st.offline_count > 0)
+    DeliverOffline(st, res.ref, replayed_up_to);
 }
 
 // RFC 6121 §4.6.

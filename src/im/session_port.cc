@@ -9,9 +9,9 @@ namespace {
 class SessionsPort final : public SessionPort {
  public:
   explicit SessionsPort(xmpp::Sessions* sessions) : sessions_(sessions) {}
-  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml,
-               std::function<void()> on_gone) override {
-    sessions_->Deliver(ref, std::move(xml), std::move(on_gone));
+  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone,
+               int64_t archive_id) override {
+    sessions_->Deliver(ref, std::move(xml), std::move(on_gone), archive_id);
   }
   void Kick(xmpp::SessionRef ref, std::string condition) override {
     sessions_->Kick(ref, std::move(condition), "replaced by a new session for the same resource");

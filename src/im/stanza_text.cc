@@ -21,6 +21,20 @@ std::string WithTo(std::string_view stanza, std::string_view to) {
   return out;
 }
 
+std::optional<std::string_view> RootAttr(std::string_view stanza, std::string_view name) {
+  size_t at = stanza.find_first_of(" />", 1);
+  // Attributes are  name='value'  with no raw quote inside a value.
+  while (at < stanza.size() && stanza[at] == ' ') {
+    size_t eq = stanza.find("='", at + 1);
+    if (eq == std::string_view::npos) return std::nullopt;
+    size_t close = stanza.find('\'', eq + 2);
+    if (close == std::string_view::npos) return std::nullopt;
+    if (stanza.substr(at + 1, eq - at - 1) == name) return stanza.substr(eq + 2, close - eq - 2);
+    at = close + 1;
+  }
+  return std::nullopt;
+}
+
 bool AppendChildXml(std::string& stanza, std::string_view child_xml) {
   if (stanza.size() < 4 || stanza.front() != '<') return false;
   if (stanza.ends_with("/>")) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,10 @@ namespace nines::im {
 // Returns `stanza` with  to='<to>'  added right after the root element's
 // name. The caller guarantees the root has no 'to' yet.
 std::string WithTo(std::string_view stanza, std::string_view to);
+
+// The value of the root element's attribute `name` as serialised (still
+// escaped: compare it with a value passed through AppendAttr), or nullopt.
+std::optional<std::string_view> RootAttr(std::string_view stanza, std::string_view name);
 
 // Appends `child_xml` as the last child of the root element of `stanza`
 // (turning <x .../> into <x ...>child</x>). Returns false, leaving `stanza`

@@ -14,6 +14,18 @@ TEST(StanzaTextTest, WithToAddsTheAttributeAfterTheName) {
             "<presence to='x&apos;y@e'><show>away</show></presence>");
 }
 
+TEST(StanzaTextTest, RootAttrReadsOnlyTheRootsAttributes) {
+  std::string_view m = "<message from='a@x/r' to='b@x/it&apos;s' type='chat'><body to='no'/></message>";
+  EXPECT_EQ(RootAttr(m, "to"), "b@x/it&apos;s");
+  EXPECT_EQ(RootAttr(m, "type"), "chat");
+  EXPECT_EQ(RootAttr(m, "id"), std::nullopt);
+  EXPECT_EQ(RootAttr("<presence/>", "to"), std::nullopt);
+  EXPECT_EQ(RootAttr("<presence type='x'/>", "type"), "x");
+  std::string escaped;
+  AppendAttr(escaped, "to", "b@x/it's");
+  EXPECT_EQ(escaped, " to='b@x/it&apos;s'") << "values compare in their escaped form";
+}
+
 TEST(StanzaTextTest, AppendChildXml) {
   std::string s = "<message to='a@b'/>";
   ASSERT_TRUE(AppendChildXml(s, "<x/>"));

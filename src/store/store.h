@@ -180,6 +180,33 @@ struct ArchivePage {
   bool complete = true;
 };
 
+// A resumable XEP-0198 session ("a device") as the store keeps it, so that
+// a process other than the one that held it (another node, or the same
+// server after a crash or restart) can resume it. Written by the session
+// while it lives; see docs/architecture.md, "Resumption from the store".
+struct DeviceState {
+  std::string key;       // SHA-256 of the resumption token, hex; the token itself is never stored
+  std::string username;  // the owner
+  std::string resource;
+  // The client's stanzas the server had handled when this was written: the
+  // XEP-0198 'h' (the low 32 bits go on the wire). The server acknowledges
+  // a count only once it is written here, so a resume never reports less
+  // than the client has already seen acknowledged.
+  int64_t inbound_h = 0;
+  // Archive id: every incoming archived message up to it that went to this
+  // device has been acknowledged by the client. A resume replays the
+  // archive after it.
+  int64_t cursor = 0;
+  std::string presence;  // the last broadcast available presence, serialised; "" if unavailable
+  int64_t priority = 0;  // of that presence
+  bool carbons = false;           // XEP-0280 enabled
+  bool roster_requested = false;  // gets roster pushes (RFC 6121 §2.2)
+  int64_t resume_timeout_s = 0;
+  // Unix ms when the connection was lost; 0 while attached. Resumable until
+  // detached_ms + resume_timeout_s.
+  int64_t detached_ms = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -236,6 +263,20 @@ class Store {
   // (all of them with INT64_MAX), then all but the newest `keep` if keep >= 0.
   // Other owners' copies stay. Returns how many were deleted.
   virtual void PruneArchive(std::string username, int64_t before_id, int64_t keep, Reply<int64_t> reply) = 0;
+
+  // Device states (XEP-0198 resumption from the store). Put inserts or
+  // replaces the row keyed by state.key; kNotFound if the owner has no
+  // account, kInvalidArgument for an empty key. Get: kNotFound if absent.
+  // Delete succeeds whether or not the row exists. DeleteAccount deletes the
+  // account's rows.
+  virtual void PutDeviceState(DeviceState state, Reply<void> reply) = 0;
+  virtual void GetDeviceState(std::string key, Reply<DeviceState> reply) = 0;
+  virtual void DeleteDeviceState(std::string key, Reply<void> reply) = 0;
+  // For a server starting up: rows still attached belong to sessions whose
+  // process ended without detaching them (a crash); they become detached at
+  // `now_ms`. Then rows whose resume window ended before `now_ms` are
+  // deleted; returns how many.
+  virtual void SweepDeviceStates(int64_t now_ms, Reply<int64_t> reply) = 0;
 
   // Drains queued work (every queued write commits and replies) and stops
   // the store's threads. Blocks; never call it on an event loop that must

@@ -252,6 +252,18 @@ class StoreConformance : public ::testing::Test {
     return Await<int64_t>(
         io_, [&](Reply<int64_t> r) { store_->PruneArchive(username, before_ms, keep, std::move(r)); });
   }
+  Result<void> PutDeviceState(DeviceState state) {
+    return Await<void>(io_, [&](Reply<void> r) { store_->PutDeviceState(std::move(state), std::move(r)); });
+  }
+  Result<DeviceState> GetDeviceState(const std::string& key) {
+    return Await<DeviceState>(io_, [&](Reply<DeviceState> r) { store_->GetDeviceState(key, std::move(r)); });
+  }
+  Result<void> DeleteDeviceState(const std::string& key) {
+    return Await<void>(io_, [&](Reply<void> r) { store_->DeleteDeviceState(key, std::move(r)); });
+  }
+  Result<int64_t> SweepDeviceStates(int64_t now_ms) {
+    return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->SweepDeviceStates(now_ms, std::move(r)); });
+  }
   // Archives message `id` from `from` to `to` in both owners' archives.
   Result<ArchiveOutcome> ArchivePair(const std::string& from, const std::string& to, int64_t id,
                                      int64_t stamp_ms, std::string origin_id = {}) {
@@ -1141,6 +1153,93 @@ TYPED_TEST_P(StoreConformance, ArchiveSurvivesReopen) {
   EXPECT_TRUE(again->duplicate) << "retransmissions are recognised after a restart";
 }
 
+
+inline DeviceState MakeDevice(const std::string& key, const std::string& username) {
+  DeviceState d;
+  d.key = key;
+  d.username = username;
+  d.resource = "phone";
+  d.inbound_h = 4294967301;  // past 2^32: the store keeps the full count
+  d.cursor = 1700000000123456;
+  d.presence = "<presence from='" + username + "@example.org/phone'><show>away</show></presence>";
+  d.priority = -3;
+  d.carbons = true;
+  d.roster_requested = true;
+  d.resume_timeout_s = 300;
+  return d;
+}
+
+TYPED_TEST_P(StoreConformance, DeviceStateRoundTripsAndIsReplaced) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->PutDeviceState(MakeDevice("k1", "alice")).ok());
+  auto got = this->GetDeviceState("k1");
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  DeviceState want = MakeDevice("k1", "alice");
+  EXPECT_EQ(got->username, want.username);
+  EXPECT_EQ(got->resource, want.resource);
+  EXPECT_EQ(got->inbound_h, want.inbound_h);
+  EXPECT_EQ(got->cursor, want.cursor);
+  EXPECT_EQ(got->presence, want.presence);
+  EXPECT_EQ(got->priority, want.priority);
+  EXPECT_TRUE(got->carbons);
+  EXPECT_TRUE(got->roster_requested);
+  EXPECT_EQ(got->resume_timeout_s, 300);
+  EXPECT_EQ(got->detached_ms, 0);
+
+  DeviceState later = want;
+  later.inbound_h = 7;
+  later.cursor = 42;
+  later.presence.clear();
+  later.carbons = false;
+  later.detached_ms = 1700000000999;
+  ASSERT_TRUE(this->PutDeviceState(later).ok());
+  got = this->GetDeviceState("k1");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->inbound_h, 7);
+  EXPECT_EQ(got->cursor, 42);
+  EXPECT_EQ(got->presence, "");
+  EXPECT_FALSE(got->carbons);
+  EXPECT_EQ(got->detached_ms, 1700000000999);
+
+  ASSERT_TRUE(this->DeleteDeviceState("k1").ok());
+  EXPECT_EQ(this->GetDeviceState("k1").error().code, Errc::kNotFound);
+  EXPECT_TRUE(this->DeleteDeviceState("k1").ok()) << "deleting what is gone is not an error";
+}
+
+TYPED_TEST_P(StoreConformance, DeviceStatesNeedAnAccountAndGoWithIt) {
+  EXPECT_EQ(this->PutDeviceState(MakeDevice("k1", "nobody")).error().code, Errc::kNotFound);
+  EXPECT_EQ(this->PutDeviceState(MakeDevice("", "nobody")).error().code, Errc::kInvalidArgument);
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("bob")).ok());
+  ASSERT_TRUE(this->PutDeviceState(MakeDevice("ka", "alice")).ok());
+  ASSERT_TRUE(this->PutDeviceState(MakeDevice("kb", "bob")).ok());
+  ASSERT_TRUE(this->DeleteAccount("alice").ok());
+  EXPECT_EQ(this->GetDeviceState("ka").error().code, Errc::kNotFound);
+  EXPECT_TRUE(this->GetDeviceState("kb").ok());
+}
+
+TYPED_TEST_P(StoreConformance, SweepDetachesAttachedRowsAndDropsExpiredOnes) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  const int64_t now = 1800000000000;
+  DeviceState attached = MakeDevice("attached", "alice");  // its process died
+  DeviceState fresh = MakeDevice("fresh", "alice");
+  fresh.detached_ms = now - 299'000;  // 1 s of its 300 left
+  DeviceState stale = MakeDevice("stale", "alice");
+  stale.detached_ms = now - 301'000;
+  for (const auto& d : {attached, fresh, stale}) ASSERT_TRUE(this->PutDeviceState(d).ok());
+  this->Reopen();
+  auto swept = this->SweepDeviceStates(now);
+  ASSERT_TRUE(swept.ok()) << swept.error().message;
+  EXPECT_EQ(*swept, 1);
+  auto got = this->GetDeviceState("attached");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->detached_ms, now) << "a session that was attached is resumable from the sweep on";
+  EXPECT_EQ(got->inbound_h, attached.inbound_h);
+  EXPECT_EQ(this->GetDeviceState("fresh")->detached_ms, fresh.detached_ms);
+  EXPECT_EQ(this->GetDeviceState("stale").error().code, Errc::kNotFound);
+  EXPECT_EQ(*this->SweepDeviceStates(now + 301'000), 2);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
     MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
@@ -1154,6 +1253,8 @@ REGISTER_TYPED_TEST_SUITE_P(
     CloseDrainsQueuedWritesAndLaterCallsAreUnavailable, DataSurvivesReopen,
     ArchiveKeepsBothOwnersCopiesInOrder, ArchivePagesForwardAndBack, ArchiveFiltersCombine,
     ArchiveRecognisesRetransmissionsByOriginId, ArchiveBatchIsAllOrNothing, PruneArchiveByAgeAndCount,
-    AssignedArchiveIdsFollowCommitOrderAndTheClock, ArchiveSurvivesReopen);
+    AssignedArchiveIdsFollowCommitOrderAndTheClock, ArchiveSurvivesReopen,
+    DeviceStateRoundTripsAndIsReplaced, DeviceStatesNeedAnAccountAndGoWithIt,
+    SweepDetachesAttachedRowsAndDropsExpiredOnes);
 
 }  // namespace nines::store::conformance

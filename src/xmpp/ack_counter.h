@@ -17,8 +17,9 @@ namespace nines::xmpp {
 
 class AckCounter {
  public:
-  // Counting starts at ticket `first` (the first stanza read after <enable/>).
-  explicit AckCounter(uint64_t first) : first_(first) {}
+  // Counting starts at ticket `first` (the first stanza read after <enable/>)
+  // from `base`: the count a session resumed from the store carries on from.
+  explicit AckCounter(uint64_t first, uint64_t base = 0) : first_(first), base_(base) {}
 
   // Ticket `ticket` was read; `pending`: it finishes later (Finish). Tickets
   // must be read in order, each once; those before `first` are ignored.
@@ -37,9 +38,9 @@ class AckCounter {
   }
 
   // The count to report (on the wire mod 2^32).
-  uint64_t handled() const { return handled_; }
+  uint64_t handled() const { return base_ + handled_; }
   // Every stanza read so far, handled or not.
-  uint64_t read() const { return handled_ + done_.size(); }
+  uint64_t read() const { return base_ + handled_ + done_.size(); }
   // True when every stanza read is handled.
   bool idle() const { return done_.empty(); }
 
@@ -52,6 +53,7 @@ class AckCounter {
   }
 
   uint64_t first_;
+  uint64_t base_;
   uint64_t handled_ = 0;
   std::deque<bool> done_;  // tickets first_ + handled_ ...: true once finished
 };

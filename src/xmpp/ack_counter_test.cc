@@ -48,5 +48,17 @@ TEST(AckCounter, IgnoresUnknownAndRepeatedTickets) {
   EXPECT_EQ(c.handled(), 1u);
 }
 
+TEST(AckCounter, CarriesOnFromABase) {
+  AckCounter c(10, 4294967295u);  // resumed from the store one short of 2^32
+  EXPECT_EQ(c.handled(), 4294967295u);
+  c.Read(10, true);
+  c.Read(11, false);
+  EXPECT_EQ(c.read(), 4294967297u);
+  EXPECT_EQ(c.handled(), 4294967295u);
+  c.Finish(10);
+  EXPECT_EQ(c.handled(), 4294967297u);
+  EXPECT_EQ(static_cast<uint32_t>(c.handled()), 1u) << "the wire count wraps";
+}
+
 }  // namespace
 }  // namespace nines::xmpp

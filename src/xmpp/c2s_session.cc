@@ -10,7 +10,7 @@
 #include <deque>
 
 #include "base/log.h"
-#include "xmpp/ack_counter.h"
+#include "xmpp/c2s_internal.h"
 #include "xmpp/base64.h"
 #include "xmpp/csi.h"
 #include "xmpp/namespaces.h"
@@ -49,57 +49,7 @@ std::string StreamErrorXml(std::string_view condition, std::string_view text, st
   return out;
 }
 
-// An XEP-0198 'h' or 'max': a decimal unsigned 32-bit number.
-std::optional<uint32_t> ParseU32(std::string_view text) {
-  uint32_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) return std::nullopt;
-  return value;
-}
-
 }  // namespace
-
-// XEP-0198 state of one session. Tickets: every stanza read while bound
-// gets the next number (next_ticket_); AckCounter turns them into 'h'.
-struct C2sSession::StreamManagement {
-  std::string token;           // resumption id (ResumeTokens); empty: not resumable
-  int64_t resume_timeout = 0;  // seconds
-  explicit StreamManagement(uint64_t first_ticket) : inbound(first_ticket) {}
-  // Inbound: client to server.
-  AckCounter inbound;
-  bool ack_owed = false;       // an <r/> waits for its <a/> ...
-  uint64_t ack_threshold = 0;  // ... until inbound.handled() reaches this
-  // Outbound: server to client.
-  struct Unacked {
-    std::shared_ptr<const std::string> xml;
-    std::function<void()> on_gone;
-  };
-  uint64_t acked = 0;           // stanzas the client has acknowledged
-  std::deque<Unacked> unacked;  // sent (or held while detached), in order
-  bool request_outstanding = false;
-  // Detached: the connection is gone, the session waits to be resumed.
-  bool detached = false;
-  int64_t detached_since = 0;
-  std::shared_ptr<C2sSession> keep_alive;  // while detached nothing else owns the session
-  bool resuming = false;  // adopted a connection; <resumed/> waits for pending stanzas
-};
-
-// A new connection on its way to the session it resumes (see the header).
-struct C2sSession::Handover {
-  SessionRef from;  // the connection's own (short-lived) session
-  std::string previd;
-  uint32_t h = 0;  // what the client says it received
-  std::string username;
-  net::Transport::Detached connection;
-  std::string remote_address;
-  bool counted = false;  // holds a ConnectionCounter slot for remote_address
-  std::optional<xml::StreamParser> parser;
-  std::list<xml::ParseEvent> pending;
-  std::string out;  // bytes not yet written to the connection
-  std::shared_ptr<const net::TlsContext> tls_context;
-  std::shared_ptr<const Config> config;
-  std::string stream_id;
-};
 
 void C2sSession::Start(ServerContext& context, net::Loop& loop, asio::ip::tcp::socket socket,
                        bool direct_tls) {
@@ -879,6 +829,7 @@ bool C2sSession::HandleBoundStanza(Element stanza, uint64_t ticket) {
     bool to_self = !stanza.HasAttr("to") || stanza.Attr("to") == jid_.BareString();
     if (request && (to_server || to_self) && HandleRegistration(stanza, true)) return false;
   }
+  if (sm_ && sm_->device && name != "message") NoteForDevice(stanza);
   if (!context_.hub->HandleStanza(ref_, jid_, std::move(stanza), ticket)) return false;
   ++in_flight_;
   if (!in_flight_blocked_ && in_flight_ >= config_->limits.messages_in_flight) {
@@ -1040,11 +991,12 @@ void C2sSession::Finish() {
   std::deque<StreamManagement::Unacked> unacked;
   if (sm_) {
     if (!sm_->token.empty()) context_.resume_tokens.Remove(sm_->token, ref_);
+    if (sm_->device) EndDevice();
     if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
     unacked = std::move(sm_->unacked);
   }
   if (held_) {
-    for (auto& h : *held_) unacked.push_back({std::move(h.xml), std::move(h.on_gone)});
+    for (auto& h : *held_) unacked.push_back({std::move(h.xml), std::move(h.on_gone), h.archive_id});
     held_.reset();
   }
   pending_.clear();
@@ -1067,368 +1019,6 @@ void C2sSession::Finish() {
 }
 
 // ---------------------------------------------------------------------------
-// Stream management (XEP-0198)
-
-void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone) {
-  if (state_ == State::kClosed || (state_ == State::kClosing && !sm_)) {
-    // The stream has ended (or its end is being written): the hub routes
-    // the message elsewhere rather than lose it after </stream:stream>.
-    if (on_gone) on_gone();
-    return;
-  }
-  if (state_ == State::kClosing) {
-    sm_->unacked.push_back({std::move(xml), std::move(on_gone)});  // rerouted by Finish()
-    return;
-  }
-  if (inactive_ && HoldForCsi(xml, on_gone)) return;
-  if (!sm_) {
-    Send(*xml);
-    return;
-  }
-  const std::string& bytes = *xml;
-  sm_->unacked.push_back({std::move(xml), std::move(on_gone)});
-  if (static_cast<int64_t>(sm_->unacked.size()) > config_->sm_max_unacked) {
-    if (AllowPeerWarning()) {
-      spdlog::info("[C{}] {}: over {} unacknowledged stanzas; ending the session", ref_.id, jid_.Full(),
-                   config_->sm_max_unacked);
-    }
-    CloseWithStreamError("policy-violation", "too many unacknowledged stanzas");
-    return;
-  }
-  if (!Attached()) return;  // held until the session is resumed
-  // One write for the stanza and the request that may follow it.
-  const bool batching = in_read_;
-  in_read_ = true;
-  Send(bytes);
-  if (!sm_->request_outstanding && static_cast<int64_t>(sm_->unacked.size()) >= config_->sm_request_every) {
-    RequestAck();
-  }
-  in_read_ = batching;
-  if (!in_read_ && !writing_) Flush();
-}
-
-void C2sSession::SendOwnStanza(std::string xml) {
-  if (!sm_) {
-    if (inactive_) FlushHeld();  // an answer the client waits for: keep order
-    Send(xml);
-    return;
-  }
-  SendStanza(std::make_shared<const std::string>(std::move(xml)));
-}
-
-bool C2sSession::Resumable() const {
-  return sm_ && !sm_->token.empty() && state_ == State::kBound && !context_.shutting_down.load();
-}
-
-bool C2sSession::Attached() const { return !sm_ || (!sm_->detached && !sm_->resuming); }
-
-void C2sSession::RequestAck() {
-  if (!Attached()) return;
-  sm_->request_outstanding = true;
-  Send("<r xmlns='urn:xmpp:sm:3'/>");
-}
-
-void C2sSession::SmFailed(std::string_view condition) {
-  Send(fmt::format("<failed xmlns='urn:xmpp:sm:3'><{} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>",
-                   condition));
-}
-
-bool C2sSession::HandleSm(const Element& element) {
-  const std::string& name = element.name();
-  if (name == "enable") {
-    HandleEnable(element);
-  } else if (name == "resume") {
-    HandleResume(element);
-  } else if (name == "r") {
-    if (sm_) {
-      // Answered once every stanza read before it is handled (durable).
-      sm_->ack_owed = true;
-      sm_->ack_threshold = sm_->inbound.read();
-      SmAdvance();
-    }
-  } else if (name == "a") {
-    auto h = ParseU32(element.Attr("h"));
-    if (!h) {
-      CloseWithStreamError("invalid-xml", "<a/> needs a numeric 'h'");
-      return false;
-    }
-    if (sm_) ApplyAck(*h);
-  } else {
-    CloseWithStreamError("unsupported-stanza-type", "not a stream management request");
-  }
-  return state_ != State::kClosing && state_ != State::kClosed;
-}
-
-void C2sSession::HandleEnable(const Element& enable) {
-  if (!config_->sm_enabled) {
-    SmFailed("feature-not-implemented");
-    return;
-  }
-  if (state_ != State::kBound || sm_) {
-    SmFailed("unexpected-request");  // before binding, or twice (XEP-0198 §3)
-    return;
-  }
-  sm_ = std::make_unique<StreamManagement>(next_ticket_);
-  std::string_view resume = enable.Attr("resume");
-  if ((resume == "true" || resume == "1") && config_->sm_resume_timeout > 0) {
-    sm_->resume_timeout = config_->sm_resume_timeout;
-    if (auto max = ParseU32(enable.Attr("max")); max && *max > 0) {
-      sm_->resume_timeout = std::min<int64_t>(sm_->resume_timeout, *max);
-    }
-    sm_->token = context_.resume_tokens.Issue(ref_, username_);
-    Send(fmt::format("<enabled xmlns='urn:xmpp:sm:3' id='{}' resume='true' max='{}'/>", sm_->token,
-                     sm_->resume_timeout));
-    return;
-  }
-  Send("<enabled xmlns='urn:xmpp:sm:3'/>");
-}
-
-void C2sSession::NoteInbound(uint64_t ticket, bool pending) {
-  sm_->inbound.Read(ticket, pending);
-  SmAdvance();
-}
-
-void C2sSession::SmAdvance() {
-  if (sm_->resuming) {
-    if (sm_->inbound.idle()) CompleteResume();
-    return;
-  }
-  if (sm_->ack_owed && sm_->inbound.handled() >= sm_->ack_threshold) {
-    sm_->ack_owed = false;
-    // Usually reached from StanzaDone, one handler per finished message: the
-    // write waits for the end of this pass of the loop, so that an ack and
-    // the deliveries around it share a syscall.
-    const bool batching = in_read_;
-    in_read_ = true;
-    char h[16];
-    auto [end, ec] = std::to_chars(h, h + sizeof h, static_cast<uint32_t>(sm_->inbound.handled()));
-    std::string ack = "<a xmlns='urn:xmpp:sm:3' h='";
-    ack.append(h, end);
-    ack += "'/>";
-    Send(ack);
-    in_read_ = batching;
-    if (!in_read_ && !writing_ && !flush_posted_) {
-      flush_posted_ = true;
-      loop_.Post([self = shared_from_this()] {
-        self->flush_posted_ = false;
-        if (!self->in_read_ && !self->writing_) self->Flush();
-      });
-    }
-  }
-}
-
-bool C2sSession::ApplyAck(uint32_t h) {
-  // Counts are mod 2^32 (XEP-0198 §4): the difference is what is new.
-  uint32_t delta = h - static_cast<uint32_t>(sm_->acked);
-  if (delta > sm_->unacked.size()) {
-    auto sent = static_cast<uint32_t>(sm_->acked + sm_->unacked.size());
-    CloseWithStreamError(
-        "undefined-condition", "you acknowledged more stanzas than were sent",
-        fmt::format("<handled-count-too-high xmlns='urn:xmpp:sm:3' h='{}' send-count='{}'/>", h, sent));
-    return false;
-  }
-  sm_->unacked.erase(sm_->unacked.begin(), sm_->unacked.begin() + delta);
-  sm_->acked += delta;
-  sm_->request_outstanding = false;
-  return true;
-}
-
-void C2sSession::LoseConnection() {
-  if (Resumable()) {
-    if (!sm_->detached) Detach();
-    return;
-  }
-  Finish();
-}
-
-void C2sSession::Detach() {
-  spdlog::debug("[C{}] {}: connection lost; resumable for {} s", ref_.id, jid_.Full(), sm_->resume_timeout);
-  transport_.Close();
-  ++io_generation_;
-  reading_ = writing_ = false;
-  if (counted_) {
-    context_.connections.Release(transport_.remote_address());
-    counted_ = false;
-  }
-  out_.clear();
-  out_offset_ = 0;
-  std::string().swap(out_);
-  // Read but not handled, so not counted: the client sends them again.
-  pending_.clear();
-  parser_.Reset();
-  stanza_started_ = false;
-  ping_sent_at_ = 0;
-  sm_->detached = true;
-  sm_->resuming = false;
-  sm_->detached_since = loop_.now_seconds();
-  sm_->request_outstanding = false;
-  sm_->ack_owed = false;
-  sm_->keep_alive = shared_from_this();
-}
-
-void C2sSession::HandleResume(const Element& resume) {
-  if (!config_->sm_enabled) {
-    SmFailed("feature-not-implemented");
-    return;
-  }
-  if (!authenticated_ || state_ != State::kFeatures || sm_ || handing_over_) {
-    SmFailed("unexpected-request");
-    return;
-  }
-  auto h = ParseU32(resume.Attr("h"));
-  std::string previd(resume.Attr("previd"));
-  if (!h || previd.empty()) {
-    SmFailed("bad-request");
-    return;
-  }
-  auto entry = context_.resume_tokens.Find(previd);
-  // A token of another account is as good as none: say nothing more.
-  if (!entry || entry->username != username_) {
-    SmFailed("item-not-found");
-    return;
-  }
-  // Hand over once this read's remaining input is in pending_ (the caller
-  // moves it there because we are blocked now).
-  Block();
-  handing_over_ = true;
-  loop_.Post([self = shared_from_this(), target = entry->ref, previd = std::move(previd), h = *h]() mutable {
-    self->StartHandover(target, std::move(previd), h);
-  });
-}
-
-void C2sSession::StartHandover(SessionRef target, std::string previd, uint32_t h) {
-  if (state_ == State::kClosed) return;
-  auto handover = std::make_shared<Handover>();
-  handover->from = ref_;
-  handover->previd = std::move(previd);
-  handover->h = h;
-  handover->username = username_;
-  handover->remote_address = transport_.remote_address();
-  handover->connection = transport_.Detach();
-  ++io_generation_;
-  reading_ = writing_ = false;
-  handover->counted = std::exchange(counted_, false);
-  handover->parser.emplace(std::move(parser_));
-  parser_ = xml::StreamParser(CurrentParserLimits());
-  handover->pending = std::move(pending_);
-  pending_.clear();
-  handover->out = out_.substr(out_offset_);
-  out_.clear();
-  out_offset_ = 0;
-  handover->tls_context = tls_context_;
-  handover->config = config_;
-  handover->stream_id = stream_id_;
-  // Nothing else owns this session until the answer comes back (through
-  // Sessions, on this loop: no closure elsewhere holds it).
-  handover_keep_alive_ = shared_from_this();
-  auto& sessions = context_.sessions;
-  auto& connections = context_.connections;
-  context_.sessions.With(
-      target, [handover](C2sSession& old) { old.AdoptConnection(handover); },
-      [&sessions, &connections, handover] {
-        sessions.With(
-            handover->from, [handover](C2sSession& fresh) { fresh.HandoverFailed(handover); },
-            [&connections, handover] {
-              if (handover->counted) connections.Release(handover->remote_address);
-            });
-      });
-}
-
-void C2sSession::HandoverFailed(std::shared_ptr<Handover> handover) {
-  if (state_ == State::kClosed) {
-    if (handover->counted) context_.connections.Release(handover->remote_address);
-    if (handover_keep_alive_) loop_.Post([keep = std::move(handover_keep_alive_)] {});
-    return;  // `handover` closes the connection
-  }
-  transport_.Adopt(std::move(handover->connection));
-  ++io_generation_;
-  counted_ = handover->counted;
-  parser_ = std::move(*handover->parser);
-  pending_ = std::move(handover->pending);
-  out_ = std::move(handover->out);
-  out_offset_ = 0;
-  handing_over_ = false;
-  SmFailed("item-not-found");
-  auto self = std::move(handover_keep_alive_);
-  Unblock();
-}
-
-void C2sSession::HandoverDone() {
-  handing_over_ = false;
-  Finish();  // not bound, and the connection and its slot have moved: nothing else to release
-  if (handover_keep_alive_) loop_.Post([keep = std::move(handover_keep_alive_)] {});
-}
-
-void C2sSession::AdoptConnection(std::shared_ptr<Handover> handover) {
-  if (state_ != State::kBound || !sm_ || sm_->token != handover->previd || username_ != handover->username ||
-      sm_->resuming) {
-    auto& connections = context_.connections;
-    context_.sessions.With(
-        handover->from, [handover](C2sSession& fresh) { fresh.HandoverFailed(handover); },
-        [&connections, handover] {
-          if (handover->counted) connections.Release(handover->remote_address);
-        });
-    return;
-  }
-  if (!sm_->detached) {
-    // The old connection looked alive (the client moved networks, say): it
-    // is replaced without a word, as it may be dead.
-    transport_.Close();
-    if (counted_) context_.connections.Release(transport_.remote_address());
-    counted_ = false;
-  }
-  ++io_generation_;
-  reading_ = writing_ = false;
-  transport_.Adopt(std::move(handover->connection));
-  counted_ = handover->counted;
-  parser_ = std::move(*handover->parser);
-  // Our own unread input belonged to the dead connection and was never
-  // counted: the client resends it.
-  pending_ = std::move(handover->pending);
-  out_ = std::move(handover->out);
-  out_offset_ = 0;
-  tls_context_ = std::move(handover->tls_context);
-  config_ = std::move(handover->config);
-  stream_id_ = std::move(handover->stream_id);
-  header_sent_ = true;
-  stream_restarted_ = stream_bytes_seen_ = closes_old_stream_ = false;
-  stanza_started_ = false;
-  last_read_ = loop_.now_seconds();
-  ping_sent_at_ = 0;
-  sm_->detached = false;
-  // Keep-alive stays until CompleteResume has armed a read on the new
-  // connection (until then no handler owns the session).
-  if (!sm_->keep_alive) sm_->keep_alive = shared_from_this();
-  context_.sessions.With(handover->from, [](C2sSession& fresh) { fresh.HandoverDone(); });
-  spdlog::debug("[C{}] {}: resumed from {}", ref_.id, jid_.Full(), transport_.remote_address());
-  if (!ApplyAck(handover->h)) return;
-  // <resumed/> reports what was handled; wait until that is everything read
-  // on the old connection, so the client resends nothing we have.
-  Block();
-  sm_->resuming = true;
-  // XEP-0352: a new stream starts active. What was held joins the
-  // unacknowledged stanzas, which go out after <resumed/>.
-  inactive_ = false;
-  if (held_) {
-    auto held = std::move(held_);
-    for (auto& h : *held) SendStanza(std::move(h.xml), std::move(h.on_gone));
-  }
-  SmAdvance();
-}
-
-void C2sSession::CompleteResume() {
-  sm_->resuming = false;
-  sm_->ack_owed = false;
-  sm_->request_outstanding = false;
-  Send(fmt::format("<resumed xmlns='urn:xmpp:sm:3' h='{}' previd='{}'/>",
-                   static_cast<uint32_t>(sm_->inbound.handled()), sm_->token));
-  for (const auto& stanza : sm_->unacked) Send(*stanza.xml);
-  if (!sm_->unacked.empty()) RequestAck();
-  Unblock();  // posts a read, which holds the session from now on
-  if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
-}
-
-// ---------------------------------------------------------------------------
 // Client state indication (XEP-0352)
 
 bool C2sSession::HandleCsi(const Element& element) {
@@ -1447,7 +1037,8 @@ bool C2sSession::HandleCsi(const Element& element) {
   return true;
 }
 
-bool C2sSession::HoldForCsi(std::shared_ptr<const std::string>& xml, std::function<void()>& on_gone) {
+bool C2sSession::HoldForCsi(std::shared_ptr<const std::string>& xml, std::function<void()>& on_gone,
+                            int64_t archive_id) {
   CsiClass what = ClassifyForCsi(*xml);
   if (what.important) {
     FlushHeld();  // what came before it first
@@ -1462,7 +1053,7 @@ bool C2sSession::HoldForCsi(std::shared_ptr<const std::string>& xml, std::functi
       }
     }
   }
-  held_->push_back({std::move(what.collapse_key), std::move(xml), std::move(on_gone)});
+  held_->push_back({std::move(what.collapse_key), std::move(xml), std::move(on_gone), archive_id});
   if (static_cast<int64_t>(held_->size()) > config_->csi_max_held) FlushHeld();
   return true;
 }
@@ -1473,7 +1064,7 @@ void C2sSession::FlushHeld() {
   const bool was_inactive = std::exchange(inactive_, false);  // so SendStanza does not hold them again
   const bool batching = in_read_;
   in_read_ = true;  // one write for the lot
-  for (auto& h : *held) SendStanza(std::move(h.xml), std::move(h.on_gone));
+  for (auto& h : *held) SendStanza(std::move(h.xml), std::move(h.on_gone), h.archive_id);
   in_read_ = batching;
   inactive_ = was_inactive;
   if (!in_read_ && !writing_) Flush();

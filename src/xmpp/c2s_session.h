@@ -77,7 +77,9 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // Queues one stanza from the hub (Sessions::Deliver). With stream
   // management the session keeps it, with `on_gone`, until the client
   // acknowledges it, and runs `on_gone` if the session ends first.
-  void SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone = {});
+  // `archive_id`: see im::SessionPort::Deliver.
+  void SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone = {},
+                  int64_t archive_id = 0);
   // Sends <stream:error> with an RFC 6120 §4.9.3 condition (and an optional
   // application-specific condition element), closes the stream.
   void CloseWithStreamError(std::string_view condition, std::string_view text = {},
@@ -128,11 +130,12 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
     std::string collapse_key;
     std::shared_ptr<const std::string> xml;
     std::function<void()> on_gone;
+    int64_t archive_id = 0;
   };
   bool HandleCsi(const xml::Element& element);
   // Holds a stanza for an inactive client; false: it is important, send it
   // (after flushing what is held).
-  bool HoldForCsi(std::shared_ptr<const std::string>& xml, std::function<void()>& on_gone);
+  bool HoldForCsi(std::shared_ptr<const std::string>& xml, std::function<void()>& on_gone, int64_t archive_id);
   void FlushHeld();
   bool HandleSm(const xml::Element& element);
   void HandleEnable(const xml::Element& enable);
@@ -155,6 +158,15 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   void HandoverFailed(std::shared_ptr<Handover> handover);
   void HandoverDone();
   void CompleteResume();
+  // Resumption from the store (c2s_stream_management.cc).
+  void StartDevice();  // at <enable resume='true'/>
+  void PersistDevice();  // writes the row (or marks it dirty behind the write in flight)
+  void DevicePersisted(uint64_t written_h, bool ok);
+  void NoteForDevice(const xml::Element& stanza);  // presence, carbons and roster flags the row keeps
+  void EndDevice();  // at Finish: delete the row, or keep it detached across a shutdown
+  void ResumeFromStore(std::string previd, uint32_t h);
+  void StoredDeviceFound(Result<store::DeviceState> state, std::string previd, uint32_t h);
+  void Restored(Result<Jid> jid);
 
   void Block() { ++blocked_; }
   // After STARTTLS or SASL success the peer must open a new stream. Some
@@ -201,6 +213,7 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   bool inactive_ = false;                 // XEP-0352: the client said <inactive/>
   std::unique_ptr<std::list<Held>> held_;  // while inactive
   uint64_t next_ticket_ = 0;              // the next bound stanza's number
+  int64_t last_archive_id_ = 0;           // of the last incoming archived message sent (device cursor start)
   // Bumped whenever the transport is closed, detached or replaced: read and
   // write handlers armed on the old one check it and do nothing.
   uint32_t io_generation_ = 0;

@@ -19,6 +19,18 @@
 
 namespace nines::xmpp {
 
+// What a session resumed from the store (XEP-0198, store::DeviceState) had
+// bound, for Hub::Restore.
+struct RestoredResource {
+  std::string resource;
+  std::string presence;  // its last available presence, serialised as the hub broadcast it; "" if none
+  int priority = 0;
+  bool carbons = false;
+  bool roster_requested = false;
+  int64_t cursor = 0;      // replay the incoming messages archived after this id
+  int64_t max_replay = 0;  // more than this many to replay: kLimitExceeded
+};
+
 class Hub {
  public:
   virtual ~Hub() = default;
@@ -31,6 +43,22 @@ class Hub {
   // `done` runs on the session's loop with the full JID.
   virtual void Bind(SessionRef ref, const Jid& bare, const std::string& requested,
                     std::function<void(Result<Jid>)> done) = 0;
+
+  // Binds `restored.resource` again for a session resumed from the store,
+  // after the process that held it went away: as Bind with that resource
+  // (taking it over from a session that still has it), with its XEP-0280
+  // and roster-push flags. Then it delivers to the session, in archive
+  // order and before anything newer, the incoming messages archived after
+  // `restored.cursor` that this resource would have got (its own full JID,
+  // the bare JID unless its priority was negative, other resources' as
+  // received carbons if it had carbons on), each with its stanza-id and a
+  // delay stamp; then it broadcasts the presence again (initial presence:
+  // probes, and offline messages it has not just been given). `done` runs
+  // on the session's loop after those deliveries were queued to it.
+  // Errors: as Bind, kLimitExceeded (more than max_replay messages; nothing
+  // is bound), kNotFound (no such account), kUnavailable.
+  virtual void Restore(SessionRef ref, const Jid& bare, RestoredResource restored,
+                       std::function<void(Result<Jid>)> done) = 0;
 
   // A stanza from a bound session; `from` is its full JID and the stanza's
   // 'from' has already been stamped with it. `ticket` is the session's own

@@ -31,6 +31,11 @@ std::string ResumeTokens::Issue(SessionRef ref, const std::string& username) {
   }
 }
 
+void ResumeTokens::Register(const std::string& token, SessionRef ref, const std::string& username) {
+  std::lock_guard lock(mutex_);
+  entries_[token] = Entry{ref, username};
+}
+
 std::optional<ResumeTokens::Entry> ResumeTokens::Find(const std::string& token) const {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(token);

@@ -31,6 +31,10 @@ class ResumeTokens {
 
   // A fresh token, registered for `ref` owned by `username`.
   std::string Issue(SessionRef ref, const std::string& username);
+  // Registers a token issued earlier (by this or another process) for
+  // `ref`: a session resumed from the store goes on under its old token.
+  // Replaces whatever the token named.
+  void Register(const std::string& token, SessionRef ref, const std::string& username);
   // The session a token names, if it is still registered.
   std::optional<Entry> Find(const std::string& token) const;
   // Forgets `token` if it still names `ref`.

@@ -6,11 +6,12 @@ namespace nines::xmpp {
 
 Sessions::Sessions(net::LoopPool& loops) : loops_(loops), tables_(loops.size()) {}
 
-void Sessions::Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone) {
+void Sessions::Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone,
+                       int64_t archive_id) {
   auto& loop = loops_.loop(ref.loop);
-  auto run = [this, ref, xml = std::move(xml), on_gone = std::move(on_gone)]() mutable {
+  auto run = [this, ref, xml = std::move(xml), on_gone = std::move(on_gone), archive_id]() mutable {
     if (C2sSession* s = Find(ref)) {
-      s->SendStanza(std::move(xml), std::move(on_gone));
+      s->SendStanza(std::move(xml), std::move(on_gone), archive_id);
     } else if (on_gone) {
       on_gone();
     }

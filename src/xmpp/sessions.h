@@ -28,7 +28,9 @@ class Sessions {
   // longer exists when the post runs, `on_gone` (if set) runs on that loop.
   // A session with XEP-0198 enabled keeps `on_gone` until its client
   // acknowledges the stanza, and runs it if the session ends first.
-  void Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone = {});
+  // `archive_id`: see im::SessionPort::Deliver.
+  void Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone = {},
+               int64_t archive_id = 0);
 
   // Closes the session with a stream error condition (e.g. "conflict").
   void Kick(SessionRef ref, std::string condition, std::string text = {});

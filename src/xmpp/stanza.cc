@@ -1,5 +1,7 @@
 #include "xmpp/stanza.h"
 
+#include <charconv>
+
 #include <openssl/rand.h>
 
 #include "xmpp/namespaces.h"
@@ -56,6 +58,25 @@ std::string RandomId(size_t length) {
   RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(length));
   for (size_t i = 0; i < length; ++i) out[i] = kAlphabet[static_cast<unsigned char>(raw[i]) % 62];
   return out;
+}
+
+// RFC 6121 §4.7.2.3: an integer in -128..127; anything else counts as 0.
+int PresencePriority(const xml::Element& presence) {
+  const xml::Element* p = presence.Child("priority", ns::kClient);
+  if (p == nullptr) return 0;
+  std::string text = p->Text();
+  std::string_view v = text;
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t' || v.front() == '\n' || v.front() == '\r')) {
+    v.remove_prefix(1);
+  }
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\n' || v.back() == '\r')) {
+    v.remove_suffix(1);
+  }
+  if (!v.empty() && v.front() == '+') v.remove_prefix(1);
+  int value = 0;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), value);
+  if (ec != std::errc() || end != v.data() + v.size() || value < -128 || value > 127) return 0;
+  return value;
 }
 
 }  // namespace nines::xmpp

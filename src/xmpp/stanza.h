@@ -23,4 +23,8 @@ std::string_view DefaultErrorType(std::string_view condition);
 // Random alphanumeric id of `length` characters (unguessable: OpenSSL RAND).
 std::string RandomId(size_t length);
 
+// The <priority/> of a presence stanza (RFC 6121 §4.7.2.3): an integer in
+// -128..127; absent or anything else counts as 0.
+int PresencePriority(const xml::Element& presence);
+
 }  // namespace nines::xmpp

@@ -214,6 +214,37 @@ class FakeStore final : public store::Store {
     });
   }
   std::vector<store::ArchivedMessage>& archive(const std::string& user) { return archive_[user]; }
+  void PutDeviceState(store::DeviceState state, store::Reply<void> reply) override {
+    Finish("PutDeviceState", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (!accounts_.count(state.username)) return MakeError(Errc::kNotFound, "no account");
+      devices_[state.key] = state;
+      return {};
+    });
+  }
+  void GetDeviceState(std::string key, store::Reply<store::DeviceState> reply) override {
+    Finish("GetDeviceState", std::move(reply), [=, this]() mutable -> Result<store::DeviceState> {
+      auto it = devices_.find(key);
+      if (it == devices_.end()) return MakeError(Errc::kNotFound, "no such device state");
+      return it->second;
+    });
+  }
+  void DeleteDeviceState(std::string key, store::Reply<void> reply) override {
+    Finish("DeleteDeviceState", std::move(reply), [=, this]() mutable -> Result<void> {
+      devices_.erase(key);
+      return {};
+    });
+  }
+  void SweepDeviceStates(int64_t now_ms, store::Reply<int64_t> reply) override {
+    Finish("SweepDeviceStates", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      for (auto& [key, d] : devices_) {
+        if (d.detached_ms == 0) d.detached_ms = now_ms;
+      }
+      return static_cast<int64_t>(std::erase_if(devices_, [&](const auto& kv) {
+        return kv.second.detached_ms + kv.second.resume_timeout_s * 1000 < now_ms;
+      }));
+    });
+  }
+  std::map<std::string, store::DeviceState>& devices() { return devices_; }
   void Close() override {}
 
  private:
@@ -240,6 +271,7 @@ class FakeStore final : public store::Store {
   std::map<std::string, std::vector<store::OfflineMessage>> offline_;
   std::map<std::string, std::string> vcards_;
   std::map<std::string, std::vector<store::ArchivedMessage>> archive_;
+  std::map<std::string, store::DeviceState> devices_;
   int64_t last_archive_id_ = 1'700'000'000'000'000;  // microseconds, as the real store assigns
   std::map<std::string, Errc> fail_;
   std::map<std::string, int> calls_;

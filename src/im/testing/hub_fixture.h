@@ -53,15 +53,16 @@ class FakePort final : public SessionPort {
   struct Delivery {
     xmpp::SessionRef ref;
     std::string xml;
+    int64_t archive_id = 0;
   };
 
-  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml,
-               std::function<void()> on_gone) override {
+  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone,
+               int64_t archive_id) override {
     if (gone_.count(ref.id) != 0) {
       if (on_gone) loops_.loop(ref.loop).Post(std::move(on_gone));
       return;
     }
-    deliveries_.push_back(Delivery{ref, *xml});
+    deliveries_.push_back(Delivery{ref, *xml, archive_id});
   }
   void Kick(xmpp::SessionRef ref, std::string condition) override {
     kicks_.emplace_back(ref, std::move(condition));

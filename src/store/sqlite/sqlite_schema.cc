@@ -113,10 +113,30 @@ CREATE TRIGGER archive_release AFTER DELETE ON archive BEGIN
 END;
 )sql";
 
+// Version 4: device states, the XEP-0198 sessions a later process may
+// resume (store.h, DeviceState), keyed by a hash of the resumption token.
+constexpr const char* kV4 = R"sql(
+CREATE TABLE device_states (
+  key TEXT PRIMARY KEY NOT NULL,
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  resource TEXT NOT NULL,
+  inbound_h INTEGER NOT NULL,
+  cursor INTEGER NOT NULL,
+  presence TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  carbons INTEGER NOT NULL,
+  roster_requested INTEGER NOT NULL,
+  resume_timeout_s INTEGER NOT NULL,
+  detached_ms INTEGER NOT NULL
+);
+CREATE INDEX device_states_by_user ON device_states(username);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
     Migration{3, "message archive", kV3},
+    Migration{4, "device states for stream resumption", kV4},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

@@ -858,3 +858,87 @@ void SqliteStore::PruneArchive(std::string username, int64_t before_id, int64_t 
 }
 
 }  // namespace nines::store::sqlite
+
+// ---- Device states ----
+
+namespace nines::store::sqlite {
+
+void SqliteStore::PutDeviceState(DeviceState state, Reply<void> reply) {
+  Write(std::move(reply), [state = std::move(state)](Connection& conn) -> Result<void> {
+    if (state.key.empty()) return MakeError(Errc::kInvalidArgument, "a device state needs a key");
+    auto stmt = conn.Prepare(
+        "INSERT INTO device_states (key, username, resource, inbound_h, cursor, presence, priority, carbons,"
+        " roster_requested, resume_timeout_s, detached_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        " ON CONFLICT (key) DO UPDATE SET username = excluded.username, resource = excluded.resource,"
+        " inbound_h = excluded.inbound_h, cursor = excluded.cursor, presence = excluded.presence,"
+        " priority = excluded.priority, carbons = excluded.carbons, roster_requested = excluded.roster_requested,"
+        " resume_timeout_s = excluded.resume_timeout_s, detached_ms = excluded.detached_ms");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, state.key);
+    stmt->BindText(2, state.username);
+    stmt->BindText(3, state.resource);
+    stmt->BindInt(4, state.inbound_h);
+    stmt->BindInt(5, state.cursor);
+    stmt->BindText(6, state.presence);
+    stmt->BindInt(7, state.priority);
+    stmt->BindInt(8, state.carbons ? 1 : 0);
+    stmt->BindInt(9, state.roster_requested ? 1 : 0);
+    stmt->BindInt(10, state.resume_timeout_s);
+    stmt->BindInt(11, state.detached_ms);
+    if (auto done = stmt->Run(); !done.ok()) return NoAccountIfForeignKey(done.error(), state.username);
+    return {};
+  });
+}
+
+void SqliteStore::GetDeviceState(std::string key, Reply<DeviceState> reply) {
+  Read(std::move(reply), [key = std::move(key)](Connection& conn) -> Result<DeviceState> {
+    auto stmt = conn.Prepare(
+        "SELECT username, resource, inbound_h, cursor, presence, priority, carbons, roster_requested,"
+        " resume_timeout_s, detached_ms FROM device_states WHERE key = ?1");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, key);
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) return MakeError(Errc::kNotFound, "no such device state");
+    DeviceState state;
+    state.key = key;
+    state.username = stmt->ColumnText(0);
+    state.resource = stmt->ColumnText(1);
+    state.inbound_h = stmt->ColumnInt(2);
+    state.cursor = stmt->ColumnInt(3);
+    state.presence = stmt->ColumnText(4);
+    state.priority = stmt->ColumnInt(5);
+    state.carbons = stmt->ColumnInt(6) != 0;
+    state.roster_requested = stmt->ColumnInt(7) != 0;
+    state.resume_timeout_s = stmt->ColumnInt(8);
+    state.detached_ms = stmt->ColumnInt(9);
+    return state;
+  });
+}
+
+void SqliteStore::DeleteDeviceState(std::string key, Reply<void> reply) {
+  Write(std::move(reply), [key = std::move(key)](Connection& conn) -> Result<void> {
+    auto stmt = conn.Prepare("DELETE FROM device_states WHERE key = ?1");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, key);
+    return stmt->Run();
+  });
+}
+
+void SqliteStore::SweepDeviceStates(int64_t now_ms, Reply<int64_t> reply) {
+  Write(std::move(reply), [now_ms](Connection& conn) -> Result<int64_t> {
+    {
+      auto stmt = conn.Prepare("UPDATE device_states SET detached_ms = ?1 WHERE detached_ms = 0");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindInt(1, now_ms);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+    }
+    auto stmt = conn.Prepare("DELETE FROM device_states WHERE detached_ms + resume_timeout_s * 1000 < ?1");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindInt(1, now_ms);
+    if (auto done = stmt->Run(); !done.ok()) return done.error();
+    return conn.Changes();
+  });
+}
+
+}  // namespace nines::store::sqlite

@@ -81,6 +81,10 @@ class SqliteStore final : public Store {
   void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) override;
   void QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) override;
   void PruneArchive(std::string username, int64_t before_id, int64_t keep, Reply<int64_t> reply) override;
+  void PutDeviceState(DeviceState state, Reply<void> reply) override;
+  void GetDeviceState(std::string key, Reply<DeviceState> reply) override;
+  void DeleteDeviceState(std::string key, Reply<void> reply) override;
+  void SweepDeviceStates(int64_t now_ms, Reply<int64_t> reply) override;
   void Close() override;
 
   Stats stats() const;
