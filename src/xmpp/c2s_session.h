@@ -161,6 +161,9 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // Resumption from the store (c2s_stream_management.cc).
   void StartDevice();  // at <enable resume='true'/>
   void PersistDevice();  // writes the row (or marks it dirty behind the write in flight)
+  // True if the store has inbound count `h`; else has it written (SmAdvance
+  // runs again when it lands).
+  bool DeviceCovers(uint64_t h);
   void DevicePersisted(uint64_t written_h, bool ok);
   void NoteForDevice(const xml::Element& stanza);  // presence, carbons and roster flags the row keeps
   void EndDevice();  // at Finish: delete the row, or keep it detached across a shutdown

@@ -183,10 +183,8 @@ void C2sSession::SmAdvance() {
   auto* device = sm_->device.get();
   if (sm_->resuming) {
     if (!sm_->inbound.idle() || state_ != State::kBound) return;  // (from the store: not restored yet)
-    if (device && device->durable_h < sm_->inbound.handled()) {
-      PersistDevice();  // <resumed/> reports no more than the store has
-      return;
-    }
+    // <resumed/> reports no more than the store has.
+    if (device && !DeviceCovers(sm_->inbound.handled())) return;
     CompleteResume();
     return;
   }
@@ -197,10 +195,7 @@ void C2sSession::SmAdvance() {
       // StreamManagement::Device). Later stanzas may be handled by the time
       // the write lands; the ack then covers what was written.
       if (device->durable_h < sm_->ack_threshold) {
-        if (device->row.inbound_h < static_cast<int64_t>(h)) {
-          device->row.inbound_h = static_cast<int64_t>(h);
-          PersistDevice();
-        }
+        DeviceCovers(h);
         return;
       }
       h = device->durable_h;
@@ -484,6 +479,18 @@ void C2sSession::StartDevice() {
   PersistDevice();
 }
 
+bool C2sSession::DeviceCovers(uint64_t h) {
+  auto* device = sm_->device.get();
+  if (device->durable_h >= h) return true;
+  // Written when the write in flight (if any) lands; a failed write is
+  // retried by DevicePersisted.
+  if (device->row.inbound_h < static_cast<int64_t>(h)) {
+    device->row.inbound_h = static_cast<int64_t>(h);
+    PersistDevice();
+  }
+  return false;
+}
+
 void C2sSession::PersistDevice() {
   auto* device = sm_->device.get();
   if (device->writing) {
@@ -575,8 +582,9 @@ void C2sSession::EndDevice() {
 
 void C2sSession::ResumeFromStore(std::string previd, uint32_t h) {
   Block();
+  std::string key = DeviceKey(previd);  // before previd moves into the reply
   context_.store.GetDeviceState(
-      DeviceKey(previd),
+      std::move(key),
       store::Reply<store::DeviceState>(
           loop_.executor(), [self = shared_from_this(), previd = std::move(previd), h](
                                 Result<store::DeviceState> state) mutable {
@@ -589,7 +597,8 @@ void C2sSession::StoredDeviceFound(Result<store::DeviceState> state, std::string
     Unblock();
     return;
   }
-  auto fail = [&] {
+  auto fail = [&](std::string_view why) {
+    spdlog::debug("[C{}] no resumption from the store: {}", ref_.id, why);
     SmFailed("item-not-found");
     Unblock();
   };
@@ -597,20 +606,20 @@ void C2sSession::StoredDeviceFound(Result<store::DeviceState> state, std::string
     if (state.error().code != Errc::kNotFound) {
       spdlog::warn("[C{}] reading a resumption state failed: {}", ref_.id, state.error().message);
     }
-    return fail();
+    return fail("no such state");
   }
   // A token of another account is as good as none.
-  if (state->username != username_) return fail();
+  if (state->username != username_) return fail("another account's");
   const int64_t now = UnixMs();
   if (state->detached_ms != 0 && now > state->detached_ms + state->resume_timeout_s * 1000) {
     context_.store.DeleteDeviceState(state->key, store::Reply<void>(loop_.executor(), [](Result<void>) {}));
-    return fail();
+    return fail("expired");
   }
   // Meanwhile this process may have resumed it already, from another
   // connection: then that session is the one to take over.
-  if (context_.resume_tokens.Find(previd)) return fail();
+  if (context_.resume_tokens.Find(previd)) return fail("resumed meanwhile");
   auto bare = Jid::FromParts(username_, config_->domain, "");
-  if (!bare.ok()) return fail();
+  if (!bare.ok()) return fail("invalid JID");
   sm_ = std::make_unique<StreamManagement>(next_ticket_, static_cast<uint64_t>(state->inbound_h));
   sm_->token = previd;
   sm_->resume_timeout = state->resume_timeout_s;

@@ -271,6 +271,23 @@ class Server:
             self._stderr_file.close()
             self._stderr_file = None
 
+    def stop_keeping_data(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (graceful shutdown) and wait, like stop(), but the data directory stays,
+        so start() brings the same server back on new ports (a planned restart)."""
+        self.terminate()
+        status = self._wait_exit(timeout)
+        if status != 0:
+            self.keep_tmp = True
+            if status is None:
+                self._kill()
+            raise ServerError(f"server exited with status {status} after SIGTERM (expected 0)\n"
+                              f"{self.report()}")
+        if self.process.stdout:
+            self.process.stdout.close()
+        if self._stderr_file:
+            self._stderr_file.close()
+            self._stderr_file = None
+
     def is_running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
