@@ -104,6 +104,14 @@ class FakePort final : public SessionPort {
     deliveries_ = std::move(keep);
     return out;
   }
+  // The archive ids (SessionPort::Deliver) of what `ref` has waiting, in order.
+  std::vector<int64_t> ArchiveIds(xmpp::SessionRef ref) const {
+    std::vector<int64_t> out;
+    for (const auto& d : deliveries_) {
+      if (d.ref == ref) out.push_back(d.archive_id);
+    }
+    return out;
+  }
   const std::vector<std::pair<xmpp::SessionRef, std::string>>& kicks() const { return kicks_; }
 
  private:
