@@ -1002,7 +1002,7 @@ struct Loop::Impl {
       // Counted from here, so the state lives from here (StartTraffic fills the rest).
       if (!c.traffic) c.traffic = std::make_unique<Traffic>();
       c.traffic->sm_received = 0;
-      Write(c, "<enable xmlns='urn:xmpp:sm:3'/>");
+      Write(c, opt.sm_resume ? "<enable xmlns='urn:xmpp:sm:3' resume='true'/>" : "<enable xmlns='urn:xmpp:sm:3'/>");
     }
     Write(c, "<presence/>");
     (void)i;

@@ -134,6 +134,9 @@ int ParseOptions(int argc, const char* const* argv, Options& o, std::ostream& ou
   message->add_option("--sm-every", o.sm_every, "With --sm: messages per <r/> sent (1: every message)")
       ->check(CLI::Range(1u, 1000000u))
       ->capture_default_str();
+  message->add_flag("--sm-resume", o.sm_resume,
+                    "With --sm: enable resumption too (a server may then keep each session's state in its "
+                    "store)");
   presence->add_option("-k,--contacts", o.contacts, "Roster size K (users form cliques of K+1)")
       ->check(CLI::Range(1u, 10000u))
       ->capture_default_str();

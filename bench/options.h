@@ -55,6 +55,7 @@ struct Options {
   uint32_t body_size = 0; // extra body bytes per message
   bool sm = false;        // XEP-0198: enable stream management and answer every <r/>
   uint32_t sm_every = 1;  // --sm: ask for an ack after every this many messages sent
+  bool sm_resume = false; // --sm: ask for resumption too (<enable resume='true'/>)
 
   // Presence.
   uint32_t contacts = 10;       // roster size K: users form cliques of K+1

@@ -2,7 +2,7 @@
 # What one feature costs the message scenario: the same nines build with the
 # feature on and off, same machine, same run. Prints a markdown table.
 #
-#   bench/setting_cost.sh --what archive|sm [--clients N] [--duration S] [--rounds R]
+#   bench/setting_cost.sh --what archive|sm|resume-store [--clients N] [--duration S] [--rounds R]
 #                         [--rate MSGS_PER_S] [--archive true|false] [--sm-every N]
 #                         [--request-every M]
 #
@@ -14,6 +14,12 @@
 #            --request-every M sets it apart),
 #            against no stream management. --archive sets archive.enabled for
 #            both (default false, where acks cost the largest share).
+#   resume-store  stream_management.resume_from_store = true against false,
+#            both runs with resumable stream management (nines-bench --sm
+#            --sm-resume, --sm-every and --request-every as for sm): what
+#            keeping each session's state in the store costs (a device-state
+#            write before acks, and after the client's acks). --archive as
+#            for sm (the cursor moves only with archived messages).
 #
 # Each round runs both settings (alternating which goes first) against a
 # fresh data directory. The server is pinned to CPU 0 and nines-bench to
@@ -42,8 +48,8 @@ while (($#)); do
 done
 request_every_arg=$request_every
 case "$what" in
-  archive|sm) ;;
-  *) echo "$0: --what archive or --what sm" >&2; exit 2 ;;
+  archive|sm|resume-store) ;;
+  *) echo "$0: --what archive, sm or resume-store" >&2; exit 2 ;;
 esac
 [ -x "$NINES" ] && [ -x "$BENCH" ] || { echo "build the release preset first" >&2; exit 1; }
 server_pin=() bench_pin=()
@@ -61,9 +67,12 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # run ON KIND -> one JSON line on stdout (with the server's CPU seconds added)
 run() {
   local on=$1 kind=$2 dir="$work/$1-$RANDOM" archive=$archive_base request_every=5 extra=()
-  local request_every_opt=$request_every_arg
+  local request_every_opt=$request_every_arg resume_from_store=true
   if [ "$what" = archive ]; then
     archive=$on
+  elif [ "$what" = resume-store ]; then
+    request_every=${request_every_opt:-$sm_every} extra=(--sm --sm-every "$sm_every" --sm-resume)
+    resume_from_store=$on
   elif [ "$on" = true ]; then
     request_every=${request_every_opt:-$sm_every} extra=(--sm --sm-every "$sm_every")
   fi
@@ -85,6 +94,7 @@ level = "warn"
 enabled = $archive
 [stream_management]
 request_every = $request_every
+resume_from_store = $resume_from_store
 [limits]
 stanzas_per_second = 1000000
 stanza_burst = 1000000
@@ -122,7 +132,7 @@ done
 python3 - "$results" "$clients" "$rate" "$what" <<'PY'
 import json, sys, statistics
 path, clients, rate, what = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-label_of = {"archive": "archive", "sm": "acks (XEP-0198)"}[what]
+label_of = {"archive": "archive", "sm": "acks (XEP-0198)", "resume-store": "resumption state in the store"}[what]
 rows = {}
 for line in open(path):
     archive, kind, blob = line.split(" ", 2)
