@@ -34,6 +34,9 @@ class NullPort final : public nines::im::SessionPort {
   }
   void Kick(SessionRef, std::string) override {}
   void StanzaDone(SessionRef, uint64_t) override {}
+  bool DeliverToDomain(std::string_view, std::shared_ptr<const std::string>, std::function<void()>) override {
+    return false;
+  }
   size_t bytes = 0;
 };
 

@@ -25,6 +25,7 @@
 #include "net/tls.h"
 #include "store/store.h"
 #include "xmpp/c2s_session.h"
+#include "xmpp/component_session.h"
 #include "xmpp/sasl/sasl.h"
 #include "xmpp/server_context.h"
 #include "xmpp/sessions.h"
@@ -46,6 +47,7 @@ struct Server::Impl {
   std::unique_ptr<im::Hub> hub;
   std::unique_ptr<net::Listener> c2s;
   std::unique_ptr<net::Listener> c2s_tls;
+  std::unique_ptr<net::Listener> components;  // XEP-0114; only if components.secrets names one
   // Signals are caught from Create() on, so a SIGTERM right after the ready
   // line is a graceful shutdown, never the default action.
   asio::io_context signals_context;
@@ -164,6 +166,7 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
       size_t released = 0;
       for (auto* s : sessions->AllOnLoop(i)) released += s->CheckDeadlines() ? 1 : 0;
       NoteMemoryReleased(released);
+      for (auto* c : sessions->AllComponentsOnLoop(i)) c->CheckDeadlines();
     });
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
@@ -187,18 +190,33 @@ Result<void> Server::Start() {
     if (!tls.ok()) return tls.error();
     d.c2s_tls = std::move(tls.value());
   }
+  if (!cfg->component_secrets.empty()) {
+    auto components = net::Listener::Bind(*d.loops, cfg->component_address,
+                                          static_cast<uint16_t>(cfg->component_port),
+                                          [context](net::Loop& loop, asio::ip::tcp::socket socket) {
+                                            xmpp::ComponentSession::Start(*context, loop, std::move(socket));
+                                          });
+    if (!components.ok()) return components.error();
+    d.components = std::move(components.value());
+  }
   d.loops->Start();
   d.c2s->Start();
   if (d.c2s_tls) d.c2s_tls->Start();
+  if (d.components) d.components->Start();
 
   std::string ready = "ready c2s=" + d.c2s->endpoint();
   if (d.c2s_tls) ready += " c2s_tls=" + d.c2s_tls->endpoint();
+  if (d.components) ready += " components=" + d.components->endpoint();
   std::printf("%s\n", ready.c_str());
   std::fflush(stdout);
   spdlog::info("nines {} serving {} with {} event loop(s); data in {}", NINES_VERSION, cfg->domain, d.loops->size(),
                cfg->data_dir);
   spdlog::info("client connections: {} (STARTTLS){}", d.c2s->endpoint(),
                d.c2s_tls ? ", " + d.c2s_tls->endpoint() + " (direct TLS)" : "");
+  if (d.components) {
+    spdlog::info("external components (XEP-0114): {} for {} domain(s)", d.components->endpoint(),
+                 cfg->component_secrets.size());
+  }
   spdlog::info("add a user:  nines user add alice{}   then log in as alice@{} with any XMPP client",
                d.config_path.empty() ? "" : " -c " + d.config_path, cfg->domain);
   return {};
@@ -246,9 +264,13 @@ void Server::Impl::Shutdown() {
   context->shutting_down.store(true);
   if (c2s) c2s->Close();
   if (c2s_tls) c2s_tls->Close();
+  if (components) components->Close();
   for (size_t i = 0; i < loops->size(); ++i) {
     loops->loop(i).Post([this, i] {
       for (auto* s : sessions->AllOnLoop(i)) s->CloseWithStreamError("system-shutdown", "the server is shutting down");
+      for (auto* c : sessions->AllComponentsOnLoop(i)) {
+        c->CloseWithStreamError("system-shutdown", "the server is shutting down");
+      }
     });
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(6);

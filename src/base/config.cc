@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <toml++/toml.h>
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -112,6 +113,27 @@ const std::vector<Key>& Schema() {
        "body and everything else go out at once."},
       {"csi.max_held", &Config::csi_max_held, 1, 100000, true,
        "Stanzas held for one inactive client; when more arrive, everything held is sent."},
+
+      {"components.address", &Config::component_address, 0, 0, false,
+       "Address for XEP-0114 external components (push app servers, gateways). The protocol has no TLS: keep it "
+       "on loopback or a private network."},
+      {"components.port", &Config::component_port, 0, 65535, false,
+       "Port for external components; 0 picks a free port. The listener opens only if components.secrets names "
+       "a component."},
+      {"components.secrets", &Config::component_secrets, 0, 0, true,
+       "The components allowed to connect, as \"domain=secret\" (e.g. \"push.example.org=...\"): each serves "
+       "that domain and authenticates with the XEP-0114 handshake. Secrets of at least 16 characters."},
+
+      {"push.enabled", &Config::push_enabled, 0, 0, true,
+       "Let clients register for XEP-0357 push notifications, sent to their app server when a message arrives "
+       "for a device that is offline, detached or inactive."},
+      {"push.max_registrations", &Config::push_max_registrations, 1, 1000, true,
+       "Push registrations one account may hold; one more is refused with <resource-constraint/>."},
+      {"push.include_sender", &Config::push_include_sender, 0, 0, true,
+       "Name the sender (last-message-sender) in notifications. They pass through the app server and the "
+       "phone vendor's push service, so this is off by default."},
+      {"push.include_body", &Config::push_include_body, 0, 0, true,
+       "Put the message text (last-message-body) in notifications; off by default for the same reason."},
 
       {"limits.stanza_size", &Limits::stanza_size, 512, 64 << 20, true,
        "Largest stanza in bytes after authentication (policy-violation if exceeded)."},
@@ -240,6 +262,33 @@ Result<void> Validate(const Config& c, const std::string& origin) {
                        fmt::format("{}: auth.mechanisms: '{}' is not a supported mechanism", origin, m));
     }
   }
+  std::set<std::string> component_domains;
+  for (const auto& entry : c.component_secrets) {
+    size_t eq = entry.find('=');
+    std::string domain = entry.substr(0, eq == std::string::npos ? 0 : eq);
+    if (eq == std::string::npos || domain.empty()) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("{}: components.secrets: '{}' is not \"domain=secret\"", origin,
+                                   domain.empty() && eq == std::string::npos ? entry.substr(0, 40) : domain));
+    }
+    if (entry.size() - eq - 1 < 16) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("{}: components.secrets: the secret for '{}' is shorter than 16 characters",
+                                   origin, domain));
+    }
+    if (std::any_of(domain.begin(), domain.end(), [](char ch) { return ch >= 'A' && ch <= 'Z'; })) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("{}: components.secrets: write the domain '{}' in lower case", origin, domain));
+    }
+    if (domain == c.domain) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("{}: components.secrets: '{}' is the server's own domain", origin, domain));
+    }
+    if (!component_domains.insert(domain).second) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("{}: components.secrets: '{}' is listed twice", origin, domain));
+    }
+  }
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (kLevels.count(c.log_level) == 0) {
     return MakeError(Errc::kInvalidArgument,
@@ -254,6 +303,14 @@ std::string Config::CertificatePath() const {
   return certificate.empty() ? data_dir + "/tls/cert.pem" : certificate;
 }
 std::string Config::KeyPath() const { return key.empty() ? data_dir + "/tls/key.pem" : key; }
+std::string Config::ComponentSecret(std::string_view domain) const {
+  for (const auto& entry : component_secrets) {
+    size_t eq = entry.find('=');
+    if (eq != std::string::npos && std::string_view(entry).substr(0, eq) == domain) return entry.substr(eq + 1);
+  }
+  return {};
+}
+
 std::string Config::SqlitePath() const { return sqlite_path.empty() ? data_dir + "/nines.db" : sqlite_path; }
 
 Result<Config> ParseConfig(const std::string& toml_text, const std::string& origin) {

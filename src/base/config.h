@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/result.h"
@@ -110,7 +111,21 @@ struct Config {
   bool csi_enabled = true;     // hold presence and chat states while a client is inactive
   int64_t csi_max_held = 500;  // held stanzas per session; beyond it everything held is sent
 
+  // [components] (XEP-0114)
+  std::string component_address = "127.0.0.1";
+  int64_t component_port = 5347;                // the listener opens only when `secrets` names a component
+  std::vector<std::string> component_secrets;  // "domain=secret", one per component
+
+  // [push] (XEP-0357)
+  bool push_enabled = true;            // let clients register for push notifications
+  int64_t push_max_registrations = 8;  // per account
+  bool push_include_sender = false;    // name the sender in notifications
+  bool push_include_body = false;      // put the message text in notifications
+
   Limits limits;
+
+  // The secret configured for component `domain` (normalised), or "" if none.
+  std::string ComponentSecret(std::string_view domain) const;
 
   // Paths with their defaults resolved against data_dir.
   std::string CertificatePath() const;

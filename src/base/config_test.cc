@@ -94,6 +94,31 @@ TEST(ConfigTest, RestartOnlyChangesNamesOnlyRestartKeys) {
   EXPECT_TRUE(RestartOnlyChanges(current, current).empty());
 }
 
+TEST(ConfigTest, ComponentSecretsAreCheckedAndLookedUp) {
+  auto ok = ParseConfig("[components]\nsecrets = [\"push.localhost=0123456789abcdef=x\", \"gw.localhost=fedcba9876543210\"]\n",
+                        "t.toml");
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_EQ(ok->ComponentSecret("push.localhost"), "0123456789abcdef=x") << "split at the first '='";
+  EXPECT_EQ(ok->ComponentSecret("gw.localhost"), "fedcba9876543210");
+  EXPECT_EQ(ok->ComponentSecret("other.localhost"), "");
+  EXPECT_EQ(ok->ComponentSecret("push"), "");
+
+  struct Case {
+    const char* value;
+    const char* says;
+  };
+  for (const Case& c : {Case{"\"push.localhost\"", "is not"}, Case{"\"=0123456789abcdef\"", "is not"},
+                        Case{"\"push.localhost=short\"", "shorter than 16"},
+                        Case{"\"Push.localhost=0123456789abcdef\"", "lower case"},
+                        Case{"\"localhost=0123456789abcdef\"", "own domain"},
+                        Case{"\"a.localhost=0123456789abcdef\", \"a.localhost=0123456789abcdeg\"", "twice"}}) {
+    auto bad = ParseConfig(std::string("[components]\nsecrets = [") + c.value + "]\n", "t.toml");
+    ASSERT_FALSE(bad.ok()) << c.value;
+    EXPECT_NE(bad.error().message.find(c.says), std::string::npos) << bad.error().message;
+    EXPECT_NE(bad.error().message.find("components.secrets"), std::string::npos) << bad.error().message;
+  }
+}
+
 // docs/config.md is generated from the schema; this keeps them in step.
 TEST(ConfigTest, DocsMatchSchema) {
   const char* src = std::getenv("NINES_SOURCE_DIR");

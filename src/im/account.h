@@ -44,6 +44,7 @@ struct Resource {
   bool available = false;   // sent available presence, not yet unavailable
   bool interested = false;  // requested the roster (RFC 6121 §2.2): gets roster pushes
   bool carbons = false;     // enabled XEP-0280 message carbons
+  bool asleep = false;      // detached (XEP-0198) or inactive (XEP-0352): push.cc notifies for it
   // Restored from the store (Hub::Restore): archived messages up to this id
   // were replayed to it, and are not delivered again.
   int64_t replayed_up_to = 0;
@@ -103,6 +104,19 @@ struct AccountState {
   // Work waiting for the load, in arrival order. A list, not a deque: an
   // empty libstdc++ deque allocates 576 bytes, and most accounts never queue.
   std::list<AccountOp> queue;
+  // XEP-0357 push registrations (push.cc), read from the store the first
+  // time a message or an enable/disable needs them, then kept in step with
+  // it. `pending`: notifications sent since that device was last awake (the
+  // summary's message-count).
+  enum class PushLoad : uint8_t { kNone, kLoading, kLoaded };
+  struct PushEntry {
+    store::PushRegistration reg;
+    int64_t pending = 0;
+  };
+  PushLoad push_load = PushLoad::kNone;
+  std::vector<PushEntry> pushes;
+  std::list<UniqueFunction<void(AccountState&, bool)>> push_waiting;  // for the load; bool: it succeeded
+
   int replaying = 0;  // restores replaying the archive: the outbox waits (restore.cc)
   int busy = 0;     // store calls in flight
   int running = 0;  // ops on the stack (guards eviction)

@@ -81,7 +81,7 @@ void HubImpl::ReceivedCarbons(AccountState& st, const RoutedPtr& r,
 }
 
 void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id) {
-  if (!r->carbons_ok || !r->has_origin) return;
+  if (!r->carbons_ok || !r->has_origin || r->external) return;
   std::string bare(BareOf(r->from));
   if (bare == BareOf(r->to)) return;  // to oneself: the other resources get <received/> copies
   PostToAccount(bare, [this, r, archive_id](AccountState& st) {

@@ -21,6 +21,14 @@ bool Hub::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
   return impl_->HandleStanza(ref, from, std::move(stanza), ticket);
 }
 
+void Hub::HandleFromComponent(xmpp::SessionRef ref, xml::Element stanza) {
+  impl_->HandleFromComponent(ref, std::move(stanza));
+}
+
+void Hub::SetAsleep(xmpp::SessionRef ref, const xmpp::Jid& full, bool asleep) {
+  impl_->SetAsleep(ref, full, asleep);
+}
+
 void Hub::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) { impl_->Unbind(ref, full); }
 
 const IqRegistry& Hub::registry() const { return impl_->registry(); }

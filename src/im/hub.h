@@ -71,6 +71,8 @@ class Hub final : public xmpp::Hub {
   void Restore(xmpp::SessionRef ref, const xmpp::Jid& bare, xmpp::RestoredResource restored,
                std::function<void(Result<xmpp::Jid>)> done) override;
   bool HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, uint64_t ticket) override;
+  void HandleFromComponent(xmpp::SessionRef ref, xml::Element stanza) override;
+  void SetAsleep(xmpp::SessionRef ref, const xmpp::Jid& full, bool asleep) override;
   void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) override;
 
   // The handlers and features in effect; immutable after construction, safe

@@ -117,6 +117,7 @@ HubImpl::HubImpl(HubDeps deps)
   RegisterArchive();
   RegisterCarbons();
   RegisterServices();
+  RegisterPush();
 }
 
 HubImpl::~HubImpl() { port_cell_->store(nullptr, std::memory_order_release); }
@@ -303,6 +304,7 @@ Result<Resource*> HubImpl::BindResource(AccountState& st, xmpp::SessionRef ref, 
   res.name = name;
   res.full = st.bare + "/" + name;
   st.resources.push_back(std::move(res));
+  PushSeen(st, name);
   return &st.resources.back();
 }
 
@@ -341,8 +343,48 @@ bool HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Ele
   return false;
 }
 
+void HubImpl::HandleFromComponent(xmpp::SessionRef ref, xml::Element stanza) {
+  const Config& config = ConfigOn(ref.loop);
+  auto from = xmpp::Jid::Parse(stanza.Attr("from"));  // ComponentSession checked it
+  if (!from.ok()) return;
+  const std::string& name = stanza.name();
+  if (name == "message") {
+    ClientMessage(ref, *from, std::move(stanza), config, 0, /*external=*/true);
+  } else if (name == "presence") {
+    // Straight to the addressee: a component has no presence state here.
+    const PresType type = ParsePresType(stanza.Attr("type"));
+    if (type == PresType::kInvalid) return;
+    auto r = std::make_shared<Routed>();
+    r->kind = Kind::kPresence;
+    r->type = static_cast<uint8_t>(type);
+    r->has_origin = true;
+    r->external = true;
+    r->origin = ref;
+    r->from = std::string(stanza.Attr("from"));
+    r->to = std::string(stanza.Attr("to"));
+    r->id = std::string(stanza.Attr("id"));
+    stanza.SerializeTo(r->xml, ns::kClient);
+    Route(std::move(r), ref.loop, /*may_inline=*/true);
+  } else if (name == "iq") {
+    if (HandlePushReply(stanza, config)) return;
+    ClientIq(ref, *from, std::move(stanza), config);
+  }
+}
+
+void HubImpl::SetAsleep(xmpp::SessionRef ref, const xmpp::Jid& full, bool asleep) {
+  std::string key = full.BareString();
+  size_t home = HomeOf(key);
+  loop(home).Post([this, ref, home, key = std::move(key), asleep] {
+    AccountState* st = FindAccount(home, key);
+    Resource* res = st != nullptr ? st->FindByRef(ref) : nullptr;
+    if (res == nullptr) return;  // unbound meanwhile
+    res->asleep = asleep;
+    if (!asleep) PushSeen(*st, res->name);
+  });
+}
+
 bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
-                            const Config& config, uint64_t ticket) {
+                            const Config& config, uint64_t ticket, bool external) {
   // RFC 6120 §10.3.1: a message without 'to' is for the sender's bare JID.
   if (!stanza.HasAttr("to")) stanza.SetAttr("to", from.BareString());
   auto r = std::make_shared<Routed>();
@@ -368,6 +410,7 @@ bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
   }
   if (forged) stanza.RemoveChildren("stanza-id", "urn:xmpp:sid:0");
   r->has_origin = true;
+  r->external = external;
   r->origin = ref;
   r->from = std::string(stanza.Attr("from"));
   r->to = std::string(stanza.Attr("to"));
@@ -377,8 +420,8 @@ bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
   // A message that will wait for an archive or offline write counts against
   // the session's limits.messages_in_flight until it is durable, handed to
   // the recipient's sessions, or refused; its XEP-0198 acknowledgement waits
-  // as long (G1).
-  const bool counted = (r->archive_ok && config.archive_enabled) || r->offline_ok;
+  // as long (G1). A component has no such count: it is not told.
+  const bool counted = !external && ((r->archive_ok && config.archive_enabled) || r->offline_ok);
   if (counted) r->done = std::make_shared<OriginNotifier>(port_cell_, ref, ticket);
   Route(std::move(r), ref.loop, /*may_inline=*/true);
   return counted;
@@ -388,7 +431,17 @@ void HubImpl::Route(RoutedPtr r, size_t current, bool may_inline) {
   const Config& config = ConfigOn(current);
   JidView to = SplitJid(r->to);
   if (to.domain != config.domain) {
-    // No server-to-server yet (RFC 6120 §8.3.3.15).
+    // An external component's domain (XEP-0114), if one is connected. A
+    // component that goes away with the stanza still queued bounces it.
+    std::function<void()> on_gone;
+    if (r->kind != Kind::kIq || r->iq_type() == IqType::kGet || r->iq_type() == IqType::kSet) {
+      on_gone = [this, r] { Bounce(*r, "service-unavailable"); };
+    }
+    if (port_->DeliverToDomain(to.domain, SharedXml(r), std::move(on_gone))) {
+      r->done.reset();  // handed over: the sender may count it as handled
+      return;
+    }
+    // Nor server-to-server yet (RFC 6120 §8.3.3.15).
     Bounce(*r, "remote-server-not-found");
     return;
   }
@@ -449,7 +502,10 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
       xmpp::SessionRef target = res->ref;
       DeliverTo(*res, SharedXml(r), std::move(on_gone), hops == 0 ? r->archive_id : 0);
       r->done.reset();  // handed over: the sender may count it as handled
-      if (hops == 0) ReceivedCarbons(st, r, {target});
+      if (hops == 0) {
+        ReceivedCarbons(st, r, {target});
+        MaybePush(st, r, {target}, false);
+      }
       return;
     }
     // §8.5.3.2.1: no such resource.
@@ -492,6 +548,7 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
   }
   if (count == 0) {
     StoreOffline(st, r);
+    if (hops == 0) MaybePush(st, r, {}, true);
     return;
   }
   auto xml = SharedXml(r);
@@ -508,7 +565,10 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
     delivered.push_back(res.ref);
   }
   r->done.reset();  // handed over: the sender may count it as handled
-  if (hops == 0) ReceivedCarbons(st, r, delivered);
+  if (hops == 0) {
+    ReceivedCarbons(st, r, delivered);
+    MaybePush(st, r, std::move(delivered), false);
+  }
 }
 
 void HubImpl::Reroute(RoutedPtr r, xmpp::SessionRef gone, int hops) {
@@ -555,7 +615,17 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
   if (const std::string* to_attr = stanza.FindAttr("to")) {
     JidView to = SplitJid(*to_attr);
     if (to.domain != config.domain) {
-      if (request) SendToSessionError(ref, stanza, "remote-server-not-found");
+      // Elsewhere: Route finds a component serving it, or bounces.
+      auto r = std::make_shared<Routed>();
+      r->kind = Kind::kIq;
+      r->type = static_cast<uint8_t>(type);
+      r->has_origin = true;
+      r->origin = ref;
+      r->from = std::string(stanza.Attr("from"));
+      r->to = *to_attr;
+      r->id = std::string(stanza.Attr("id"));
+      stanza.SerializeTo(r->xml, ns::kClient);
+      Route(std::move(r), ref.loop, /*may_inline=*/true);
       return;
     }
     if (to.local.empty()) {

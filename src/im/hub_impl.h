@@ -7,6 +7,7 @@
 //   roster.cc     roster get/set/remove, pushes, versioning (§2)
 //   offline.cc    offline storage and delivery (XEP-0160, XEP-0203)
 //   services.cc   disco, version, ping, vCard-temp, legacy session
+//   push.cc       XEP-0357 push: registrations and notifications
 //
 // Threading: see hub.h. Each method says which loop it runs on; "home"
 // means the home loop of the account it is given.
@@ -83,6 +84,7 @@ struct Routed {
   bool archive_ok = false;  // a message XEP-0313 archives would keep (before the owners' settings)
   bool carbons_ok = false;  // eligible for XEP-0280 carbons (and not marked private)
   bool has_origin = false;  // sent by a local session: errors go back to `origin`
+  bool external = false;    // from an external component (XEP-0114): no sender account here
   xmpp::SessionRef origin;
   int64_t stamp_ms = 0;  // for a message back from offline storage: first receipt
   std::string from;      // as stamped on the stanza
@@ -117,6 +119,8 @@ class HubImpl {
   void Restore(xmpp::SessionRef ref, const xmpp::Jid& bare, xmpp::RestoredResource restored,
                std::function<void(Result<xmpp::Jid>)> done);
   bool HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, uint64_t ticket);
+  void HandleFromComponent(xmpp::SessionRef ref, xml::Element stanza);
+  void SetAsleep(xmpp::SessionRef ref, const xmpp::Jid& full, bool asleep);
   void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full);
 
   const IqRegistry& registry() const { return registry_; }
@@ -279,14 +283,34 @@ class HubImpl {
   // Services (services.cc)
   void RegisterServices();
 
+  // ---------------------------------------------------------------------
+  // Push (push.cc): XEP-0357
+
+  using PushOp = UniqueFunction<void(AccountState& st, bool ok)>;
+  // Runs `op` once the account's registrations are loaded (at once if they
+  // are); ok=false: the load failed and `st.pushes` is not to be trusted.
+  void WithPushes(AccountState& st, PushOp op);
+  // A message for the account was handled at its home (first routing only):
+  // `delivered` are the sessions it went to, `offline`: it was put in
+  // offline storage. Notifies each registered device that could not take
+  // it itself: offline, detached or inactive.
+  void MaybePush(AccountState& st, const RoutedPtr& r, std::vector<xmpp::SessionRef> delivered, bool offline);
+  // The device bound as resource `name` is awake: its count starts again.
+  static void PushSeen(AccountState& st, std::string_view name);
+  // An IQ from a component that answers one of our notifications: handled
+  // (true) or not one (false). A refusal removes the registration.
+  bool HandlePushReply(const xml::Element& iq, const Config& config);
+  void RegisterPush();
+
  private:
   AccountState& FindOrCreate(size_t home, std::string_view bare);
   void StartLoad(AccountState& st);
   struct LoadResult;
   void FinishLoad(size_t home, const std::string& bare, LoadResult& result);
 
+  // `external`: from a component (no ticket, no sender account here).
   bool ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config,
-                     uint64_t ticket);
+                     uint64_t ticket, bool external = false);
   void ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
   void ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
                            const Config& config);

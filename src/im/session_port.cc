@@ -19,6 +19,10 @@ class SessionsPort final : public SessionPort {
   void StanzaDone(xmpp::SessionRef ref, uint64_t ticket) override {
     sessions_->StanzaDone(ref, ticket);
   }
+  bool DeliverToDomain(std::string_view domain, std::shared_ptr<const std::string> xml,
+                       std::function<void()> on_gone) override {
+    return sessions_->DeliverToDomain(domain, std::move(xml), std::move(on_gone));
+  }
 
  private:
   xmpp::Sessions* sessions_;

@@ -4,12 +4,13 @@
 // Unit tests pass their own implementation through HubDeps::port, which is
 // the test seam: it records deliveries and can pretend a session is gone.
 //
-// Thread safety: both calls may be made from any loop thread.
+// Thread safety: every call may be made from any loop thread.
 #pragma once
 
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "xmpp/session_ref.h"
 
@@ -35,6 +36,10 @@ class SessionPort {
   // The stanza `ticket`, for which HandleStanza returned true, is finished
   // (see xmpp/hub.h). Nothing happens if the session is gone.
   virtual void StanzaDone(xmpp::SessionRef ref, uint64_t ticket) = 0;
+  // Deliver() to the external component serving `domain` (XEP-0114); false
+  // (and nothing happens) if none is connected.
+  virtual bool DeliverToDomain(std::string_view domain, std::shared_ptr<const std::string> xml,
+                               std::function<void()> on_gone) = 0;
 };
 
 // The production port: forwards to `sessions`, which must outlive it.

@@ -207,6 +207,19 @@ struct DeviceState {
   int64_t detached_ms = 0;
 };
 
+// An XEP-0357 push registration: the app server `jid` notifies one device
+// through `node` whenever that device cannot receive for itself.
+struct PushRegistration {
+  std::string username;  // the owner
+  std::string jid;       // the app server (an XMPP service, usually a component), normalised
+  std::string node;      // opaque to us: the device's PubSub node at the app server
+  // The <x xmlns='jabber:x:data'/> publish-options the client gave, serialised
+  // as it goes into each notification; "" if none.
+  std::string options;
+  std::string resource;  // the resource that enabled it: that device's session
+  int64_t created_ms = 0;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -277,6 +290,17 @@ class Store {
   // `now_ms`. Then rows whose resume window ended before `now_ms` are
   // deleted; returns how many.
   virtual void SweepDeviceStates(int64_t now_ms, Reply<int64_t> reply) = 0;
+
+  // Push registrations (XEP-0357). Put inserts or replaces the row keyed by
+  // (username, jid, node); kNotFound if the owner has no account,
+  // kInvalidArgument for an empty jid or node. Delete removes the rows of
+  // (username, jid) with that node, or every node there if `node` is empty,
+  // and returns how many went (0 is not an error). List: the owner's rows,
+  // oldest first. DeleteAccount deletes the account's rows.
+  virtual void PutPushRegistration(PushRegistration registration, Reply<void> reply) = 0;
+  virtual void DeletePushRegistrations(std::string username, std::string jid, std::string node,
+                                       Reply<int64_t> reply) = 0;
+  virtual void ListPushRegistrations(std::string username, Reply<std::vector<PushRegistration>> reply) = 0;
 
   // Drains queued work (every queued write commits and replies) and stops
   // the store's threads. Blocks; never call it on an event loop that must

@@ -264,6 +264,16 @@ class StoreConformance : public ::testing::Test {
   Result<int64_t> SweepDeviceStates(int64_t now_ms) {
     return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->SweepDeviceStates(now_ms, std::move(r)); });
   }
+  Result<void> PutPushRegistration(PushRegistration registration) {
+    return Await<void>(io_, [&](Reply<void> r) { store_->PutPushRegistration(std::move(registration), std::move(r)); });
+  }
+  Result<int64_t> DeletePushRegistrations(const std::string& user, const std::string& jid, const std::string& node) {
+    return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->DeletePushRegistrations(user, jid, node, std::move(r)); });
+  }
+  Result<std::vector<PushRegistration>> ListPushRegistrations(const std::string& user) {
+    return Await<std::vector<PushRegistration>>(
+        io_, [&](Reply<std::vector<PushRegistration>> r) { store_->ListPushRegistrations(user, std::move(r)); });
+  }
   // Archives message `id` from `from` to `to` in both owners' archives.
   Result<ArchiveOutcome> ArchivePair(const std::string& from, const std::string& to, int64_t id,
                                      int64_t stamp_ms, std::string origin_id = {}) {
@@ -1240,6 +1250,81 @@ TYPED_TEST_P(StoreConformance, SweepDetachesAttachedRowsAndDropsExpiredOnes) {
   EXPECT_EQ(*this->SweepDeviceStates(now + 301'000), 2);
 }
 
+inline PushRegistration MakePush(const std::string& username, const std::string& jid, const std::string& node,
+                                 int64_t created_ms) {
+  PushRegistration p;
+  p.username = username;
+  p.jid = jid;
+  p.node = node;
+  p.options = "<x xmlns='jabber:x:data' type='submit'><field var='secret'><value>s3</value></field></x>";
+  p.resource = "phone";
+  p.created_ms = created_ms;
+  return p;
+}
+
+TYPED_TEST_P(StoreConformance, PushRegistrationsRoundTripAndAreReplaced) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("bob")).ok());
+  ASSERT_TRUE(this->PutPushRegistration(MakePush("alice", "push.example.org", "n2", 20)).ok());
+  ASSERT_TRUE(this->PutPushRegistration(MakePush("alice", "push.example.org", "n1", 10)).ok());
+  ASSERT_TRUE(this->PutPushRegistration(MakePush("bob", "push.example.org", "n1", 5)).ok());
+  auto got = this->ListPushRegistrations("alice");
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  ASSERT_EQ(got->size(), 2u);
+  EXPECT_EQ((*got)[0].node, "n1") << "oldest first";
+  EXPECT_EQ((*got)[0].username, "alice");
+  EXPECT_EQ((*got)[0].jid, "push.example.org");
+  EXPECT_EQ((*got)[0].options, MakePush("", "", "", 0).options);
+  EXPECT_EQ((*got)[0].resource, "phone");
+  EXPECT_EQ((*got)[0].created_ms, 10);
+  EXPECT_EQ((*got)[1].node, "n2");
+
+  PushRegistration again = MakePush("alice", "push.example.org", "n1", 30);
+  again.options = "";
+  again.resource = "tablet";
+  ASSERT_TRUE(this->PutPushRegistration(again).ok());
+  this->Reopen();
+  got = this->ListPushRegistrations("alice");
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 2u) << "the same (jid, node) replaces, it does not add";
+  EXPECT_EQ((*got)[0].node, "n2");
+  EXPECT_EQ((*got)[1].node, "n1");
+  EXPECT_EQ((*got)[1].options, "");
+  EXPECT_EQ((*got)[1].resource, "tablet");
+  EXPECT_EQ(this->ListPushRegistrations("bob")->size(), 1u) << "other owners are untouched";
+  EXPECT_TRUE(this->ListPushRegistrations("nobody")->empty());
+}
+
+TYPED_TEST_P(StoreConformance, PushRegistrationsDeleteByNodeOrService) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("bob")).ok());
+  for (const char* node : {"n1", "n2", "n3"}) {
+    ASSERT_TRUE(this->PutPushRegistration(MakePush("alice", "push.example.org", node, 1)).ok());
+  }
+  ASSERT_TRUE(this->PutPushRegistration(MakePush("alice", "other.example.org", "n1", 2)).ok());
+  ASSERT_TRUE(this->PutPushRegistration(MakePush("bob", "push.example.org", "n2", 3)).ok());
+  EXPECT_EQ(*this->DeletePushRegistrations("alice", "push.example.org", "n2"), 1);
+  EXPECT_EQ(*this->DeletePushRegistrations("alice", "push.example.org", "n2"), 0) << "gone already";
+  EXPECT_EQ(*this->DeletePushRegistrations("alice", "push.example.org", ""), 2) << "every node of the service";
+  auto left = this->ListPushRegistrations("alice");
+  ASSERT_EQ(left->size(), 1u);
+  EXPECT_EQ((*left)[0].jid, "other.example.org");
+  EXPECT_EQ(this->ListPushRegistrations("bob")->size(), 1u);
+}
+
+TYPED_TEST_P(StoreConformance, PushRegistrationsNeedAnAccountAndGoWithIt) {
+  EXPECT_EQ(this->PutPushRegistration(MakePush("nobody", "push.example.org", "n", 1)).error().code,
+            Errc::kNotFound);
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  EXPECT_EQ(this->PutPushRegistration(MakePush("alice", "", "n", 1)).error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(this->PutPushRegistration(MakePush("alice", "push.example.org", "", 1)).error().code,
+            Errc::kInvalidArgument);
+  ASSERT_TRUE(this->PutPushRegistration(MakePush("alice", "push.example.org", "n", 1)).ok());
+  ASSERT_TRUE(this->DeleteAccount("alice").ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  EXPECT_TRUE(this->ListPushRegistrations("alice")->empty()) << "a new account with the old name starts clean";
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
     MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
@@ -1255,6 +1340,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     ArchiveRecognisesRetransmissionsByOriginId, ArchiveBatchIsAllOrNothing, PruneArchiveByAgeAndCount,
     AssignedArchiveIdsFollowCommitOrderAndTheClock, ArchiveSurvivesReopen,
     DeviceStateRoundTripsAndIsReplaced, DeviceStatesNeedAnAccountAndGoWithIt,
-    SweepDetachesAttachedRowsAndDropsExpiredOnes);
+    SweepDetachesAttachedRowsAndDropsExpiredOnes, PushRegistrationsRoundTripAndAreReplaced,
+    PushRegistrationsDeleteByNodeOrService, PushRegistrationsNeedAnAccountAndGoWithIt);
 
 }  // namespace nines::store::conformance

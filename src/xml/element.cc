@@ -221,6 +221,13 @@ void Element::SerializeTo(std::string& out, std::string_view parent_ns) const {
   out.push_back('>');
 }
 
+void Element::RenameNamespace(std::string_view from, std::string_view to) {
+  if (ns_ == from) ns_ = std::string(to);
+  for (auto& node : nodes_) {
+    if (node.element) node.element->RenameNamespace(from, to);
+  }
+}
+
 Element Element::Clone() const {
   Element copy(name_, ns_);
   copy.attrs_ = attrs_;

@@ -111,6 +111,11 @@ class Element {
 
   Element Clone() const;
 
+  // Moves this element and every descendant in namespace `from` to `to`
+  // (a stanza read on a jabber:component:accept stream, re-homed into
+  // jabber:client before it is routed).
+  void RenameNamespace(std::string_view from, std::string_view to);
+
   // Structural equality: name, ns, attributes in order, and nodes in order.
   friend bool operator==(const Element& a, const Element& b);
 

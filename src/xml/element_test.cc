@@ -185,5 +185,18 @@ TEST(ElementTest, EqualityComparesEverything) {
   EXPECT_FALSE(a == b);
 }
 
+
+TEST(ElementTest, RenameNamespaceMovesTheTreeButNotOtherNamespaces) {
+  Element message("message", "jabber:component:accept");
+  message.SetAttr("to", "alice@example.com");
+  message.AddChild("body", "jabber:component:accept").AddText("hi");
+  Element& x = message.AddChild("x", "jabber:x:data");
+  x.AddChild("field", "jabber:x:data");
+  message.RenameNamespace("jabber:component:accept", "jabber:client");
+  EXPECT_EQ(message.ns(), "jabber:client");
+  EXPECT_EQ(message.Serialize("jabber:client"),
+            "<message to='alice@example.com'><body>hi</body><x xmlns='jabber:x:data'><field/></x></message>");
+}
+
 }  // namespace
 }  // namespace nines::xml

@@ -35,19 +35,6 @@ int64_t NowMs() {
       .count();
 }
 
-std::string StreamErrorXml(std::string_view condition, std::string_view text, std::string_view app) {
-  std::string out = "<stream:error><";
-  out += condition;
-  out += " xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>";
-  if (!text.empty()) {
-    out += "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>";
-    xml::AppendEscaped(out, text);
-    out += "</text>";
-  }
-  out += app;
-  out += "</stream:error></stream:stream>";
-  return out;
-}
 
 }  // namespace
 
@@ -1030,10 +1017,12 @@ bool C2sSession::HandleCsi(const Element& element) {
   if (!config_->csi_enabled || state_ != State::kBound) return true;  // not offered: nothing to do
   if (name == "inactive") {
     inactive_ = true;
+    ReportAsleep();
     return true;
   }
   inactive_ = false;
   FlushHeld();
+  ReportAsleep();
   return true;
 }
 

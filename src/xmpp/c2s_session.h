@@ -153,6 +153,9 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // The connection broke: detach if resumable, else Finish().
   void LoseConnection();
   void Detach();
+  // Tells the hub if the session became asleep (detached or inactive) or
+  // awake since it was last told (Hub::SetAsleep, for XEP-0357 push).
+  void ReportAsleep();
   void StartHandover(SessionRef target, std::string previd, uint32_t h);
   void AdoptConnection(std::shared_ptr<Handover> handover);
   void HandoverFailed(std::shared_ptr<Handover> handover);
@@ -214,6 +217,7 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   std::shared_ptr<C2sSession> in_flight_keep_alive_;
   std::unique_ptr<StreamManagement> sm_;  // XEP-0198, after <enable/>
   bool inactive_ = false;                 // XEP-0352: the client said <inactive/>
+  bool reported_asleep_ = false;          // what the hub was last told (Hub::SetAsleep)
   std::unique_ptr<std::list<Held>> held_;  // while inactive
   uint64_t next_ticket_ = 0;              // the next bound stanza's number
   int64_t last_archive_id_ = 0;           // of the last incoming archived message sent (device cursor start)

@@ -284,6 +284,14 @@ void C2sSession::Detach() {
   sm_->request_outstanding = false;
   sm_->ack_owed = false;
   sm_->keep_alive = shared_from_this();
+  ReportAsleep();
+}
+
+void C2sSession::ReportAsleep() {
+  const bool asleep = (sm_ && sm_->detached) || inactive_;
+  if (asleep == reported_asleep_ || state_ != State::kBound) return;
+  reported_asleep_ = asleep;
+  context_.hub->SetAsleep(ref_, jid_, asleep);
 }
 
 void C2sSession::HandleResume(const Element& resume) {
@@ -443,6 +451,7 @@ void C2sSession::AdoptConnection(std::shared_ptr<Handover> handover) {
     auto held = std::move(held_);
     for (auto& h : *held) SendStanza(std::move(h.xml), std::move(h.on_gone), h.archive_id);
   }
+  ReportAsleep();
   SmAdvance();
 }
 

@@ -70,6 +70,18 @@ class Hub {
   // handled already and nothing more will be reported.
   virtual bool HandleStanza(SessionRef ref, const Jid& from, xml::Element stanza, uint64_t ticket) = 0;
 
+  // A stanza from an external component (XEP-0114, ComponentSession) that
+  // `ref` is: 'from' is a JID at the component's domain, 'to' is set, both
+  // normalised, and the stanza is in jabber:client. Errors about it go back
+  // to `ref` through Sessions::Deliver.
+  virtual void HandleFromComponent(SessionRef ref, xml::Element stanza) = 0;
+
+  // The bound session `full` can no longer take messages itself, or can
+  // again: asleep while it is detached (XEP-0198, waiting to be resumed) or
+  // inactive (XEP-0352). Messages it gets while asleep are announced to its
+  // push service (XEP-0357), if it registered one.
+  virtual void SetAsleep(SessionRef ref, const Jid& full, bool asleep) = 0;
+
   // The session has ended (any reason). If it was available, the hub
   // broadcasts unavailable presence on its behalf (RFC 6121 §4.5.1).
   virtual void Unbind(SessionRef ref, const Jid& full) = 0;

@@ -7,6 +7,7 @@ namespace nines::xmpp::ns {
 
 inline constexpr std::string_view kStream = "http://etherx.jabber.org/streams";
 inline constexpr std::string_view kClient = "jabber:client";
+inline constexpr std::string_view kComponent = "jabber:component:accept";  // XEP-0114
 inline constexpr std::string_view kTls = "urn:ietf:params:xml:ns:xmpp-tls";
 inline constexpr std::string_view kSasl = "urn:ietf:params:xml:ns:xmpp-sasl";
 inline constexpr std::string_view kBind = "urn:ietf:params:xml:ns:xmpp-bind";

@@ -1,15 +1,22 @@
-// Sessions: the per-loop tables of live client sessions, and delivery to them.
+// Sessions: the per-loop tables of live client and component sessions, and
+// delivery to them.
 //
-// Each loop has its own table (id -> session), touched only on that loop, so
+// Each loop has its own tables (id -> session), touched only on that loop, so
 // lookups take no lock. Deliver() posts the bytes to the session's loop.
+// External components (XEP-0114) are also found by the domain they serve:
+// that table is shared by all loops and changes only when a component
+// authenticates or goes, so it sits behind a reader-writer lock.
 //
-// Thread safety: Deliver/Kick may be called from any thread. Add/Remove only
-// on the session's own loop.
+// Thread safety: Deliver/Kick/DeliverToDomain/ClaimDomain/ReleaseDomain may
+// be called from any thread. Add/Remove only on the session's own loop.
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <optional>
+#include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -19,6 +26,7 @@
 namespace nines::xmpp {
 
 class C2sSession;
+class ComponentSession;
 
 class Sessions {
  public:
@@ -47,15 +55,34 @@ class Sessions {
   void Add(SessionRef ref, C2sSession* session);
   void Remove(SessionRef ref);
   C2sSession* Find(SessionRef ref);
-  size_t CountOnLoop(size_t loop) const { return tables_[loop].size(); }
+  // Client and component sessions on `loop` (loop thread only).
+  size_t CountOnLoop(size_t loop) const { return tables_[loop].size() + components_[loop].size(); }
   // Every session on `loop` (loop thread only), e.g. for shutdown and ticks.
   std::vector<C2sSession*> AllOnLoop(size_t loop) const;
+
+  // External components (XEP-0114). Deliver() reaches them too.
+  void AddComponent(SessionRef ref, ComponentSession* session);
+  void RemoveComponent(SessionRef ref);
+  std::vector<ComponentSession*> AllComponentsOnLoop(size_t loop) const;
+  // Makes `ref` the route for `domain`; false if another session holds it.
+  bool ClaimDomain(const std::string& domain, SessionRef ref);
+  void ReleaseDomain(const std::string& domain, SessionRef ref);
+  std::optional<SessionRef> FindDomain(std::string_view domain) const;
+  // Deliver() to the component serving `domain`; false (and nothing sent)
+  // if none is connected.
+  bool DeliverToDomain(std::string_view domain, std::shared_ptr<const std::string> xml,
+                       std::function<void()> on_gone = {});
 
   net::LoopPool& loops() { return loops_; }
 
  private:
+  ComponentSession* FindComponent(SessionRef ref);
+
   net::LoopPool& loops_;
   std::vector<std::unordered_map<uint64_t, C2sSession*>> tables_;  // [loop] -> table, loop-owned
+  std::vector<std::unordered_map<uint64_t, ComponentSession*>> components_;  // [loop] -> table, loop-owned
+  mutable std::shared_mutex domains_mutex_;
+  std::unordered_map<std::string, SessionRef> domains_;  // component domain -> its session
 };
 
 }  // namespace nines::xmpp

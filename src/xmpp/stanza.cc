@@ -79,4 +79,18 @@ int PresencePriority(const xml::Element& presence) {
   return value;
 }
 
+std::string StreamErrorXml(std::string_view condition, std::string_view text, std::string_view app) {
+  std::string out = "<stream:error><";
+  out += condition;
+  out += " xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>";
+  if (!text.empty()) {
+    out += "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams' xml:lang='en'>";
+    xml::AppendEscaped(out, text);
+    out += "</text>";
+  }
+  out += app;
+  out += "</stream:error></stream:stream>";
+  return out;
+}
+
 }  // namespace nines::xmpp

@@ -27,4 +27,9 @@ std::string RandomId(size_t length);
 // -128..127; absent or anything else counts as 0.
 int PresencePriority(const xml::Element& presence);
 
+// <stream:error> with an RFC 6120 §4.9.3 condition, optional text and an
+// application-specific condition element (serialised), then the stream's
+// close tag.
+std::string StreamErrorXml(std::string_view condition, std::string_view text = {}, std::string_view app = {});
+
 }  // namespace nines::xmpp

@@ -245,6 +245,30 @@ class FakeStore final : public store::Store {
     });
   }
   std::map<std::string, store::DeviceState>& devices() { return devices_; }
+  void PutPushRegistration(store::PushRegistration reg, store::Reply<void> reply) override {
+    Finish("PutPushRegistration", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (reg.jid.empty() || reg.node.empty()) return MakeError(Errc::kInvalidArgument, "jid and node");
+      if (!accounts_.count(reg.username)) return MakeError(Errc::kNotFound, "no account");
+      auto& list = pushes_[reg.username];
+      std::erase_if(list, [&](const store::PushRegistration& p) { return p.jid == reg.jid && p.node == reg.node; });
+      list.push_back(reg);
+      std::stable_sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.created_ms < b.created_ms; });
+      return {};
+    });
+  }
+  void DeletePushRegistrations(std::string username, std::string jid, std::string node,
+                               store::Reply<int64_t> reply) override {
+    Finish("DeletePushRegistrations", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      return static_cast<int64_t>(std::erase_if(pushes_[username], [&](const store::PushRegistration& p) {
+        return p.jid == jid && (node.empty() || p.node == node);
+      }));
+    });
+  }
+  void ListPushRegistrations(std::string username, store::Reply<std::vector<store::PushRegistration>> reply) override {
+    Finish("ListPushRegistrations", std::move(reply),
+           [=, this]() mutable -> Result<std::vector<store::PushRegistration>> { return pushes_[username]; });
+  }
+  std::vector<store::PushRegistration>& pushes(const std::string& user) { return pushes_[user]; }
   void Close() override {}
 
  private:
@@ -272,6 +296,7 @@ class FakeStore final : public store::Store {
   std::map<std::string, std::string> vcards_;
   std::map<std::string, std::vector<store::ArchivedMessage>> archive_;
   std::map<std::string, store::DeviceState> devices_;
+  std::map<std::string, std::vector<store::PushRegistration>> pushes_;
   int64_t last_archive_id_ = 1'700'000'000'000'000;  // microseconds, as the real store assigns
   std::map<std::string, Errc> fail_;
   std::map<std::string, int> calls_;

@@ -68,6 +68,17 @@ class FakePort final : public SessionPort {
     kicks_.emplace_back(ref, std::move(condition));
   }
   void StanzaDone(xmpp::SessionRef ref, uint64_t /*ticket*/) override { ++done_[ref.id]; }
+  bool DeliverToDomain(std::string_view domain, std::shared_ptr<const std::string> xml,
+                       std::function<void()> on_gone) override {
+    auto it = domains_.find(std::string(domain));
+    if (it == domains_.end()) return false;
+    Deliver(it->second, std::move(xml), std::move(on_gone), 0);
+    return true;
+  }
+  // An external component serving `domain` as session `ref` (XEP-0114):
+  // what the hub routes there is recorded for `ref`.
+  void ConnectDomain(std::string domain, xmpp::SessionRef ref) { domains_[std::move(domain)] = ref; }
+  void DisconnectDomain(const std::string& domain) { domains_.erase(domain); }
   // How many pending stanzas of `ref` the hub reported finished.
   int done(xmpp::SessionRef ref) const {
     auto it = done_.find(ref.id);
@@ -120,6 +131,7 @@ class FakePort final : public SessionPort {
   std::set<uint64_t> gone_;
   std::vector<std::pair<xmpp::SessionRef, std::string>> kicks_;
   std::map<uint64_t, int> done_;
+  std::map<std::string, xmpp::SessionRef> domains_;
 };
 
 struct Session {

@@ -132,11 +132,25 @@ CREATE TABLE device_states (
 CREATE INDEX device_states_by_user ON device_states(username);
 )sql";
 
+// Version 5: XEP-0357 push registrations (store.h, PushRegistration).
+constexpr const char* kV5 = R"sql(
+CREATE TABLE push_registrations (
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  jid TEXT NOT NULL,
+  node TEXT NOT NULL,
+  options TEXT NOT NULL,
+  resource TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  PRIMARY KEY (username, jid, node)
+);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
     Migration{3, "message archive", kV3},
     Migration{4, "device states for stream resumption", kV4},
+    Migration{5, "push registrations", kV5},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

@@ -942,3 +942,71 @@ void SqliteStore::SweepDeviceStates(int64_t now_ms, Reply<int64_t> reply) {
 }
 
 }  // namespace nines::store::sqlite
+
+// ---- Push registrations ----
+
+namespace nines::store::sqlite {
+
+void SqliteStore::PutPushRegistration(PushRegistration registration, Reply<void> reply) {
+  Write(std::move(reply), [reg = std::move(registration)](Connection& conn) -> Result<void> {
+    if (reg.jid.empty() || reg.node.empty()) {
+      return MakeError(Errc::kInvalidArgument, "a push registration needs a jid and a node");
+    }
+    auto stmt = conn.Prepare(
+        "INSERT INTO push_registrations (username, jid, node, options, resource, created_ms)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (username, jid, node) DO UPDATE SET"
+        " options = excluded.options, resource = excluded.resource, created_ms = excluded.created_ms");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, reg.username);
+    stmt->BindText(2, reg.jid);
+    stmt->BindText(3, reg.node);
+    stmt->BindText(4, reg.options);
+    stmt->BindText(5, reg.resource);
+    stmt->BindInt(6, reg.created_ms);
+    if (auto done = stmt->Run(); !done.ok()) return NoAccountIfForeignKey(done.error(), reg.username);
+    return {};
+  });
+}
+
+void SqliteStore::DeletePushRegistrations(std::string username, std::string jid, std::string node,
+                                          Reply<int64_t> reply) {
+  Write(std::move(reply), [username = std::move(username), jid = std::move(jid),
+                           node = std::move(node)](Connection& conn) -> Result<int64_t> {
+    auto stmt = conn.Prepare(node.empty()
+                                 ? "DELETE FROM push_registrations WHERE username = ?1 AND jid = ?2"
+                                 : "DELETE FROM push_registrations WHERE username = ?1 AND jid = ?2 AND node = ?3");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    stmt->BindText(2, jid);
+    if (!node.empty()) stmt->BindText(3, node);
+    if (auto done = stmt->Run(); !done.ok()) return done.error();
+    return conn.Changes();
+  });
+}
+
+void SqliteStore::ListPushRegistrations(std::string username, Reply<std::vector<PushRegistration>> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<std::vector<PushRegistration>> {
+    auto stmt = conn.Prepare(
+        "SELECT jid, node, options, resource, created_ms FROM push_registrations WHERE username = ?1"
+        " ORDER BY created_ms, jid, node");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    std::vector<PushRegistration> out;
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      PushRegistration reg;
+      reg.username = username;
+      reg.jid = stmt->ColumnText(0);
+      reg.node = stmt->ColumnText(1);
+      reg.options = stmt->ColumnText(2);
+      reg.resource = stmt->ColumnText(3);
+      reg.created_ms = stmt->ColumnInt(4);
+      out.push_back(std::move(reg));
+    }
+    return out;
+  });
+}
+
+}  // namespace nines::store::sqlite

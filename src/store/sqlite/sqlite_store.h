@@ -85,6 +85,10 @@ class SqliteStore final : public Store {
   void GetDeviceState(std::string key, Reply<DeviceState> reply) override;
   void DeleteDeviceState(std::string key, Reply<void> reply) override;
   void SweepDeviceStates(int64_t now_ms, Reply<int64_t> reply) override;
+  void PutPushRegistration(PushRegistration registration, Reply<void> reply) override;
+  void DeletePushRegistrations(std::string username, std::string jid, std::string node,
+                               Reply<int64_t> reply) override;
+  void ListPushRegistrations(std::string username, Reply<std::vector<PushRegistration>> reply) override;
   void Close() override;
 
   Stats stats() const;
