@@ -20,8 +20,9 @@
 //     to the bare JID, or as a carbon).
 // Only messages offline storage would keep count (a body, an encrypted
 // payload, a receipt...; not chat states or groupchat). The summary form
-// (urn:xmpp:push:summary) carries message-count, the notifications since the
-// device was last awake; last-message-sender and last-message-body only if
+// (urn:xmpp:push:summary) carries message-count: the messages in offline
+// storage, or for a device that is asleep or not connected while another is,
+// the notifications since it was last awake; last-message-sender and last-message-body only if
 // push.include_sender / push.include_body say so, because notifications pass
 // through the app server and the phone vendor.
 //
@@ -292,7 +293,9 @@ void HubImpl::MaybePush(AccountState& st, const RoutedPtr& r, std::vector<xmpp::
         }
       }
       if (!notify) continue;
-      ++p.pending;
+      // Offline, the count is what offline storage holds (it outlives this
+      // state, which goes when no device is bound).
+      p.pending = offline ? std::max(p.pending + 1, st.offline_count) : p.pending + 1;
       std::string id(kIdPrefix);
       id += std::to_string(p.pending);
       id.push_back('-');
