@@ -60,6 +60,7 @@ NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 NS_BIND = "urn:ietf:params:xml:ns:xmpp-bind"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_STREAMS_ERR = "urn:ietf:params:xml:ns:xmpp-streams"
+NS_COMPONENT = "jabber:component:accept"  # XEP-0114
 
 
 def _die_with_parent() -> None:
@@ -368,6 +369,13 @@ class Server:
         if "c2s_tls" not in self.listeners:
             raise ServerError(f"ready line has no c2s_tls listener: {self.stdout_lines[:1]!r}")
         return self.listeners["c2s_tls"]
+
+    @property
+    def components(self) -> tuple:
+        """(host, port) of the XEP-0114 component listener (only with components.secrets)."""
+        if "components" not in self.listeners:
+            raise ServerError(f"ready line has no components listener: {self.stdout_lines[:1]!r}")
+        return self.listeners["components"]
 
     # -- CLI ---------------------------------------------------------------
 
@@ -761,6 +769,15 @@ class RawStream:
             if pred(elem):
                 return elem
 
+    def wait_stream_header(self, timeout: Optional[float] = None) -> dict:
+        """Reads until the server's stream header has arrived; returns its attributes."""
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
+        while not self.stream_attrs:
+            if self.closed:
+                raise StreamClosed(f"stream closed by server\n{self.transcript()}")
+            self._read_more(deadline)
+        return self.stream_attrs
+
     def wait_closed(self, timeout: Optional[float] = None) -> None:
         """Reads until the server closes the stream or the TCP connection."""
         deadline = time.monotonic() + (timeout if timeout is not None else self.timeout)
@@ -987,6 +1004,49 @@ class ScramOutcome:
         return None
 
 
+def component_handshake(stream_id: str, secret: str) -> str:
+    """XEP-0114 §3: lower-case hex SHA-1 of the stream id followed by the secret."""
+    return hashlib.sha1((stream_id + secret).encode("utf-8")).hexdigest()
+
+
+def open_component(server: Server, domain: str, *, ns: str = NS_COMPONENT) -> RawStream:
+    """TCP to the component listener and a jabber:component:accept stream header for
+    `domain`; returns once the server's header (with its id) has arrived."""
+    stream = RawStream(*server.components, domain=domain)
+    try:
+        stream.send(f"<?xml version='1.0'?><stream:stream to='{domain}' xmlns='{ns}' "
+                    f"xmlns:stream='{NS_STREAM}'>")
+        stream.wait_stream_header()
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+def connect_component(server: Server, domain: str, secret: str) -> RawStream:
+    """open_component, then the handshake; fails unless the server answers <handshake/>."""
+    stream = open_component(server, domain)
+    try:
+        stream.send(f"<handshake>{component_handshake(stream.stream_attrs.get('id', ''), secret)}</handshake>")
+        elem = stream.recv()
+        if elem.tag != f"{{{NS_COMPONENT}}}handshake":
+            raise AssertionError(f"component handshake for {domain} refused: {to_xml(elem)}")
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+def stream_error(elem: ET.Element) -> Optional[str]:
+    """The defined condition of a <stream:error/> (RFC 6120 §4.9.3), or None."""
+    if elem.tag != f"{{{NS_STREAM}}}error":
+        return None
+    for child in elem:
+        if ns_of(child.tag) == NS_STREAMS_ERR and local(child.tag) != "text":
+            return local(child.tag)
+    return None
+
+
 def failure_condition(elem: ET.Element) -> Optional[str]:
     """The defined condition of a SASL <failure/> (RFC 6120 §6.5)."""
     if local(elem.tag) != "failure":
@@ -1000,7 +1060,9 @@ def failure_condition(elem: ET.Element) -> Optional[str]:
 __all__ = [
     "DOMAIN", "REPO_ROOT", "Server", "ServerError", "ServerTestCase", "RawStream", "StreamClosed",
     "ScramClient", "ScramOutcome", "connect_starttls", "connect_direct_tls", "login_plain",
-    "failure_condition", "local", "ns_of", "to_xml", "nines_bin", "unique_user", "new_password",
+    "failure_condition", "component_handshake", "open_component", "connect_component", "stream_error",
+    "local", "ns_of", "to_xml", "nines_bin", "unique_user", "new_password",
     "tls_client_context", "run_reporting_server", "quoteattr", "xml_escape",
     "NS_STREAM", "NS_CLIENT", "NS_TLS", "NS_SASL", "NS_BIND", "NS_STANZAS", "NS_STREAMS_ERR",
+    "NS_COMPONENT",
 ]
