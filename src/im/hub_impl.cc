@@ -614,28 +614,15 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
   std::string account;
   if (const std::string* to_attr = stanza.FindAttr("to")) {
     JidView to = SplitJid(*to_attr);
-    if (to.domain != config.domain) {
-      // Elsewhere: Route finds a component serving it, or bounces.
-      auto r = std::make_shared<Routed>();
-      r->kind = Kind::kIq;
-      r->type = static_cast<uint8_t>(type);
-      r->has_origin = true;
-      r->origin = ref;
-      r->from = std::string(stanza.Attr("from"));
-      r->to = *to_attr;
-      r->id = std::string(stanza.Attr("id"));
-      stanza.SerializeTo(r->xml, ns::kClient);
-      Route(std::move(r), ref.loop, /*may_inline=*/true);
-      return;
-    }
-    if (to.local.empty()) {
+    if (to.domain == config.domain && to.local.empty()) {
       if (!to.IsBare()) {
         if (request) SendToSessionError(ref, stanza, "service-unavailable");
         return;
       }
       scope = kScopeServer;
-    } else if (!to.IsBare()) {
-      // To a resource: deliver it (RFC 6121 §8.5.3).
+    } else if (to.domain != config.domain || !to.IsBare()) {
+      // To a resource (RFC 6121 §8.5.3), or elsewhere (Route finds a
+      // component serving it, or bounces): deliver it.
       auto r = std::make_shared<Routed>();
       r->kind = Kind::kIq;
       r->type = static_cast<uint8_t>(type);

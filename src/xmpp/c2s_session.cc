@@ -62,13 +62,7 @@ C2sSession::C2sSession(ServerContext& context, net::Loop& loop, asio::ip::tcp::s
 C2sSession::~C2sSession() = default;
 
 xml::ParserLimits C2sSession::CurrentParserLimits() const {
-  const Limits& l = config_->limits;
-  if (authenticated_) {
-    return {static_cast<size_t>(l.stanza_size), static_cast<size_t>(l.depth),
-            static_cast<size_t>(l.attributes), static_cast<size_t>(l.name_length)};
-  }
-  return {static_cast<size_t>(l.stanza_size_preauth), static_cast<size_t>(l.depth_preauth),
-          static_cast<size_t>(l.attributes_preauth), static_cast<size_t>(l.name_length_preauth)};
+  return ParserLimitsFor(config_->limits, authenticated_);
 }
 
 void C2sSession::Begin() {

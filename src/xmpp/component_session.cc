@@ -22,14 +22,6 @@ namespace {
 constexpr int kReadsPerWakeup = 16;
 constexpr int64_t kCloseGraceSeconds = 5;
 
-xml::ParserLimits LimitsFor(const Limits& l, bool authenticated) {
-  if (authenticated) {
-    return {static_cast<size_t>(l.stanza_size), static_cast<size_t>(l.depth), static_cast<size_t>(l.attributes),
-            static_cast<size_t>(l.name_length)};
-  }
-  return {static_cast<size_t>(l.stanza_size_preauth), static_cast<size_t>(l.depth_preauth),
-          static_cast<size_t>(l.attributes_preauth), static_cast<size_t>(l.name_length_preauth)};
-}
 
 std::string HeaderXml(std::string_view id, std::string_view from) {
   std::string out =
@@ -71,7 +63,7 @@ ComponentSession::ComponentSession(ServerContext& context, net::Loop& loop, asio
       loop_(loop),
       transport_(std::move(socket)),
       config_(context.config.Get()),
-      parser_(LimitsFor(config_->limits, false)),
+      parser_(ParserLimitsFor(config_->limits, false)),
       ref_(ref) {
   connected_at_ = loop_.now_seconds();
 }
@@ -223,7 +215,7 @@ void ComponentSession::HandleHandshake(const Element& handshake) {
   }
   claimed_ = true;
   state_ = State::kBound;
-  parser_.SetLimits(LimitsFor(config_->limits, true));
+  parser_.SetLimits(ParserLimitsFor(config_->limits, true));
   Send("<handshake/>");
   spdlog::info("[K{}] component {} connected from {}", ref_.id, domain_, transport_.remote_address());
 }

@@ -93,4 +93,13 @@ std::string StreamErrorXml(std::string_view condition, std::string_view text, st
   return out;
 }
 
+xml::ParserLimits ParserLimitsFor(const Limits& l, bool authenticated) {
+  if (authenticated) {
+    return {static_cast<size_t>(l.stanza_size), static_cast<size_t>(l.depth), static_cast<size_t>(l.attributes),
+            static_cast<size_t>(l.name_length)};
+  }
+  return {static_cast<size_t>(l.stanza_size_preauth), static_cast<size_t>(l.depth_preauth),
+          static_cast<size_t>(l.attributes_preauth), static_cast<size_t>(l.name_length_preauth)};
+}
+
 }  // namespace nines::xmpp

@@ -4,7 +4,9 @@
 #include <string>
 #include <string_view>
 
+#include "base/config.h"
 #include "xml/element.h"
+#include "xml/stream_parser.h"
 
 namespace nines::xmpp {
 
@@ -19,6 +21,10 @@ xml::Element MakeIqResult(const xml::Element& iq);
 
 // The stanza error type RFC 6120 §8.3.3 gives for a condition.
 std::string_view DefaultErrorType(std::string_view condition);
+
+// The parser caps of limits.*: the pre-authentication ones until the peer
+// has authenticated (SASL, or a component's handshake).
+xml::ParserLimits ParserLimitsFor(const Limits& limits, bool authenticated);
 
 // Random alphanumeric id of `length` characters (unguessable: OpenSSL RAND).
 std::string RandomId(size_t length);
