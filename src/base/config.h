@@ -51,6 +51,7 @@ struct Limits {
   int64_t registrations_per_ip = 5;        // per hour
   int64_t resources_per_account = 32;
   int64_t roster_size = 1000;
+  int64_t blocklist_items = 1000;  // XEP-0191 block list entries per account
   int64_t offline_messages = 1000;   // per account
   int64_t vcard_size = 64 * 1024;    // bytes
   int64_t messages_in_flight = 256;  // per session: read, not yet durable; beyond it reading pauses

@@ -19,6 +19,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -36,6 +37,18 @@ struct StringHash {
   size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>()(s); }
 };
 
+// An account's XEP-0191 block list, immutable once shared: the account's
+// home loop replaces it whole, and hands the same pointer to its sessions'
+// loops (HubImpl::PublishBlocks), which check outbound stanzas against it.
+struct BlockList {
+  std::set<std::string, std::less<>> jids;  // normalised, as stored
+  // XEP-0191 §4 matching: a full JID matches itself; a bare JID any of its
+  // resources; domain/resource only that; a domain itself, any JID at it,
+  // and its subdomains. (blocking.cc)
+  bool Blocks(std::string_view jid) const;
+};
+using BlockListPtr = std::shared_ptr<const BlockList>;
+
 struct Resource {
   xmpp::SessionRef ref;
   std::string name;  // normalised resourcepart
@@ -44,6 +57,7 @@ struct Resource {
   bool available = false;   // sent available presence, not yet unavailable
   bool interested = false;  // requested the roster (RFC 6121 §2.2): gets roster pushes
   bool carbons = false;     // enabled XEP-0280 message carbons
+  bool blocklist = false;   // requested the XEP-0191 block list: gets its pushes
   bool asleep = false;      // detached (XEP-0198) or inactive (XEP-0352): push.cc notifies for it
   // Restored from the store (Hub::Restore): archived messages up to this id
   // were replayed to it, and are not delivered again.
@@ -80,6 +94,9 @@ struct AccountState {
 
   std::unordered_map<std::string, store::RosterItem, StringHash, std::equal_to<>> roster;
   int64_t roster_version = 0;
+
+  BlockListPtr blocked;  // XEP-0191; null while nothing is blocked
+  bool Blocks(std::string_view jid) const { return blocked != nullptr && blocked->Blocks(jid); }
 
   int64_t offline_count = 0;            // messages in offline storage (as far as we know)
   int64_t offline_delivered_up_to = 0;  // highest offline id handed to a session

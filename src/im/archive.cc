@@ -400,6 +400,10 @@ void HubImpl::SendToSession(xmpp::SessionRef ref, std::string xml) {
 
 void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
   const Config& config = ConfigOn(st.home);
+  if (st.Blocks(r->from)) {
+    Bounce(*r, "service-unavailable");  // XEP-0191 §3.3; not archived, not delivered
+    return;
+  }
   if (!st.Ready() || !r->archive_ok || !config.archive_enabled) {
     if (st.outbox.empty()) {
       if (st.Ready()) SentCarbons(r, 0);

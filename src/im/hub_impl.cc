@@ -118,6 +118,7 @@ HubImpl::HubImpl(HubDeps deps)
   RegisterCarbons();
   RegisterServices();
   RegisterPush();
+  RegisterBlocking();
 }
 
 HubImpl::~HubImpl() { port_cell_->store(nullptr, std::memory_order_release); }
@@ -166,6 +167,7 @@ struct HubImpl::LoadResult {
   std::string error;
   store::Roster roster;
   int64_t offline_count = 0;
+  std::vector<std::string> blocklist;
 
   void Fail(const Error& e) {
     failed = true;
@@ -176,7 +178,7 @@ struct HubImpl::LoadResult {
 void HubImpl::StartLoad(AccountState& st) {
   st.load = Load::kLoading;
   auto result = std::make_shared<LoadResult>();
-  result->pending = st.known_to_exist ? 2 : 3;
+  result->pending = st.known_to_exist ? 3 : 4;
   auto executor = loop(st.home).executor();
   auto part = [this, home = st.home, bare = st.bare, result] {
     if (--result->pending == 0) FinishLoad(home, bare, *result);
@@ -202,6 +204,15 @@ void HubImpl::StartLoad(AccountState& st) {
                       }
                       part();
                     }));
+  store_->GetBlocklist(st.user, store::Reply<std::vector<std::string>>(
+                                    executor, [result, part](Result<std::vector<std::string>> r) {
+                                      if (r.ok()) {
+                                        result->blocklist = std::move(r.value());
+                                      } else {
+                                        result->Fail(r.error());
+                                      }
+                                      part();
+                                    }));
   store_->CountOffline(st.user, store::Reply<int64_t>(executor, [result, part](Result<int64_t> r) {
                          if (r.ok()) {
                            result->offline_count = *r;
@@ -230,6 +241,14 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
     }
     st->roster_version = result.roster.version;
     st->offline_count = result.offline_count;
+    if (result.blocklist.empty()) {
+      st->blocked.reset();
+    } else {
+      auto list = std::make_shared<BlockList>();
+      list->jids.insert(result.blocklist.begin(), result.blocklist.end());
+      st->blocked = std::move(list);
+    }
+    if (st->blocked) PublishBlocks(*st);
     if (!st->resources.empty()) ApplyRetention(*st);  // a login: trim the archive it will read
   }
   ++st->running;
@@ -268,6 +287,7 @@ void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::strin
       // account just created may still be cached as missing: look again.)
       if (st.load == Load::kMissing) st.load = Load::kNone;
       if (st.load == Load::kNone) StartLoad(st);
+      if (st.blocked) PublishBlocks(st, &ref);  // lands before `done`: both go to ref's loop
       result = bare.WithResource((*bound)->name);
     }
     --st.running;
@@ -297,6 +317,7 @@ Result<Resource*> HubImpl::BindResource(AccountState& st, xmpp::SessionRef ref, 
     Resource old = std::move(*existing);
     st.resources.erase(existing);
     port_->Kick(old.ref, "conflict");
+    ForgetBlocks(old.ref);
     if (old.available || !old.directed.empty()) ResourceGone(st, std::move(old));
   }
   Resource res;
@@ -319,6 +340,7 @@ void HubImpl::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) {
     if (it == st->resources.end()) return;  // replaced by a newer session (conflict)
     Resource gone = std::move(*it);
     st->resources.erase(it);
+    if (st->blocked) ForgetBlocks(ref);
     ++st->running;
     if (gone.available || !gone.directed.empty()) ResourceGone(*st, std::move(gone));
     --st->running;
@@ -332,6 +354,7 @@ void HubImpl::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) {
 bool HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
                            uint64_t ticket) {
   const Config& config = ConfigOn(ref.loop);
+  if (RefuseIfBlocked(ref, stanza)) return false;  // XEP-0191: to a JID this account blocks
   const std::string& name = stanza.name();
   if (name == "message") {
     return ClientMessage(ref, from, std::move(stanza), config, ticket);
@@ -590,7 +613,7 @@ void HubImpl::IqToFullJid(size_t home, const RoutedPtr& r) {
   JidView to = SplitJid(r->to);
   const bool request = r->iq_type() == IqType::kGet || r->iq_type() == IqType::kSet;
   AccountState* st = FindAccount(home, to.Bare());
-  Resource* res = st != nullptr ? st->FindByName(to.resource) : nullptr;
+  Resource* res = st != nullptr && !st->Blocks(r->from) ? st->FindByName(to.resource) : nullptr;
   if (res == nullptr) {
     // RFC 6121 §8.5.3.2.3 (and §8.5.1 for no such account).
     if (request) Bounce(*r, "service-unavailable");
@@ -673,6 +696,10 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
     }
     if (st.load != Load::kReady) {
       ReplyError(*call, "internal-server-error");
+      return;
+    }
+    if (call->scope == kScopeAccount && st.Blocks(call->from)) {
+      ReplyError(*call, "service-unavailable");  // XEP-0191 §3.3: as if it were not there
       return;
     }
     handler->fn(*this, call, &st);

@@ -8,6 +8,7 @@
 //   offline.cc    offline storage and delivery (XEP-0160, XEP-0203)
 //   services.cc   disco, version, ping, vCard-temp, legacy session
 //   push.cc       XEP-0357 push: registrations and notifications
+//   blocking.cc   XEP-0191 blocking
 //
 // Threading: see hub.h. Each method says which loop it runs on; "home"
 // means the home loop of the account it is given.
@@ -131,6 +132,9 @@ class HubImpl {
   struct Shard {
     std::shared_ptr<const Config> config;  // snapshot, refreshed by the loop tick
     std::unordered_map<std::string, std::unique_ptr<AccountState>, StringHash, std::equal_to<>> accounts;
+    // The block lists of the sessions on this loop whose account blocks
+    // anyone, by session id, for checks of what they send (HandleStanza).
+    std::unordered_map<uint64_t, BlockListPtr> session_blocks;
   };
 
   net::Loop& loop(size_t index) { return loops_->loop(index); }
@@ -301,6 +305,21 @@ class HubImpl {
   // (true) or not one (false). A refusal removes the registration.
   bool HandlePushReply(const xml::Element& iq, const Config& config);
   void RegisterPush();
+
+  // ---------------------------------------------------------------------
+  // Blocking (blocking.cc): XEP-0191
+
+  // Hands st.blocked to the loops of the account's sessions (or only to
+  // `only`'s, if set). On home.
+  void PublishBlocks(AccountState& st, const xmpp::SessionRef* only = nullptr);
+  // Forgets a session's entry: posted from home after it stopped being a
+  // resource there, so it lands after any PublishBlocks for it.
+  void ForgetBlocks(xmpp::SessionRef ref);
+  // A stanza a session sends to a JID its account blocks: refused with
+  // <not-acceptable/><blocked/> (requests and messages), or dropped. True
+  // if it was one. On the session's loop.
+  bool RefuseIfBlocked(xmpp::SessionRef ref, const xml::Element& stanza);
+  void RegisterBlocking();
 
  private:
   AccountState& FindOrCreate(size_t home, std::string_view bare);

@@ -48,9 +48,14 @@ TEST_F(IqTest, EveryAdvertisedFeatureHasAHandlerOrAModule) {
   for (Scope scope : {kScopeServer, kScopeSelf, kScopeAccount}) {
     for (const auto& feature : registry.Features(scope, config)) {
       // Offline storage and stanza-ids are message handling, not IQs.
-      bool handled =
-          feature == "msgoffline" || feature == "urn:xmpp:sid:0" || feature == "urn:xmpp:carbons:2";
-      for (const auto& h : registry.handlers()) handled |= h.feature == feature && (h.scopes & scope) != 0;
+      bool handled = feature == "msgoffline" || feature == "urn:xmpp:sid:0";
+      // Answered for one's own account, advertised by the server too
+      // (XEP-0280 §3, XEP-0191 §3.1).
+      const bool own = feature == "urn:xmpp:carbons:2" || feature == "urn:xmpp:blocking";
+      for (const auto& h : registry.handlers()) {
+        handled |= h.feature == feature && (h.scopes & scope) != 0;
+        handled |= own && h.ns == feature && (h.scopes & kScopeSelf) != 0;
+      }
       EXPECT_TRUE(handled) << feature;
     }
   }

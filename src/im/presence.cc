@@ -101,7 +101,7 @@ void HubImpl::FanOutToSubscribers(AccountState& st, const std::string& xml, Pres
                                   const std::string& from) {
   const Config& config = ConfigOn(st.home);
   for (const auto& [jid, item] : st.roster) {
-    if (!HasFrom(item.subscription) || !IsLocal(jid, config)) continue;
+    if (!HasFrom(item.subscription) || !IsLocal(jid, config) || st.Blocks(jid)) continue;
     if (std::find(st.presence_errors.begin(), st.presence_errors.end(), jid) != st.presence_errors.end())
       continue;
     SendPresence(from, jid, WithTo(xml, jid), type, st.home);
@@ -145,7 +145,7 @@ void HubImpl::BroadcastAvailable(AccountState& st, Resource& res, std::shared_pt
     const Config& config = ConfigOn(st.home);
     // §4.2.2: probe the contacts we are subscribed to; their homes answer.
     for (const auto& [jid, item] : st.roster) {
-      if (!HasTo(item.subscription) || !IsLocal(jid, config)) continue;
+      if (!HasTo(item.subscription) || !IsLocal(jid, config) || st.Blocks(jid)) continue;
       std::string probe = "<presence type='probe'";
       AppendAttr(probe, "from", res.full);
       AppendAttr(probe, "to", jid);
@@ -330,7 +330,7 @@ void HubImpl::InboundPresence(size_t home, const RoutedPtr& r) {
     case PresType::kError: {
       // §8.5.2.2.2 / §8.5.3.2.2: nobody online, nothing to do; no load.
       AccountState* st = FindAccount(home, bare);
-      if (st == nullptr) return;
+      if (st == nullptr || st->Blocks(r->from)) return;  // XEP-0191: dropped without a word
       if (type == PresType::kError) {
         std::string from(BareOf(r->from));
         if (std::find(st->presence_errors.begin(), st->presence_errors.end(), from) ==
@@ -376,6 +376,7 @@ void HubImpl::InboundPresence(size_t home, const RoutedPtr& r) {
 // RFC 6121 §4.3.2, on the contact's home.
 void HubImpl::AnswerProbe(AccountState& st, const RoutedPtr& r) {
   if (!st.Ready()) return;  // no such account (or it cannot be loaded): stay silent
+  if (st.Blocks(r->from)) return;  // XEP-0191
   const RosterItem* item = st.FindItem(BareOf(r->from));
   if (item == nullptr || !HasFrom(item->subscription)) return;  // not subscribed: reveal nothing
   bool any = false;
@@ -397,6 +398,7 @@ void HubImpl::AnswerProbe(AccountState& st, const RoutedPtr& r) {
 // r->from the user).
 void HubImpl::InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb verb) {
   if (!st.Ready()) return;  // §8.5.1: no such account, silently ignored
+  if (st.Blocks(r->from)) return;  // XEP-0191: dropped without a word
   std::string from(BareOf(r->from));
   if (from == st.bare) return;
   const Config& config = ConfigOn(st.home);

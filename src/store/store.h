@@ -302,6 +302,15 @@ class Store {
                                        Reply<int64_t> reply) = 0;
   virtual void ListPushRegistrations(std::string username, Reply<std::vector<PushRegistration>> reply) = 0;
 
+  // Block lists (XEP-0191): normalised JIDs (bare, full, domain or
+  // domain/resource), each at most once. Get returns them sorted. Block adds
+  // those not there yet, in one transaction (kNotFound: no account;
+  // kInvalidArgument: an empty JID). Unblock removes those given, or all if
+  // `jids` is empty, and returns how many went. DeleteAccount deletes them.
+  virtual void GetBlocklist(std::string username, Reply<std::vector<std::string>> reply) = 0;
+  virtual void Block(std::string username, std::vector<std::string> jids, Reply<void> reply) = 0;
+  virtual void Unblock(std::string username, std::vector<std::string> jids, Reply<int64_t> reply) = 0;
+
   // Drains queued work (every queued write commits and replies) and stops
   // the store's threads. Blocks; never call it on an event loop that must
   // keep serving. Idempotent.

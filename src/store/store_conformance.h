@@ -274,6 +274,16 @@ class StoreConformance : public ::testing::Test {
     return Await<std::vector<PushRegistration>>(
         io_, [&](Reply<std::vector<PushRegistration>> r) { store_->ListPushRegistrations(user, std::move(r)); });
   }
+  Result<std::vector<std::string>> GetBlocklist(const std::string& user) {
+    return Await<std::vector<std::string>>(
+        io_, [&](Reply<std::vector<std::string>> r) { store_->GetBlocklist(user, std::move(r)); });
+  }
+  Result<void> Block(const std::string& user, std::vector<std::string> jids) {
+    return Await<void>(io_, [&](Reply<void> r) { store_->Block(user, std::move(jids), std::move(r)); });
+  }
+  Result<int64_t> Unblock(const std::string& user, std::vector<std::string> jids) {
+    return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->Unblock(user, std::move(jids), std::move(r)); });
+  }
   // Archives message `id` from `from` to `to` in both owners' archives.
   Result<ArchiveOutcome> ArchivePair(const std::string& from, const std::string& to, int64_t id,
                                      int64_t stamp_ms, std::string origin_id = {}) {
@@ -1325,6 +1335,38 @@ TYPED_TEST_P(StoreConformance, PushRegistrationsNeedAnAccountAndGoWithIt) {
   EXPECT_TRUE(this->ListPushRegistrations("alice")->empty()) << "a new account with the old name starts clean";
 }
 
+TYPED_TEST_P(StoreConformance, BlocklistAddsRemovesAndSorts) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("bob")).ok());
+  EXPECT_TRUE(this->GetBlocklist("alice")->empty());
+  ASSERT_TRUE(this->Block("alice", {"spam.example", "romeo@montague.net", "iago@shakespeare.lit/r"}).ok());
+  ASSERT_TRUE(this->Block("alice", {"romeo@montague.net"}).ok()) << "blocking twice is not an error";
+  ASSERT_TRUE(this->Block("bob", {"x@y.z"}).ok());
+  auto got = this->GetBlocklist("alice");
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  EXPECT_EQ(*got, (std::vector<std::string>{"iago@shakespeare.lit/r", "romeo@montague.net", "spam.example"}));
+  auto removed = this->Unblock("alice", {"romeo@montague.net", "not@there.net"});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 1);
+  EXPECT_EQ(this->GetBlocklist("alice")->size(), 2u);
+  removed = this->Unblock("alice", {});
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(*removed, 2) << "no JIDs: everything";
+  EXPECT_TRUE(this->GetBlocklist("alice")->empty());
+  EXPECT_EQ(*this->GetBlocklist("bob"), std::vector<std::string>{"x@y.z"}) << "other owners are untouched";
+}
+
+TYPED_TEST_P(StoreConformance, BlocklistNeedsAnAccountAndGoesWithIt) {
+  EXPECT_EQ(this->Block("nobody", {"x@y.z"}).error().code, Errc::kNotFound);
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  EXPECT_EQ(this->Block("alice", {"a@b.c", ""}).error().code, Errc::kInvalidArgument);
+  EXPECT_TRUE(this->GetBlocklist("alice")->empty()) << "a failed batch adds nothing";
+  ASSERT_TRUE(this->Block("alice", {"a@b.c"}).ok());
+  ASSERT_TRUE(this->DeleteAccount("alice").ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  EXPECT_TRUE(this->GetBlocklist("alice")->empty()) << "a new account with the old name starts clean";
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
     MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
@@ -1341,6 +1383,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     AssignedArchiveIdsFollowCommitOrderAndTheClock, ArchiveSurvivesReopen,
     DeviceStateRoundTripsAndIsReplaced, DeviceStatesNeedAnAccountAndGoWithIt,
     SweepDetachesAttachedRowsAndDropsExpiredOnes, PushRegistrationsRoundTripAndAreReplaced,
-    PushRegistrationsDeleteByNodeOrService, PushRegistrationsNeedAnAccountAndGoWithIt);
+    PushRegistrationsDeleteByNodeOrService, PushRegistrationsNeedAnAccountAndGoWithIt,
+    BlocklistAddsRemovesAndSorts, BlocklistNeedsAnAccountAndGoesWithIt);
 
 }  // namespace nines::store::conformance

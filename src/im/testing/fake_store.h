@@ -269,6 +269,37 @@ class FakeStore final : public store::Store {
            [=, this]() mutable -> Result<std::vector<store::PushRegistration>> { return pushes_[username]; });
   }
   std::vector<store::PushRegistration>& pushes(const std::string& user) { return pushes_[user]; }
+  void GetBlocklist(std::string username, store::Reply<std::vector<std::string>> reply) override {
+    Finish("GetBlocklist", std::move(reply), [=, this]() mutable -> Result<std::vector<std::string>> {
+      auto it = blocklists_.find(username);
+      if (it == blocklists_.end()) return std::vector<std::string>{};
+      return std::vector<std::string>(it->second.begin(), it->second.end());
+    });
+  }
+  void Block(std::string username, std::vector<std::string> jids, store::Reply<void> reply) override {
+    Finish("Block", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (!accounts_.count(username)) return MakeError(Errc::kNotFound, "no account");
+      for (const auto& j : jids) {
+        if (j.empty()) return MakeError(Errc::kInvalidArgument, "empty JID");
+      }
+      blocklists_[username].insert(jids.begin(), jids.end());
+      return {};
+    });
+  }
+  void Unblock(std::string username, std::vector<std::string> jids, store::Reply<int64_t> reply) override {
+    Finish("Unblock", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      auto& set = blocklists_[username];
+      if (jids.empty()) {
+        int64_t n = static_cast<int64_t>(set.size());
+        set.clear();
+        return n;
+      }
+      int64_t n = 0;
+      for (const auto& j : jids) n += static_cast<int64_t>(set.erase(j));
+      return n;
+    });
+  }
+  std::set<std::string>& blocklist(const std::string& user) { return blocklists_[user]; }
   void Close() override {}
 
  private:
@@ -297,6 +328,7 @@ class FakeStore final : public store::Store {
   std::map<std::string, std::vector<store::ArchivedMessage>> archive_;
   std::map<std::string, store::DeviceState> devices_;
   std::map<std::string, std::vector<store::PushRegistration>> pushes_;
+  std::map<std::string, std::set<std::string>> blocklists_;
   int64_t last_archive_id_ = 1'700'000'000'000'000;  // microseconds, as the real store assigns
   std::map<std::string, Errc> fail_;
   std::map<std::string, int> calls_;

@@ -145,12 +145,22 @@ CREATE TABLE push_registrations (
 );
 )sql";
 
+// Version 6: XEP-0191 block lists.
+constexpr const char* kV6 = R"sql(
+CREATE TABLE blocklist (
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  jid TEXT NOT NULL,
+  PRIMARY KEY (username, jid)
+) WITHOUT ROWID;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
     Migration{3, "message archive", kV3},
     Migration{4, "device states for stream resumption", kV4},
     Migration{5, "push registrations", kV5},
+    Migration{6, "block lists", kV6},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

@@ -1010,3 +1010,64 @@ void SqliteStore::ListPushRegistrations(std::string username, Reply<std::vector<
 }
 
 }  // namespace nines::store::sqlite
+
+// ---- Block lists ----
+
+namespace nines::store::sqlite {
+
+void SqliteStore::GetBlocklist(std::string username, Reply<std::vector<std::string>> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<std::vector<std::string>> {
+    auto stmt = conn.Prepare("SELECT jid FROM blocklist WHERE username = ?1 ORDER BY jid");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    std::vector<std::string> out;
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      out.push_back(stmt->ColumnText(0));
+    }
+    return out;
+  });
+}
+
+void SqliteStore::Block(std::string username, std::vector<std::string> jids, Reply<void> reply) {
+  Write(std::move(reply), [username = std::move(username), jids = std::move(jids)](Connection& conn) -> Result<void> {
+    for (const auto& jid : jids) {
+      if (jid.empty()) return MakeError(Errc::kInvalidArgument, "an empty JID cannot be blocked");
+    }
+    for (const auto& jid : jids) {
+      // Prepared once, cached by the connection; each scope resets it.
+      auto stmt = conn.Prepare("INSERT INTO blocklist (username, jid) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      stmt->BindText(2, jid);
+      if (auto done = stmt->Run(); !done.ok()) return NoAccountIfForeignKey(done.error(), username);
+    }
+    return {};
+  });
+}
+
+void SqliteStore::Unblock(std::string username, std::vector<std::string> jids, Reply<int64_t> reply) {
+  Write(std::move(reply), [username = std::move(username), jids = std::move(jids)](Connection& conn) -> Result<int64_t> {
+    if (jids.empty()) {
+      auto stmt = conn.Prepare("DELETE FROM blocklist WHERE username = ?1");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+      return conn.Changes();
+    }
+    int64_t removed = 0;
+    for (const auto& jid : jids) {
+      auto stmt = conn.Prepare("DELETE FROM blocklist WHERE username = ?1 AND jid = ?2");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      stmt->BindText(2, jid);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+      removed += conn.Changes();
+    }
+    return removed;
+  });
+}
+
+}  // namespace nines::store::sqlite

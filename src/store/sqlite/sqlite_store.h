@@ -89,6 +89,9 @@ class SqliteStore final : public Store {
   void DeletePushRegistrations(std::string username, std::string jid, std::string node,
                                Reply<int64_t> reply) override;
   void ListPushRegistrations(std::string username, Reply<std::vector<PushRegistration>> reply) override;
+  void GetBlocklist(std::string username, Reply<std::vector<std::string>> reply) override;
+  void Block(std::string username, std::vector<std::string> jids, Reply<void> reply) override;
+  void Unblock(std::string username, std::vector<std::string> jids, Reply<int64_t> reply) override;
   void Close() override;
 
   Stats stats() const;
