@@ -183,6 +183,11 @@ const std::vector<Key>& Schema() {
       {"limits.offline_messages", &Limits::offline_messages, 0, 1000000, true,
        "Most messages stored for an offline account; beyond it senders get an error."},
       {"limits.vcard_size", &Limits::vcard_size, 256, 16 << 20, true, "Largest vCard in bytes."},
+      {"limits.private_item_size", &Limits::private_item_size, 256, 16 << 20, true,
+       "Largest element one account may keep in private XML storage (XEP-0049), in bytes; larger is "
+       "<not-acceptable/>."},
+      {"limits.private_items", &Limits::private_items, 1, 100000, true,
+       "Elements (namespaces) one account may keep in private XML storage; one more is <resource-constraint/>."},
       {"limits.messages_in_flight", &Limits::messages_in_flight, 1, 1000000, true,
        "Messages one session may have waiting for their archive write; beyond it the server stops reading "
        "from that client (TCP backpressure) until writes complete."},

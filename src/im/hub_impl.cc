@@ -119,6 +119,7 @@ HubImpl::HubImpl(HubDeps deps)
   RegisterServices();
   RegisterPush();
   RegisterBlocking();
+  RegisterPrivateStorage();
 }
 
 HubImpl::~HubImpl() { port_cell_->store(nullptr, std::memory_order_release); }

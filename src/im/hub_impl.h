@@ -9,6 +9,7 @@
 //   services.cc   disco, version, ping, vCard-temp, legacy session
 //   push.cc       XEP-0357 push: registrations and notifications
 //   blocking.cc   XEP-0191 blocking
+//   private_storage.cc  XEP-0049 private XML storage
 //
 // Threading: see hub.h. Each method says which loop it runs on; "home"
 // means the home loop of the account it is given.
@@ -320,6 +321,10 @@ class HubImpl {
   // if it was one. On the session's loop.
   bool RefuseIfBlocked(xmpp::SessionRef ref, const xml::Element& stanza);
   void RegisterBlocking();
+
+  // ---------------------------------------------------------------------
+  // Private XML storage (private_storage.cc): XEP-0049
+  void RegisterPrivateStorage();
 
  private:
   AccountState& FindOrCreate(size_t home, std::string_view bare);

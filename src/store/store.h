@@ -311,6 +311,15 @@ class Store {
   virtual void Block(std::string username, std::vector<std::string> jids, Reply<void> reply) = 0;
   virtual void Unblock(std::string username, std::vector<std::string> jids, Reply<int64_t> reply) = 0;
 
+  // Private XML storage (XEP-0049): one serialised element per `key` (the
+  // caller's choice; the hub uses "namespace element-name"). Get: kNotFound
+  // if none. Set inserts or replaces; a new key when the account already
+  // holds `max_items` is kLimitExceeded (nothing written); kNotFound if the
+  // owner has no account. DeleteAccount deletes them.
+  virtual void GetPrivate(std::string username, std::string key, Reply<std::string> reply) = 0;
+  virtual void SetPrivate(std::string username, std::string key, std::string xml, int64_t max_items,
+                          Reply<void> reply) = 0;
+
   // Drains queued work (every queued write commits and replies) and stops
   // the store's threads. Blocks; never call it on an event loop that must
   // keep serving. Idempotent.

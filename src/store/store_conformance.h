@@ -284,6 +284,13 @@ class StoreConformance : public ::testing::Test {
   Result<int64_t> Unblock(const std::string& user, std::vector<std::string> jids) {
     return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->Unblock(user, std::move(jids), std::move(r)); });
   }
+  Result<std::string> GetPrivate(const std::string& user, const std::string& key) {
+    return Await<std::string>(io_, [&](Reply<std::string> r) { store_->GetPrivate(user, key, std::move(r)); });
+  }
+  Result<void> SetPrivate(const std::string& user, const std::string& key, const std::string& xml,
+                          int64_t max_items = 100) {
+    return Await<void>(io_, [&](Reply<void> r) { store_->SetPrivate(user, key, xml, max_items, std::move(r)); });
+  }
   // Archives message `id` from `from` to `to` in both owners' archives.
   Result<ArchiveOutcome> ArchivePair(const std::string& from, const std::string& to, int64_t id,
                                      int64_t stamp_ms, std::string origin_id = {}) {
@@ -1367,6 +1374,23 @@ TYPED_TEST_P(StoreConformance, BlocklistNeedsAnAccountAndGoesWithIt) {
   EXPECT_TRUE(this->GetBlocklist("alice")->empty()) << "a new account with the old name starts clean";
 }
 
+TYPED_TEST_P(StoreConformance, PrivateStorageRoundTripsReplacesAndIsBounded) {
+  EXPECT_EQ(this->SetPrivate("nobody", "k", "<x/>").error().code, Errc::kNotFound);
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("bob")).ok());
+  EXPECT_EQ(this->GetPrivate("alice", "k1").error().code, Errc::kNotFound);
+  ASSERT_TRUE(this->SetPrivate("alice", "k1", "<a xmlns='x'>1</a>", 2).ok());
+  ASSERT_TRUE(this->SetPrivate("alice", "k2", "<b xmlns='y'/>", 2).ok());
+  EXPECT_EQ(this->SetPrivate("alice", "k3", "<c/>", 2).error().code, Errc::kLimitExceeded);
+  ASSERT_TRUE(this->SetPrivate("alice", "k1", "<a xmlns='x'>2</a>", 2).ok()) << "replacing is not growing";
+  EXPECT_EQ(*this->GetPrivate("alice", "k1"), "<a xmlns='x'>2</a>");
+  EXPECT_EQ(this->GetPrivate("alice", "k3").error().code, Errc::kNotFound);
+  EXPECT_EQ(this->GetPrivate("bob", "k1").error().code, Errc::kNotFound) << "per account";
+  ASSERT_TRUE(this->DeleteAccount("alice").ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  EXPECT_EQ(this->GetPrivate("alice", "k1").error().code, Errc::kNotFound) << "gone with the account";
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
     MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
@@ -1384,6 +1408,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     DeviceStateRoundTripsAndIsReplaced, DeviceStatesNeedAnAccountAndGoWithIt,
     SweepDetachesAttachedRowsAndDropsExpiredOnes, PushRegistrationsRoundTripAndAreReplaced,
     PushRegistrationsDeleteByNodeOrService, PushRegistrationsNeedAnAccountAndGoWithIt,
-    BlocklistAddsRemovesAndSorts, BlocklistNeedsAnAccountAndGoesWithIt);
+    BlocklistAddsRemovesAndSorts, BlocklistNeedsAnAccountAndGoesWithIt,
+    PrivateStorageRoundTripsReplacesAndIsBounded);
 
 }  // namespace nines::store::conformance

@@ -300,6 +300,26 @@ class FakeStore final : public store::Store {
     });
   }
   std::set<std::string>& blocklist(const std::string& user) { return blocklists_[user]; }
+  void GetPrivate(std::string username, std::string key, store::Reply<std::string> reply) override {
+    Finish("GetPrivate", std::move(reply), [=, this]() mutable -> Result<std::string> {
+      auto it = private_.find({username, key});
+      if (it == private_.end()) return MakeError(Errc::kNotFound, "none");
+      return it->second;
+    });
+  }
+  void SetPrivate(std::string username, std::string key, std::string xml, int64_t max_items,
+                  store::Reply<void> reply) override {
+    Finish("SetPrivate", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (!accounts_.count(username)) return MakeError(Errc::kNotFound, "no account");
+      if (!private_.count({username, key})) {
+        int64_t held = 0;
+        for (const auto& [k, v] : private_) held += k.first == username ? 1 : 0;
+        if (held >= max_items) return MakeError(Errc::kLimitExceeded, "full");
+      }
+      private_[{username, key}] = xml;
+      return {};
+    });
+  }
   void Close() override {}
 
  private:
@@ -329,6 +349,7 @@ class FakeStore final : public store::Store {
   std::map<std::string, store::DeviceState> devices_;
   std::map<std::string, std::vector<store::PushRegistration>> pushes_;
   std::map<std::string, std::set<std::string>> blocklists_;
+  std::map<std::pair<std::string, std::string>, std::string> private_;
   int64_t last_archive_id_ = 1'700'000'000'000'000;  // microseconds, as the real store assigns
   std::map<std::string, Errc> fail_;
   std::map<std::string, int> calls_;

@@ -154,6 +154,16 @@ CREATE TABLE blocklist (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 7: XEP-0049 private XML storage, one row per (element, namespace).
+constexpr const char* kV7 = R"sql(
+CREATE TABLE private_storage (
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  xml TEXT NOT NULL,
+  PRIMARY KEY (username, key)
+) WITHOUT ROWID;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
@@ -161,6 +171,7 @@ constexpr std::array kMigrations = {
     Migration{4, "device states for stream resumption", kV4},
     Migration{5, "push registrations", kV5},
     Migration{6, "block lists", kV6},
+    Migration{7, "private XML storage", kV7},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

@@ -1071,3 +1071,51 @@ void SqliteStore::Unblock(std::string username, std::vector<std::string> jids, R
 }
 
 }  // namespace nines::store::sqlite
+
+// ---- Private XML storage ----
+
+namespace nines::store::sqlite {
+
+void SqliteStore::GetPrivate(std::string username, std::string key, Reply<std::string> reply) {
+  Read(std::move(reply), [username = std::move(username), key = std::move(key)](Connection& conn) -> Result<std::string> {
+    auto stmt = conn.Prepare("SELECT xml FROM private_storage WHERE username = ?1 AND key = ?2");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    stmt->BindText(2, key);
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) return MakeError(Errc::kNotFound, "no private data under that key");
+    return stmt->ColumnText(0);
+  });
+}
+
+void SqliteStore::SetPrivate(std::string username, std::string key, std::string xml, int64_t max_items,
+                             Reply<void> reply) {
+  Write(std::move(reply), [username = std::move(username), key = std::move(key), xml = std::move(xml),
+                           max_items](Connection& conn) -> Result<void> {
+    {
+      auto exists = conn.Prepare(
+          "SELECT (SELECT count(*) FROM private_storage WHERE username = ?1),"
+          " EXISTS (SELECT 1 FROM private_storage WHERE username = ?1 AND key = ?2)");
+      if (!exists.ok()) return exists.error();
+      exists->BindText(1, username);
+      exists->BindText(2, key);
+      auto row = exists->Step();
+      if (!row.ok()) return row.error();
+      if (*row && exists->ColumnInt(1) == 0 && exists->ColumnInt(0) >= max_items) {
+        return MakeError(Errc::kLimitExceeded, "the account holds as many private items as allowed");
+      }
+    }
+    auto stmt = conn.Prepare(
+        "INSERT INTO private_storage (username, key, xml) VALUES (?1, ?2, ?3)"
+        " ON CONFLICT (username, key) DO UPDATE SET xml = excluded.xml");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    stmt->BindText(2, key);
+    stmt->BindText(3, xml);
+    if (auto done = stmt->Run(); !done.ok()) return NoAccountIfForeignKey(done.error(), username);
+    return {};
+  });
+}
+
+}  // namespace nines::store::sqlite
