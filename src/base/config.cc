@@ -4,6 +4,7 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -123,6 +124,16 @@ const std::vector<Key>& Schema() {
       {"components.secrets", &Config::component_secrets, 0, 0, true,
        "The components allowed to connect, as \"domain=secret\" (e.g. \"push.example.org=...\"): each serves "
        "that domain and authenticates with the XEP-0114 handshake. Secrets of at least 16 characters."},
+
+      {"external_services.uris", &Config::external_services, 0, 0, true,
+       "STUN and TURN servers offered to clients for calls (XEP-0215), as RFC 7064/7065 URIs: "
+       "\"stun:stun.example.org\", \"turn:turn.example.org:3478?transport=udp\", "
+       "\"turns:turn.example.org:5349?transport=tcp\". Empty: the service is not offered."},
+      {"external_services.turn_secret", &Config::turn_secret, 0, 0, true,
+       "The TURN server's shared secret (coturn's static-auth-secret): TURN entries then carry a username "
+       "and password valid for credential_lifetime seconds (the TURN REST scheme). Empty: no credentials."},
+      {"external_services.credential_lifetime", &Config::turn_credential_lifetime, 60, 7 * 86400, true,
+       "Seconds a TURN username and password stay valid."},
 
       {"push.enabled", &Config::push_enabled, 0, 0, true,
        "Let clients register for XEP-0357 push notifications, sent to their app server when a message arrives "
@@ -296,6 +307,13 @@ Result<void> Validate(const Config& c, const std::string& origin) {
                        fmt::format("{}: components.secrets: '{}' is listed twice", origin, domain));
     }
   }
+  for (const auto& uri : c.external_services) {
+    auto parsed = ParseServiceUri(uri);
+    if (!parsed.ok()) {
+      return MakeError(Errc::kInvalidArgument,
+                       fmt::format("{}: external_services.uris: '{}': {}", origin, uri, parsed.error().message));
+    }
+  }
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (kLevels.count(c.log_level) == 0) {
     return MakeError(Errc::kInvalidArgument,
@@ -310,6 +328,59 @@ std::string Config::CertificatePath() const {
   return certificate.empty() ? data_dir + "/tls/cert.pem" : certificate;
 }
 std::string Config::KeyPath() const { return key.empty() ? data_dir + "/tls/key.pem" : key; }
+Result<ExternalService> ParseServiceUri(std::string_view uri) {
+  ExternalService out;
+  size_t colon = uri.find(':');
+  if (colon == std::string_view::npos) return MakeError(Errc::kInvalidArgument, "not a stun: or turn: URI");
+  out.type = std::string(uri.substr(0, colon));
+  const bool secure = out.type == "stuns" || out.type == "turns";
+  const bool turn = out.type == "turn" || out.type == "turns";
+  if (!secure && !turn && out.type != "stun") {
+    return MakeError(Errc::kInvalidArgument, "the scheme must be stun, stuns, turn or turns");
+  }
+  std::string_view rest = uri.substr(colon + 1);
+  std::string_view query;
+  if (size_t q = rest.find('?'); q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+  }
+  std::string_view port;
+  if (!rest.empty() && rest.front() == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return MakeError(Errc::kInvalidArgument, "an unclosed '[' in the host");
+    out.host = std::string(rest.substr(1, close - 1));
+    rest.remove_prefix(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return MakeError(Errc::kInvalidArgument, "junk after the host");
+      port = rest.substr(1);
+    }
+  } else {
+    size_t c2 = rest.find(':');
+    out.host = std::string(rest.substr(0, c2));
+    if (c2 != std::string_view::npos) port = rest.substr(c2 + 1);
+  }
+  if (out.host.empty() || out.host.find_first_of("/@ ") != std::string::npos) {
+    return MakeError(Errc::kInvalidArgument, "no host, or not a host");
+  }
+  out.port = secure ? 5349 : 3478;
+  if (!port.empty()) {
+    int value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (ec != std::errc() || end != port.data() + port.size() || value < 1 || value > 65535) {
+      return MakeError(Errc::kInvalidArgument, "the port must be 1 to 65535");
+    }
+    out.port = value;
+  }
+  out.transport = secure ? "tcp" : "udp";
+  if (!query.empty()) {
+    if (!turn || (query != "transport=udp" && query != "transport=tcp")) {
+      return MakeError(Errc::kInvalidArgument, "the only query allowed is ?transport=udp or tcp, on TURN URIs");
+    }
+    out.transport = std::string(query.substr(10));
+  }
+  return out;
+}
+
 std::string Config::ComponentSecret(std::string_view domain) const {
   for (const auto& entry : component_secrets) {
     size_t eq = entry.find('=');

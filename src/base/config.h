@@ -59,6 +59,16 @@ struct Limits {
   int64_t messages_in_flight = 256;  // per session: read, not yet durable; beyond it reading pauses
 };
 
+// One STUN or TURN server from external_services, parsed.
+struct ExternalService {
+  std::string type;       // stun, stuns, turn or turns (the URI scheme)
+  std::string host;       // as written (an IPv6 address without its brackets)
+  int port = 0;           // 3478, or 5349 for stuns/turns, unless given
+  std::string transport;  // udp or tcp: ?transport= for TURN, else udp (tcp for stuns/turns)
+};
+// Parses an RFC 7064 (stun:, stuns:) or RFC 7065 (turn:, turns:) URI.
+Result<ExternalService> ParseServiceUri(std::string_view uri);
+
 struct Config {
   // [server]
   std::string domain = "localhost";
@@ -118,6 +128,11 @@ struct Config {
   std::string component_address = "127.0.0.1";
   int64_t component_port = 5347;                // the listener opens only when `secrets` names a component
   std::vector<std::string> component_secrets;  // "domain=secret", one per component
+
+  // [external_services] (XEP-0215)
+  std::vector<std::string> external_services;  // RFC 7064/7065 URIs: stun:host:port, turn:host?transport=tcp
+  std::string turn_secret;                      // coturn's static-auth-secret; "" = no credentials
+  int64_t turn_credential_lifetime = 86400;     // seconds
 
   // [push] (XEP-0357)
   bool push_enabled = true;            // let clients register for push notifications

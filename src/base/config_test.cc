@@ -119,6 +119,33 @@ TEST(ConfigTest, ComponentSecretsAreCheckedAndLookedUp) {
   }
 }
 
+TEST(ConfigTest, ServiceUrisAreParsedAndChecked) {
+  auto stun = ParseServiceUri("stun:stun.example.org");
+  ASSERT_TRUE(stun.ok());
+  EXPECT_EQ(stun->type, "stun");
+  EXPECT_EQ(stun->host, "stun.example.org");
+  EXPECT_EQ(stun->port, 3478);
+  EXPECT_EQ(stun->transport, "udp");
+  auto turns = ParseServiceUri("turns:[2001:db8::1]:443?transport=tcp");
+  ASSERT_TRUE(turns.ok()) << turns.error().message;
+  EXPECT_EQ(turns->host, "2001:db8::1");
+  EXPECT_EQ(turns->port, 443);
+  EXPECT_EQ(turns->transport, "tcp");
+  auto turn = ParseServiceUri("turn:turn.example.org?transport=tcp");
+  ASSERT_TRUE(turn.ok());
+  EXPECT_EQ(turn->port, 3478);
+  EXPECT_EQ(turn->transport, "tcp");
+  EXPECT_EQ(ParseServiceUri("turns:t.example.org")->port, 5349);
+  for (const char* bad : {"http://x", "stun:", "stun:host:0", "stun:host:99999", "stun:host:12ab",
+                          "stun:host?transport=tcp", "turn:host?transport=sctp", "turn:[::1", "turn:a@b"}) {
+    EXPECT_FALSE(ParseServiceUri(bad).ok()) << bad;
+  }
+  auto config = ParseConfig("[external_services]\nuris = [\"stun:ok.example\", \"turn:bad:0\"]\n", "t.toml");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().message.find("external_services.uris"), std::string::npos) << config.error().message;
+  EXPECT_NE(config.error().message.find("turn:bad:0"), std::string::npos);
+}
+
 // docs/config.md is generated from the schema; this keeps them in step.
 TEST(ConfigTest, DocsMatchSchema) {
   const char* src = std::getenv("NINES_SOURCE_DIR");

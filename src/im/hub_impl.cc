@@ -120,6 +120,7 @@ HubImpl::HubImpl(HubDeps deps)
   RegisterPush();
   RegisterBlocking();
   RegisterPrivateStorage();
+  RegisterExternalServices();
 }
 
 HubImpl::~HubImpl() { port_cell_->store(nullptr, std::memory_order_release); }

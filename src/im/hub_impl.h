@@ -10,6 +10,7 @@
 //   push.cc       XEP-0357 push: registrations and notifications
 //   blocking.cc   XEP-0191 blocking
 //   private_storage.cc  XEP-0049 private XML storage
+//   extdisco.cc   XEP-0215 external service discovery (STUN/TURN)
 //
 // Threading: see hub.h. Each method says which loop it runs on; "home"
 // means the home loop of the account it is given.
@@ -325,6 +326,9 @@ class HubImpl {
   // ---------------------------------------------------------------------
   // Private XML storage (private_storage.cc): XEP-0049
   void RegisterPrivateStorage();
+
+  // External services (extdisco.cc): XEP-0215 STUN/TURN discovery
+  void RegisterExternalServices();
 
  private:
   AccountState& FindOrCreate(size_t home, std::string_view bare);
