@@ -189,6 +189,9 @@ const std::vector<Key>& Schema() {
       {"limits.resources_per_account", &Limits::resources_per_account, 1, 10000, true,
        "Concurrent sessions (resources) per account."},
       {"limits.roster_size", &Limits::roster_size, 1, 1000000, true, "Most contacts in one roster."},
+      {"limits.archive_pref_jids", &Limits::archive_pref_jids, 0, 100000, true,
+       "Most JIDs in one account's archiving preferences (XEP-0313 always and never lists); more is "
+       "<not-acceptable/>."},
       {"limits.blocklist_items", &Limits::blocklist_items, 1, 100000, true,
        "Most JIDs one account may block (XEP-0191); a block beyond it is refused with <resource-constraint/>."},
       {"limits.offline_messages", &Limits::offline_messages, 0, 1000000, true,

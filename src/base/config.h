@@ -52,6 +52,7 @@ struct Limits {
   int64_t resources_per_account = 32;
   int64_t roster_size = 1000;
   int64_t blocklist_items = 1000;  // XEP-0191 block list entries per account
+  int64_t archive_pref_jids = 1000;  // XEP-0313: JIDs in one account's always + never lists
   int64_t private_item_size = 64 * 1024;  // XEP-0049: bytes per stored element
   int64_t private_items = 100;            // XEP-0049: elements per account
   int64_t offline_messages = 1000;   // per account

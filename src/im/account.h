@@ -49,6 +49,25 @@ struct BlockList {
 };
 using BlockListPtr = std::shared_ptr<const BlockList>;
 
+// XEP-0313 archiving preferences, immutable once shared like BlockList: the
+// home loop decides for the account's incoming messages and its sessions'
+// loops for outgoing ones, which is why 'roster' carries a snapshot of the
+// roster's JIDs (replaced on every roster change). (archive.cc)
+struct ArchivePolicy {
+  store::ArchivePrefs prefs;
+  std::set<std::string, std::less<>> roster;  // bare JIDs, only for default_mode "roster"
+  // Whether a message with `peer` (a bare JID) goes into the archive.
+  bool Archives(std::string_view peer) const;
+};
+using ArchivePolicyPtr = std::shared_ptr<const ArchivePolicy>;
+
+// What a session's loop knows of its account, for stanzas the session
+// sends (HubImpl::PublishSettings). Null: nothing blocked, archive always.
+struct SessionSettings {
+  BlockListPtr blocked;
+  ArchivePolicyPtr archive;
+};
+
 struct Resource {
   xmpp::SessionRef ref;
   std::string name;  // normalised resourcepart
@@ -96,6 +115,8 @@ struct AccountState {
   int64_t roster_version = 0;
 
   BlockListPtr blocked;  // XEP-0191; null while nothing is blocked
+  ArchivePolicyPtr archive_policy;  // XEP-0313 preferences; null: the default (always)
+  bool HasSessionSettings() const { return blocked != nullptr || archive_policy != nullptr; }
   bool Blocks(std::string_view jid) const { return blocked != nullptr && blocked->Blocks(jid); }
 
   int64_t offline_count = 0;            // messages in offline storage (as far as we know)

@@ -27,6 +27,7 @@
 
 #include "im/hub_impl.h"
 #include "im/stanza_text.h"
+#include "xmpp/jid/jid.h"
 #include "xmpp/namespaces.h"
 
 namespace nines::im {
@@ -244,22 +245,86 @@ void RunQuery(HubImpl& hub, const IqCallPtr& call, const std::string& user, size
       }));
 }
 
+// XEP-0313 §6.1: <prefs default='...'><always><jid/>...</always><never>...</never></prefs>.
+std::string PrefsXml(const AccountState& st) {
+  store::ArchivePrefs defaults;
+  const store::ArchivePrefs& p = st.archive_policy ? st.archive_policy->prefs : defaults;
+  std::string out = "<prefs xmlns='urn:xmpp:mam:2'";
+  AppendAttr(out, "default", p.default_mode);
+  out.push_back('>');
+  for (const auto& [name, list] : {std::pair{"always", &p.always}, std::pair{"never", &p.never}}) {
+    out.append("<").append(name).append(">");
+    for (const auto& jid : *list) {
+      out.append("<jid>");
+      xml::AppendEscapedText(out, jid);
+      out.append("</jid>");
+    }
+    out.append("</").append(name).append(">");
+  }
+  out.append("</prefs>");
+  return out;
+}
+
+void SetPrefs(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
+  const xml::Element& payload = call->payload();
+  store::ArchivePrefs prefs;
+  prefs.default_mode = std::string(payload.Attr("default"));
+  if (prefs.default_mode != "always" && prefs.default_mode != "never" && prefs.default_mode != "roster") {
+    hub.ReplyError(*call, "bad-request", "'default' must be always, never or roster");
+    return;
+  }
+  size_t count = 0;
+  for (auto [name, list] : {std::pair{"always", &prefs.always}, std::pair{"never", &prefs.never}}) {
+    const xml::Element* wrapper = payload.Child(name, kMam);
+    if (wrapper == nullptr) continue;
+    for (const xml::Element* child : wrapper->Children()) {
+      if (child->name() != "jid") continue;
+      auto jid = xmpp::Jid::Parse(child->Text());
+      if (!jid.ok()) {
+        hub.ReplyError(*call, "jid-malformed", "a <jid/> in the preferences is not a JID");
+        return;
+      }
+      list->push_back(jid->BareString());
+      ++count;
+    }
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
+  for (const auto& jid : prefs.always) {
+    if (std::binary_search(prefs.never.begin(), prefs.never.end(), jid)) {
+      hub.ReplyError(*call, "bad-request", "a JID cannot be both always and never archived");
+      return;
+    }
+  }
+  if (static_cast<int64_t>(count) > hub.ConfigOn(st->home).limits.archive_pref_jids) {
+    hub.ReplyError(*call, "not-acceptable", "more JIDs in the preferences than this server keeps");
+    return;
+  }
+  ++st->busy;
+  store::ArchivePrefs copy = prefs;
+  hub.store().SetArchivePrefs(
+      st->user, std::move(copy),
+      store::Reply<void>(hub.loop(st->home).executor(), [&hub, call, home = st->home, bare = st->bare,
+                                                         prefs = std::move(prefs)](const Result<void>& r) mutable {
+        AccountState* st = hub.FindAccount(home, bare);
+        if (st == nullptr) return;
+        --st->busy;
+        if (!r.ok()) {
+          spdlog::warn("im: storing archive preferences for {} failed: {}", bare, r.error().message);
+          hub.ReplyError(*call, "internal-server-error");
+        } else {
+          hub.SetArchivePolicy(*st, std::move(prefs));
+          hub.ReplyResult(*call, PrefsXml(*st));  // §6.1: the preferences now in force
+        }
+        hub.MaybeEvict(*st);
+      }));
+}
+
 void MamSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
   const xml::Element& payload = call->payload();
   const Config& config = hub.ConfigOn(st->home);
   if (payload.name() == "prefs") {
-    // Preferences other than the server's "always" are not kept yet: say so
-    // rather than pretend (src/im/README.md).
-    std::string_view def = payload.Attr("default");
-    const xml::Element* always = payload.Child("always", kMam);
-    const xml::Element* never = payload.Child("never", kMam);
-    bool plain = (def.empty() || def == "always") && (always == nullptr || always->Children().empty()) &&
-                 (never == nullptr || never->Children().empty());
-    if (!plain) {
-      hub.ReplyError(*call, "feature-not-implemented", "this server archives every conversation ('always')");
-      return;
-    }
-    hub.ReplyResult(*call, "<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never/></prefs>");
+    SetPrefs(hub, call, st);
     return;
   }
   if (payload.name() != "query") {
@@ -309,7 +374,7 @@ void MamGet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     return;
   }
   if (payload.name() == "prefs") {
-    hub.ReplyResult(*call, "<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never/></prefs>");
+    hub.ReplyResult(*call, PrefsXml(*st));
     return;
   }
   if (payload.name() != "metadata") {
@@ -404,7 +469,14 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
     Bounce(*r, "service-unavailable");  // XEP-0191 §3.3; not archived, not delivered
     return;
   }
-  if (!st.Ready() || !r->archive_ok || !config.archive_enabled) {
+  // XEP-0313 preferences: the recipient's (here) and the local sender's
+  // (decided on its session's loop, ClientMessage).
+  JidView from = SplitJid(r->from);
+  const bool from_local = from.domain == config.domain && !from.local.empty();
+  const bool to_self = from_local && from.Bare() == st.bare;
+  const bool keep_out = from_local && r->archive_out;
+  const bool keep_in = !to_self && (st.archive_policy == nullptr || st.archive_policy->Archives(from.Bare()));
+  if (!st.Ready() || !r->archive_ok || !config.archive_enabled || (!keep_out && !keep_in)) {
     if (st.outbox.empty()) {
       if (st.Ready()) SentCarbons(r, 0);
       MessageToAccount(st, r, false, {}, 0);
@@ -417,19 +489,16 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
   // device paging from the last id it saw relies on.
   const int64_t id = 0;
   const int64_t stamp = 0;
-  JidView from = SplitJid(r->from);
   JidView to = SplitJid(r->to);
   std::vector<store::ArchiveEntry> entries;
   entries.reserve(2);
-  const bool from_local = from.domain == config.domain && !from.local.empty();
-  const bool to_self = from_local && from.Bare() == st.bare;
-  if (from_local) {
+  if (keep_out) {
     store::ArchiveEntry out;
     out.username = std::string(from.local);
     out.message = {id, stamp, std::string(to.Bare()), std::string(to.resource), true, r->origin_id, r->xml};
     entries.push_back(std::move(out));
   }
-  if (!to_self) {
+  if (keep_in) {
     store::ArchiveEntry in;
     in.username = st.user;
     in.message = {id, stamp, std::string(from.Bare()), std::string(from.resource), false, {}, r->xml};
@@ -441,7 +510,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
       std::move(entries),
       store::Reply<store::ArchiveOutcome>(
           loop(st.home).executor(),
-          [this, home = st.home, bare = st.bare, r](Result<store::ArchiveOutcome> outcome) {
+          [this, home = st.home, bare = st.bare, r, keep_in](Result<store::ArchiveOutcome> outcome) {
             AccountState* st = FindAccount(home, bare);
             if (st == nullptr) return;  // cannot happen: busy > 0 keeps the state
             --st->busy;
@@ -455,6 +524,10 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
                 it->deliver = false;
               } else if (outcome->duplicate) {
                 it->deliver = false;  // a retransmission: the first copy went out
+              } else if (!keep_in) {
+                // Only the sender keeps it: delivered as it came, no stanza-id of ours.
+                it->carbons_sent = true;
+                SentCarbons(r, outcome->id);
               } else {
                 auto archived = std::make_shared<Routed>(*r);
                 archived->done.reset();  // only the original counts for the sender
@@ -474,6 +547,41 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
             --st->running;
             MaybeEvict(*st);
           }));
+}
+
+bool ArchivePolicy::Archives(std::string_view peer) const {
+  if (std::binary_search(prefs.never.begin(), prefs.never.end(), peer, std::less<>())) return false;
+  if (std::binary_search(prefs.always.begin(), prefs.always.end(), peer, std::less<>())) return true;
+  if (prefs.default_mode == "never") return false;
+  if (prefs.default_mode == "roster") return roster.count(peer) != 0;
+  return true;
+}
+
+void HubImpl::SetArchivePolicy(AccountState& st, store::ArchivePrefs prefs) {
+  const bool had = st.HasSessionSettings();
+  if (prefs.default_mode == "always" && prefs.always.empty() && prefs.never.empty()) {
+    st.archive_policy.reset();
+  } else {
+    auto policy = std::make_shared<ArchivePolicy>();
+    policy->prefs = std::move(prefs);
+    st.archive_policy = std::move(policy);
+    if (st.archive_policy->prefs.default_mode == "roster") {
+      RosterChangedForArchive(st);  // takes the snapshot and publishes
+      return;
+    }
+  }
+  if (had || st.HasSessionSettings()) PublishSettings(st);
+}
+
+void HubImpl::RosterChangedForArchive(AccountState& st) {
+  if (!st.archive_policy || st.archive_policy->prefs.default_mode != "roster") return;
+  auto policy = std::make_shared<ArchivePolicy>();
+  policy->prefs = st.archive_policy->prefs;
+  for (const auto& [jid, item] : st.roster) {
+    if (!IsHiddenItem(item)) policy->roster.insert(jid);
+  }
+  st.archive_policy = std::move(policy);
+  PublishSettings(st);
 }
 
 void HubImpl::FlushOutbox(AccountState& st) {

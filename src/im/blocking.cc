@@ -12,7 +12,7 @@
 //     answered on the account's behalf get <service-unavailable/>, other IQs
 //     are dropped (§3.3). The contact sees the user as offline.
 //   outbound, on the sender's session loop: each loop keeps the block lists
-//     of its sessions' accounts (Shard::session_blocks), so a stanza to a
+//     of its sessions' accounts (Shard::session_settings), so a stanza to a
 //     blocked JID is refused before it is routed, with <not-acceptable/> and
 //     <blocked xmlns='urn:xmpp:blocking:errors'/> (§3.3). Presence broadcasts
 //     skip blocked subscribers (FanOutToSubscribers).
@@ -164,8 +164,9 @@ void Change(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
         for (const auto& jid : jids) next->jids.erase(jid);
       }
       std::vector<std::string> watchers_after = WatchersBlockedBy(*st, next.get());
+      const bool had = st->HasSessionSettings();
       st->blocked = next->jids.empty() ? nullptr : BlockListPtr(std::move(next));
-      hub.PublishBlocks(*st);
+      if (had || st->HasSessionSettings()) hub.PublishSettings(*st);
       hub.ReplyResult(*call);
       PushChange(hub, *st, block ? "block" : "unblock", jids);
       // Presence: the newly blocked see the user leave, the newly unblocked
@@ -220,31 +221,32 @@ bool BlockList::Blocks(std::string_view jid) const {
   return false;
 }
 
-void HubImpl::PublishBlocks(AccountState& st, const xmpp::SessionRef* only) {
+void HubImpl::PublishSettings(AccountState& st, const xmpp::SessionRef* only) {
+  SessionSettings settings{st.blocked, st.archive_policy};
   for (const auto& res : st.resources) {
     if (only != nullptr && !(res.ref == *only)) continue;
     xmpp::SessionRef ref = res.ref;
-    loop(ref.loop).Post([this, ref, list = st.blocked] {
-      if (list) {
-        shard(ref.loop).session_blocks[ref.id] = list;
+    loop(ref.loop).Post([this, ref, settings] {
+      if (settings.blocked || settings.archive) {
+        shard(ref.loop).session_settings[ref.id] = settings;
       } else {
-        shard(ref.loop).session_blocks.erase(ref.id);
+        shard(ref.loop).session_settings.erase(ref.id);
       }
     });
   }
 }
 
-void HubImpl::ForgetBlocks(xmpp::SessionRef ref) {
-  loop(ref.loop).Post([this, ref] { shard(ref.loop).session_blocks.erase(ref.id); });
+void HubImpl::ForgetSettings(xmpp::SessionRef ref) {
+  loop(ref.loop).Post([this, ref] { shard(ref.loop).session_settings.erase(ref.id); });
 }
 
 bool HubImpl::RefuseIfBlocked(xmpp::SessionRef ref, const xml::Element& stanza) {
-  auto& blocks = shard(ref.loop).session_blocks;
-  if (blocks.empty()) return false;
-  auto it = blocks.find(ref.id);
-  if (it == blocks.end()) return false;
+  auto& settings = shard(ref.loop).session_settings;
+  if (settings.empty()) return false;
+  auto it = settings.find(ref.id);
+  if (it == settings.end() || !it->second.blocked) return false;
   const std::string* to = stanza.FindAttr("to");
-  if (to == nullptr || !it->second->Blocks(*to)) return false;
+  if (to == nullptr || !it->second.blocked->Blocks(*to)) return false;
   std::string_view type = stanza.Attr("type");
   const bool answerable = stanza.name() == "iq" ? (type == "get" || type == "set") : type != "error";
   if (answerable) {

@@ -444,9 +444,114 @@ TEST_F(ArchiveTest, FormMetadataAndPrefs) {
   auto prefs = GotNamed(bob, "iq", "result");
   ASSERT_EQ(prefs.size(), 1u);
   EXPECT_EQ(prefs[0].Child("prefs")->Attr("default"), "always");
-  EXPECT_EQ(
-      ErrorCondition(Ask(bob, "<iq type='set' id='p2'><prefs xmlns='urn:xmpp:mam:2' default='never'/></iq>")),
-      "feature-not-implemented");
+}
+
+// --- Preferences (XEP-0313 §6) ---------------------------------------------
+
+class ArchivePrefsTest : public ArchiveTest {
+ protected:
+  xml::Element Prefs(const Session& s, const std::string& def, const std::vector<std::string>& always = {},
+                     const std::vector<std::string>& never = {}) {
+    std::string iq = "<iq type='set' id='p'><prefs xmlns='urn:xmpp:mam:2' default='" + def + "'><always>";
+    for (const auto& j : always) iq += "<jid>" + j + "</jid>";
+    iq += "</always><never>";
+    for (const auto& j : never) iq += "<jid>" + j + "</jid>";
+    iq += "</never></prefs></iq>";
+    return Ask(s, iq);
+  }
+  static std::vector<std::string> Jids(const xml::Element& iq, std::string_view list) {
+    std::vector<std::string> out;
+    const xml::Element* prefs = iq.Child("prefs", "urn:xmpp:mam:2");
+    const xml::Element* l = prefs != nullptr ? prefs->Child(list, "urn:xmpp:mam:2") : nullptr;
+    if (l == nullptr) return out;
+    for (const xml::Element* j : l->Children()) out.push_back(j->Text());
+    return out;
+  }
+  std::vector<std::string> Archived(const Session& s) { return Bodies(Query(s, "")); }
+};
+
+TEST_F(ArchivePrefsTest, SetAndGetWithTheirChecks) {
+  Session alice = Online("alice");
+  xml::Element r = Prefs(alice, "roster", {"Romeo@Montague.lit/balcony"}, {"montague@montague.lit"});
+  ASSERT_EQ(r.Attr("type"), "result") << r.Serialize();
+  EXPECT_EQ(r.Child("prefs", "urn:xmpp:mam:2")->Attr("default"), "roster") << "the result says what is in force";
+  EXPECT_EQ(Jids(r, "always"), std::vector<std::string>{"romeo@montague.lit"}) << "bare and normalised";
+  EXPECT_EQ(Jids(r, "never"), std::vector<std::string>{"montague@montague.lit"});
+  xml::Element got = Ask(alice, "<iq type='get' id='g'><prefs xmlns='urn:xmpp:mam:2'/></iq>");
+  EXPECT_EQ(got.Child("prefs", "urn:xmpp:mam:2")->Attr("default"), "roster");
+  EXPECT_EQ(Jids(got, "always"), std::vector<std::string>{"romeo@montague.lit"});
+
+  EXPECT_EQ(ErrorCondition(Prefs(alice, "sometimes")), "bad-request");
+  EXPECT_EQ(ErrorCondition(Prefs(alice, "always", {"a@b.c"}, {"a@b.c"})), "bad-request");
+  EXPECT_EQ(ErrorCondition(Prefs(alice, "always", {"a@@b"})), "jid-malformed");
+  Config c = DefaultConfig();
+  c.limits.archive_pref_jids = 1;
+  MakeHub(c);
+  Session again = Online("alice", "laptop");
+  EXPECT_EQ(ErrorCondition(Prefs(again, "always", {"a@b.c", "d@e.f"})), "not-acceptable");
+  got = Ask(again, "<iq type='get' id='g'><prefs xmlns='urn:xmpp:mam:2'/></iq>");
+  EXPECT_EQ(got.Child("prefs", "urn:xmpp:mam:2")->Attr("default"), "roster") << "kept in the store";
+}
+
+TEST_F(ArchivePrefsTest, NeverKeepsNothingForThatOwnerOnEitherSide) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  ASSERT_EQ(Prefs(bob, "never").Attr("type"), "result");
+  Send(alice, "<message to='bob@example.com' type='chat' id='a1'><body>to bob</body></message>");
+  auto in = GotNamed(bob, "message");
+  ASSERT_EQ(in.size(), 1u);
+  EXPECT_EQ(in[0].Child("stanza-id", "urn:xmpp:sid:0"), nullptr) << "bob keeps no copy, so no id of his";
+  Send(bob, "<message to='alice@example.com' type='chat' id='b1'><body>to alice</body></message>");
+  auto back = GotNamed(alice, "message");
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_NE(back[0].Child("stanza-id", "urn:xmpp:sid:0"), nullptr) << "alice keeps hers";
+  EXPECT_EQ(Archived(alice), (std::vector<std::string>{"to bob", "to alice"}));
+  EXPECT_TRUE(Archived(bob).empty());
+}
+
+TEST_F(ArchivePrefsTest, ListsOverrideTheDefault) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Session carol = Online("carol");
+  ASSERT_EQ(Prefs(bob, "never", {"alice@example.com"}).Attr("type"), "result");
+  Send(alice, "<message to='bob@example.com' type='chat' id='a1'><body>from alice</body></message>");
+  Send(carol, "<message to='bob@example.com' type='chat' id='c1'><body>from carol</body></message>");
+  EXPECT_EQ(Archived(bob), std::vector<std::string>{"from alice"});
+  ASSERT_EQ(Prefs(bob, "always", {}, {"carol@example.com"}).Attr("type"), "result");
+  Send(alice, "<message to='bob@example.com' type='chat' id='a2'><body>alice again</body></message>");
+  Send(carol, "<message to='bob@example.com' type='chat' id='c2'><body>carol again</body></message>");
+  Send(bob, "<message to='carol@example.com' type='chat' id='b1'><body>to carol</body></message>");
+  EXPECT_EQ(Archived(bob), (std::vector<std::string>{"from alice", "alice again"}));
+  EXPECT_EQ(Archived(carol), (std::vector<std::string>{"from carol", "carol again", "to carol"}))
+      << "carol's own preferences are hers";
+}
+
+TEST_F(ArchivePrefsTest, RosterKeepsOnlyContactsAndFollowsTheRoster) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Session stranger = Online("stranger");
+  Send(bob, "<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='alice@example.com'/></query></iq>");
+  ASSERT_EQ(Prefs(bob, "roster").Attr("type"), "result");
+  Send(alice, "<message to='bob@example.com' type='chat' id='a1'><body>from a contact</body></message>");
+  Send(stranger, "<message to='bob@example.com' type='chat' id='s1'><body>from a stranger</body></message>");
+  Send(bob, "<message to='stranger@example.com' type='chat' id='b1'><body>to a stranger</body></message>");
+  EXPECT_EQ(Archived(bob), std::vector<std::string>{"from a contact"});
+  Send(bob, "<iq type='set' id='r2'><query xmlns='jabber:iq:roster'><item jid='stranger@example.com'/></query></iq>");
+  Send(stranger, "<message to='bob@example.com' type='chat' id='s2'><body>now a contact</body></message>");
+  Send(bob, "<message to='stranger@example.com' type='chat' id='b2'><body>to a contact</body></message>");
+  EXPECT_EQ(Archived(bob), (std::vector<std::string>{"from a contact", "now a contact", "to a contact"}));
+}
+
+TEST_F(ArchivePrefsTest, PreferencesApplyAfterAReload) {
+  Session bob = Online("bob");
+  ASSERT_EQ(Prefs(bob, "never").Attr("type"), "result");
+  Logout(bob);
+  MakeHub(DefaultConfig());
+  Session alice = Online("alice");
+  Send(alice, "<message to='bob@example.com' type='chat' id='a1'><body>while away</body></message>");
+  Session back = Online("bob", "again");
+  EXPECT_TRUE(Archived(back).empty()) << "loaded with the account, even while offline";
+  EXPECT_EQ(Archived(alice), std::vector<std::string>{"while away"});
 }
 
 TEST_F(ArchiveTest, AdvertisedOnTheAccount) {

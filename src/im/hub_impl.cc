@@ -170,6 +170,7 @@ struct HubImpl::LoadResult {
   store::Roster roster;
   int64_t offline_count = 0;
   std::vector<std::string> blocklist;
+  store::ArchivePrefs archive_prefs;
 
   void Fail(const Error& e) {
     failed = true;
@@ -180,7 +181,7 @@ struct HubImpl::LoadResult {
 void HubImpl::StartLoad(AccountState& st) {
   st.load = Load::kLoading;
   auto result = std::make_shared<LoadResult>();
-  result->pending = st.known_to_exist ? 3 : 4;
+  result->pending = st.known_to_exist ? 4 : 5;
   auto executor = loop(st.home).executor();
   auto part = [this, home = st.home, bare = st.bare, result] {
     if (--result->pending == 0) FinishLoad(home, bare, *result);
@@ -215,6 +216,15 @@ void HubImpl::StartLoad(AccountState& st) {
                                       }
                                       part();
                                     }));
+  store_->GetArchivePrefs(st.user, store::Reply<store::ArchivePrefs>(
+                                       executor, [result, part](Result<store::ArchivePrefs> r) {
+                                         if (r.ok()) {
+                                           result->archive_prefs = std::move(r.value());
+                                         } else {
+                                           result->Fail(r.error());
+                                         }
+                                         part();
+                                       }));
   store_->CountOffline(st.user, store::Reply<int64_t>(executor, [result, part](Result<int64_t> r) {
                          if (r.ok()) {
                            result->offline_count = *r;
@@ -250,7 +260,16 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
       list->jids.insert(result.blocklist.begin(), result.blocklist.end());
       st->blocked = std::move(list);
     }
-    if (st->blocked) PublishBlocks(*st);
+    // Set without publishing; published once, with the block list, below.
+    st->archive_policy.reset();
+    const store::ArchivePrefs& prefs = result.archive_prefs;
+    if (prefs.default_mode != "always" || !prefs.always.empty() || !prefs.never.empty()) {
+      auto policy = std::make_shared<ArchivePolicy>();
+      policy->prefs = prefs;
+      st->archive_policy = std::move(policy);
+      if (prefs.default_mode == "roster") RosterChangedForArchive(*st);
+    }
+    if (st->HasSessionSettings()) PublishSettings(*st);
     if (!st->resources.empty()) ApplyRetention(*st);  // a login: trim the archive it will read
   }
   ++st->running;
@@ -289,7 +308,7 @@ void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::strin
       // account just created may still be cached as missing: look again.)
       if (st.load == Load::kMissing) st.load = Load::kNone;
       if (st.load == Load::kNone) StartLoad(st);
-      if (st.blocked) PublishBlocks(st, &ref);  // lands before `done`: both go to ref's loop
+      if (st.HasSessionSettings()) PublishSettings(st, &ref);  // lands before `done`: both go to ref's loop
       result = bare.WithResource((*bound)->name);
     }
     --st.running;
@@ -319,7 +338,7 @@ Result<Resource*> HubImpl::BindResource(AccountState& st, xmpp::SessionRef ref, 
     Resource old = std::move(*existing);
     st.resources.erase(existing);
     port_->Kick(old.ref, "conflict");
-    ForgetBlocks(old.ref);
+    ForgetSettings(old.ref);
     if (old.available || !old.directed.empty()) ResourceGone(st, std::move(old));
   }
   Resource res;
@@ -342,7 +361,7 @@ void HubImpl::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) {
     if (it == st->resources.end()) return;  // replaced by a newer session (conflict)
     Resource gone = std::move(*it);
     st->resources.erase(it);
-    if (st->blocked) ForgetBlocks(ref);
+    if (st->HasSessionSettings()) ForgetSettings(ref);
     ++st->running;
     if (gone.available || !gone.directed.empty()) ResourceGone(*st, std::move(gone));
     --st->running;
@@ -434,6 +453,15 @@ bool HubImpl::ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::El
     }
   }
   if (forged) stanza.RemoveChildren("stanza-id", "urn:xmpp:sid:0");
+  if (!external) {
+    auto& settings = shard(ref.loop).session_settings;
+    if (!settings.empty()) {
+      auto it = settings.find(ref.id);
+      if (it != settings.end() && it->second.archive) {
+        r->archive_out = it->second.archive->Archives(BareOf(stanza.Attr("to")));
+      }
+    }
+  }
   r->has_origin = true;
   r->external = external;
   r->origin = ref;

@@ -94,6 +94,7 @@ struct Routed {
   std::string to;        // as addressed (normalised)
   std::string id;
   std::string origin_id;  // XEP-0359 <origin-id/> from the sending client, if any
+  bool archive_out = true;  // the local sender's preferences keep it (XEP-0313 prefs; decided on its loop)
   int64_t archive_id = 0;  // the recipient's archive id, once archived (the <stanza-id/> in xml)
   // Set on a message its sender counts as in flight; copies made for
   // delivery do not carry it. Mutable: the recipient's home drops it once
@@ -134,9 +135,10 @@ class HubImpl {
   struct Shard {
     std::shared_ptr<const Config> config;  // snapshot, refreshed by the loop tick
     std::unordered_map<std::string, std::unique_ptr<AccountState>, StringHash, std::equal_to<>> accounts;
-    // The block lists of the sessions on this loop whose account blocks
-    // anyone, by session id, for checks of what they send (HandleStanza).
-    std::unordered_map<uint64_t, BlockListPtr> session_blocks;
+    // What the sessions on this loop need of their account to handle what
+    // they send (block list, archiving preferences), by session id; only
+    // for accounts that have either (AccountState::HasSessionSettings).
+    std::unordered_map<uint64_t, SessionSettings> session_settings;
   };
 
   net::Loop& loop(size_t index) { return loops_->loop(index); }
@@ -257,6 +259,11 @@ class HubImpl {
   // Archive (archive.cc): XEP-0313 MAM, XEP-0359 stanza ids
 
   static bool ArchiveEligible(const MessageTraits& traits, MsgType type);
+  // Replaces st.archive_policy from `prefs` (null for the defaults) and the
+  // roster, and publishes it. On home.
+  void SetArchivePolicy(AccountState& st, store::ArchivePrefs prefs);
+  // The roster changed: a 'roster' policy takes a new snapshot.
+  void RosterChangedForArchive(AccountState& st);
   // A message for a local account, on its home: archived first if it should
   // be, then delivered (MessageToAccount) in arrival order with a
   // <stanza-id/>. Takes the place of MessageToAccount for new messages.
@@ -311,12 +318,12 @@ class HubImpl {
   // ---------------------------------------------------------------------
   // Blocking (blocking.cc): XEP-0191
 
-  // Hands st.blocked to the loops of the account's sessions (or only to
-  // `only`'s, if set). On home.
-  void PublishBlocks(AccountState& st, const xmpp::SessionRef* only = nullptr);
+  // Hands st.blocked and st.archive_policy to the loops of the account's
+  // sessions (or only to `only`'s, if set). On home.
+  void PublishSettings(AccountState& st, const xmpp::SessionRef* only = nullptr);
   // Forgets a session's entry: posted from home after it stopped being a
-  // resource there, so it lands after any PublishBlocks for it.
-  void ForgetBlocks(xmpp::SessionRef ref);
+  // resource there, so it lands after any PublishSettings for it.
+  void ForgetSettings(xmpp::SessionRef ref);
   // A stanza a session sends to a JID its account blocks: refused with
   // <not-acceptable/><blocked/> (requests and messages), or dropped. True
   // if it was one. On the session's loop.

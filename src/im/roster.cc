@@ -87,6 +87,7 @@ void HubImpl::PushRemoval(AccountState& st, std::string_view jid, int64_t versio
 
 void HubImpl::PutItem(AccountState& st, RosterItem item, WriteDone done) {
   st.roster.insert_or_assign(item.jid, item);
+  RosterChangedForArchive(st);
   std::string jid = item.jid;
   store_->PutRosterItem(st.user, std::move(item),
                         RosterWriteReply(st, std::move(jid), false, std::move(done)));
@@ -94,6 +95,7 @@ void HubImpl::PutItem(AccountState& st, RosterItem item, WriteDone done) {
 
 void HubImpl::DeleteItem(AccountState& st, const std::string& jid, WriteDone done) {
   st.roster.erase(jid);
+  RosterChangedForArchive(st);
   store_->RemoveRosterItem(st.user, jid, RosterWriteReply(st, jid, true, std::move(done)));
 }
 

@@ -174,6 +174,14 @@ struct ArchiveQuery {
   bool from_end = false;
 };
 
+// XEP-0313 §6 archiving preferences of one account. `always` and `never`
+// are normalised bare JIDs; `default_mode` is "always", "never" or "roster".
+struct ArchivePrefs {
+  std::string default_mode = "always";
+  std::vector<std::string> always;  // sorted
+  std::vector<std::string> never;   // sorted
+};
+
 struct ArchivePage {
   std::vector<ArchivedMessage> messages;  // oldest first, whichever end the page came from
   // No further matching message beyond the page in the direction of paging.
@@ -310,6 +318,13 @@ class Store {
   virtual void GetBlocklist(std::string username, Reply<std::vector<std::string>> reply) = 0;
   virtual void Block(std::string username, std::vector<std::string> jids, Reply<void> reply) = 0;
   virtual void Unblock(std::string username, std::vector<std::string> jids, Reply<int64_t> reply) = 0;
+
+  // Archiving preferences (XEP-0313). Get returns the defaults (always, no
+  // JIDs) for an account that never set any. Set replaces them whole
+  // (kNotFound: no account; kInvalidArgument: an unknown default_mode, an
+  // empty JID, or a JID in both lists). DeleteAccount deletes them.
+  virtual void GetArchivePrefs(std::string username, Reply<ArchivePrefs> reply) = 0;
+  virtual void SetArchivePrefs(std::string username, ArchivePrefs prefs, Reply<void> reply) = 0;
 
   // Private XML storage (XEP-0049): one serialised element per `key` (the
   // caller's choice; the hub uses "namespace element-name"). Get: kNotFound

@@ -284,6 +284,12 @@ class StoreConformance : public ::testing::Test {
   Result<int64_t> Unblock(const std::string& user, std::vector<std::string> jids) {
     return Await<int64_t>(io_, [&](Reply<int64_t> r) { store_->Unblock(user, std::move(jids), std::move(r)); });
   }
+  Result<ArchivePrefs> GetArchivePrefs(const std::string& user) {
+    return Await<ArchivePrefs>(io_, [&](Reply<ArchivePrefs> r) { store_->GetArchivePrefs(user, std::move(r)); });
+  }
+  Result<void> SetArchivePrefs(const std::string& user, ArchivePrefs prefs) {
+    return Await<void>(io_, [&](Reply<void> r) { store_->SetArchivePrefs(user, std::move(prefs), std::move(r)); });
+  }
   Result<std::string> GetPrivate(const std::string& user, const std::string& key) {
     return Await<std::string>(io_, [&](Reply<std::string> r) { store_->GetPrivate(user, key, std::move(r)); });
   }
@@ -1391,6 +1397,45 @@ TYPED_TEST_P(StoreConformance, PrivateStorageRoundTripsReplacesAndIsBounded) {
   EXPECT_EQ(this->GetPrivate("alice", "k1").error().code, Errc::kNotFound) << "gone with the account";
 }
 
+TYPED_TEST_P(StoreConformance, ArchivePrefsDefaultRoundTripAndCheck) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  auto prefs = this->GetArchivePrefs("alice");
+  ASSERT_TRUE(prefs.ok()) << prefs.error().message;
+  EXPECT_EQ(prefs->default_mode, "always") << "never set: the defaults";
+  EXPECT_TRUE(prefs->always.empty());
+  EXPECT_TRUE(prefs->never.empty());
+  ArchivePrefs set;
+  set.default_mode = "roster";
+  set.always = {"romeo@montague.lit"};
+  set.never = {"a@b.c", "montague@montague.lit"};
+  ASSERT_TRUE(this->SetArchivePrefs("alice", set).ok());
+  prefs = this->GetArchivePrefs("alice");
+  EXPECT_EQ(prefs->default_mode, "roster");
+  EXPECT_EQ(prefs->always, set.always);
+  EXPECT_EQ(prefs->never, set.never);
+  set.default_mode = "never";
+  set.always.clear();
+  set.never = {"x@y.z"};
+  ASSERT_TRUE(this->SetArchivePrefs("alice", set).ok()) << "replaced whole";
+  prefs = this->GetArchivePrefs("alice");
+  EXPECT_EQ(prefs->default_mode, "never");
+  EXPECT_TRUE(prefs->always.empty());
+  EXPECT_EQ(prefs->never, std::vector<std::string>{"x@y.z"});
+
+  ArchivePrefs bad;
+  bad.default_mode = "sometimes";
+  EXPECT_EQ(this->SetArchivePrefs("alice", bad).error().code, Errc::kInvalidArgument);
+  bad.default_mode = "always";
+  bad.always = {"a@b.c"};
+  bad.never = {"a@b.c"};
+  EXPECT_EQ(this->SetArchivePrefs("alice", bad).error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(this->GetArchivePrefs("alice")->default_mode, "never") << "a refused set changes nothing";
+  EXPECT_EQ(this->SetArchivePrefs("nobody", set).error().code, Errc::kNotFound);
+  ASSERT_TRUE(this->DeleteAccount("alice").ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  EXPECT_EQ(this->GetArchivePrefs("alice")->default_mode, "always") << "gone with the account";
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
     MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
@@ -1409,6 +1454,6 @@ REGISTER_TYPED_TEST_SUITE_P(
     SweepDetachesAttachedRowsAndDropsExpiredOnes, PushRegistrationsRoundTripAndAreReplaced,
     PushRegistrationsDeleteByNodeOrService, PushRegistrationsNeedAnAccountAndGoWithIt,
     BlocklistAddsRemovesAndSorts, BlocklistNeedsAnAccountAndGoesWithIt,
-    PrivateStorageRoundTripsReplacesAndIsBounded);
+    PrivateStorageRoundTripsReplacesAndIsBounded, ArchivePrefsDefaultRoundTripAndCheck);
 
 }  // namespace nines::store::conformance

@@ -300,6 +300,19 @@ class FakeStore final : public store::Store {
     });
   }
   std::set<std::string>& blocklist(const std::string& user) { return blocklists_[user]; }
+  void GetArchivePrefs(std::string username, store::Reply<store::ArchivePrefs> reply) override {
+    Finish("GetArchivePrefs", std::move(reply), [=, this]() mutable -> Result<store::ArchivePrefs> {
+      auto it = prefs_.find(username);
+      return it == prefs_.end() ? store::ArchivePrefs{} : it->second;
+    });
+  }
+  void SetArchivePrefs(std::string username, store::ArchivePrefs prefs, store::Reply<void> reply) override {
+    Finish("SetArchivePrefs", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (!accounts_.count(username)) return MakeError(Errc::kNotFound, "no account");
+      prefs_[username] = prefs;
+      return {};
+    });
+  }
   void GetPrivate(std::string username, std::string key, store::Reply<std::string> reply) override {
     Finish("GetPrivate", std::move(reply), [=, this]() mutable -> Result<std::string> {
       auto it = private_.find({username, key});
@@ -350,6 +363,7 @@ class FakeStore final : public store::Store {
   std::map<std::string, std::vector<store::PushRegistration>> pushes_;
   std::map<std::string, std::set<std::string>> blocklists_;
   std::map<std::pair<std::string, std::string>, std::string> private_;
+  std::map<std::string, store::ArchivePrefs> prefs_;
   int64_t last_archive_id_ = 1'700'000'000'000'000;  // microseconds, as the real store assigns
   std::map<std::string, Errc> fail_;
   std::map<std::string, int> calls_;

@@ -164,6 +164,20 @@ CREATE TABLE private_storage (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 8: XEP-0313 archiving preferences.
+constexpr const char* kV8 = R"sql(
+CREATE TABLE archive_prefs (
+  username TEXT PRIMARY KEY REFERENCES accounts(username) ON DELETE CASCADE,
+  default_mode TEXT NOT NULL CHECK (default_mode IN ('always', 'never', 'roster'))
+) WITHOUT ROWID;
+CREATE TABLE archive_pref_jids (
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  jid TEXT NOT NULL,
+  always INTEGER NOT NULL,
+  PRIMARY KEY (username, jid)
+) WITHOUT ROWID;
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
@@ -172,6 +186,7 @@ constexpr std::array kMigrations = {
     Migration{5, "push registrations", kV5},
     Migration{6, "block lists", kV6},
     Migration{7, "private XML storage", kV7},
+    Migration{8, "archiving preferences", kV8},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

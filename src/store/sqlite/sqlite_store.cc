@@ -1119,3 +1119,78 @@ void SqliteStore::SetPrivate(std::string username, std::string key, std::string 
 }
 
 }  // namespace nines::store::sqlite
+
+// ---- Archiving preferences ----
+
+namespace nines::store::sqlite {
+
+void SqliteStore::GetArchivePrefs(std::string username, Reply<ArchivePrefs> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<ArchivePrefs> {
+    ArchivePrefs prefs;
+    {
+      auto stmt = conn.Prepare("SELECT default_mode FROM archive_prefs WHERE username = ?1");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (*row) prefs.default_mode = stmt->ColumnText(0);
+    }
+    auto stmt = conn.Prepare("SELECT jid, always FROM archive_pref_jids WHERE username = ?1 ORDER BY jid");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      (stmt->ColumnInt(1) != 0 ? prefs.always : prefs.never).push_back(stmt->ColumnText(0));
+    }
+    return prefs;
+  });
+}
+
+void SqliteStore::SetArchivePrefs(std::string username, ArchivePrefs prefs, Reply<void> reply) {
+  Write(std::move(reply), [username = std::move(username), prefs = std::move(prefs)](Connection& conn) -> Result<void> {
+    if (prefs.default_mode != "always" && prefs.default_mode != "never" && prefs.default_mode != "roster") {
+      return MakeError(Errc::kInvalidArgument, "default_mode must be always, never or roster");
+    }
+    for (const auto& list : {prefs.always, prefs.never}) {
+      for (const auto& jid : list) {
+        if (jid.empty()) return MakeError(Errc::kInvalidArgument, "an empty JID");
+      }
+    }
+    for (const auto& jid : prefs.always) {
+      if (std::find(prefs.never.begin(), prefs.never.end(), jid) != prefs.never.end()) {
+        return MakeError(Errc::kInvalidArgument, "a JID cannot be both always and never archived");
+      }
+    }
+    {
+      auto stmt = conn.Prepare(
+          "INSERT INTO archive_prefs (username, default_mode) VALUES (?1, ?2)"
+          " ON CONFLICT (username) DO UPDATE SET default_mode = excluded.default_mode");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      stmt->BindText(2, prefs.default_mode);
+      if (auto done = stmt->Run(); !done.ok()) return NoAccountIfForeignKey(done.error(), username);
+    }
+    {
+      auto stmt = conn.Prepare("DELETE FROM archive_pref_jids WHERE username = ?1");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      if (auto done = stmt->Run(); !done.ok()) return done.error();
+    }
+    for (int always = 0; always <= 1; ++always) {
+      for (const auto& jid : always ? prefs.always : prefs.never) {
+        auto stmt = conn.Prepare(
+            "INSERT INTO archive_pref_jids (username, jid, always) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
+        if (!stmt.ok()) return stmt.error();
+        stmt->BindText(1, username);
+        stmt->BindText(2, jid);
+        stmt->BindInt(3, always);
+        if (auto done = stmt->Run(); !done.ok()) return done.error();
+      }
+    }
+    return {};
+  });
+}
+
+}  // namespace nines::store::sqlite

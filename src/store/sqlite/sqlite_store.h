@@ -92,6 +92,8 @@ class SqliteStore final : public Store {
   void GetBlocklist(std::string username, Reply<std::vector<std::string>> reply) override;
   void Block(std::string username, std::vector<std::string> jids, Reply<void> reply) override;
   void Unblock(std::string username, std::vector<std::string> jids, Reply<int64_t> reply) override;
+  void GetArchivePrefs(std::string username, Reply<ArchivePrefs> reply) override;
+  void SetArchivePrefs(std::string username, ArchivePrefs prefs, Reply<void> reply) override;
   void GetPrivate(std::string username, std::string key, Reply<std::string> reply) override;
   void SetPrivate(std::string username, std::string key, std::string xml, int64_t max_items,
                   Reply<void> reply) override;

@@ -195,7 +195,7 @@ TEST(SqliteArchive, MessageTextIsFreedWithItsLastOwner) {
 }
 
 TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
-  EXPECT_EQ(SqliteSchemaVersion(), 7);
+  EXPECT_EQ(SqliteSchemaVersion(), 8);
   ASSERT_EQ(static_cast<int>(Migrations().size()), SqliteSchemaVersion());
   for (size_t i = 0; i < Migrations().size(); ++i)
     EXPECT_EQ(Migrations()[i].version, static_cast<int>(i) + 1);
@@ -206,12 +206,13 @@ TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "7");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "8");
   EXPECT_EQ(raw.Query("PRAGMA application_id"), std::to_string(kApplicationId));
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('vcards', 'roster_groups', 'archive',"
-                      " 'device_states', 'push_registrations', 'blocklist', 'private_storage')"),
-            "7");
+                      " 'device_states', 'push_registrations', 'blocklist', 'private_storage', 'archive_prefs',"
+                      " 'archive_pref_jids')"),
+            "9");
 }
 
 // The v1 schema exactly as the v1 build wrote it, with data, kept here (not
@@ -275,7 +276,7 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   ASSERT_TRUE(store);
   {
     RawDb raw(path);
-    EXPECT_EQ(raw.Query("PRAGMA user_version"), "7");
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "8");
     EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_table_info('roster_items') WHERE name = 'groups_json'"),
               "0");
   }
@@ -337,15 +338,15 @@ TEST(SqliteSchema, RefusesANewerSchemaAndLeavesTheFileAlone) {
   {
     RawDb raw(path);
     raw.Exec(
-        "PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 8;");
+        "PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 9;");
   }
   auto opened = OpenSqlite({path});
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
   EXPECT_NE(opened.error().message.find("newer"), std::string::npos) << opened.error().message;
-  EXPECT_NE(opened.error().message.find('8'), std::string::npos) << opened.error().message;
+  EXPECT_NE(opened.error().message.find('9'), std::string::npos) << opened.error().message;
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "8");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "9");
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "delete") << "a refused file must not be switched to WAL";
 }
 
