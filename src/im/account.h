@@ -155,6 +155,7 @@ struct AccountState {
   std::vector<PushEntry> pushes;
   std::list<UniqueFunction<void(AccountState&, bool)>> push_waiting;  // for the load; bool: it succeeded
 
+  std::vector<std::string> command_sessions;  // XEP-0050 sessions in progress (commands.cc)
   int replaying = 0;  // restores replaying the archive: the outbox waits (restore.cc)
   int busy = 0;     // store calls in flight
   int running = 0;  // ops on the stack (guards eviction)

@@ -542,6 +542,77 @@ TEST_F(ArchivePrefsTest, RosterKeepsOnlyContactsAndFollowsTheRoster) {
   EXPECT_EQ(Archived(bob), (std::vector<std::string>{"from a contact", "now a contact", "to a contact"}));
 }
 
+// --- Deleting one's archive (XEP-0050 command) ------------------------------
+
+TEST_F(ArchiveTest, AUserCanDeleteTheirArchiveThroughACommand) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Chat(alice, bob, 3);
+  auto items = Ask(alice, "<iq type='get' id='i' to='example.com'><query xmlns='http://jabber.org/protocol/disco#items' "
+                          "node='http://jabber.org/protocol/commands'/></iq>");
+  const xml::Element* q = items.Child("query", "http://jabber.org/protocol/disco#items");
+  ASSERT_NE(q, nullptr) << items.Serialize();
+  ASSERT_EQ(q->Children().size(), 1u);
+  std::string node(q->Children()[0]->Attr("node"));
+  EXPECT_EQ(node, "urn:nines:delete-archive");
+  auto info = Ask(alice, "<iq type='get' id='n' to='example.com'><query xmlns='http://jabber.org/protocol/disco#info' "
+                         "node='" + node + "'/></iq>");
+  const xml::Element* identity =
+      info.Child("query", "http://jabber.org/protocol/disco#info")->Child("identity");
+  ASSERT_NE(identity, nullptr);
+  EXPECT_EQ(identity->Attr("type"), "command-node");
+
+  auto step1 = Ask(alice, "<iq type='set' id='c1' to='example.com'><command xmlns='http://jabber.org/protocol/commands' "
+                          "node='" + node + "' action='execute'/></iq>");
+  const xml::Element* cmd = step1.Child("command", "http://jabber.org/protocol/commands");
+  ASSERT_NE(cmd, nullptr) << step1.Serialize();
+  EXPECT_EQ(cmd->Attr("status"), "executing");
+  ASSERT_NE(cmd->Child("x", "jabber:x:data"), nullptr) << "a confirmation form";
+  std::string session(cmd->Attr("sessionid"));
+  EXPECT_EQ(Bodies(Query(alice, "")).size(), 3u) << "nothing deleted yet";
+
+  auto done = Ask(alice, "<iq type='set' id='c2' to='example.com'><command xmlns='http://jabber.org/protocol/commands' "
+                         "node='" + node + "' sessionid='" + session + "' action='complete'>"
+                         "<x xmlns='jabber:x:data' type='submit'><field var='confirm'><value>1</value></field></x>"
+                         "</command></iq>");
+  cmd = done.Child("command", "http://jabber.org/protocol/commands");
+  ASSERT_NE(cmd, nullptr) << done.Serialize();
+  EXPECT_EQ(cmd->Attr("status"), "completed");
+  EXPECT_NE(cmd->ChildText("note", "http://jabber.org/protocol/commands").find("Deleted 3"), std::string::npos);
+  EXPECT_TRUE(Bodies(Query(alice, "")).empty());
+  EXPECT_EQ(Bodies(Query(bob, "")).size(), 3u) << "bob keeps his copies";
+
+  auto again = Ask(alice, "<iq type='set' id='c3' to='example.com'><command xmlns='http://jabber.org/protocol/commands' "
+                          "node='" + node + "' sessionid='" + session + "' action='complete'/></iq>");
+  EXPECT_EQ(ErrorCondition(again), "bad-request") << "a finished session is gone";
+  EXPECT_NE(again.Child("error")->Child("bad-sessionid", "http://jabber.org/protocol/commands"), nullptr);
+}
+
+TEST_F(ArchiveTest, TheArchiveCommandDoesNothingUnlessConfirmedOrWhenCanceled) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Chat(alice, bob, 2);
+  const std::string node = "urn:nines:delete-archive";
+  auto start = [&] {
+    auto r = Ask(alice, "<iq type='set' id='c' to='example.com'><command xmlns='http://jabber.org/protocol/commands' "
+                        "node='" + node + "'/></iq>");
+    return std::string(r.Child("command", "http://jabber.org/protocol/commands")->Attr("sessionid"));
+  };
+  std::string s1 = start();
+  auto canceled = Ask(alice, "<iq type='set' id='x' to='example.com'><command xmlns='http://jabber.org/protocol/commands' "
+                             "node='" + node + "' sessionid='" + s1 + "' action='cancel'/></iq>");
+  EXPECT_EQ(canceled.Child("command", "http://jabber.org/protocol/commands")->Attr("status"), "canceled");
+  std::string s2 = start();
+  auto unconfirmed = Ask(alice, "<iq type='set' id='y' to='example.com'><command xmlns='http://jabber.org/protocol/commands' "
+                                "node='" + node + "' sessionid='" + s2 + "' action='complete'><x xmlns='jabber:x:data' "
+                                "type='submit'><field var='confirm'><value>0</value></field></x></command></iq>");
+  EXPECT_EQ(unconfirmed.Child("command", "http://jabber.org/protocol/commands")->Attr("status"), "completed");
+  EXPECT_EQ(Bodies(Query(alice, "")).size(), 2u);
+  auto unknown = Ask(alice, "<iq type='set' id='z' to='example.com'><command xmlns='http://jabber.org/protocol/commands' "
+                            "node='urn:nines:nope'/></iq>");
+  EXPECT_EQ(ErrorCondition(unknown), "item-not-found");
+}
+
 TEST_F(ArchivePrefsTest, PreferencesApplyAfterAReload) {
   Session bob = Online("bob");
   ASSERT_EQ(Prefs(bob, "never").Attr("type"), "result");

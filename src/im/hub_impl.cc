@@ -121,6 +121,7 @@ HubImpl::HubImpl(HubDeps deps)
   RegisterBlocking();
   RegisterPrivateStorage();
   RegisterExternalServices();
+  RegisterCommands();
 }
 
 HubImpl::~HubImpl() { port_cell_->store(nullptr, std::memory_order_release); }

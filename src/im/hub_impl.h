@@ -11,6 +11,7 @@
 //   blocking.cc   XEP-0191 blocking
 //   private_storage.cc  XEP-0049 private XML storage
 //   extdisco.cc   XEP-0215 external service discovery (STUN/TURN)
+//   commands.cc   XEP-0050 ad-hoc commands (delete my archive)
 //
 // Threading: see hub.h. Each method says which loop it runs on; "home"
 // means the home loop of the account it is given.
@@ -336,6 +337,12 @@ class HubImpl {
 
   // External services (extdisco.cc): XEP-0215 STUN/TURN discovery
   void RegisterExternalServices();
+
+  // Ad-hoc commands (commands.cc): XEP-0050
+  // The <item/>s of the server's commands node (disco#items), for `domain`.
+  std::string CommandItems(std::string_view domain) const;
+  static bool IsCommandNode(std::string_view node);
+  void RegisterCommands();
 
  private:
   AccountState& FindOrCreate(size_t home, std::string_view bare);

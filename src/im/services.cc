@@ -27,6 +27,15 @@ bool MayDiscoverAccount(const IqCall& call, AccountState* st) {
 }
 
 void DiscoInfo(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
+  if (call->scope == kScopeServer && HubImpl::IsCommandNode(call->payload().Attr("node"))) {
+    // XEP-0050 §2.3: a command node describes itself.
+    std::string inner = "<query xmlns='http://jabber.org/protocol/disco#info'";
+    AppendAttr(inner, "node", call->payload().Attr("node"));
+    inner.append("><identity category='automation' type='command-node'/>"
+                 "<feature var='http://jabber.org/protocol/commands'/><feature var='jabber:x:data'/></query>");
+    hub.ReplyResult(*call, inner);
+    return;
+  }
   if (call->payload().HasAttr("node")) {
     hub.ReplyError(*call, "item-not-found", "no such node");
     return;
@@ -55,6 +64,15 @@ void DiscoInfo(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
 }
 
 void DiscoItems(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
+  if (call->scope == kScopeServer && call->payload().Attr("node") == "http://jabber.org/protocol/commands") {
+    // XEP-0050 §2.2: the commands this server offers.
+    std::string inner = "<query xmlns='http://jabber.org/protocol/disco#items' "
+                        "node='http://jabber.org/protocol/commands'>";
+    inner.append(hub.CommandItems(hub.ConfigOn(call->origin.loop).domain));
+    inner.append("</query>");
+    hub.ReplyResult(*call, inner);
+    return;
+  }
   if (call->payload().HasAttr("node")) {
     hub.ReplyError(*call, "item-not-found", "no such node");
     return;
