@@ -8,6 +8,10 @@
   CarbonsTest   XEP-0280: a second device of the recipient gets <received/> copies and a
                 second device of the sender <sent/> copies, each with the message's
                 archive id; a device that never enabled carbons gets neither.
+  ArchiveSettingsTest  XEP-0313 preferences: a JID in bob's never list is not kept by bob
+                (and its message carries no stanza-id of his) but is by its sender;
+                default='never'; the XEP-0050 "Delete my message archive" command, run
+                with slixmpp's xep_0050 plugin, empties the user's archive and only theirs.
 """
 
 from __future__ import annotations
@@ -159,6 +163,79 @@ class CarbonsTest(AsyncServerTestCase):
         await devices["tablet"].received_carbons.assert_none(lambda m: True, "a carbon without enable", within=QUIET)
         await devices["tablet"].sent_carbons.assert_none(lambda m: True, "a carbon without enable", within=0.1)
         await devices["phone"].sent_carbons.assert_none(lambda m: True, "a copy of its own message", within=0.1)
+
+
+NS_MAM = "urn:xmpp:mam:2"
+
+
+async def set_prefs(client: Client, default: str, never: tuple = ()) -> ET.Element:
+    """XEP-0313 §6.1 with a hand-built <prefs/> (slixmpp 1.8.3's plugin has no prefs API)."""
+    iq = client.Iq(stype="set")
+    prefs = ET.Element(f"{{{NS_MAM}}}prefs", {"default": default})
+    ET.SubElement(prefs, f"{{{NS_MAM}}}always")
+    never_el = ET.SubElement(prefs, f"{{{NS_MAM}}}never")
+    for jid in never:
+        ET.SubElement(never_el, f"{{{NS_MAM}}}jid").text = jid
+    iq.append(prefs)
+    result = await iq.send(timeout=WAIT)
+    return result.xml.find(f"{{{NS_MAM}}}prefs")
+
+
+class ArchiveSettingsTest(AsyncServerTestCase):
+
+    async def test_preferences_decide_each_owners_copy(self):
+        alice_jid, alice_pw = self.account("prefa")
+        bob_jid, bob_pw = self.account("prefb")
+        carol_jid, carol_pw = self.account("prefc")
+        alice = with_mam(await self.online(alice_jid, alice_pw, resource="phone"))
+        bob = with_mam(await self.online(bob_jid, bob_pw, resource="desk"))
+        carol = await self.online(carol_jid, carol_pw, resource="desk")
+        prefs = await set_prefs(bob, "always", never=(carol_jid,))
+        self.assertEqual(prefs.get("default"), "always")
+        self.assertEqual([j.text for j in prefs.iter(f"{{{NS_MAM}}}jid")], [carol_jid])
+
+        alice.send_message(mto=bob_jid, mbody="kept by both", mtype="chat")
+        carol.send_message(mto=bob_jid, mbody="not kept by bob", mtype="chat")
+        got = await bob.messages.wait_for(lambda m: m["body"] == "not kept by bob", "carol's message")
+        self.assertEqual(stanza_id(got), "", "bob keeps no copy, so it carries no id of his")
+        await bob.messages.wait_for(lambda m: m["body"] == "kept by both", "alice's message")
+        self.assertEqual([m["body"] for _, m in await archive_of(bob)], ["kept by both"])
+        self.assertEqual([m["body"] for _, m in await archive_of(alice)], ["kept by both"])
+
+        # default='never': bob keeps nothing more, alice still keeps her side.
+        await set_prefs(bob, "never")
+        bob.send_message(mto=alice_jid, mbody="off the record for bob", mtype="chat")
+        await alice.messages.wait_for(lambda m: m["body"] == "off the record for bob", "bob's message")
+        self.assertEqual([m["body"] for _, m in await archive_of(bob)], ["kept by both"])
+        self.assertEqual([m["body"] for _, m in await archive_of(alice)], ["kept by both", "off the record for bob"])
+
+    async def test_delete_my_archive_command(self):
+        alice_jid, alice_pw = self.account("dela")
+        bob_jid, bob_pw = self.account("delb")
+        alice = with_mam(await self.online(alice_jid, alice_pw, resource="phone"))
+        alice.register_plugin("xep_0004")
+        alice.register_plugin("xep_0050")
+        bob = with_mam(await self.online(bob_jid, bob_pw, resource="desk"))
+        for i in range(3):
+            alice.send_message(mto=bob_jid, mbody=f"m{i}", mtype="chat")
+        await bob.messages.wait_for(lambda m: m["body"] == "m2", "the last message")
+        self.assertEqual(len(await archive_of(alice)), 3)
+
+        commands = await alice["xep_0050"].get_commands(DOMAIN, timeout=WAIT)
+        nodes = {item[1]: item[2] for item in commands["disco_items"]["items"]}
+        self.assertIn("urn:nines:delete-archive", nodes, str(commands))
+        first = await alice["xep_0050"].send_command(DOMAIN, "urn:nines:delete-archive", timeout=WAIT)
+        self.assertEqual(first["command"]["status"], "executing")
+        form = first["command"]["form"]
+        self.assertIn("confirm", [f["var"] for f in form["fields"]])
+        answer = alice["xep_0004"].make_form(ftype="submit")
+        answer.add_field(var="confirm", value=True)
+        done = await alice["xep_0050"].send_command(DOMAIN, "urn:nines:delete-archive", action="complete",
+                                                      sessionid=first["command"]["sessionid"], payload=answer,
+                                                      timeout=WAIT)
+        self.assertEqual(done["command"]["status"], "completed", str(done))
+        self.assertEqual(await archive_of(alice), [], "alice's archive is empty")
+        self.assertEqual(len(await archive_of(bob)), 3, "bob keeps his copies")
 
 
 def slixmpp_jid(text: str):
