@@ -2,9 +2,9 @@
 # What one feature costs the message scenario: the same nines build with the
 # feature on and off, same machine, same run. Prints a markdown table.
 #
-#   bench/setting_cost.sh --what archive|sm|resume-store [--clients N] [--duration S] [--rounds R]
+#   bench/setting_cost.sh --what archive|sm|resume-store|build [--clients N] [--duration S] [--rounds R]
 #                         [--rate MSGS_PER_S] [--archive true|false] [--sm-every N]
-#                         [--request-every M]
+#                         [--request-every M] [--baseline PATH]
 #
 #   archive  archive.enabled = true against false (XEP-0313: delivery after the
 #            durable write). bench/archive_cost.sh is this.
@@ -20,6 +20,9 @@
 #            keeping each session's state in the store costs (a device-state
 #            write before acks, and after the client's acks). --archive as
 #            for sm (the cursor moves only with archived messages).
+#   build    this build ($NINES, "on") against another nines binary (--baseline,
+#            "off", e.g. an older commit's build), same settings: what a change
+#            costs. --archive as for sm.
 #
 # Each round runs both settings (alternating which goes first) against a
 # fresh data directory. The server is pinned to CPU 0 and nines-bench to
@@ -31,7 +34,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NINES=${NINES:-build/release/nines}
 BENCH=${BENCH:-build/release/nines-bench}
-clients=1000 duration=10 rounds=2 rate=0 what= archive_base=false sm_every=1 request_every=
+clients=1000 duration=10 rounds=2 rate=0 what= archive_base=false sm_every=1 request_every= baseline=
 while (($#)); do
   case "$1" in
     --what) what=$2; shift 2 ;;
@@ -42,6 +45,7 @@ while (($#)); do
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
+    --baseline) baseline=$2; shift 2 ;;
     *) echo "usage: $0 --what archive|sm [--clients N] [--duration S] [--rounds R] [--rate R] [--archive B]" >&2
        exit 2 ;;
   esac
@@ -49,7 +53,8 @@ done
 request_every_arg=$request_every
 case "$what" in
   archive|sm|resume-store) ;;
-  *) echo "$0: --what archive, sm or resume-store" >&2; exit 2 ;;
+  build) [ -x "$baseline" ] || { echo "$0: --what build needs --baseline PATH to a nines binary" >&2; exit 2; } ;;
+  *) echo "$0: --what archive, sm, resume-store or build" >&2; exit 2 ;;
 esac
 [ -x "$NINES" ] && [ -x "$BENCH" ] || { echo "build the release preset first" >&2; exit 1; }
 server_pin=() bench_pin=()
@@ -67,8 +72,10 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # run ON KIND -> one JSON line on stdout (with the server's CPU seconds added)
 run() {
   local on=$1 kind=$2 dir="$work/$1-$RANDOM" archive=$archive_base request_every=5 extra=()
-  local request_every_opt=$request_every_arg resume_from_store=true
-  if [ "$what" = archive ]; then
+  local request_every_opt=$request_every_arg resume_from_store=true bin=$NINES
+  if [ "$what" = build ]; then
+    [ "$on" = false ] && bin=$baseline
+  elif [ "$what" = archive ]; then
     archive=$on
   elif [ "$what" = resume-store ]; then
     request_every=${request_every_opt:-$sm_every} extra=(--sm --sm-every "$sm_every" --sm-resume)
@@ -100,8 +107,8 @@ stanzas_per_second = 1000000
 stanza_burst = 1000000
 connections_per_ip = 1000000
 TOML
-  echo bench | "$NINES" user add -c "$dir/nines.toml" --bulk 'user{}' --count "$clients" --password-stdin >/dev/null
-  "${server_pin[@]}" "$NINES" serve -c "$dir/nines.toml" > "$dir/ready" 2>> "$dir/nines.log" &
+  echo bench | "$bin" user add -c "$dir/nines.toml" --bulk 'user{}' --count "$clients" --password-stdin >/dev/null
+  "${server_pin[@]}" "$bin" serve -c "$dir/nines.toml" > "$dir/ready" 2>> "$dir/nines.log" &
   server_pid=$!
   for _ in $(seq 100); do grep -q '^ready' "$dir/ready" 2>/dev/null && break; sleep 0.1; done
   local port
@@ -132,7 +139,8 @@ done
 python3 - "$results" "$clients" "$rate" "$what" <<'PY'
 import json, sys, statistics
 path, clients, rate, what = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-label_of = {"archive": "archive", "sm": "acks (XEP-0198)", "resume-store": "resumption state in the store"}[what]
+label_of = {"archive": "archive", "sm": "acks (XEP-0198)", "resume-store": "resumption state in the store",
+            "build": "this build (off: the baseline)"}[what]
 rows = {}
 for line in open(path):
     archive, kind, blob = line.split(" ", 2)
@@ -160,4 +168,11 @@ for kind in ("max", "paced"):
         c_off = statistics.median(r["server_cpu_s"] / max(1, r["delivered"]) for r in off)
         print(f"\n{kind}: with {label_of} on, {m_on / m_off:.0%} of the msgs/s without (cost {1 - m_on / m_off:.0%}); "
               f"server CPU per delivered message {c_on / c_off:.2f}x.")
+        if all("logins_per_s" in r for r in on + off):
+            l_on = statistics.median(r["logins_per_s"] for r in on)
+            l_off = statistics.median(r["logins_per_s"] for r in off)
+            each_on = ", ".join(format(r["logins_per_s"], ",.0f") for r in on)
+            each_off = ", ".join(format(r["logins_per_s"], ",.0f") for r in off)
+            print(f"{kind}: logins/s while connecting the {clients} clients: on {l_on:,.0f}, off {l_off:,.0f} "
+                  f"({l_on / l_off:.0%}); each round on: {each_on}, off: {each_off}.")
 PY

@@ -45,7 +45,8 @@ TEST_F(PrivateTest, WhatIsStoredComesBackAndNothingElse) {
   const xml::Element* prefs = Stored(back, "prefs", "exodus:prefs");
   ASSERT_NE(prefs, nullptr) << back.Serialize();
   EXPECT_EQ(prefs->ChildText("defaultnick", "exodus:prefs"), "Hamlet");
-  const xml::Element* other = Stored(Query(alice, "get", "<prefs xmlns='other:ns'/>"), "prefs", "other:ns");
+  xml::Element other_result = Query(alice, "get", "<prefs xmlns='other:ns'/>");
+  const xml::Element* other = Stored(other_result, "prefs", "other:ns");
   ASSERT_NE(other, nullptr);
   EXPECT_TRUE(other->Children().empty()) << "keyed by namespace too";
 
