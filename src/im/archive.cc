@@ -471,12 +471,14 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
   }
   // XEP-0313 preferences: the recipient's (here) and the local sender's
   // (decided on its session's loop, ClientMessage).
-  JidView from = SplitJid(r->from);
-  const bool from_local = from.domain == config.domain && !from.local.empty();
+  const bool archived = st.Ready() && r->archive_ok && config.archive_enabled;
+  JidView from = archived ? SplitJid(r->from) : JidView{};
+  const bool from_local = archived && from.domain == config.domain && !from.local.empty();
   const bool to_self = from_local && from.Bare() == st.bare;
   const bool keep_out = from_local && r->archive_out;
-  const bool keep_in = !to_self && (st.archive_policy == nullptr || st.archive_policy->Archives(from.Bare()));
-  if (!st.Ready() || !r->archive_ok || !config.archive_enabled || (!keep_out && !keep_in)) {
+  const bool keep_in =
+      archived && !to_self && (st.archive_policy == nullptr || st.archive_policy->Archives(from.Bare()));
+  if (!keep_out && !keep_in) {
     if (st.outbox.empty()) {
       if (st.Ready()) SentCarbons(r, 0);
       MessageToAccount(st, r, false, {}, 0);

@@ -558,7 +558,7 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
       r->done.reset();  // handed over: the sender may count it as handled
       if (hops == 0) {
         ReceivedCarbons(st, r, {target});
-        MaybePush(st, r, {target}, false);
+        MaybePush(st, r, {&target, 1}, false);
       }
       return;
     }
@@ -621,7 +621,7 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
   r->done.reset();  // handed over: the sender may count it as handled
   if (hops == 0) {
     ReceivedCarbons(st, r, delivered);
-    MaybePush(st, r, std::move(delivered), false);
+    MaybePush(st, r, delivered, false);
   }
 }
 

@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -308,7 +309,7 @@ class HubImpl {
   // `delivered` are the sessions it went to, `offline`: it was put in
   // offline storage. Notifies each registered device that could not take
   // it itself: offline, detached or inactive.
-  void MaybePush(AccountState& st, const RoutedPtr& r, std::vector<xmpp::SessionRef> delivered, bool offline);
+  void MaybePush(AccountState& st, const RoutedPtr& r, std::span<const xmpp::SessionRef> delivered, bool offline);
   // The device bound as resource `name` is awake: its count starts again.
   static void PushSeen(AccountState& st, std::string_view name);
   // An IQ from a component that answers one of our notifications: handled

@@ -269,13 +269,14 @@ void HubImpl::PushSeen(AccountState& st, std::string_view name) {
   }
 }
 
-void HubImpl::MaybePush(AccountState& st, const RoutedPtr& r, std::vector<xmpp::SessionRef> delivered,
+void HubImpl::MaybePush(AccountState& st, const RoutedPtr& r, std::span<const xmpp::SessionRef> delivered_now,
                         bool offline) {
   if (!r->offline_ok || !st.Ready()) return;  // nothing a person would be woken for
   const Config& config = ConfigOn(st.home);
   if (!config.push_enabled) return;
   if (st.push_load == AccountState::PushLoad::kLoaded && st.pushes.empty()) return;  // the common case
   if (st.push_load != AccountState::PushLoad::kLoaded && st.push_waiting.size() >= kMaxWaiting) return;
+  std::vector<xmpp::SessionRef> delivered(delivered_now.begin(), delivered_now.end());
   WithPushes(st, [this, r, delivered = std::move(delivered), offline](AccountState& st, bool ok) {
     if (!ok) return;
     const Config& config = ConfigOn(st.home);
