@@ -38,6 +38,13 @@ fi
 
 status=0
 
+# @xmpp/client for the node suite, and for the python suite's web device
+# (test_three_devices.py runs web_device.mjs): installed first, from the lock file.
+if ! (cd "$here" && npm ci --no-audit --no-fund); then
+  echo "run.sh: npm ci failed in $here" >&2
+  exit 1
+fi
+
 echo "=== python protocol tests ($python, $("$python" -c 'import slixmpp; print("slixmpp", slixmpp.__version__)' 2>/dev/null)) ==="
 (cd "$repo" && timeout --signal=TERM --kill-after=30 "$suite_timeout" \
   "$python" -m unittest discover -s tests/protocol -p 'test_*.py' -v)
@@ -46,7 +53,7 @@ if [[ $py_status -eq 124 ]]; then echo "run.sh: python suite exceeded ${suite_ti
 [[ $py_status -ne 0 ]] && status=1
 
 echo "=== node protocol tests (node $(node --version)) ==="
-(cd "$here" && npm ci --no-audit --no-fund && \
+(cd "$here" && \
   timeout --signal=TERM --kill-after=30 "$suite_timeout" node --test --test-reporter=spec xmpp_client.test.mjs)
 node_status=$?
 if [[ $node_status -eq 124 ]]; then echo "run.sh: node suite exceeded ${suite_timeout}s" >&2; fi
