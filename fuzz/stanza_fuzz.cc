@@ -6,7 +6,11 @@
 // in-memory store, with loops polled on this thread) from one of three bound
 // sessions of two accounts. The first byte of every stanza's 'id' chooses the
 // session; a stanza whose id starts with '!' logs that session out and in
-// again. Crashes, sanitizer reports and leaks are the findings.
+// again, and one starting with '~' puts it to sleep or wakes it (XEP-0198
+// detach / XEP-0352, Hub::SetAsleep). A stanza whose id starts with '#'
+// comes from the external component push.example.com instead (checked as
+// ComponentSession does), which is also where stanzas for that domain go.
+// Crashes, sanitizer reports and leaks are the findings.
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -34,8 +38,11 @@ class NullPort final : public nines::im::SessionPort {
   }
   void Kick(SessionRef, std::string) override {}
   void StanzaDone(SessionRef, uint64_t) override {}
-  bool DeliverToDomain(std::string_view, std::shared_ptr<const std::string>, std::function<void()>) override {
-    return false;
+  bool DeliverToDomain(std::string_view domain, std::shared_ptr<const std::string> xml,
+                       std::function<void()>) override {
+    if (domain != "push.example.com") return false;
+    bytes += xml->size();
+    return true;
   }
   size_t bytes = 0;
 };
@@ -49,7 +56,9 @@ struct World {
   struct Client {
     SessionRef ref;
     Jid jid;
+    bool asleep = false;
   };
+  SessionRef component{0, 1000000};
   std::vector<Client> clients;
   uint64_t next_id = 1;
   uint64_t next_ticket = 0;
@@ -57,6 +66,7 @@ struct World {
   World() {
     nines::Config c;
     c.domain = "example.com";
+    c.component_secrets = {"push.example.com=0123456789abcdef"};
     config = std::make_unique<nines::ConfigSource>(c);
     hub = std::make_unique<nines::im::Hub>(nines::im::HubDeps{&loops, nullptr, &store, config.get(), &port});
     store.AddAccount("alice");
@@ -106,6 +116,25 @@ void Deliver(World& world, World::Client& client, nines::xml::Element stanza) {
   world.hub->HandleStanza(client.ref, client.jid, std::move(stanza), world.next_ticket++);
 }
 
+// Mirrors ComponentSession::HandleStanza's checks before the hub.
+void FromComponent(World& world, nines::xml::Element stanza) {
+  const std::string& name = stanza.name();
+  if (stanza.ns() != "jabber:client" || (name != "message" && name != "presence" && name != "iq")) return;
+  auto from = Jid::Parse(stanza.HasAttr("from") ? stanza.Attr("from") : "push.example.com");
+  if (!from.ok() || from->domain() != "push.example.com") return;
+  stanza.SetAttr("from", from->Full());
+  auto to = Jid::Parse(stanza.Attr("to"));
+  if (!stanza.HasAttr("to") || !to.ok()) return;
+  stanza.SetAttr("to", to->Full());
+  if (name == "iq") {
+    std::string_view type = stanza.Attr("type");
+    bool request = type == "get" || type == "set";
+    if (!stanza.HasAttr("id") || (!request && type != "result" && type != "error")) return;
+    if (request && stanza.Children().size() != 1) return;
+  }
+  world.hub->HandleFromComponent(world.component, std::move(stanza));
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -120,12 +149,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (auto& event : events) {
     if (event.kind != nines::xml::ParseEvent::Kind::kStanza) continue;
     std::string_view id = event.element.Attr("id");
+    if (!id.empty() && id[0] == '#') {
+      FromComponent(world, std::move(event.element));
+      world.Drain();
+      continue;
+    }
     size_t which = id.empty() ? 0 : static_cast<unsigned char>(id[0]) % world.clients.size();
     auto& client = world.clients[which];
     if (!id.empty() && id[0] == '!') {
       world.hub->Unbind(client.ref, client.jid);
       world.Drain();
       client = world.Bind(which == 2 ? "bob" : "alice", which == 0 ? "a1" : which == 1 ? "a2" : "b1");
+      continue;
+    }
+    if (!id.empty() && id[0] == '~') {
+      client.asleep = !client.asleep;
+      world.hub->SetAsleep(client.ref, client.jid, client.asleep);
+      world.Drain();
       continue;
     }
     Deliver(world, client, std::move(event.element));
