@@ -155,6 +155,10 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   void Detach();
   // Tells the hub if the session became asleep (detached or inactive) or
   // awake since it was last told (Hub::SetAsleep, for XEP-0357 push).
+  // Writes what is queued once the loop has run the tasks already queued
+  // on it (deliveries, acks), so that they share one write. Nothing if a
+  // read is being handled (its end flushes) or a write is waiting.
+  void FlushLater();
   void ReportAsleep();
   void StartHandover(SessionRef target, std::string previd, uint32_t h);
   void AdoptConnection(std::shared_ptr<Handover> handover);
@@ -225,7 +229,7 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // write handlers armed on the old one check it and do nothing.
   uint32_t io_generation_ = 0;
   bool handing_over_ = false;  // this connection is moving to the session it resumes
-  bool flush_posted_ = false;  // a deferred Flush() is queued on the loop (XEP-0198 acks)
+  bool flush_posted_ = false;  // a deferred Flush() is queued on the loop (FlushLater)
   std::shared_ptr<C2sSession> handover_keep_alive_;  // while handing over
   int sasl_failures_ = 0;
   int64_t connected_at_ = 0;  // loop seconds

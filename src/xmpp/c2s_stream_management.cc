@@ -72,7 +72,13 @@ void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::functio
   if (inactive_ && HoldForCsi(xml, on_gone, archive_id)) return;
   if (archive_id != 0) last_archive_id_ = archive_id;
   if (!sm_) {
+    // Deliveries that reach this session in one pass of the loop (a burst
+    // read from one sender, say) go out in one write.
+    const bool batching = in_read_;
+    in_read_ = true;
     Send(*xml);
+    in_read_ = batching;
+    FlushLater();
     return;
   }
   const std::string& bytes = *xml;
@@ -94,7 +100,16 @@ void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::functio
     RequestAck();
   }
   in_read_ = batching;
-  if (!in_read_ && !writing_) Flush();
+  FlushLater();
+}
+
+void C2sSession::FlushLater() {
+  if (in_read_ || writing_ || flush_posted_ || state_ == State::kClosed) return;
+  flush_posted_ = true;
+  loop_.Post([self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (!self->in_read_ && !self->writing_) self->Flush();
+  });
 }
 
 void C2sSession::SendOwnStanza(std::string xml) {
@@ -213,13 +228,7 @@ void C2sSession::SmAdvance() {
     ack += "'/>";
     Send(ack);
     in_read_ = batching;
-    if (!in_read_ && !writing_ && !flush_posted_) {
-      flush_posted_ = true;
-      loop_.Post([self = shared_from_this()] {
-        self->flush_posted_ = false;
-        if (!self->in_read_ && !self->writing_) self->Flush();
-      });
-    }
+    FlushLater();
   }
 }
 
