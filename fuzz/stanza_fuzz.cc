@@ -25,6 +25,7 @@
 #include "net/loop_pool.h"
 #include "xml/stream_parser.h"
 #include "xmpp/jid/jid.h"
+#include "xmpp/stanza.h"
 
 namespace {
 
@@ -107,12 +108,7 @@ void Deliver(World& world, World::Client& client, nines::xml::Element stanza) {
     if (!target.ok()) return;
     stanza.SetAttr("to", target->Full());
   }
-  if (name == "iq") {
-    std::string_view type = stanza.Attr("type");
-    bool request = type == "get" || type == "set";
-    if (!stanza.HasAttr("id") || (!request && type != "result" && type != "error")) return;
-    if (request && stanza.Children().size() != 1) return;
-  }
+  if (name == "iq" && !nines::xmpp::IqShapeProblem(stanza).empty()) return;
   world.hub->HandleStanza(client.ref, client.jid, std::move(stanza), world.next_ticket++);
 }
 
@@ -126,12 +122,7 @@ void FromComponent(World& world, nines::xml::Element stanza) {
   auto to = Jid::Parse(stanza.Attr("to"));
   if (!stanza.HasAttr("to") || !to.ok()) return;
   stanza.SetAttr("to", to->Full());
-  if (name == "iq") {
-    std::string_view type = stanza.Attr("type");
-    bool request = type == "get" || type == "set";
-    if (!stanza.HasAttr("id") || (!request && type != "result" && type != "error")) return;
-    if (request && stanza.Children().size() != 1) return;
-  }
+  if (name == "iq" && !nines::xmpp::IqShapeProblem(stanza).empty()) return;
   world.hub->HandleFromComponent(world.component, std::move(stanza));
 }
 

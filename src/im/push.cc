@@ -35,11 +35,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
+#include <optional>
 
 #include "im/hub_impl.h"
 #include "im/stanza_text.h"
 #include "xml/stream_parser.h"
+#include "xmpp/base64.h"
 #include "xmpp/jid/jid.h"
 #include "xmpp/namespaces.h"
 
@@ -53,29 +54,6 @@ constexpr std::string_view kIdPrefix = "xep0357-";  // "push-" is taken by roste
 constexpr size_t kMaxNode = 1024;
 constexpr size_t kMaxOptions = 4096;
 constexpr size_t kMaxWaiting = 256;  // messages waiting for the registrations to load
-
-std::string HexOf(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
-bool FromHex(std::string_view hex, std::string& out) {
-  if (hex.size() % 2 != 0) return false;
-  out.clear();
-  for (size_t i = 0; i < hex.size(); i += 2) {
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(hex.data() + i, hex.data() + i + 2, value, 16);
-    if (ec != std::errc() || end != hex.data() + i + 2) return false;
-    out.push_back(static_cast<char>(value));
-  }
-  return true;
-}
 
 // The text of the root's <body/> in a serialised jabber:client message.
 std::string BodyOf(std::string_view stanza) {
@@ -300,7 +278,7 @@ void HubImpl::MaybePush(AccountState& st, const RoutedPtr& r, std::span<const xm
       std::string id(kIdPrefix);
       id += std::to_string(p.pending);
       id.push_back('-');
-      id += HexOf(p.reg.node);
+      id += xmpp::HexEncode(p.reg.node);
       std::string out;
       out.reserve(512 + p.reg.options.size());
       out.append("<iq type='set'");
@@ -346,8 +324,10 @@ bool HubImpl::HandlePushReply(const xml::Element& iq, const Config& config) {
   if (error_type != "cancel" && error_type != "auth") return true;  // try again next time
   std::string_view rest = id.substr(kIdPrefix.size());
   size_t dash = rest.find('-');
-  std::string node;
-  if (dash == std::string_view::npos || !FromHex(rest.substr(dash + 1), node) || node.empty()) return true;
+  if (dash == std::string_view::npos) return true;
+  std::optional<std::string> decoded = xmpp::HexDecode(rest.substr(dash + 1));
+  if (!decoded || decoded->empty()) return true;
+  std::string node = std::move(*decoded);
   std::string service(iq.Attr("from"));
   std::string bare(to.Bare());
   std::string user(to.local);

@@ -16,6 +16,15 @@ TEST(Base64Test, RoundTrips) {
   }
 }
 
+TEST(HexTest, RoundTripsAndRejectsJunk) {
+  const std::string bytes("\x00\x01\x7f\x80\xff ok", 8);
+  EXPECT_EQ(HexEncode(bytes), "00017f80ff206f6b");
+  EXPECT_EQ(HexDecode("00017F80ff206f6b"), bytes);
+  EXPECT_FALSE(HexDecode("abc").has_value());
+  EXPECT_FALSE(HexDecode("zz").has_value());
+  EXPECT_EQ(HexDecode(""), std::string());
+}
+
 TEST(Base64Test, RejectsNonCanonical) {
   EXPECT_FALSE(Base64Decode("YQ").has_value());       // missing padding
   EXPECT_FALSE(Base64Decode("Y Q==").has_value());    // whitespace

@@ -791,16 +791,12 @@ bool C2sSession::HandleBoundStanza(Element stanza, uint64_t ticket) {
     stanza.SetAttr("to", target->Full());
   }
   if (name == "iq") {
+    if (std::string_view problem = IqShapeProblem(stanza); !problem.empty()) {
+      SendStanzaError(stanza, "modify", "bad-request", problem);
+      return false;
+    }
     std::string_view type = stanza.Attr("type");
     bool request = type == "get" || type == "set";
-    if (!stanza.HasAttr("id") || (!request && type != "result" && type != "error")) {
-      SendStanzaError(stanza, "modify", "bad-request", "an iq needs an id and a valid type");
-      return false;
-    }
-    if (request && stanza.Children().size() != 1) {
-      SendStanzaError(stanza, "modify", "bad-request", "an iq request has exactly one child");
-      return false;
-    }
     bool to_server = !stanza.HasAttr("to") || stanza.Attr("to") == config_->domain;
     if (!request && to_server && ping_sent_at_ != 0 &&
         stanza.Attr("id") == fmt::format("nines-ping-{}", ping_counter_)) {

@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "base/log.h"
+#include "xmpp/base64.h"
 #include "xmpp/c2s_internal.h"
 #include "xmpp/namespaces.h"
 #include "xmpp/sessions.h"
@@ -33,14 +34,7 @@ std::string DeviceKey(std::string_view token) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
   EVP_Digest(token.data(), token.size(), digest, &size, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(size * 2);
-  for (unsigned int i = 0; i < size; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest), size));
 }
 
 

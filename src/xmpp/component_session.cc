@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 
 #include "base/log.h"
+#include "xmpp/base64.h"
 #include "xmpp/jid/jid.h"
 #include "xmpp/namespaces.h"
 #include "xmpp/stanza.h"
@@ -45,10 +46,7 @@ std::string ComponentHandshake(std::string_view stream_id, std::string_view secr
   EVP_DigestUpdate(ctx, secret.data(), secret.size());
   EVP_DigestFinal_ex(ctx, digest, &size);
   EVP_MD_CTX_free(ctx);
-  std::string out;
-  out.reserve(size * 2);
-  for (unsigned int i = 0; i < size; ++i) fmt::format_to(std::back_inserter(out), "{:02x}", digest[i]);
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(digest), size));
 }
 
 void ComponentSession::Start(ServerContext& context, net::Loop& loop, asio::ip::tcp::socket socket) {
@@ -246,13 +244,9 @@ void ComponentSession::HandleStanza(Element stanza) {
   }
   stanza.SetAttr("to", to->Full());
   if (name == "iq") {
-    std::string_view type = stanza.Attr("type");
-    bool request = type == "get" || type == "set";
-    if (!stanza.HasAttr("id") || (!request && type != "result" && type != "error") ||
-        (request && stanza.Children().size() != 1)) {
-      if (type != "error") {
-        SendStanza(MakeErrorReply(stanza, "modify", "bad-request", "an iq needs an id, a valid type and one child")
-                       .Serialize(ns::kClient));
+    if (std::string_view problem = IqShapeProblem(stanza); !problem.empty()) {
+      if (stanza.Attr("type") != "error") {
+        SendStanza(MakeErrorReply(stanza, "modify", "bad-request", problem).Serialize(ns::kClient));
       }
       return;
     }

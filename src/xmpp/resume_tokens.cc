@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "xmpp/base64.h"
+
 namespace nines::xmpp {
 
 namespace {
@@ -11,14 +13,7 @@ namespace {
 std::string NewToken() {
   std::array<unsigned char, 16> raw{};
   RAND_bytes(raw.data(), static_cast<int>(raw.size()));
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(raw.size() * 2);
-  for (unsigned char b : raw) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
+  return HexEncode(std::string_view(reinterpret_cast<const char*>(raw.data()), raw.size()));
 }
 
 }  // namespace

@@ -102,4 +102,14 @@ xml::ParserLimits ParserLimitsFor(const Limits& l, bool authenticated) {
           static_cast<size_t>(l.attributes_preauth), static_cast<size_t>(l.name_length_preauth)};
 }
 
+std::string_view IqShapeProblem(const xml::Element& iq) {
+  std::string_view type = iq.Attr("type");
+  const bool request = type == "get" || type == "set";
+  if (!iq.HasAttr("id") || (!request && type != "result" && type != "error")) {
+    return "an iq needs an id and a valid type";
+  }
+  if (request && iq.Children().size() != 1) return "an iq request has exactly one child";
+  return {};
+}
+
 }  // namespace nines::xmpp

@@ -22,6 +22,11 @@ xml::Element MakeIqResult(const xml::Element& iq);
 // The stanza error type RFC 6120 §8.3.3 gives for a condition.
 std::string_view DefaultErrorType(std::string_view condition);
 
+// What is wrong with an <iq/> as RFC 6120 §8.2.3 shapes it (an id, a type
+// of get/set/result/error, exactly one child in a request), as the text for
+// a <bad-request/>; "" if nothing is.
+std::string_view IqShapeProblem(const xml::Element& iq);
+
 // The parser caps of limits.*: the pre-authentication ones until the peer
 // has authenticated (SASL, or a component's handshake).
 xml::ParserLimits ParserLimitsFor(const Limits& limits, bool authenticated);

@@ -1047,6 +1047,17 @@ def stream_error(elem: ET.Element) -> Optional[str]:
     return None
 
 
+def stanza_error(elem: ET.Element) -> str:
+    """The defined condition of a stanza's <error/> (RFC 6120 §8.3.3), in any stanza namespace, or ""."""
+    for err in elem:
+        if local(err.tag) != "error":
+            continue
+        for child in err:
+            if ns_of(child.tag) == NS_STANZAS and local(child.tag) != "text":
+                return local(child.tag)
+    return ""
+
+
 def failure_condition(elem: ET.Element) -> Optional[str]:
     """The defined condition of a SASL <failure/> (RFC 6120 §6.5)."""
     if local(elem.tag) != "failure":
@@ -1060,7 +1071,7 @@ def failure_condition(elem: ET.Element) -> Optional[str]:
 __all__ = [
     "DOMAIN", "REPO_ROOT", "Server", "ServerError", "ServerTestCase", "RawStream", "StreamClosed",
     "ScramClient", "ScramOutcome", "connect_starttls", "connect_direct_tls", "login_plain",
-    "failure_condition", "component_handshake", "open_component", "connect_component", "stream_error",
+    "failure_condition", "component_handshake", "open_component", "connect_component", "stream_error", "stanza_error",
     "local", "ns_of", "to_xml", "nines_bin", "unique_user", "new_password",
     "tls_client_context", "run_reporting_server", "quoteattr", "xml_escape",
     "NS_STREAM", "NS_CLIENT", "NS_TLS", "NS_SASL", "NS_BIND", "NS_STANZAS", "NS_STREAMS_ERR",

@@ -24,26 +24,14 @@ from __future__ import annotations
 import time
 import unittest
 
-from harness import (DOMAIN, NS_COMPONENT, NS_STANZAS, Server, ServerTestCase, StreamClosed,
+from harness import (DOMAIN, NS_COMPONENT, Server, ServerTestCase,
                      component_handshake, connect_component, local, login_plain, open_component,
-                     stream_error, to_xml)
+                     stanza_error, stream_error, to_xml)
 
 SERVICE = "bot.localhost"
 SECRET = "component-secret-0123456789"
 OTHER = "other.localhost"
 OTHER_SECRET = "another-secret-abcdefghij"
-
-
-def stanza_error(elem) -> str:
-    err = elem.find("{jabber:client}error")
-    if err is None:
-        err = elem.find(f"{{{NS_COMPONENT}}}error")
-    if err is None:
-        return ""
-    for child in err:
-        if child.tag.startswith(f"{{{NS_STANZAS}}}") and local(child.tag) != "text":
-            return local(child.tag)
-    return ""
 
 
 class ComponentTest(ServerTestCase):

@@ -21,11 +21,11 @@ component port. Clients are raw streams.
 
 from __future__ import annotations
 
-import time
 import unittest
 
 from app_server import AppServer
-from harness import DOMAIN, NS_STANZAS, Server, ServerTestCase, local, login_plain, new_password, to_xml, unique_user
+from harness import (DOMAIN, Server, ServerTestCase, local, login_plain, new_password, stanza_error, to_xml,
+                     unique_user)
 
 SERVICE = "push.localhost"
 SECRET = "push-app-server-secret-0123"
@@ -44,16 +44,6 @@ CONFIG = {"components": {"port": 0, "secrets": [f"{SERVICE}={SECRET}"]}}
 def enable_iq(node: str, *, jid: str = SERVICE, options: str = "", iq_id: str = "push1") -> str:
     return (f"<iq type='set' id='{iq_id}'><enable xmlns='{NS_PUSH}' jid='{jid}' node='{node}'>"
             f"{options}</enable></iq>")
-
-
-def stanza_error(elem) -> str:
-    err = elem.find("{jabber:client}error")
-    if err is None:
-        return ""
-    for child in err:
-        if child.tag.startswith(f"{{{NS_STANZAS}}}") and local(child.tag) != "text":
-            return local(child.tag)
-    return ""
 
 
 def chat(to: str, body: str, mid: str) -> str:
