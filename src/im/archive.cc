@@ -575,7 +575,7 @@ void HubImpl::SetArchivePolicy(AccountState& st, store::ArchivePrefs prefs) {
   if (had || st.HasSessionSettings()) PublishSettings(st);
 }
 
-void HubImpl::RosterChangedForArchive(AccountState& st) {
+void HubImpl::RosterChangedForArchive(AccountState& st, bool publish) {
   if (!st.archive_policy || st.archive_policy->prefs.default_mode != "roster") return;
   auto policy = std::make_shared<ArchivePolicy>();
   policy->prefs = st.archive_policy->prefs;
@@ -583,7 +583,7 @@ void HubImpl::RosterChangedForArchive(AccountState& st) {
     if (!IsHiddenItem(item)) policy->roster.insert(jid);
   }
   st.archive_policy = std::move(policy);
-  PublishSettings(st);
+  if (publish) PublishSettings(st);
 }
 
 void HubImpl::FlushOutbox(AccountState& st) {

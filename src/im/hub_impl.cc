@@ -268,7 +268,7 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
       auto policy = std::make_shared<ArchivePolicy>();
       policy->prefs = prefs;
       st->archive_policy = std::move(policy);
-      if (prefs.default_mode == "roster") RosterChangedForArchive(*st);
+      if (prefs.default_mode == "roster") RosterChangedForArchive(*st, /*publish=*/false);
     }
     if (st->HasSessionSettings()) PublishSettings(*st);
     if (!st->resources.empty()) ApplyRetention(*st);  // a login: trim the archive it will read

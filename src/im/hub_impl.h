@@ -264,8 +264,9 @@ class HubImpl {
   // Replaces st.archive_policy from `prefs` (null for the defaults) and the
   // roster, and publishes it. On home.
   void SetArchivePolicy(AccountState& st, store::ArchivePrefs prefs);
-  // The roster changed: a 'roster' policy takes a new snapshot.
-  void RosterChangedForArchive(AccountState& st);
+  // The roster changed: a 'roster' policy takes a new snapshot, and
+  // publishes it unless the caller publishes the account's settings itself.
+  void RosterChangedForArchive(AccountState& st, bool publish = true);
   // A message for a local account, on its home: archived first if it should
   // be, then delivered (MessageToAccount) in arrival order with a
   // <stanza-id/>. Takes the place of MessageToAccount for new messages.
