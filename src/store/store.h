@@ -17,8 +17,8 @@
 //    and other callers' writes are unaffected.
 //  * Writes that belong to an account (roster, offline, vCard) fail with
 //    kNotFound if the account does not exist. Reads of a missing account's
-//    data return empty results (version 0, no messages), except GetAccount
-//    and GetVCard, which return kNotFound.
+//    data return empty results (version 0, no messages), except GetAccount,
+//    GetVCard and GetPepItems, which return kNotFound.
 //  * Errors: kUnavailable means the database could not be reached or was
 //    busy past its timeout, or the store is closed; the caller may retry.
 //  * Usernames passed in are already normalised (xmpp/jid.h); the store
@@ -228,6 +228,41 @@ struct PushRegistration {
   int64_t created_ms = 0;
 };
 
+// A personal eventing (XEP-0163) node of one account, with the part of its
+// XEP-0060 configuration (pubsub#node_config) that nines supports. The
+// hub validates values; the store refuses an access_model or send_last it
+// does not know with kInvalidArgument, and keeps roster_groups sorted and
+// without repeats.
+struct PepNode {
+  std::string username;  // the owner
+  std::string node;      // the node's name, as the client chose it
+  // pubsub#access_model: "open", "presence", "roster" or "whitelist".
+  std::string access_model = "presence";
+  std::vector<std::string> roster_groups;  // pubsub#roster_groups_allowed (for "roster"), sorted
+  int64_t max_items = 1;                   // pubsub#max_items: the newest this many are kept
+  bool persist_items = true;               // pubsub#persist_items
+  // pubsub#send_last_published_item: "never", "on_sub" or "on_sub_and_presence".
+  std::string send_last = "on_sub_and_presence";
+  bool notify_retract = true;  // pubsub#notify_retract
+  bool notify_delete = true;   // pubsub#notify_delete
+  std::string title;           // pubsub#title
+  int64_t created_ms = 0;      // set by the store when it creates the node
+};
+
+// One item of a PEP node.
+struct PepItem {
+  std::string id;         // unique within the node
+  std::string xml;        // the payload: one serialised element with its xmlns ("" for none)
+  std::string publisher;  // bare JID of whoever published it
+  int64_t updated_ms = 0;  // when it was (last) published; set by the store
+};
+
+// The newest item of one node, with the node (Store::LastPepItems).
+struct PepLastItem {
+  PepNode node;
+  PepItem item;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -334,6 +369,45 @@ class Store {
   virtual void GetPrivate(std::string username, std::string key, Reply<std::string> reply) = 0;
   virtual void SetPrivate(std::string username, std::string key, std::string xml, int64_t max_items,
                           Reply<void> reply) = 0;
+
+  // Personal eventing (XEP-0163) nodes and items. All PEP writes fail with
+  // kNotFound if the owner has no account, and DeleteAccount deletes the
+  // account's nodes and items.
+  //  * ListPepNodes: the owner's nodes, sorted by name (no items).
+  //  * PutPepNode creates the node or replaces its configuration
+  //    (created_ms is kept); lowering max_items deletes the oldest items
+  //    beyond it. A new node when the owner already has `max_nodes` is
+  //    kLimitExceeded; an empty node name kInvalidArgument.
+  //  * DeletePepNode deletes the node and its items; kNotFound if absent.
+  //  * PublishPepItem creates `node` (with its configuration, under the same
+  //    `max_nodes` rule) if the owner has no node of that name, else leaves
+  //    the stored configuration alone; then it stores `item`, replacing an
+  //    item with the same id, which becomes the newest; then deletes the
+  //    oldest items beyond the node's max_items. kInvalidArgument for an
+  //    empty item id. One transaction.
+  //  * SetPepItems: like PublishPepItem, but the node ends with exactly
+  //    `items` (those not given are deleted), newest last, then pruned to
+  //    max_items like a publish. One transaction.
+  //  * GetPepItems: the node's items, newest first: those with the given ids
+  //    if `ids` is not empty (missing ids are skipped), else the newest
+  //    `max` (all if max < 0). kNotFound if the node does not exist.
+  //  * RetractPepItems deletes the items with those ids and returns how many
+  //    went; PurgePepNode deletes all of them. kNotFound if no such node.
+  //  * LastPepItems: for every node named in `nodes` of every owner in
+  //    `owners` that has at least one item, the node and its newest item.
+  //    Owners without an account have no nodes.
+  virtual void ListPepNodes(std::string username, Reply<std::vector<PepNode>> reply) = 0;
+  virtual void PutPepNode(PepNode node, int64_t max_nodes, Reply<void> reply) = 0;
+  virtual void DeletePepNode(std::string username, std::string node, Reply<void> reply) = 0;
+  virtual void PublishPepItem(PepNode node, PepItem item, int64_t max_nodes, Reply<void> reply) = 0;
+  virtual void SetPepItems(PepNode node, std::vector<PepItem> items, int64_t max_nodes, Reply<void> reply) = 0;
+  virtual void GetPepItems(std::string username, std::string node, std::vector<std::string> ids, int64_t max,
+                           Reply<std::vector<PepItem>> reply) = 0;
+  virtual void RetractPepItems(std::string username, std::string node, std::vector<std::string> ids,
+                               Reply<int64_t> reply) = 0;
+  virtual void PurgePepNode(std::string username, std::string node, Reply<void> reply) = 0;
+  virtual void LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
+                            Reply<std::vector<PepLastItem>> reply) = 0;
 
   // Drains queued work (every queued write commits and replies) and stops
   // the store's threads. Blocks; never call it on an event loop that must

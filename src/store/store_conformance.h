@@ -42,6 +42,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -296,6 +297,54 @@ class StoreConformance : public ::testing::Test {
   Result<void> SetPrivate(const std::string& user, const std::string& key, const std::string& xml,
                           int64_t max_items = 100) {
     return Await<void>(io_, [&](Reply<void> r) { store_->SetPrivate(user, key, xml, max_items, std::move(r)); });
+  }
+  Result<std::vector<PepNode>> ListPepNodes(const std::string& user) {
+    return Await<std::vector<PepNode>>(
+        io_, [&](Reply<std::vector<PepNode>> r) { store_->ListPepNodes(user, std::move(r)); });
+  }
+  Result<void> PutPepNode(PepNode node, int64_t max_nodes = 100) {
+    return Await<void>(io_,
+                       [&](Reply<void> r) { store_->PutPepNode(std::move(node), max_nodes, std::move(r)); });
+  }
+  Result<void> DeletePepNode(const std::string& user, const std::string& node) {
+    return Await<void>(io_, [&](Reply<void> r) { store_->DeletePepNode(user, node, std::move(r)); });
+  }
+  Result<void> PublishPepItem(PepNode node, PepItem item, int64_t max_nodes = 100) {
+    return Await<void>(io_, [&](Reply<void> r) {
+      store_->PublishPepItem(std::move(node), std::move(item), max_nodes, std::move(r));
+    });
+  }
+  Result<void> SetPepItems(PepNode node, std::vector<PepItem> items, int64_t max_nodes = 100) {
+    return Await<void>(io_, [&](Reply<void> r) {
+      store_->SetPepItems(std::move(node), std::move(items), max_nodes, std::move(r));
+    });
+  }
+  Result<std::vector<PepItem>> GetPepItems(const std::string& user, const std::string& node,
+                                           std::vector<std::string> ids = {}, int64_t max = -1) {
+    return Await<std::vector<PepItem>>(io_, [&](Reply<std::vector<PepItem>> r) {
+      store_->GetPepItems(user, node, std::move(ids), max, std::move(r));
+    });
+  }
+  Result<int64_t> RetractPepItems(const std::string& user, const std::string& node,
+                                  std::vector<std::string> ids) {
+    return Await<int64_t>(
+        io_, [&](Reply<int64_t> r) { store_->RetractPepItems(user, node, std::move(ids), std::move(r)); });
+  }
+  Result<void> PurgePepNode(const std::string& user, const std::string& node) {
+    return Await<void>(io_, [&](Reply<void> r) { store_->PurgePepNode(user, node, std::move(r)); });
+  }
+  Result<std::vector<PepLastItem>> LastPepItems(std::vector<std::string> owners,
+                                                std::vector<std::string> nodes) {
+    return Await<std::vector<PepLastItem>>(io_, [&](Reply<std::vector<PepLastItem>> r) {
+      store_->LastPepItems(std::move(owners), std::move(nodes), std::move(r));
+    });
+  }
+  // The ids of `items` in the order given (GetPepItems: newest first).
+  static std::vector<std::string> PepIds(const Result<std::vector<PepItem>>& items) {
+    std::vector<std::string> ids;
+    if (!items.ok()) return {"<error: " + items.error().message + ">"};
+    for (const auto& item : *items) ids.push_back(item.id);
+    return ids;
   }
   // Archives message `id` from `from` to `to` in both owners' archives.
   Result<ArchiveOutcome> ArchivePair(const std::string& from, const std::string& to, int64_t id,
@@ -1436,6 +1485,435 @@ TYPED_TEST_P(StoreConformance, ArchivePrefsDefaultRoundTripAndCheck) {
   EXPECT_EQ(this->GetArchivePrefs("alice")->default_mode, "always") << "gone with the account";
 }
 
+// ---- Personal eventing (XEP-0163) ----
+
+inline int64_t NowMsForTest() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A node with every setting away from its default, so a round trip proves
+// each column.
+inline PepNode MakePepNode(const std::string& username, const std::string& node, int64_t max_items = 10) {
+  PepNode n;
+  n.username = username;
+  n.node = node;
+  n.access_model = "roster";
+  n.roster_groups = {"Family", "Friends"};
+  n.max_items = max_items;
+  n.persist_items = false;
+  n.send_last = "on_sub";
+  n.notify_retract = false;
+  n.notify_delete = false;
+  n.title = "Title of " + node;
+  n.created_ms = 42;  // the store sets its own
+  return n;
+}
+
+inline PepItem MakePepItem(const std::string& id, const std::string& version = "1") {
+  PepItem item;
+  item.id = id;
+  item.xml = "<mood xmlns='http://jabber.org/protocol/mood'><text>" + id + " v" + version + "</text></mood>";
+  item.publisher = "alice@example.org";
+  item.updated_ms = 42;  // the store sets its own
+  return item;
+}
+
+inline void ExpectSamePepConfig(const PepNode& got, const PepNode& want) {
+  EXPECT_EQ(got.username, want.username);
+  EXPECT_EQ(got.node, want.node);
+  EXPECT_EQ(got.access_model, want.access_model);
+  EXPECT_EQ(got.roster_groups, want.roster_groups);
+  EXPECT_EQ(got.max_items, want.max_items);
+  EXPECT_EQ(got.persist_items, want.persist_items);
+  EXPECT_EQ(got.send_last, want.send_last);
+  EXPECT_EQ(got.notify_retract, want.notify_retract);
+  EXPECT_EQ(got.notify_delete, want.notify_delete);
+  EXPECT_EQ(got.title, want.title);
+}
+
+TYPED_TEST_P(StoreConformance, PepNodesAreCreatedReplacedAndListed) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("bob")).ok());
+  EXPECT_TRUE(this->ListPepNodes("alice")->empty());
+  const int64_t before = NowMsForTest();
+  PepNode mood = MakePepNode("alice", "http://jabber.org/protocol/mood");
+  ASSERT_TRUE(this->PutPepNode(mood).ok());
+  PepNode plain;  // every setting at its default
+  plain.username = "alice";
+  plain.node = "a-node";
+  ASSERT_TRUE(this->PutPepNode(plain).ok());
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("bob", "x")).ok());
+  const int64_t after = NowMsForTest();
+
+  auto nodes = this->ListPepNodes("alice");
+  ASSERT_TRUE(nodes.ok()) << nodes.error().message;
+  ASSERT_EQ(nodes->size(), 2u);
+  ExpectSamePepConfig((*nodes)[0], plain);  // sorted by name
+  ExpectSamePepConfig((*nodes)[1], mood);
+  const int64_t created_ms = (*nodes)[1].created_ms;
+  EXPECT_GE(created_ms, before) << "created_ms is the store's, not the caller's";
+  EXPECT_LE(created_ms, after);
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  PepNode replaced = mood;
+  replaced.access_model = "open";
+  replaced.roster_groups.clear();
+  replaced.max_items = 3;
+  replaced.persist_items = true;
+  replaced.send_last = "never";
+  replaced.notify_retract = true;
+  replaced.notify_delete = true;
+  replaced.title = "";
+  replaced.created_ms = 7;
+  ASSERT_TRUE(this->PutPepNode(replaced).ok());
+  nodes = this->ListPepNodes("alice");
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 2u) << "the same name replaces, it does not add";
+  ExpectSamePepConfig((*nodes)[1], replaced);
+  EXPECT_EQ((*nodes)[1].created_ms, created_ms) << "replacing keeps created_ms";
+
+  PepNode unnamed = MakePepNode("alice", "");
+  EXPECT_EQ(this->PutPepNode(unnamed).error().code, Errc::kInvalidArgument);
+  // Not in store.h's contract (the hub validates): values outside XEP-0060's
+  // are refused rather than stored.
+  PepNode odd = MakePepNode("alice", "odd");
+  odd.access_model = "authorize";
+  EXPECT_EQ(this->PutPepNode(odd).error().code, Errc::kInvalidArgument);
+  odd = MakePepNode("alice", "odd");
+  odd.send_last = "sometimes";
+  EXPECT_EQ(this->PutPepNode(odd).error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(this->ListPepNodes("alice")->size(), 2u) << "refused puts create nothing";
+  EXPECT_EQ(this->ListPepNodes("bob")->size(), 1u) << "per account";
+}
+
+TYPED_TEST_P(StoreConformance, PepNodeCountIsBoundedForNewNodesOnly) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "n1"), 2).ok());
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "n2"), 2).ok());
+  EXPECT_EQ(this->PutPepNode(MakePepNode("alice", "n3"), 2).error().code, Errc::kLimitExceeded);
+  EXPECT_EQ(this->PublishPepItem(MakePepNode("alice", "n3"), MakePepItem("a"), 2).error().code,
+            Errc::kLimitExceeded);
+  EXPECT_EQ(this->SetPepItems(MakePepNode("alice", "n3"), {MakePepItem("a")}, 2).error().code,
+            Errc::kLimitExceeded);
+  EXPECT_EQ(this->ListPepNodes("alice")->size(), 2u);
+  EXPECT_EQ(this->GetPepItems("alice", "n3").error().code, Errc::kNotFound) << "nothing was written";
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "n1", 5), 2).ok()) << "replacing is not growing";
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "n1"), MakePepItem("a"), 2).ok());
+  ASSERT_TRUE(this->SetPepItems(MakePepNode("alice", "n2"), {MakePepItem("b")}, 2).ok());
+  ASSERT_TRUE(this->DeletePepNode("alice", "n2").ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "n3"), MakePepItem("c"), 2).ok()) << "room again";
+  EXPECT_EQ(this->ListPepNodes("alice")->size(), 2u);
+}
+
+TYPED_TEST_P(StoreConformance, LoweringPepMaxItemsPrunesTheOldest) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  for (const char* id : {"i1", "i2", "i3", "i4", "i5"}) {
+    ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "n", 5), MakePepItem(id)).ok());
+  }
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "other", 5), MakePepItem("o1")).ok());
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")),
+            (std::vector<std::string>{"i5", "i4", "i3", "i2", "i1"}));
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "n", 2)).ok());
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"i5", "i4"}));
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "n", 5)).ok());
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"i5", "i4"}))
+      << "raising max_items brings nothing back";
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "other")), std::vector<std::string>{"o1"})
+      << "other nodes are untouched";
+}
+
+TYPED_TEST_P(StoreConformance, DeletePepNodeTakesItsItems) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "n"), MakePepItem("a")).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "n"), MakePepItem("b")).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "m"), MakePepItem("c")).ok());
+  ASSERT_TRUE(this->DeletePepNode("alice", "n").ok());
+  auto nodes = this->ListPepNodes("alice");
+  ASSERT_EQ(nodes->size(), 1u);
+  EXPECT_EQ((*nodes)[0].node, "m");
+  EXPECT_EQ(this->GetPepItems("alice", "n").error().code, Errc::kNotFound);
+  EXPECT_EQ(this->DeletePepNode("alice", "n").error().code, Errc::kNotFound) << "gone already";
+  EXPECT_EQ(this->DeletePepNode("alice", "never").error().code, Errc::kNotFound);
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "n")).ok());
+  auto items = this->GetPepItems("alice", "n");
+  ASSERT_TRUE(items.ok()) << items.error().message;
+  EXPECT_TRUE(items->empty()) << "a node made again under the old name starts empty";
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "m")), std::vector<std::string>{"c"});
+}
+
+TYPED_TEST_P(StoreConformance, PublishPepItemCreatesTheNodeOnceAndKeepsItsConfig) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  const int64_t before = NowMsForTest();
+  PepNode config = MakePepNode("alice", "urn:xmpp:avatar:metadata", 3);
+  ASSERT_TRUE(this->PublishPepItem(config, MakePepItem("a")).ok());
+  const int64_t after = NowMsForTest();
+  auto nodes = this->ListPepNodes("alice");
+  ASSERT_TRUE(nodes.ok());
+  ASSERT_EQ(nodes->size(), 1u);
+  ExpectSamePepConfig((*nodes)[0], config);
+  EXPECT_GE((*nodes)[0].created_ms, before);
+  EXPECT_LE((*nodes)[0].created_ms, after);
+
+  PepNode other;  // defaults, and max_items 1: must not replace the stored config
+  other.username = "alice";
+  other.node = config.node;
+  ASSERT_TRUE(this->PublishPepItem(other, MakePepItem("b")).ok());
+  nodes = this->ListPepNodes("alice");
+  ASSERT_EQ(nodes->size(), 1u);
+  ExpectSamePepConfig((*nodes)[0], config);
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", config.node)), (std::vector<std::string>{"b", "a"}))
+      << "pruned by the stored max_items (3), not the given one (1)";
+
+  EXPECT_EQ(this->PublishPepItem(config, MakePepItem("")).error().code, Errc::kInvalidArgument);
+  EXPECT_EQ(this->PublishPepItem(MakePepNode("alice", ""), MakePepItem("c")).error().code,
+            Errc::kInvalidArgument);
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", config.node)), (std::vector<std::string>{"b", "a"}));
+}
+
+TYPED_TEST_P(StoreConformance, RepublishingAPepItemMakesItNewestAndOldItemsArePruned) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  const PepNode node = MakePepNode("alice", "n", 3);
+  const int64_t before = NowMsForTest();
+  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(this->PublishPepItem(node, MakePepItem(id)).ok());
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"c", "b", "a"}));
+
+  PepItem again = MakePepItem("a", "2");
+  again.publisher = "alice@example.org/phone";
+  ASSERT_TRUE(this->PublishPepItem(node, again).ok());
+  const int64_t after = NowMsForTest();
+  auto items = this->GetPepItems("alice", "n");
+  EXPECT_EQ(this->PepIds(items), (std::vector<std::string>{"a", "c", "b"}))
+      << "re-publishing makes it newest";
+  ASSERT_TRUE(items.ok());
+  ASSERT_EQ(items->size(), 3u);
+  EXPECT_EQ((*items)[0].xml, again.xml);
+  EXPECT_EQ((*items)[0].publisher, again.publisher);
+  EXPECT_EQ((*items)[1].xml, MakePepItem("c").xml);
+  EXPECT_EQ((*items)[1].publisher, "alice@example.org");
+  for (const auto& item : *items) {
+    EXPECT_GE(item.updated_ms, before) << "updated_ms is the store's";
+    EXPECT_LE(item.updated_ms, after);
+  }
+
+  ASSERT_TRUE(this->PublishPepItem(node, MakePepItem("d")).ok());
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"d", "a", "c"}))
+      << "the oldest beyond max_items goes";
+  PepItem empty_payload = MakePepItem("e");
+  empty_payload.xml = "";
+  ASSERT_TRUE(this->PublishPepItem(node, empty_payload).ok());
+  items = this->GetPepItems("alice", "n", {}, 1);
+  ASSERT_TRUE(items.ok());
+  ASSERT_EQ(items->size(), 1u);
+  EXPECT_EQ((*items)[0].id, "e");
+  EXPECT_EQ((*items)[0].xml, "") << "an item without payload";
+}
+
+TYPED_TEST_P(StoreConformance, SetPepItemsLeavesExactlyTheGivenItems) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  const PepNode node = MakePepNode("alice", "n", 3);
+  ASSERT_TRUE(this->PublishPepItem(node, MakePepItem("x")).ok());
+  ASSERT_TRUE(this->PublishPepItem(node, MakePepItem("a")).ok());
+  ASSERT_TRUE(this->SetPepItems(node, {MakePepItem("a", "2"), MakePepItem("b"), MakePepItem("c")}).ok());
+  auto items = this->GetPepItems("alice", "n");
+  EXPECT_EQ(this->PepIds(items), (std::vector<std::string>{"c", "b", "a"})) << "exactly those, newest last";
+  ASSERT_TRUE(items.ok());
+  EXPECT_EQ(items->back().xml, MakePepItem("a", "2").xml);
+
+  ASSERT_TRUE(
+      this->SetPepItems(node, {MakePepItem("a"), MakePepItem("b"), MakePepItem("c"), MakePepItem("d")}).ok());
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"d", "c", "b"}))
+      << "then pruned to max_items like a publish";
+  EXPECT_EQ(this->SetPepItems(node, {MakePepItem("p"), MakePepItem("")}).error().code,
+            Errc::kInvalidArgument);
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"d", "c", "b"}))
+      << "a refused set changes nothing";
+
+  ASSERT_TRUE(this->SetPepItems(MakePepNode("alice", "n", 1), {MakePepItem("e"), MakePepItem("f")}).ok());
+  EXPECT_EQ(this->ListPepNodes("alice")->front().max_items, 3) << "an existing node keeps its config";
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"f", "e"}));
+
+  const PepNode fresh = MakePepNode("alice", "fresh", 4);
+  ASSERT_TRUE(this->SetPepItems(fresh, {MakePepItem("p")}).ok()) << "creates the node";
+  auto nodes = this->ListPepNodes("alice");
+  ASSERT_EQ(nodes->size(), 2u);
+  ExpectSamePepConfig((*nodes)[0], fresh);
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "fresh")), std::vector<std::string>{"p"});
+
+  ASSERT_TRUE(this->SetPepItems(node, {}).ok());
+  items = this->GetPepItems("alice", "n");
+  ASSERT_TRUE(items.ok()) << "the node stays";
+  EXPECT_TRUE(items->empty());
+}
+
+TYPED_TEST_P(StoreConformance, GetPepItemsByIdsOrNewestFirst) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  const PepNode node = MakePepNode("alice", "n", 10);
+  // Ids are the client's choice: quotes, backslashes, control and non-ASCII
+  // characters must survive however the backend passes id lists.
+  const std::string odd = "it\"em\\1\t\xc3\xa9";
+  for (const std::string& id :
+       {std::string("a"), std::string("b"), odd, std::string("d"), std::string("e")}) {
+    ASSERT_TRUE(this->PublishPepItem(node, MakePepItem(id)).ok());
+  }
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n", {}, -1)),
+            (std::vector<std::string>{"e", "d", odd, "b", "a"}))
+      << "max < 0: all";
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n", {}, 2)), (std::vector<std::string>{"e", "d"}));
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n", {}, 0)), std::vector<std::string>{});
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n", {}, 100)).size(), 5u);
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n", {"a", "missing", "d", odd}, 0)),
+            (std::vector<std::string>{"d", odd, "a"}))
+      << "by ids: newest first whatever the order asked, missing ids skipped, max ignored";
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n", {"missing"})), std::vector<std::string>{});
+  auto got = this->GetPepItems("alice", "n", {odd});
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].xml, MakePepItem(odd).xml);
+  EXPECT_EQ((*got)[0].publisher, "alice@example.org");
+
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "empty")).ok());
+  auto none = this->GetPepItems("alice", "empty");
+  ASSERT_TRUE(none.ok()) << "a node without items is not an error";
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(this->GetPepItems("alice", "absent").error().code, Errc::kNotFound);
+  EXPECT_EQ(this->GetPepItems("alice", "absent", {"a"}).error().code, Errc::kNotFound);
+  EXPECT_EQ(this->GetPepItems("nobody", "n").error().code, Errc::kNotFound);
+}
+
+TYPED_TEST_P(StoreConformance, RetractAndPurgePepItems) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  const PepNode node = MakePepNode("alice", "n", 10);
+  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(this->PublishPepItem(node, MakePepItem(id)).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "m"), MakePepItem("a")).ok());
+  auto removed = this->RetractPepItems("alice", "n", {"a", "missing", "a"});
+  ASSERT_TRUE(removed.ok()) << removed.error().message;
+  EXPECT_EQ(*removed, 1) << "counts what went";
+  EXPECT_EQ(*this->RetractPepItems("alice", "n", {}), 0);
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"c", "b"}));
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "m")), std::vector<std::string>{"a"})
+      << "the same id in another node stays";
+  EXPECT_EQ(this->RetractPepItems("alice", "absent", {"a"}).error().code, Errc::kNotFound);
+
+  ASSERT_TRUE(this->PurgePepNode("alice", "n").ok());
+  auto items = this->GetPepItems("alice", "n");
+  ASSERT_TRUE(items.ok()) << "purging keeps the node";
+  EXPECT_TRUE(items->empty());
+  EXPECT_EQ(this->ListPepNodes("alice")->size(), 2u);
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "m")), std::vector<std::string>{"a"});
+  ASSERT_TRUE(this->PurgePepNode("alice", "n").ok()) << "purging an empty node";
+  EXPECT_EQ(this->PurgePepNode("alice", "absent").error().code, Errc::kNotFound);
+  ASSERT_TRUE(this->PublishPepItem(node, MakePepItem("z")).ok());
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), std::vector<std::string>{"z"});
+}
+
+TYPED_TEST_P(StoreConformance, LastPepItemsAcrossOwnersAndNodes) {
+  for (const char* user : {"alice", "bob", "carol"}) ASSERT_TRUE(this->CreateAccount(MakeAccount(user)).ok());
+  const std::string mood = "http://jabber.org/protocol/mood";
+  const std::string tune = "http://jabber.org/protocol/tune";
+  const std::string odd = "we\"ird\\node \xc3\xa9\n";
+  PepNode alice_mood = MakePepNode("alice", mood);
+  alice_mood.roster_groups = {"Work"};
+  ASSERT_TRUE(this->PublishPepItem(alice_mood, MakePepItem("m1")).ok());
+  ASSERT_TRUE(this->PublishPepItem(alice_mood, MakePepItem("m2")).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", tune), MakePepItem("t1")).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "not-asked"), MakePepItem("x")).ok());
+  PepNode bob_mood = MakePepNode("bob", mood);
+  bob_mood.access_model = "presence";
+  bob_mood.roster_groups.clear();
+  ASSERT_TRUE(this->PublishPepItem(bob_mood, MakePepItem("b1")).ok());
+  ASSERT_TRUE(this->PublishPepItem(bob_mood, MakePepItem("b2")).ok());
+  ASSERT_TRUE(this->PublishPepItem(bob_mood, MakePepItem("b1", "2")).ok());  // b1 is newest again
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("bob", tune)).ok());              // no items
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("bob", odd), MakePepItem("w1")).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("carol", "not-asked"), MakePepItem("y")).ok());
+
+  auto last = this->LastPepItems({"alice", "bob", "carol", "nobody", "alice"}, {mood, tune, odd, "absent"});
+  ASSERT_TRUE(last.ok()) << last.error().message;
+  std::sort(last->begin(), last->end(), [](const PepLastItem& a, const PepLastItem& b) {
+    return std::tie(a.node.username, a.node.node) < std::tie(b.node.username, b.node.node);
+  });
+  std::vector<std::string> got;
+  for (const auto& l : *last) got.push_back(l.node.username + " " + l.node.node + " " + l.item.id);
+  EXPECT_EQ(got, (std::vector<std::string>{"alice " + mood + " m2", "alice " + tune + " t1",
+                                           "bob " + mood + " b1", "bob " + odd + " w1"}))
+      << "each asked node with items, once, with its newest item";
+  ASSERT_EQ(last->size(), 4u);
+  ExpectSamePepConfig((*last)[0].node, alice_mood);
+  EXPECT_GT((*last)[0].node.created_ms, 0);
+  EXPECT_EQ((*last)[0].item.xml, MakePepItem("m2").xml);
+  EXPECT_EQ((*last)[0].item.publisher, "alice@example.org");
+  EXPECT_GT((*last)[0].item.updated_ms, 0);
+  ExpectSamePepConfig((*last)[2].node, bob_mood);
+  EXPECT_EQ((*last)[2].item.xml, MakePepItem("b1", "2").xml);
+  ExpectSamePepConfig((*last)[3].node, MakePepNode("bob", odd));
+
+  EXPECT_TRUE(this->LastPepItems({"nobody"}, {mood})->empty()) << "owners without an account have no nodes";
+  EXPECT_TRUE(this->LastPepItems({}, {mood})->empty());
+  EXPECT_TRUE(this->LastPepItems({"alice"}, {})->empty());
+  EXPECT_TRUE(this->LastPepItems({"bob"}, {tune})->empty()) << "a node without items";
+}
+
+TYPED_TEST_P(StoreConformance, PepWritesNeedAnAccountAndPepDataGoesWithIt) {
+  const PepNode nobody = MakePepNode("nobody", "n");
+  EXPECT_EQ(this->PutPepNode(nobody).error().code, Errc::kNotFound);
+  EXPECT_EQ(this->PutPepNode(nobody, 0).error().code, Errc::kNotFound) << "no account comes before the limit";
+  EXPECT_EQ(this->PublishPepItem(nobody, MakePepItem("a")).error().code, Errc::kNotFound);
+  EXPECT_EQ(this->SetPepItems(nobody, {MakePepItem("a")}).error().code, Errc::kNotFound);
+  EXPECT_EQ(this->DeletePepNode("nobody", "n").error().code, Errc::kNotFound);
+  EXPECT_EQ(this->RetractPepItems("nobody", "n", {"a"}).error().code, Errc::kNotFound);
+  EXPECT_EQ(this->PurgePepNode("nobody", "n").error().code, Errc::kNotFound);
+  auto nodes = this->ListPepNodes("nobody");
+  ASSERT_TRUE(nodes.ok()) << "reads of a missing account are empty";
+  EXPECT_TRUE(nodes->empty());
+
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("bob")).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("alice", "n"), MakePepItem("a")).ok());
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "m")).ok());
+  ASSERT_TRUE(this->PublishPepItem(MakePepNode("bob", "n"), MakePepItem("b")).ok());
+  ASSERT_TRUE(this->DeleteAccount("alice").ok());
+  EXPECT_TRUE(this->ListPepNodes("alice")->empty());
+  EXPECT_TRUE(this->LastPepItems({"alice"}, {"n"})->empty());
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  EXPECT_TRUE(this->ListPepNodes("alice")->empty()) << "a new account with the old name starts clean";
+  EXPECT_EQ(this->GetPepItems("alice", "n").error().code, Errc::kNotFound);
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "n")).ok());
+  EXPECT_TRUE(this->GetPepItems("alice", "n")->empty()) << "no items came back with the name";
+  EXPECT_EQ(this->PepIds(this->GetPepItems("bob", "n")), std::vector<std::string>{"b"})
+      << "other owners are untouched";
+}
+
+TYPED_TEST_P(StoreConformance, PepNodesAndItemsSurviveReopen) {
+  ASSERT_TRUE(this->CreateAccount(MakeAccount("alice")).ok());
+  const PepNode node = MakePepNode("alice", "n", 3);
+  for (const char* id : {"a", "b", "c"}) ASSERT_TRUE(this->PublishPepItem(node, MakePepItem(id)).ok());
+  ASSERT_TRUE(this->PutPepNode(MakePepNode("alice", "empty")).ok());
+  auto before = this->GetPepItems("alice", "n");
+  ASSERT_TRUE(before.ok());
+  const int64_t created_ms = this->ListPepNodes("alice")->back().created_ms;
+  this->Reopen();
+  auto nodes = this->ListPepNodes("alice");
+  ASSERT_TRUE(nodes.ok()) << nodes.error().message;
+  ASSERT_EQ(nodes->size(), 2u);
+  EXPECT_EQ((*nodes)[0].node, "empty");
+  ExpectSamePepConfig((*nodes)[1], node);
+  EXPECT_EQ((*nodes)[1].created_ms, created_ms);
+  auto after = this->GetPepItems("alice", "n");
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(after->size(), before->size());
+  for (size_t i = 0; i < after->size(); ++i) {
+    EXPECT_EQ((*after)[i].id, (*before)[i].id);
+    EXPECT_EQ((*after)[i].xml, (*before)[i].xml);
+    EXPECT_EQ((*after)[i].publisher, (*before)[i].publisher);
+    EXPECT_EQ((*after)[i].updated_ms, (*before)[i].updated_ms);
+  }
+  ASSERT_TRUE(this->PublishPepItem(node, MakePepItem("a", "2")).ok());
+  EXPECT_EQ(this->PepIds(this->GetPepItems("alice", "n")), (std::vector<std::string>{"a", "c", "b"}))
+      << "publish order continues across a reopen";
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     StoreConformance, AccountRoundTrips, CreateAccountTwiceIsConflictAndKeepsOriginal,
     MissingAccountIsNotFound, UsernamesCompareByteForByte, SetCredentialsReplacesBothKeySets,
@@ -1454,6 +1932,12 @@ REGISTER_TYPED_TEST_SUITE_P(
     SweepDetachesAttachedRowsAndDropsExpiredOnes, PushRegistrationsRoundTripAndAreReplaced,
     PushRegistrationsDeleteByNodeOrService, PushRegistrationsNeedAnAccountAndGoWithIt,
     BlocklistAddsRemovesAndSorts, BlocklistNeedsAnAccountAndGoesWithIt,
-    PrivateStorageRoundTripsReplacesAndIsBounded, ArchivePrefsDefaultRoundTripAndCheck);
+    PrivateStorageRoundTripsReplacesAndIsBounded, ArchivePrefsDefaultRoundTripAndCheck,
+    PepNodesAreCreatedReplacedAndListed, PepNodeCountIsBoundedForNewNodesOnly,
+    LoweringPepMaxItemsPrunesTheOldest, DeletePepNodeTakesItsItems,
+    PublishPepItemCreatesTheNodeOnceAndKeepsItsConfig, RepublishingAPepItemMakesItNewestAndOldItemsArePruned,
+    SetPepItemsLeavesExactlyTheGivenItems, GetPepItemsByIdsOrNewestFirst, RetractAndPurgePepItems,
+    LastPepItemsAcrossOwnersAndNodes, PepWritesNeedAnAccountAndPepDataGoesWithIt,
+    PepNodesAndItemsSurviveReopen);
 
 }  // namespace nines::store::conformance

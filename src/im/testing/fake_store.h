@@ -11,11 +11,13 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "store/store.h"
@@ -89,6 +91,7 @@ class FakeStore final : public store::Store {
   void DeleteAccount(std::string username, store::Reply<void> reply) override {
     Finish("DeleteAccount", std::move(reply), [=, this]() mutable -> Result<void> {
       accounts_.erase(username);
+      std::erase_if(pep_, [&](const auto& kv) { return kv.first.first == username; });
       return {};
     });
   }
@@ -333,9 +336,174 @@ class FakeStore final : public store::Store {
       return {};
     });
   }
+  // Personal eventing, with the semantics of store.h: nodes by (owner, name),
+  // items oldest first.
+  void ListPepNodes(std::string username, store::Reply<std::vector<store::PepNode>> reply) override {
+    Finish("ListPepNodes", std::move(reply), [=, this]() mutable -> Result<std::vector<store::PepNode>> {
+      std::vector<store::PepNode> out;
+      for (const auto& [key, data] : pep_) {
+        if (key.first == username) out.push_back(data.node);  // the map keeps them sorted by name
+      }
+      return out;
+    });
+  }
+  void PutPepNode(store::PepNode node, int64_t max_nodes, store::Reply<void> reply) override {
+    Finish("PutPepNode", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (auto r = CheckPepNode(node); !r.ok()) return r;
+      if (!accounts_.count(node.username)) return MakeError(Errc::kNotFound, "no account");
+      auto it = pep_.find({node.username, node.node});
+      if (it == pep_.end()) {
+        if (PepNodeCount(node.username) >= max_nodes)
+          return MakeError(Errc::kLimitExceeded, "too many nodes");
+        node.created_ms = PepNowMs();
+        it = pep_.emplace(std::make_pair(node.username, node.node), PepData{}).first;
+      } else {
+        node.created_ms = it->second.node.created_ms;
+      }
+      it->second.node = SortedGroups(std::move(node));
+      PrunePep(it->second, it->second.node.max_items);
+      return {};
+    });
+  }
+  void DeletePepNode(std::string username, std::string node, store::Reply<void> reply) override {
+    Finish("DeletePepNode", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (pep_.erase({username, node}) == 0) return MakeError(Errc::kNotFound, "no such node");
+      return {};
+    });
+  }
+  void PublishPepItem(store::PepNode node, store::PepItem item, int64_t max_nodes,
+                      store::Reply<void> reply) override {
+    Finish("PublishPepItem", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (auto r = CheckPepNode(node); !r.ok()) return r;
+      if (item.id.empty()) return MakeError(Errc::kInvalidArgument, "empty item id");
+      auto data = EnsurePepNode(std::move(node), max_nodes);
+      if (!data.ok()) return data.error();
+      PutPepItemDirect(**data, std::move(item), PepNowMs());
+      PrunePep(**data, (*data)->node.max_items);
+      return {};
+    });
+  }
+  void SetPepItems(store::PepNode node, std::vector<store::PepItem> items, int64_t max_nodes,
+                   store::Reply<void> reply) override {
+    Finish("SetPepItems", std::move(reply), [=, this]() mutable -> Result<void> {
+      if (auto r = CheckPepNode(node); !r.ok()) return r;
+      for (const auto& item : items) {
+        if (item.id.empty()) return MakeError(Errc::kInvalidArgument, "empty item id");
+      }
+      auto data = EnsurePepNode(std::move(node), max_nodes);
+      if (!data.ok()) return data.error();
+      (*data)->items.clear();
+      const int64_t now_ms = PepNowMs();
+      for (auto& item : items) PutPepItemDirect(**data, std::move(item), now_ms);
+      PrunePep(**data, (*data)->node.max_items);
+      return {};
+    });
+  }
+  void GetPepItems(std::string username, std::string node, std::vector<std::string> ids, int64_t max,
+                   store::Reply<std::vector<store::PepItem>> reply) override {
+    Finish("GetPepItems", std::move(reply), [=, this]() mutable -> Result<std::vector<store::PepItem>> {
+      auto it = pep_.find({username, node});
+      if (it == pep_.end()) return MakeError(Errc::kNotFound, "no such node");
+      std::vector<store::PepItem> out;
+      const auto& items = it->second.items;
+      for (auto item = items.rbegin(); item != items.rend(); ++item) {
+        if (!ids.empty()) {
+          if (std::find(ids.begin(), ids.end(), item->id) != ids.end()) out.push_back(*item);
+        } else if (max < 0 || static_cast<int64_t>(out.size()) < max) {
+          out.push_back(*item);
+        }
+      }
+      return out;
+    });
+  }
+  void RetractPepItems(std::string username, std::string node, std::vector<std::string> ids,
+                       store::Reply<int64_t> reply) override {
+    Finish("RetractPepItems", std::move(reply), [=, this]() mutable -> Result<int64_t> {
+      auto it = pep_.find({username, node});
+      if (it == pep_.end()) return MakeError(Errc::kNotFound, "no such node");
+      return static_cast<int64_t>(std::erase_if(it->second.items, [&](const store::PepItem& item) {
+        return std::find(ids.begin(), ids.end(), item.id) != ids.end();
+      }));
+    });
+  }
+  void PurgePepNode(std::string username, std::string node, store::Reply<void> reply) override {
+    Finish("PurgePepNode", std::move(reply), [=, this]() mutable -> Result<void> {
+      auto it = pep_.find({username, node});
+      if (it == pep_.end()) return MakeError(Errc::kNotFound, "no such node");
+      it->second.items.clear();
+      return {};
+    });
+  }
+  void LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
+                    store::Reply<std::vector<store::PepLastItem>> reply) override {
+    Finish("LastPepItems", std::move(reply), [=, this]() mutable -> Result<std::vector<store::PepLastItem>> {
+      std::set<std::string> owner_set(owners.begin(), owners.end());
+      std::set<std::string> node_set(nodes.begin(), nodes.end());
+      std::vector<store::PepLastItem> out;
+      for (const auto& [key, data] : pep_) {
+        if (!owner_set.count(key.first) || !node_set.count(key.second) || data.items.empty()) continue;
+        out.push_back(store::PepLastItem{data.node, data.items.back()});
+      }
+      return out;
+    });
+  }
+  // A node and its items, oldest first.
+  struct PepData {
+    store::PepNode node;
+    std::vector<store::PepItem> items;
+  };
+  std::map<std::pair<std::string, std::string>, PepData>& pep() { return pep_; }
+
   void Close() override {}
 
  private:
+  static Result<void> CheckPepNode(const store::PepNode& node) {
+    if (node.node.empty()) return MakeError(Errc::kInvalidArgument, "empty node name");
+    const auto& a = node.access_model;
+    if (a != "open" && a != "presence" && a != "roster" && a != "whitelist")
+      return MakeError(Errc::kInvalidArgument, "access model");
+    const auto& l = node.send_last;
+    if (l != "never" && l != "on_sub" && l != "on_sub_and_presence")
+      return MakeError(Errc::kInvalidArgument, "send_last");
+    return {};
+  }
+  static int64_t PepNowMs() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+  static store::PepNode SortedGroups(store::PepNode node) {
+    std::set<std::string> groups(node.roster_groups.begin(), node.roster_groups.end());
+    node.roster_groups.assign(groups.begin(), groups.end());
+    return node;
+  }
+  int64_t PepNodeCount(const std::string& username) const {
+    int64_t n = 0;
+    for (const auto& [key, data] : pep_) n += key.first == username ? 1 : 0;
+    return n;
+  }
+  // Creates the node (with the max_nodes rule) unless it exists; its data.
+  Result<PepData*> EnsurePepNode(store::PepNode node, int64_t max_nodes) {
+    if (!accounts_.count(node.username)) return MakeError(Errc::kNotFound, "no account");
+    auto it = pep_.find({node.username, node.node});
+    if (it != pep_.end()) return &it->second;
+    if (PepNodeCount(node.username) >= max_nodes) return MakeError(Errc::kLimitExceeded, "too many nodes");
+    node.created_ms = PepNowMs();
+    auto key = std::make_pair(node.username, node.node);
+    PepData& data = pep_[key];
+    data.node = SortedGroups(std::move(node));
+    return &data;
+  }
+  static void PutPepItemDirect(PepData& data, store::PepItem item, int64_t now_ms) {
+    std::erase_if(data.items, [&](const store::PepItem& i) { return i.id == item.id; });
+    item.updated_ms = now_ms;
+    data.items.push_back(std::move(item));
+  }
+  static void PrunePep(PepData& data, int64_t keep) {
+    const auto limit = static_cast<size_t>(std::max<int64_t>(keep, 0));
+    if (data.items.size() > limit) data.items.erase(data.items.begin(), data.items.end() - limit);
+  }
+
   // `work` owns copies of the call's arguments, so it can run later.
   template <class T, class Work>
   void Finish(const std::string& method, store::Reply<T> reply, Work work) {
@@ -364,6 +532,7 @@ class FakeStore final : public store::Store {
   std::map<std::string, std::set<std::string>> blocklists_;
   std::map<std::pair<std::string, std::string>, std::string> private_;
   std::map<std::string, store::ArchivePrefs> prefs_;
+  std::map<std::pair<std::string, std::string>, PepData> pep_;
   int64_t last_archive_id_ = 1'700'000'000'000'000;  // microseconds, as the real store assigns
   std::map<std::string, Errc> fail_;
   std::map<std::string, int> calls_;

@@ -178,6 +178,48 @@ CREATE TABLE archive_pref_jids (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 9: personal eventing (XEP-0163) nodes and their items. A node's
+// roster groups get their own table, as roster groups did in version 2. An
+// item's seq (its rowid) is its publish order: re-publishing an id deletes
+// the old row and inserts a new one, so the newest item of a node is the
+// one with the highest seq, found through pep_items_newest, and pruning to
+// max_items deletes from the low end of that range. Items and groups go
+// with their node, and nodes with their account (ON DELETE CASCADE).
+constexpr const char* kV9 = R"sql(
+CREATE TABLE pep_nodes (
+  username TEXT NOT NULL REFERENCES accounts(username) ON DELETE CASCADE,
+  node TEXT NOT NULL CHECK (node <> ''),
+  access_model TEXT NOT NULL CHECK (access_model IN ('open', 'presence', 'roster', 'whitelist')),
+  max_items INTEGER NOT NULL,
+  persist_items INTEGER NOT NULL,
+  send_last TEXT NOT NULL CHECK (send_last IN ('never', 'on_sub', 'on_sub_and_presence')),
+  notify_retract INTEGER NOT NULL,
+  notify_delete INTEGER NOT NULL,
+  title TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  PRIMARY KEY (username, node)
+) WITHOUT ROWID;
+CREATE TABLE pep_node_groups (
+  username TEXT NOT NULL,
+  node TEXT NOT NULL,
+  name TEXT NOT NULL,
+  PRIMARY KEY (username, node, name),
+  FOREIGN KEY (username, node) REFERENCES pep_nodes(username, node) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE TABLE pep_items (
+  seq INTEGER PRIMARY KEY,
+  username TEXT NOT NULL,
+  node TEXT NOT NULL,
+  item_id TEXT NOT NULL CHECK (item_id <> ''),
+  xml TEXT NOT NULL,
+  publisher TEXT NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  UNIQUE (username, node, item_id),
+  FOREIGN KEY (username, node) REFERENCES pep_nodes(username, node) ON DELETE CASCADE
+);
+CREATE INDEX pep_items_newest ON pep_items(username, node, seq);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
@@ -187,6 +229,7 @@ constexpr std::array kMigrations = {
     Migration{6, "block lists", kV6},
     Migration{7, "private XML storage", kV7},
     Migration{8, "archiving preferences", kV8},
+    Migration{9, "personal eventing nodes and items", kV9},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

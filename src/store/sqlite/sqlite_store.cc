@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <set>
 #include <system_error>
@@ -1191,6 +1192,446 @@ void SqliteStore::SetArchivePrefs(std::string username, ArchivePrefs prefs, Repl
     }
     return {};
   });
+}
+
+}  // namespace nines::store::sqlite
+
+// ---- Personal eventing ----
+
+namespace nines::store::sqlite {
+
+// The newest item of each named node of each named owner, in one statement:
+// both lists are bound as JSON arrays, and each node is found through its
+// primary key and its newest item through pep_items_newest (regression
+// test: SqlitePep.LastItemsUseTheIndexes).
+const char kLastPepItemsSql[] =
+    "SELECT n.username, n.node, n.access_model, n.max_items, n.persist_items, n.send_last, n.notify_retract,"
+    " n.notify_delete, n.title, n.created_ms, i.item_id, i.xml, i.publisher, i.updated_ms"
+    " FROM pep_nodes AS n JOIN pep_items AS i ON i.seq ="
+    " (SELECT seq FROM pep_items WHERE username = n.username AND node = n.node ORDER BY seq DESC LIMIT 1)"
+    " WHERE n.username IN (SELECT value FROM json_each(?1)) AND n.node IN (SELECT value FROM json_each(?2))"
+    " ORDER BY n.username, n.node";
+
+namespace {
+
+// The hub validates node configurations; this turns what the schema's CHECK
+// constraints would refuse (as a kConflict) into kInvalidArgument. Checked
+// on every write that carries a configuration, also when the node exists
+// and the configuration is not used.
+Result<void> CheckPepNode(const PepNode& node) {
+  if (node.node.empty()) return MakeError(Errc::kInvalidArgument, "a PEP node needs a name");
+  const std::string& access = node.access_model;
+  if (access != "open" && access != "presence" && access != "roster" && access != "whitelist") {
+    return MakeError(Errc::kInvalidArgument, "unknown PEP access model");
+  }
+  const std::string& send_last = node.send_last;
+  if (send_last != "never" && send_last != "on_sub" && send_last != "on_sub_and_presence") {
+    return MakeError(Errc::kInvalidArgument, "unknown PEP send_last_published_item value");
+  }
+  return {};
+}
+
+// `values` as a JSON array of strings, to bind for json_each(). Only '"',
+// '\' and control characters need escaping; other bytes pass through.
+std::string JsonStringArray(const std::vector<std::string>& values) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string json = "[";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) json += ',';
+    json += '"';
+    for (char c : values[i]) {
+      const auto byte = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        json += '\\';
+        json += c;
+      } else if (byte < 0x20) {
+        json += "\\u00";
+        json += kHex[byte >> 4];
+        json += kHex[byte & 0xf];
+      } else {
+        json += c;
+      }
+    }
+    json += '"';
+  }
+  json += ']';
+  return json;
+}
+
+// The node columns, in this order, starting at `first`: username, node,
+// access_model, max_items, persist_items, send_last, notify_retract,
+// notify_delete, title, created_ms. Roster groups are read separately.
+PepNode ReadPepNode(const Statement& stmt, int first) {
+  PepNode node;
+  node.username = stmt.ColumnText(first);
+  node.node = stmt.ColumnText(first + 1);
+  node.access_model = stmt.ColumnText(first + 2);
+  node.max_items = stmt.ColumnInt(first + 3);
+  node.persist_items = stmt.ColumnInt(first + 4) != 0;
+  node.send_last = stmt.ColumnText(first + 5);
+  node.notify_retract = stmt.ColumnInt(first + 6) != 0;
+  node.notify_delete = stmt.ColumnInt(first + 7) != 0;
+  node.title = stmt.ColumnText(first + 8);
+  node.created_ms = stmt.ColumnInt(first + 9);
+  return node;
+}
+
+// The item columns item_id, xml, publisher, updated_ms from `first`.
+PepItem ReadPepItem(const Statement& stmt, int first) {
+  PepItem item;
+  item.id = stmt.ColumnText(first);
+  item.xml = stmt.ColumnText(first + 1);
+  item.publisher = stmt.ColumnText(first + 2);
+  item.updated_ms = stmt.ColumnInt(first + 3);
+  return item;
+}
+
+// kNotFound unless `username` has a node named `node`.
+Result<void> RequirePepNode(Connection& conn, const std::string& username, const std::string& node) {
+  auto stmt = conn.Prepare("SELECT 1 FROM pep_nodes WHERE username = ?1 AND node = ?2");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, username);
+  stmt->BindText(2, node);
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  if (!*row) return MakeError(Errc::kNotFound, "no such PEP node of '" + username + "'");
+  return {};
+}
+
+// What a write that may create a node must know first.
+struct PepNodeState {
+  bool account = false;   // the owner has an account
+  int64_t nodes = 0;      // how many nodes the owner has
+  bool exists = false;    // one of them is the node asked about
+  int64_t max_items = 0;  // its stored max_items, if it exists
+};
+
+Result<PepNodeState> ReadPepNodeState(Connection& conn, const std::string& username,
+                                      const std::string& node) {
+  auto stmt = conn.Prepare(
+      "SELECT EXISTS (SELECT 1 FROM accounts WHERE username = ?1),"
+      " (SELECT count(*) FROM pep_nodes WHERE username = ?1),"
+      " EXISTS (SELECT 1 FROM pep_nodes WHERE username = ?1 AND node = ?2),"
+      " coalesce((SELECT max_items FROM pep_nodes WHERE username = ?1 AND node = ?2), 0)");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, username);
+  stmt->BindText(2, node);
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  if (!*row) return MakeError(Errc::kInternal, "SELECT of constants gave no row");
+  PepNodeState state;
+  state.account = stmt->ColumnInt(0) != 0;
+  state.nodes = stmt->ColumnInt(1);
+  state.exists = stmt->ColumnInt(2) != 0;
+  state.max_items = stmt->ColumnInt(3);
+  return state;
+}
+
+// Inserts `node`, or replaces its configuration and roster groups keeping
+// its created_ms.
+Result<void> WritePepNode(Connection& conn, const PepNode& node) {
+  {
+    auto stmt = conn.Prepare(
+        "INSERT INTO pep_nodes (username, node, access_model, max_items, persist_items, send_last,"
+        " notify_retract, notify_delete, title, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        " ON CONFLICT (username, node) DO UPDATE SET access_model = excluded.access_model,"
+        " max_items = excluded.max_items, persist_items = excluded.persist_items,"
+        " send_last = excluded.send_last, notify_retract = excluded.notify_retract,"
+        " notify_delete = excluded.notify_delete, title = excluded.title");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, node.username);
+    stmt->BindText(2, node.node);
+    stmt->BindText(3, node.access_model);
+    stmt->BindInt(4, node.max_items);
+    stmt->BindInt(5, node.persist_items ? 1 : 0);
+    stmt->BindText(6, node.send_last);
+    stmt->BindInt(7, node.notify_retract ? 1 : 0);
+    stmt->BindInt(8, node.notify_delete ? 1 : 0);
+    stmt->BindText(9, node.title);
+    stmt->BindInt(10, NowMs());
+    if (auto done = stmt->Run(); !done.ok()) return NoAccountIfForeignKey(done.error(), node.username);
+  }
+  {
+    auto stmt = conn.Prepare("DELETE FROM pep_node_groups WHERE username = ?1 AND node = ?2");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, node.username);
+    stmt->BindText(2, node.node);
+    if (auto done = stmt->Run(); !done.ok()) return done.error();
+  }
+  std::set<std::string_view> groups(node.roster_groups.begin(), node.roster_groups.end());
+  for (std::string_view group : groups) {
+    auto stmt = conn.Prepare("INSERT INTO pep_node_groups (username, node, name) VALUES (?1, ?2, ?3)");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, node.username);
+    stmt->BindText(2, node.node);
+    stmt->BindText(3, group);
+    if (auto done = stmt->Run(); !done.ok()) return done.error();
+  }
+  return {};
+}
+
+// For PublishPepItem and SetPepItems: creates `node` if its owner has no
+// node of that name (kLimitExceeded if the owner already has `max_nodes`),
+// and returns the max_items the node has now.
+Result<int64_t> EnsurePepNode(Connection& conn, const PepNode& node, int64_t max_nodes) {
+  auto state = ReadPepNodeState(conn, node.username, node.node);
+  if (!state.ok()) return state.error();
+  if (!state->account) return MakeError(Errc::kNotFound, "no account '" + node.username + "'");
+  if (state->exists) return state->max_items;
+  if (state->nodes >= max_nodes) {
+    return MakeError(Errc::kLimitExceeded, "the account has as many PEP nodes as allowed");
+  }
+  if (auto r = WritePepNode(conn, node); !r.ok()) return r.error();
+  return node.max_items;
+}
+
+// Stores `item` as the node's newest, replacing an item with the same id:
+// the old row goes and a new one gets the highest seq.
+Result<void> PutPepItem(Connection& conn, const std::string& username, const std::string& node,
+                        const PepItem& item, int64_t now_ms) {
+  {
+    auto stmt = conn.Prepare("DELETE FROM pep_items WHERE username = ?1 AND node = ?2 AND item_id = ?3");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    stmt->BindText(2, node);
+    stmt->BindText(3, item.id);
+    if (auto done = stmt->Run(); !done.ok()) return done.error();
+  }
+  auto stmt = conn.Prepare(
+      "INSERT INTO pep_items (username, node, item_id, xml, publisher, updated_ms)"
+      " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, username);
+  stmt->BindText(2, node);
+  stmt->BindText(3, item.id);
+  stmt->BindText(4, item.xml);
+  stmt->BindText(5, item.publisher);
+  stmt->BindInt(6, now_ms);
+  return stmt->Run();
+}
+
+// Deletes all but the newest `keep` items of the node.
+Result<void> PrunePepItems(Connection& conn, const std::string& username, const std::string& node,
+                           int64_t keep) {
+  auto stmt = conn.Prepare(
+      "DELETE FROM pep_items WHERE username = ?1 AND node = ?2 AND seq <="
+      " (SELECT seq FROM pep_items WHERE username = ?1 AND node = ?2 ORDER BY seq DESC LIMIT 1 OFFSET ?3)");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, username);
+  stmt->BindText(2, node);
+  stmt->BindInt(3, std::max<int64_t>(keep, 0));
+  return stmt->Run();
+}
+
+}  // namespace
+
+void SqliteStore::ListPepNodes(std::string username, Reply<std::vector<PepNode>> reply) {
+  Read(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<std::vector<PepNode>> {
+    std::vector<PepNode> nodes;
+    std::unordered_map<std::string, size_t> by_name;
+    {
+      auto stmt = conn.Prepare(
+          "SELECT username, node, access_model, max_items, persist_items, send_last, notify_retract,"
+          " notify_delete, title, created_ms FROM pep_nodes WHERE username = ?1 ORDER BY node");
+      if (!stmt.ok()) return stmt.error();
+      stmt->BindText(1, username);
+      while (true) {
+        auto row = stmt->Step();
+        if (!row.ok()) return row.error();
+        if (!*row) break;
+        nodes.push_back(ReadPepNode(*stmt, 0));
+        by_name.emplace(nodes.back().node, nodes.size() - 1);
+      }
+    }
+    auto stmt =
+        conn.Prepare("SELECT node, name FROM pep_node_groups WHERE username = ?1 ORDER BY node, name");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      auto it = by_name.find(stmt->ColumnText(0));
+      if (it != by_name.end()) nodes[it->second].roster_groups.push_back(stmt->ColumnText(1));
+    }
+    return nodes;
+  });
+}
+
+void SqliteStore::PutPepNode(PepNode node, int64_t max_nodes, Reply<void> reply) {
+  Write(std::move(reply), [node = std::move(node), max_nodes](Connection& conn) -> Result<void> {
+    if (auto r = CheckPepNode(node); !r.ok()) return r;
+    auto state = ReadPepNodeState(conn, node.username, node.node);
+    if (!state.ok()) return state.error();
+    if (!state->account) return MakeError(Errc::kNotFound, "no account '" + node.username + "'");
+    if (!state->exists && state->nodes >= max_nodes) {
+      return MakeError(Errc::kLimitExceeded, "the account has as many PEP nodes as allowed");
+    }
+    if (auto r = WritePepNode(conn, node); !r.ok()) return r;
+    return PrunePepItems(conn, node.username, node.node, node.max_items);
+  });
+}
+
+void SqliteStore::DeletePepNode(std::string username, std::string node, Reply<void> reply) {
+  Write(std::move(reply),
+        [username = std::move(username), node = std::move(node)](Connection& conn) -> Result<void> {
+          // Its items and roster groups go with it through ON DELETE CASCADE.
+          auto stmt = conn.Prepare("DELETE FROM pep_nodes WHERE username = ?1 AND node = ?2");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          stmt->BindText(2, node);
+          if (auto done = stmt->Run(); !done.ok()) return done;
+          if (conn.Changes() == 0)
+            return MakeError(Errc::kNotFound, "no such PEP node of '" + username + "'");
+          return {};
+        });
+}
+
+void SqliteStore::PublishPepItem(PepNode node, PepItem item, int64_t max_nodes, Reply<void> reply) {
+  Write(std::move(reply),
+        [node = std::move(node), item = std::move(item), max_nodes](Connection& conn) -> Result<void> {
+          if (auto r = CheckPepNode(node); !r.ok()) return r;
+          if (item.id.empty()) return MakeError(Errc::kInvalidArgument, "a PEP item needs an id");
+          auto max_items = EnsurePepNode(conn, node, max_nodes);
+          if (!max_items.ok()) return max_items.error();
+          if (auto r = PutPepItem(conn, node.username, node.node, item, NowMs()); !r.ok()) return r;
+          return PrunePepItems(conn, node.username, node.node, *max_items);
+        });
+}
+
+void SqliteStore::SetPepItems(PepNode node, std::vector<PepItem> items, int64_t max_nodes,
+                              Reply<void> reply) {
+  Write(std::move(reply),
+        [node = std::move(node), items = std::move(items), max_nodes](Connection& conn) -> Result<void> {
+          if (auto r = CheckPepNode(node); !r.ok()) return r;
+          for (const PepItem& item : items) {
+            if (item.id.empty()) return MakeError(Errc::kInvalidArgument, "a PEP item needs an id");
+          }
+          auto max_items = EnsurePepNode(conn, node, max_nodes);
+          if (!max_items.ok()) return max_items.error();
+          {
+            auto stmt = conn.Prepare("DELETE FROM pep_items WHERE username = ?1 AND node = ?2");
+            if (!stmt.ok()) return stmt.error();
+            stmt->BindText(1, node.username);
+            stmt->BindText(2, node.node);
+            if (auto done = stmt->Run(); !done.ok()) return done.error();
+          }
+          const int64_t now_ms = NowMs();
+          for (const PepItem& item : items) {
+            if (auto r = PutPepItem(conn, node.username, node.node, item, now_ms); !r.ok()) return r;
+          }
+          return PrunePepItems(conn, node.username, node.node, *max_items);
+        });
+}
+
+void SqliteStore::GetPepItems(std::string username, std::string node, std::vector<std::string> ids,
+                              int64_t max, Reply<std::vector<PepItem>> reply) {
+  Read(std::move(reply),
+       [username = std::move(username), node = std::move(node), ids = std::move(ids),
+        max](Connection& conn) -> Result<std::vector<PepItem>> {
+         if (auto r = RequirePepNode(conn, username, node); !r.ok()) return r.error();
+         auto stmt = conn.Prepare(
+             ids.empty() ? "SELECT item_id, xml, publisher, updated_ms FROM pep_items WHERE username = ?1 "
+                           "AND node = ?2"
+                           " ORDER BY seq DESC LIMIT ?3"
+                         : "SELECT item_id, xml, publisher, updated_ms FROM pep_items WHERE username = ?1 "
+                           "AND node = ?2"
+                           " AND item_id IN (SELECT value FROM json_each(?3)) ORDER BY seq DESC");
+         if (!stmt.ok()) return stmt.error();
+         stmt->BindText(1, username);
+         stmt->BindText(2, node);
+         if (ids.empty()) {
+           stmt->BindInt(3, max < 0 ? -1 : max);  // SQLite: a negative LIMIT is no limit
+         } else {
+           stmt->BindText(3, JsonStringArray(ids));
+         }
+         std::vector<PepItem> items;
+         while (true) {
+           auto row = stmt->Step();
+           if (!row.ok()) return row.error();
+           if (!*row) break;
+           items.push_back(ReadPepItem(*stmt, 0));
+         }
+         return items;
+       });
+}
+
+void SqliteStore::RetractPepItems(std::string username, std::string node, std::vector<std::string> ids,
+                                  Reply<int64_t> reply) {
+  Write(std::move(reply),
+        [username = std::move(username), node = std::move(node),
+         ids = std::move(ids)](Connection& conn) -> Result<int64_t> {
+          if (auto r = RequirePepNode(conn, username, node); !r.ok()) return r.error();
+          int64_t removed = 0;
+          for (const auto& id : ids) {
+            auto stmt =
+                conn.Prepare("DELETE FROM pep_items WHERE username = ?1 AND node = ?2 AND item_id = ?3");
+            if (!stmt.ok()) return stmt.error();
+            stmt->BindText(1, username);
+            stmt->BindText(2, node);
+            stmt->BindText(3, id);
+            if (auto done = stmt->Run(); !done.ok()) return done.error();
+            removed += conn.Changes();
+          }
+          return removed;
+        });
+}
+
+void SqliteStore::PurgePepNode(std::string username, std::string node, Reply<void> reply) {
+  Write(std::move(reply),
+        [username = std::move(username), node = std::move(node)](Connection& conn) -> Result<void> {
+          if (auto r = RequirePepNode(conn, username, node); !r.ok()) return r;
+          auto stmt = conn.Prepare("DELETE FROM pep_items WHERE username = ?1 AND node = ?2");
+          if (!stmt.ok()) return stmt.error();
+          stmt->BindText(1, username);
+          stmt->BindText(2, node);
+          return stmt->Run();
+        });
+}
+
+void SqliteStore::LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
+                               Reply<std::vector<PepLastItem>> reply) {
+  Read(std::move(reply),
+       [owners = std::move(owners),
+        nodes = std::move(nodes)](Connection& conn) -> Result<std::vector<PepLastItem>> {
+         std::vector<PepLastItem> out;
+         if (owners.empty() || nodes.empty()) return out;
+         const std::string owners_json = JsonStringArray(owners);
+         const std::string nodes_json = JsonStringArray(nodes);
+         std::map<std::pair<std::string, std::string>, size_t> by_node;
+         {
+           auto stmt = conn.Prepare(kLastPepItemsSql);
+           if (!stmt.ok()) return stmt.error();
+           stmt->BindText(1, owners_json);
+           stmt->BindText(2, nodes_json);
+           while (true) {
+             auto row = stmt->Step();
+             if (!row.ok()) return row.error();
+             if (!*row) break;
+             PepLastItem last;
+             last.node = ReadPepNode(*stmt, 0);
+             last.item = ReadPepItem(*stmt, 10);
+             by_node.emplace(std::make_pair(last.node.username, last.node.node), out.size());
+             out.push_back(std::move(last));
+           }
+         }
+         if (out.empty()) return out;
+         auto stmt = conn.Prepare(
+             "SELECT username, node, name FROM pep_node_groups WHERE username IN (SELECT value FROM "
+             "json_each(?1))"
+             " AND node IN (SELECT value FROM json_each(?2)) ORDER BY username, node, name");
+         if (!stmt.ok()) return stmt.error();
+         stmt->BindText(1, owners_json);
+         stmt->BindText(2, nodes_json);
+         while (true) {
+           auto row = stmt->Step();
+           if (!row.ok()) return row.error();
+           if (!*row) break;
+           auto it = by_node.find({stmt->ColumnText(0), stmt->ColumnText(1)});
+           if (it != by_node.end()) out[it->second].node.roster_groups.push_back(stmt->ColumnText(2));
+         }
+         return out;
+       });
 }
 
 }  // namespace nines::store::sqlite

@@ -46,6 +46,8 @@ inline constexpr int kBusyTimeoutMs = 5000;
 // The statement that finds a retransmission by its origin-id (for the
 // query-plan test).
 extern const char kFindOriginSql[];
+// The statement behind LastPepItems (for the query-plan test).
+extern const char kLastPepItemsSql[];
 
 class SqliteStore final : public Store {
  public:
@@ -97,6 +99,18 @@ class SqliteStore final : public Store {
   void GetPrivate(std::string username, std::string key, Reply<std::string> reply) override;
   void SetPrivate(std::string username, std::string key, std::string xml, int64_t max_items,
                   Reply<void> reply) override;
+  void ListPepNodes(std::string username, Reply<std::vector<PepNode>> reply) override;
+  void PutPepNode(PepNode node, int64_t max_nodes, Reply<void> reply) override;
+  void DeletePepNode(std::string username, std::string node, Reply<void> reply) override;
+  void PublishPepItem(PepNode node, PepItem item, int64_t max_nodes, Reply<void> reply) override;
+  void SetPepItems(PepNode node, std::vector<PepItem> items, int64_t max_nodes, Reply<void> reply) override;
+  void GetPepItems(std::string username, std::string node, std::vector<std::string> ids, int64_t max,
+                   Reply<std::vector<PepItem>> reply) override;
+  void RetractPepItems(std::string username, std::string node, std::vector<std::string> ids,
+                       Reply<int64_t> reply) override;
+  void PurgePepNode(std::string username, std::string node, Reply<void> reply) override;
+  void LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
+                    Reply<std::vector<PepLastItem>> reply) override;
   void Close() override;
 
   Stats stats() const;

@@ -194,8 +194,26 @@ TEST(SqliteArchive, MessageTextIsFreedWithItsLastOwner) {
   store->Close();
 }
 
+// LastPepItems runs at every login with the user and all their contacts as
+// owners: each (owner, node) must be a primary-key lookup and its newest
+// item one step down pep_items_newest, never a scan of either table.
+TEST(SqlitePep, LastItemsUseTheIndexes) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  {
+    auto store = MustOpen({path});
+    ASSERT_TRUE(store);
+    store->Close();
+  }
+  std::string plan = QueryPlan(path, kLastPepItemsSql);
+  EXPECT_NE(plan.find("SEARCH n USING PRIMARY KEY (username=? AND node=?)"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("pep_items_newest"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SCAN n"), std::string::npos) << plan;
+  EXPECT_EQ(plan.find("SCAN pep_items"), std::string::npos) << plan;
+}
+
 TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
-  EXPECT_EQ(SqliteSchemaVersion(), 8);
+  EXPECT_EQ(SqliteSchemaVersion(), 9);
   ASSERT_EQ(static_cast<int>(Migrations().size()), SqliteSchemaVersion());
   for (size_t i = 0; i < Migrations().size(); ++i)
     EXPECT_EQ(Migrations()[i].version, static_cast<int>(i) + 1);
@@ -206,13 +224,14 @@ TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "8");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "9");
   EXPECT_EQ(raw.Query("PRAGMA application_id"), std::to_string(kApplicationId));
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('vcards', 'roster_groups', 'archive',"
-                      " 'device_states', 'push_registrations', 'blocklist', 'private_storage', 'archive_prefs',"
-                      " 'archive_pref_jids')"),
-            "9");
+  EXPECT_EQ(
+      raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('vcards', 'roster_groups', 'archive',"
+                " 'device_states', 'push_registrations', 'blocklist', 'private_storage', 'archive_prefs',"
+                " 'archive_pref_jids', 'pep_nodes', 'pep_node_groups', 'pep_items')"),
+      "12");
 }
 
 // The v1 schema exactly as the v1 build wrote it, with data, kept here (not
@@ -276,7 +295,7 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   ASSERT_TRUE(store);
   {
     RawDb raw(path);
-    EXPECT_EQ(raw.Query("PRAGMA user_version"), "8");
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "9");
     EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_table_info('roster_items') WHERE name = 'groups_json'"),
               "0");
   }
@@ -338,15 +357,15 @@ TEST(SqliteSchema, RefusesANewerSchemaAndLeavesTheFileAlone) {
   {
     RawDb raw(path);
     raw.Exec(
-        "PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 9;");
+        "PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 10;");
   }
   auto opened = OpenSqlite({path});
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
   EXPECT_NE(opened.error().message.find("newer"), std::string::npos) << opened.error().message;
-  EXPECT_NE(opened.error().message.find('9'), std::string::npos) << opened.error().message;
+  EXPECT_NE(opened.error().message.find("10"), std::string::npos) << opened.error().message;
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "9");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "10");
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "delete") << "a refused file must not be switched to WAL";
 }
 
