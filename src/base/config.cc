@@ -202,6 +202,18 @@ const std::vector<Key>& Schema() {
        "<not-acceptable/>."},
       {"limits.private_items", &Limits::private_items, 1, 100000, true,
        "Elements (namespaces) one account may keep in private XML storage; one more is <resource-constraint/>."},
+      {"limits.pep_nodes", &Limits::pep_nodes, 1, 100000, true,
+       "Most personal eventing (XEP-0163) nodes one account may have; one more is <not-acceptable/> with "
+       "XEP-0060's <max-nodes-exceeded/>."},
+      {"limits.pep_items", &Limits::pep_items, 1, 100000, true,
+       "Most items one PEP node may keep; pubsub#max_items 'max' means this, and a larger number is "
+       "<not-acceptable/>."},
+      {"limits.pep_item_size", &Limits::pep_item_size, 256, 16 << 20, true,
+       "Largest payload of one PEP item in bytes (avatars are the big ones); larger is <not-acceptable/> with "
+       "<payload-too-big/>."},
+      {"limits.caps_cache", &Limits::caps_cache, 16, 10000000, true,
+       "Verified entity-capabilities hashes (XEP-0115) kept in memory; a client with an unknown hash is "
+       "asked for its features once."},
       {"limits.messages_in_flight", &Limits::messages_in_flight, 1, 1000000, true,
        "Messages one session may have waiting for their archive write; beyond it the server stops reading "
        "from that client (TCP backpressure) until writes complete."},

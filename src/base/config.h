@@ -55,6 +55,10 @@ struct Limits {
   int64_t archive_pref_jids = 1000;  // XEP-0313: JIDs in one account's always + never lists
   int64_t private_item_size = 64 * 1024;  // XEP-0049: bytes per stored element
   int64_t private_items = 100;            // XEP-0049: elements per account
+  int64_t pep_nodes = 256;                // XEP-0163: nodes per account
+  int64_t pep_items = 1000;               // XEP-0163: items one node may keep (what max_items 'max' means)
+  int64_t pep_item_size = 128 * 1024;     // XEP-0163: bytes per item payload
+  int64_t caps_cache = 10000;             // XEP-0115: verified capability hashes kept in memory
   int64_t offline_messages = 1000;   // per account
   int64_t vcard_size = 64 * 1024;    // bytes
   int64_t messages_in_flight = 256;  // per session: read, not yet durable; beyond it reading pauses

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -25,6 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "im/caps.h"
 #include "im/unique_function.h"
 #include "store/store.h"
 #include "xmpp/session_ref.h"
@@ -88,6 +90,11 @@ struct Resource {
   // directed unavailable since (RFC 6121 §4.6.3): they get unavailable when
   // the resource goes away.
   std::vector<std::string> directed;
+  // XEP-0115: the "hash ver" its last available presence claimed ("" for
+  // none), and what that hash stands for once verified (null until then).
+  // XEP-0163 notifications of node N go to it only if caps->Notifies(N).
+  std::string caps_key;
+  CapsPtr caps;
 };
 
 struct AccountState;
@@ -118,6 +125,11 @@ struct AccountState {
   ArchivePolicyPtr archive_policy;  // XEP-0313 preferences; null: the default (always)
   bool HasSessionSettings() const { return blocked != nullptr || archive_policy != nullptr; }
   bool Blocks(std::string_view jid) const { return blocked != nullptr && blocked->Blocks(jid); }
+
+  // XEP-0398 (avatars.cc): SHA-1 hex of the account's avatar, from its
+  // newest avatar metadata item; "" for none. Loaded with the account, kept
+  // in step by avatar publishes, and put into its available presence.
+  std::string avatar_hash;
 
   int64_t offline_count = 0;            // messages in offline storage (as far as we know)
   int64_t offline_delivered_up_to = 0;  // highest offline id handed to a session
@@ -154,6 +166,15 @@ struct AccountState {
   PushLoad push_load = PushLoad::kNone;
   std::vector<PushEntry> pushes;
   std::list<UniqueFunction<void(AccountState&, bool)>> push_waiting;  // for the load; bool: it succeeded
+
+  // XEP-0163 personal eventing (pep.cc): the account's node configurations,
+  // read from the store the first time a PEP request needs them, then kept
+  // ahead of the store like the roster (a change is applied here, then
+  // written; a failed write drops them so that the next need reloads).
+  enum class PepLoad : uint8_t { kNone, kLoading, kLoaded };
+  PepLoad pep_load = PepLoad::kNone;
+  std::map<std::string, store::PepNode, std::less<>> pep_nodes;
+  std::list<UniqueFunction<void(AccountState&, bool)>> pep_waiting;  // for the load; bool: it succeeded
 
   std::vector<std::string> command_sessions;  // XEP-0050 sessions in progress (commands.cc)
   int replaying = 0;  // restores replaying the archive: the outbox waits (restore.cc)

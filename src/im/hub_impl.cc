@@ -122,6 +122,9 @@ HubImpl::HubImpl(HubDeps deps)
   RegisterPrivateStorage();
   RegisterExternalServices();
   RegisterCommands();
+  RegisterPep();
+  RegisterBookmarks();
+  RegisterAvatars();
 }
 
 HubImpl::~HubImpl() { port_cell_->store(nullptr, std::memory_order_release); }
@@ -172,6 +175,7 @@ struct HubImpl::LoadResult {
   int64_t offline_count = 0;
   std::vector<std::string> blocklist;
   store::ArchivePrefs archive_prefs;
+  std::string avatar_hash;
 
   void Fail(const Error& e) {
     failed = true;
@@ -182,7 +186,7 @@ struct HubImpl::LoadResult {
 void HubImpl::StartLoad(AccountState& st) {
   st.load = Load::kLoading;
   auto result = std::make_shared<LoadResult>();
-  result->pending = st.known_to_exist ? 4 : 5;
+  result->pending = st.known_to_exist ? 5 : 6;
   auto executor = loop(st.home).executor();
   auto part = [this, home = st.home, bare = st.bare, result] {
     if (--result->pending == 0) FinishLoad(home, bare, *result);
@@ -226,6 +230,17 @@ void HubImpl::StartLoad(AccountState& st) {
                                          }
                                          part();
                                        }));
+  // XEP-0398 §4: the avatar's hash goes into the account's presence.
+  store_->LastPepItems({st.user}, {std::string(kAvatarMetadata)},
+                       store::Reply<std::vector<store::PepLastItem>>(
+                           executor, [result, part](Result<std::vector<store::PepLastItem>> r) {
+                             if (r.ok()) {
+                               if (!r->empty()) result->avatar_hash = AvatarHashOf(r->front().item.xml);
+                             } else {
+                               result->Fail(r.error());
+                             }
+                             part();
+                           }));
   store_->CountOffline(st.user, store::Reply<int64_t>(executor, [result, part](Result<int64_t> r) {
                          if (r.ok()) {
                            result->offline_count = *r;
@@ -254,6 +269,7 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
     }
     st->roster_version = result.roster.version;
     st->offline_count = result.offline_count;
+    st->avatar_hash = std::move(result.avatar_hash);
     if (result.blocklist.empty()) {
       st->blocked.reset();
     } else {
@@ -695,7 +711,11 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
       account = std::string(to.Bare());
     }
   }
-  if (!request) return;  // results and errors for the server or a bare JID: nobody waits for them
+  if (!request) {
+    // XEP-0115: a client answering the server's question about its capabilities.
+    if (scope == kScopeServer) HandleCapsReply(stanza, from);
+    return;  // other results and errors for the server or a bare JID: nobody waits for them
+  }
   if (scope == kScopeSelf) account = own_bare;
 
   std::vector<const xml::Element*> children = stanza.Children();
@@ -758,6 +778,10 @@ void HubImpl::ReplyResult(const IqCall& call, std::string_view inner_xml) {
     out.append("</iq>");
   }
   port_->Deliver(call.origin, std::make_shared<const std::string>(std::move(out)), {});
+}
+
+void HubImpl::ReplyStanza(const IqCall& call, const xml::Element& reply) {
+  port_->Deliver(call.origin, std::make_shared<const std::string>(reply.Serialize(ns::kClient)), {});
 }
 
 void HubImpl::ReplyError(const IqCall& call, std::string_view condition, std::string_view text) {

@@ -12,6 +12,9 @@
 //   private_storage.cc  XEP-0049 private XML storage
 //   extdisco.cc   XEP-0215 external service discovery (STUN/TURN)
 //   commands.cc   XEP-0050 ad-hoc commands (delete my archive)
+//   pep.cc        XEP-0163 personal eventing, XEP-0115 caps for its notifications
+//   bookmarks.cc  XEP-0402 bookmarks kept in step with XEP-0048 private storage
+//   avatars.cc    XEP-0398 avatar conversion between PEP and vCard, XEP-0153 hashes
 //
 // Threading: see hub.h. Each method says which loop it runs on; "home"
 // means the home loop of the account it is given.
@@ -28,6 +31,7 @@
 
 #include "base/config.h"
 #include "im/account.h"
+#include "im/caps.h"
 #include "im/hub.h"
 #include "im/iq_registry.h"
 #include "im/jid_view.h"
@@ -39,6 +43,12 @@
 #include "xmpp/jid/jid.h"
 
 namespace nines::im {
+
+inline constexpr std::string_view kAvatarMetadata = "urn:xmpp:avatar:metadata";
+inline constexpr std::string_view kAvatarData = "urn:xmpp:avatar:data";
+// The id of the avatar an avatar metadata payload (XEP-0084 <metadata/>)
+// announces: the first <info/> without a url; "" for none (avatars.cc).
+std::string AvatarHashOf(std::string_view metadata_xml);
 
 enum class Kind : uint8_t { kMessage, kPresence, kIq };
 enum class MsgType : uint8_t { kNormal, kChat, kGroupchat, kHeadline, kError };
@@ -199,6 +209,11 @@ class HubImpl {
   // IQ replies, straight to the requester's session. Any loop.
   void ReplyResult(const IqCall& call, std::string_view inner_xml = {});
   void ReplyError(const IqCall& call, std::string_view condition, std::string_view text = {});
+  // Any reply built by the caller (an error with an application condition).
+  void ReplyStanza(const IqCall& call, const xml::Element& reply);
+  // The end of a store call that held the account busy: --busy, and evict
+  // if nothing else keeps it. On home.
+  void Release(size_t home, const std::string& bare);
 
   // ---------------------------------------------------------------------
   // Roster (roster.cc)
@@ -340,6 +355,70 @@ class HubImpl {
   // External services (extdisco.cc): XEP-0215 STUN/TURN discovery
   void RegisterExternalServices();
 
+  // ---------------------------------------------------------------------
+  // Personal eventing (pep.cc): XEP-0163, XEP-0223, XEP-0060's PEP subset
+
+  using PepOp = UniqueFunction<void(AccountState& st, bool ok)>;
+  // Runs `op` once the account's node configurations are loaded (at once if
+  // they are); ok=false: the load failed. On home.
+  void WithPep(AccountState& st, PepOp op);
+  // Whether `viewer` (a bare JID) may read `node` of `owner` (its access model).
+  bool PepMayRead(const AccountState& owner, const store::PepNode& node, std::string_view viewer) const;
+  // The owner's PEP writes, on home, with st.pep loaded. Each applies the
+  // change to st.pep_nodes, stores it, and from the store's Reply runs
+  // `done`, then notifies (PepNotify) those who may hear of it.
+  using PepDone = UniqueFunction<void(AccountState& st, const Result<void>& r)>;
+  void PepPublish(AccountState& st, store::PepNode node, store::PepItem item, PepDone done);
+  // `items` replace all of the node's items; the ones that are new or
+  // changed are notified, and the ones that went as retracted.
+  void PepReplaceItems(AccountState& st, store::PepNode node, std::vector<store::PepItem> items, PepDone done);
+  void PepConfigure(AccountState& st, store::PepNode node, PepDone done);
+  void PepRetract(AccountState& st, const std::string& node, std::vector<std::string> ids, bool notify,
+                  UniqueFunction<void(AccountState&, Result<int64_t>)> done);
+  void PepDelete(AccountState& st, const std::string& node, PepDone done);
+  void PepPurge(AccountState& st, const std::string& node, PepDone done);
+  // Sends <event/> (serialised, the whole element) about `node` to the
+  // owner's resources and its contacts that may read it, where they +notify.
+  void PepNotify(AccountState& st, const store::PepNode& node, std::string event);
+  // A resource's available presence, on home: notes its XEP-0115 claim,
+  // asks the client about an unknown hash, and sends the newest item of each
+  // node it notifies of and did not with `before` (its caps until now).
+  void NoteCaps(AccountState& st, Resource& res, const xml::Element& presence, CapsPtr before);
+  // An IQ answer from a client to the server: true if it answers one of our
+  // capability questions (then handled). The session's loop.
+  bool HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from);
+  // The newest item of each of `nodes` from the account itself and every
+  // contact it is subscribed to, to `res`. On home.
+  void SendLastItems(AccountState& st, Resource& res, std::vector<std::string> nodes);
+  void PepDiscoItems(const IqCallPtr& call, AccountState& st);
+  void PepDiscoNode(const IqCallPtr& call, AccountState& st);
+  void RegisterPep();
+
+  // XEP-0402 bookmarks (bookmarks.cc): XEP-0048 in private storage is a view
+  // of the urn:xmpp:bookmarks:1 node. True if `key` (a private storage key)
+  // is that of XEP-0048 bookmarks.
+  static bool IsLegacyBookmarks(std::string_view key);
+  // A private-storage get or set of <storage xmlns='storage:bookmarks'/>.
+  void LegacyBookmarksGet(const IqCallPtr& call, AccountState& st, std::string empty);
+  // Converts and stores the conferences of a legacy set; done(false): it
+  // failed (the call is not answered yet); no call to done: answered here.
+  void LegacyBookmarksSet(const IqCallPtr& call, AccountState& st, std::string xml, UniqueFunction<void(bool)> done);
+  // Before a publish to `node`: if it is the XEP-0402 node and does not
+  // exist yet, the account's legacy bookmarks go into it first. On home,
+  // with the nodes loaded.
+  void BeforeFirstBookmark(AccountState& st, const std::string& node, UniqueFunction<void(AccountState&)> then);
+  void RegisterBookmarks();
+
+  // XEP-0398 (avatars.cc): the owner published `item` to `node`; a new
+  // avatar becomes the vCard's photo and the presence hash. On home.
+  void AfterPepPublish(AccountState& st, const std::string& node, const store::PepItem& item);
+  // A vCard was stored: its photo becomes the PEP avatar. On home.
+  void AfterVCardSet(AccountState& st, const xml::Element& vcard);
+  // XEP-0398 §4 / XEP-0153: the account's avatar hash into an available
+  // presence the client sent, unless the client said otherwise.
+  static void AddAvatarHash(const AccountState& st, xml::Element& presence);
+  void RegisterAvatars();
+
   // Ad-hoc commands (commands.cc): XEP-0050
   // The <item/>s of the server's commands node (disco#items), for `domain`.
   std::string CommandItems(std::string_view domain) const;
@@ -378,7 +457,7 @@ class HubImpl {
   // Restore's replay (restore.cc), once the account is loaded.
   void ReplayForRestore(AccountState& st, xmpp::SessionRef ref, xmpp::RestoredResource restored,
                         std::function<void(Result<xmpp::Jid>)> done);
-  void DirectedPresence(AccountState& st, Resource& res, const xml::Element& stanza, bool available);
+  void DirectedPresence(AccountState& st, Resource& res, xml::Element stanza, bool available);
   void OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, SubVerb verb);
   void InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb verb);
   void AnswerProbe(AccountState& st, const RoutedPtr& r);
@@ -392,6 +471,13 @@ class HubImpl {
   std::shared_ptr<std::atomic<SessionPort*>> port_cell_;  // for OriginNotifier; cleared by ~HubImpl
   std::vector<std::unique_ptr<Shard>> shards_;
   IqRegistry registry_;
+  CapsCache caps_;  // XEP-0115, shared by all loops (it locks)
+
+  // The Reply of a PEP write (pep.cc).
+  template <class T, class Done>
+  store::Reply<T> PepWriteReply(AccountState& st, Done done);
+  void SendLastItemIfAllowed(const std::string& owner, const store::PepLastItem& last, std::string to,
+                             std::string event);
 };
 
 }  // namespace nines::im

@@ -74,7 +74,7 @@ void HubImpl::ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Elemen
       if (to == nullptr || *to == st.bare) {
         BroadcastPresence(st, *res, std::move(stanza), type == PresType::kAvailable);
       } else {
-        DirectedPresence(st, *res, stanza, type == PresType::kAvailable);
+        DirectedPresence(st, *res, std::move(stanza), type == PresType::kAvailable);
       }
       return;
     }
@@ -111,6 +111,7 @@ void HubImpl::FanOutToSubscribers(AccountState& st, const std::string& xml, Pres
 // RFC 6121 §4.2 (initial), §4.4 (subsequent), §4.5 (unavailable).
 void HubImpl::BroadcastPresence(AccountState& st, Resource& res, xml::Element stanza, bool available) {
   stanza.RemoveAttr("to");
+  if (available) AddAvatarHash(st, stanza);  // XEP-0398 §4
   auto xml = std::make_shared<const std::string>(stanza.Serialize(ns::kClient));
   if (!available) {
     if (!res.available) return;  // not available: nothing to withdraw
@@ -125,7 +126,9 @@ void HubImpl::BroadcastPresence(AccountState& st, Resource& res, xml::Element st
     return;
   }
 
+  CapsPtr before = res.available ? res.caps : nullptr;  // what it has had PEP items for
   BroadcastAvailable(st, res, std::move(xml), xmpp::PresencePriority(stanza));
+  NoteCaps(st, res, stanza, std::move(before));
 }
 
 void HubImpl::BroadcastAvailable(AccountState& st, Resource& res, std::shared_ptr<const std::string> xml,
@@ -172,7 +175,8 @@ void HubImpl::BroadcastAvailable(AccountState& st, Resource& res, std::shared_pt
 }
 
 // RFC 6121 §4.6.
-void HubImpl::DirectedPresence(AccountState& st, Resource& res, const xml::Element& stanza, bool available) {
+void HubImpl::DirectedPresence(AccountState& st, Resource& res, xml::Element stanza, bool available) {
+  if (available) AddAvatarHash(st, stanza);  // XEP-0398 §4: directed presence too (room joins)
   std::string to(stanza.Attr("to"));
   const RosterItem* item = st.FindItem(BareOf(to));
   auto it = std::find(res.directed.begin(), res.directed.end(), to);

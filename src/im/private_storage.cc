@@ -16,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "im/hub_impl.h"
@@ -45,6 +46,10 @@ void Get(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
   const xml::Element& wanted = *children.front();
   if (std::string_view why = Refusal(wanted); !why.empty()) {
     hub.ReplyError(*call, why, "that namespace cannot be stored");
+    return;
+  }
+  if (HubImpl::IsLegacyBookmarks(KeyOf(wanted))) {
+    hub.LegacyBookmarksGet(call, *st, wanted.Serialize());  // XEP-0402 §5: a view of the PEP node
     return;
   }
   std::string empty = "<query xmlns='jabber:iq:private'>" + wanted.Serialize() + "</query>";
@@ -107,6 +112,21 @@ void Set(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
       return;
     }
     writes->items.emplace_back(KeyOf(*child), std::move(xml));
+  }
+  // XEP-0402 §5: legacy bookmarks go into the PEP node first (the stored
+  // copy keeps what the node cannot hold).
+  auto legacy = std::find_if(writes->items.begin(), writes->items.end(),
+                             [](const auto& item) { return HubImpl::IsLegacyBookmarks(item.first); });
+  if (legacy != writes->items.end()) {
+    hub.LegacyBookmarksSet(call, *st, legacy->second,
+                           [&hub, call, home = st->home, user = st->user, writes](bool ok) mutable {
+                             if (!ok) {
+                               hub.ReplyError(*call, "internal-server-error");
+                               return;
+                             }
+                             WriteNext(hub, call, home, std::move(user), std::move(writes));
+                           });
+    return;
   }
   WriteNext(hub, call, st->home, st->user, std::move(writes));
 }

@@ -57,14 +57,9 @@ constexpr size_t kMaxWaiting = 256;  // messages waiting for the registrations t
 
 // The text of the root's <body/> in a serialised jabber:client message.
 std::string BodyOf(std::string_view stanza) {
-  xml::StreamParser parser(xml::ParserLimits{});
-  std::vector<xml::ParseEvent> events;
-  parser.Feed("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>", events);
-  parser.Feed(stanza, events);
-  for (auto& e : events) {
-    if (e.kind != xml::ParseEvent::Kind::kStanza) continue;
-    if (const xml::Element* body = e.element.Child("body", xmpp::ns::kClient)) return body->Text();
-  }
+  std::optional<xml::Element> message = ParseElement(stanza);
+  if (!message) return {};
+  if (const xml::Element* body = message->Child("body", xmpp::ns::kClient)) return body->Text();
   return {};
 }
 

@@ -37,7 +37,11 @@ void DiscoInfo(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     return;
   }
   if (call->payload().HasAttr("node")) {
-    hub.ReplyError(*call, "item-not-found", "no such node");
+    if (st != nullptr) {
+      hub.PepDiscoNode(call, *st);  // XEP-0060 §5.3: a PEP node of the account
+    } else {
+      hub.ReplyError(*call, "item-not-found", "no such node");
+    }
     return;
   }
   if (!MayDiscoverAccount(*call, st)) {
@@ -52,7 +56,8 @@ void DiscoInfo(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     AppendAttr(inner, "name", config.version_name);
     inner.append("/>");
   } else {
-    inner.append("<identity category='account' type='registered'/>");
+    // XEP-0163 §6.1: the account is also a PEP service.
+    inner.append("<identity category='account' type='registered'/><identity category='pubsub' type='pep'/>");
   }
   for (const auto& feature : hub.registry().Features(call->scope, config)) {
     inner.append("<feature");
@@ -77,11 +82,17 @@ void DiscoItems(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     hub.ReplyError(*call, "item-not-found", "no such node");
     return;
   }
+  if (st == nullptr) {
+    hub.ReplyResult(*call, "<query xmlns='http://jabber.org/protocol/disco#items'/>");
+    return;
+  }
   if (!MayDiscoverAccount(*call, st)) {
     hub.ReplyError(*call, "service-unavailable");
     return;
   }
-  hub.ReplyResult(*call, "<query xmlns='http://jabber.org/protocol/disco#items'/>");
+  // XEP-0060 §5.2: an account's items are its PEP nodes, those the requester
+  // may read.
+  hub.PepDiscoItems(call, *st);
 }
 
 std::string OperatingSystem() {
@@ -154,14 +165,20 @@ void VCardSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     hub.ReplyError(*call, "not-acceptable", "the vCard is larger than this server accepts");
     return;
   }
+  ++st->busy;
   hub.store().SetVCard(st->user, std::move(xml),
-                       store::Reply<void>(hub.loop(st->home).executor(), [&hub, call](const Result<void>& r) {
-                         if (r.ok()) {
-                           hub.ReplyResult(*call);
-                         } else {
-                           hub.ReplyError(*call, "internal-server-error");
-                         }
-                       }));
+                       store::Reply<void>(hub.loop(st->home).executor(),
+                                          [&hub, call, home = st->home, bare = st->bare](const Result<void>& r) {
+                                            if (r.ok()) {
+                                              hub.ReplyResult(*call);
+                                              // XEP-0398: the photo becomes the PEP avatar.
+                                              if (AccountState* st = hub.FindAccount(home, bare))
+                                                hub.AfterVCardSet(*st, call->payload());
+                                            } else {
+                                              hub.ReplyError(*call, "internal-server-error");
+                                            }
+                                            hub.Release(home, bare);
+                                          }));
 }
 
 }  // namespace

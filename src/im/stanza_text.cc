@@ -6,8 +6,29 @@
 #include <fmt/format.h>
 
 #include "xml/element.h"
+#include "xml/stream_parser.h"
 
 namespace nines::im {
+
+std::optional<xml::Element> ParseElement(std::string_view xml) {
+  xml::ParserLimits limits;
+  limits.max_stanza_bytes = xml.size() + 1;
+  xml::StreamParser parser(limits);
+  std::vector<xml::ParseEvent> events;
+  parser.Feed("<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>", events);
+  parser.Feed(xml, events);
+  std::optional<xml::Element> out;
+  for (auto& e : events) {
+    if (e.kind == xml::ParseEvent::Kind::kStanza) {
+      if (out) return std::nullopt;
+      out = std::move(e.element);
+    } else if (e.kind != xml::ParseEvent::Kind::kStreamOpen) {
+      return std::nullopt;
+    }
+  }
+  if (!out || parser.InStanza()) return std::nullopt;
+  return out;
+}
 
 std::string WithTo(std::string_view stanza, std::string_view to) {
   // The root name ends at the first space, '/' or '>'.

@@ -17,6 +17,8 @@
 #include <string>
 #include <string_view>
 
+#include "xml/element.h"
+
 namespace nines::im {
 
 // Returns `stanza` with  to='<to>'  added right after the root element's
@@ -51,6 +53,11 @@ std::string DelayXml(std::string_view domain, int64_t unix_ms);
 
 // Wall-clock milliseconds since the Unix epoch.
 int64_t NowUnixMs();
+
+// Parses one serialised element (a stored stanza or payload, which this
+// server wrote) back into a tree, with jabber:client as the enclosing
+// namespace; nullopt if it is not exactly one well-formed element.
+std::optional<xml::Element> ParseElement(std::string_view xml);
 
 // Appends  name='escaped value'  (with a leading space).
 void AppendAttr(std::string& out, std::string_view name, std::string_view value);
