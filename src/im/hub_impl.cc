@@ -713,7 +713,7 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
   }
   if (!request) {
     // XEP-0115: a client answering the server's question about its capabilities.
-    if (scope == kScopeServer) HandleCapsReply(stanza, from);
+    if (scope == kScopeServer) HandleCapsReply(stanza, from, config);
     return;  // other results and errors for the server or a bare JID: nobody waits for them
   }
   if (scope == kScopeSelf) account = own_bare;

@@ -386,7 +386,7 @@ class HubImpl {
   void NoteCaps(AccountState& st, Resource& res, const xml::Element& presence, CapsPtr before);
   // An IQ answer from a client to the server: true if it answers one of our
   // capability questions (then handled). The session's loop.
-  bool HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from);
+  bool HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from, const Config& config);
   // The newest item of each of `nodes` from the account itself and every
   // contact it is subscribed to, to `res`. On home.
   void SendLastItems(AccountState& st, Resource& res, std::vector<std::string> nodes);

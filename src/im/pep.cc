@@ -874,7 +874,10 @@ void HubImpl::PepRetract(AccountState& st, const std::string& node, std::vector<
 
 void HubImpl::PepDelete(AccountState& st, const std::string& node, PepDone done) {
   auto it = st.pep_nodes.find(node);
-  if (it == st.pep_nodes.end()) return;
+  if (it == st.pep_nodes.end()) {
+    done(st, Result<void>(MakeError(Errc::kNotFound, "no such node")));
+    return;
+  }
   store::PepNode gone = std::move(it->second);
   st.pep_nodes.erase(it);
   store_->DeletePepNode(st.user, node,
@@ -943,11 +946,14 @@ void HubImpl::PepNotify(AccountState& st, const store::PepNode& node, std::strin
 
 void HubImpl::NoteCaps(AccountState& st, Resource& res, const xml::Element& presence, CapsPtr before) {
   std::optional<CapsClaim> claim = ParseCapsClaim(presence);
-  std::string key = claim ? claim->Key() : std::string();
+  // §8.4: a presence without <c/> changes nothing (clients and servers may
+  // leave it out of updates); the claim lasts as long as the resource.
+  if (!claim) return;
+  std::string key = claim->Key();
   if (key != res.caps_key) {
     res.caps_key = key;
-    res.caps = claim ? caps_.Find(key) : nullptr;
-    if (claim && res.caps == nullptr) {
+    res.caps = caps_.Find(key);
+    if (res.caps == nullptr) {
       std::string id;
       if (caps_.StartQuery(*claim, res.full, NowUnixMs(), id)) {
         // XEP-0115 §6.3: ask the client what the hash stands for. It answers
@@ -971,7 +977,7 @@ void HubImpl::NoteCaps(AccountState& st, Resource& res, const xml::Element& pres
   SendLastItems(st, res, std::move(fresh));
 }
 
-bool HubImpl::HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from) {
+bool HubImpl::HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from, const Config& config) {
   std::optional<CapsClaim> claim = caps_.ClaimOf(iq.Attr("id"));
   if (!claim) return false;
   if (iq.Attr("type") != "result") return true;  // unanswered: the next claimer is asked after a while
@@ -984,7 +990,7 @@ bool HubImpl::HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from) {
   std::string key = claim->Key();
   auto features = std::make_shared<const CapsFeatures>(FeaturesOf(*query));
   std::vector<std::string> waiters =
-      caps_.Insert(key, features, static_cast<size_t>(ConfigOn(0).limits.caps_cache));
+      caps_.Insert(key, features, static_cast<size_t>(config.limits.caps_cache));
   for (auto& full : waiters) {
     JidView view = SplitJid(full);
     std::string bare(view.Bare());

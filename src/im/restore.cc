@@ -123,8 +123,12 @@ void HubImpl::ReplayForRestore(AccountState& st, xmpp::SessionRef ref, xmpp::Res
               auto jid = xmpp::Jid::Parse(res->full);
               result = jid.ok() ? Result<xmpp::Jid>(std::move(jid).value()) : Result<xmpp::Jid>(jid.error());
               if (!restored.presence.empty()) {
+                // XEP-0115: the stored presence still says what the device
+                // wants PEP events of.
+                std::optional<xml::Element> presence = ParseElement(restored.presence);
                 BroadcastAvailable(*st, *res, std::make_shared<const std::string>(std::move(restored.presence)),
                                    restored.priority, last);
+                if (presence) NoteCaps(*st, *res, *presence, nullptr);
               }
             }
             FlushOutbox(*st);

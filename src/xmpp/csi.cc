@@ -50,7 +50,12 @@ CsiClass ClassifyForCsi(std::string_view xml) {
     return out;
   }
   const bool chat_state = Has(xml, "http://jabber.org/protocol/chatstates");
-  const bool receipt_or_marker = Has(xml, "urn:xmpp:receipts") || Has(xml, "urn:xmpp:chat-markers");
+  // XEP-0163 events (a contact's new nick or avatar, a bookmark from another
+  // device): kept in order, never collapsed (two items of one node are two
+  // different things, as with bookmarks).
+  const bool pep_event = type == "headline" && Has(xml, "http://jabber.org/protocol/pubsub#event");
+  const bool receipt_or_marker =
+      Has(xml, "urn:xmpp:receipts") || Has(xml, "urn:xmpp:chat-markers") || pep_event;
   if (!chat_state && !receipt_or_marker) return out;  // unknown payload: do not guess
   out.important = false;
   if (chat_state && !receipt_or_marker) {

@@ -3,8 +3,8 @@
 //
 // While inactive, a session holds stanzas a person would not miss for a
 // while: presence updates and chat states, collapsed so that only the
-// latest from each sender is kept, and receipts and chat markers, kept in
-// order. Everything else (a message with a body, an encrypted message, a
+// latest from each sender is kept, and receipts, chat markers and PEP events
+// (XEP-0163), kept in order. Everything else (a message with a body, an encrypted message, a
 // call, a subscription request, any iq) is important: it goes out at once,
 // after whatever is held, so that order is kept. `<active/>` flushes
 // everything held.

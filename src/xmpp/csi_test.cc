@@ -49,5 +49,17 @@ TEST(Csi, ChatStatesCollapseReceiptsAndMarkersWaitInOrder) {
   EXPECT_EQ(marker.collapse_key, "");
 }
 
+TEST(Csi, PepEventsWaitInOrderAndAreNeverCollapsed) {
+  auto nick = ClassifyForCsi(
+      "<message type='headline' from='b@x' to='a@x/1'><event xmlns='http://jabber.org/protocol/pubsub#event'>"
+      "<items node='http://jabber.org/protocol/nick'><item id='current'><nick xmlns='http://jabber.org/protocol/nick'>"
+      "B</nick></item></items></event></message>");
+  EXPECT_FALSE(nick.important);
+  EXPECT_EQ(nick.collapse_key, "") << "two items of one node are two things (bookmarks)";
+  // The same payload outside a headline is not a PEP event.
+  EXPECT_TRUE(ClassifyForCsi("<message from='b@x'><event xmlns='http://jabber.org/protocol/pubsub#event'/></message>")
+                  .important);
+}
+
 }  // namespace
 }  // namespace nines::xmpp
