@@ -51,6 +51,11 @@ struct BlockList {
 };
 using BlockListPtr = std::shared_ptr<const BlockList>;
 
+// The block-list entries that would block `jid` under BlockList::Blocks's
+// matching: `jid` itself, its bare JID, domain/resource, its domain and
+// every parent domain. For asking the store about lists not in memory.
+std::vector<std::string> BlockKeysFor(std::string_view jid);
+
 // XEP-0313 archiving preferences, immutable once shared like BlockList: the
 // home loop decides for the account's incoming messages and its sessions'
 // loops for outgoing ones, which is why 'roster' carries a snapshot of the

@@ -200,6 +200,20 @@ void Change(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
 
 }  // namespace
 
+std::vector<std::string> BlockKeysFor(std::string_view jid) {
+  std::vector<std::string> keys{std::string(jid)};
+  JidView v = SplitJid(jid);
+  if (!v.IsBare()) keys.emplace_back(v.Bare());
+  if (!v.local.empty() && !v.resource.empty()) keys.push_back(std::string(v.domain) + "/" + std::string(v.resource));
+  for (std::string_view d = v.domain; !d.empty();) {
+    keys.emplace_back(d);
+    size_t dot = d.find('.');
+    if (dot == std::string_view::npos) break;
+    d.remove_prefix(dot + 1);
+  }
+  return keys;
+}
+
 bool BlockList::Blocks(std::string_view jid) const {
   if (jids.empty()) return false;
   JidView v = SplitJid(jid);

@@ -175,28 +175,51 @@ bool CapsCache::StartQuery(const CapsClaim& claim, std::string waiter, int64_t n
       }
       if (pending_.size() >= kMaxPending) return false;
     }
-    it = pending_.emplace(key, Pending{claim, {}, 0, {}}).first;
+    it = pending_.emplace(key, Pending{claim, {}, {}, 0, {}}).first;
   }
   Pending& p = it->second;
   if (p.waiters.size() < max_waiters && std::find(p.waiters.begin(), p.waiters.end(), waiter) == p.waiters.end())
-    p.waiters.push_back(std::move(waiter));
+    p.waiters.push_back(waiter);
   if (!p.query_id.empty() && now_ms - p.asked_ms < retry_ms) return false;
   if (!p.query_id.empty()) by_id_.erase(p.query_id);
   p.query_id = std::string(kQueryIdPrefix) + std::to_string(++next_id_);
+  p.asked = std::move(waiter);
   p.asked_ms = now_ms;
   by_id_[p.query_id] = key;
   query_id = p.query_id;
   return true;
 }
 
-std::optional<CapsClaim> CapsCache::ClaimOf(std::string_view query_id) const {
+std::optional<CapsClaim> CapsCache::ClaimOf(std::string_view query_id, std::string_view from) const {
   if (!query_id.starts_with(kQueryIdPrefix)) return std::nullopt;
   std::lock_guard lock(mu_);
   auto id = by_id_.find(std::string(query_id));
   if (id == by_id_.end()) return std::nullopt;
   auto it = pending_.find(id->second);
-  if (it == pending_.end()) return std::nullopt;
+  if (it == pending_.end() || it->second.asked != from) return std::nullopt;
   return it->second.claim;
+}
+
+bool CapsCache::Reask(std::string_view query_id, int64_t now_ms, std::string& waiter, std::string& new_id) {
+  std::lock_guard lock(mu_);
+  auto id = by_id_.find(std::string(query_id));
+  if (id == by_id_.end()) return false;
+  auto it = pending_.find(id->second);
+  by_id_.erase(id);
+  if (it == pending_.end()) return false;
+  Pending& p = it->second;
+  std::erase(p.waiters, p.asked);
+  if (p.waiters.empty()) {
+    pending_.erase(it);
+    return false;
+  }
+  p.asked = p.waiters.front();
+  p.query_id = std::string(kQueryIdPrefix) + std::to_string(++next_id_);
+  p.asked_ms = now_ms;
+  by_id_[p.query_id] = it->first;
+  waiter = p.asked;
+  new_id = p.query_id;
+  return true;
 }
 
 std::vector<std::string> CapsCache::Insert(const std::string& key, CapsPtr features, size_t max_entries) {

@@ -88,10 +88,18 @@ class CapsCache {
   // later presence (a client making up hashes only fills this).
   static constexpr size_t kMaxPending = 1024;
 
-  // An answer with IQ id `query_id`: the claim it was asked for, if it is
-  // one of ours. The question stays open (another client may answer) until
-  // Insert or the retry.
-  std::optional<CapsClaim> ClaimOf(std::string_view query_id) const;
+  // An answer with IQ id `query_id` from `from` (a full JID): the claim it
+  // was asked for, if it is one of ours and `from` is who was asked. The
+  // question stays open until Insert, Reask or the retry.
+  std::optional<CapsClaim> ClaimOf(std::string_view query_id, std::string_view from) const;
+
+  // The answer to `query_id` did not verify, or was an error (§5.4: "check
+  // another entity that advertises the same verification string"): the
+  // client asked is no longer a waiter, and the next waiter, if any, is to
+  // be asked now. Returns true with that waiter's full JID and the new
+  // query id; false if nobody is left (the question is forgotten, and the
+  // next claimer is asked).
+  bool Reask(std::string_view query_id, int64_t now_ms, std::string& waiter, std::string& new_id);
 
   // Keeps verified features for `key`, evicting the oldest entry beyond
   // `max_entries`, and returns the clients that were waiting for them.
@@ -103,6 +111,7 @@ class CapsCache {
   struct Pending {
     CapsClaim claim;
     std::string query_id;
+    std::string asked;  // the full JID the question went to
     int64_t asked_ms = 0;
     std::vector<std::string> waiters;
   };

@@ -131,14 +131,16 @@ TEST(CapsCache, AsksOnceTellsEveryWaiterAndEvictsOldest) {
   std::string id1, id2;
   EXPECT_TRUE(cache.StartQuery(claim, "a@x/1", 1000, id1));
   EXPECT_FALSE(cache.StartQuery(claim, "b@x/1", 2000, id2));  // already asked
-  ASSERT_TRUE(cache.ClaimOf(id1).has_value());
-  EXPECT_EQ(cache.ClaimOf(id1)->ver, "v1");
-  EXPECT_FALSE(cache.ClaimOf("nines-caps-999").has_value());
-  EXPECT_FALSE(cache.ClaimOf("something-else").has_value());
+  ASSERT_TRUE(cache.ClaimOf(id1, "a@x/1").has_value());
+  EXPECT_EQ(cache.ClaimOf(id1, "a@x/1")->ver, "v1");
+  EXPECT_FALSE(cache.ClaimOf(id1, "b@x/1").has_value()) << "only the client asked may answer";
+  EXPECT_FALSE(cache.ClaimOf("nines-caps-999", "a@x/1").has_value());
+  EXPECT_FALSE(cache.ClaimOf("something-else", "a@x/1").has_value());
   // Unanswered for the retry time: the next claimer is asked.
   EXPECT_TRUE(cache.StartQuery(claim, "c@x/1", 1000 + 30000, id2));
   EXPECT_NE(id1, id2);
-  EXPECT_FALSE(cache.ClaimOf(id1).has_value());
+  EXPECT_FALSE(cache.ClaimOf(id1, "a@x/1").has_value());
+  EXPECT_TRUE(cache.ClaimOf(id2, "c@x/1").has_value());
   auto waiters = cache.Insert(claim.Key(), std::make_shared<CapsFeatures>(), 2);
   EXPECT_EQ(waiters, (std::vector<std::string>{"a@x/1", "b@x/1", "c@x/1"}));
   EXPECT_NE(cache.Find("sha-1 v1"), nullptr);
@@ -149,6 +151,26 @@ TEST(CapsCache, AsksOnceTellsEveryWaiterAndEvictsOldest) {
   EXPECT_EQ(cache.size(), 2u);
   EXPECT_EQ(cache.Find("sha-1 v1"), nullptr);
   EXPECT_NE(cache.Find("sha-1 v3"), nullptr);
+}
+
+TEST(CapsCache, AWrongAnswerMovesTheQuestionToTheNextClaimer) {
+  CapsCache cache;
+  CapsClaim claim{"sha-1", "n", "v"};
+  std::string id, waiter, next;
+  ASSERT_TRUE(cache.StartQuery(claim, "liar@x/1", 1000, id));
+  EXPECT_FALSE(cache.StartQuery(claim, "honest@x/1", 1001, next));
+  ASSERT_TRUE(cache.Reask(id, 1002, waiter, next));
+  EXPECT_EQ(waiter, "honest@x/1");
+  EXPECT_FALSE(cache.ClaimOf(id, "liar@x/1").has_value()) << "the old question is closed";
+  ASSERT_TRUE(cache.ClaimOf(next, "honest@x/1").has_value());
+  auto told = cache.Insert(claim.Key(), std::make_shared<CapsFeatures>(), 10);
+  EXPECT_EQ(told, (std::vector<std::string>{"honest@x/1"})) << "the liar is not told";
+
+  // Nobody left to ask: the question is forgotten, and the next claimer is asked at once.
+  CapsClaim other{"sha-1", "n", "w"};
+  ASSERT_TRUE(cache.StartQuery(other, "liar@x/1", 2000, id));
+  EXPECT_FALSE(cache.Reask(id, 2001, waiter, next));
+  EXPECT_TRUE(cache.StartQuery(other, "later@x/1", 2002, next));
 }
 
 }  // namespace

@@ -231,7 +231,7 @@ void HubImpl::StartLoad(AccountState& st) {
                                          part();
                                        }));
   // XEP-0398 §4: the avatar's hash goes into the account's presence.
-  store_->LastPepItems({st.user}, {std::string(kAvatarMetadata)},
+  store_->LastPepItems({st.user}, {std::string(kAvatarMetadata)}, {},
                        store::Reply<std::vector<store::PepLastItem>>(
                            executor, [result, part](Result<std::vector<store::PepLastItem>> r) {
                              if (r.ok()) {

@@ -388,9 +388,17 @@ class HubImpl {
   // capability questions (then handled). The session's loop.
   bool HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from, const Config& config);
   // The newest item of each of `nodes` from the account itself and every
-  // contact it is subscribed to, to `res`. On home.
-  void SendLastItems(AccountState& st, Resource& res, std::vector<std::string> nodes);
+  // contact it is subscribed to (or only from `only_owner`, a bare JID),
+  // to `res`. On home.
+  void SendLastItems(AccountState& st, Resource& res, std::vector<std::string> nodes,
+                     std::string_view only_owner = {});
+  // The account has just subscribed to `owner`'s presence: its resources
+  // get `owner`'s last items (XEP-0163 §4.3.4, new subscribers). On home.
+  void LastItemsForNewSubscription(AccountState& st, const std::string& owner);
   void PepDiscoItems(const IqCallPtr& call, AccountState& st);
+  // Sends the disco#info question about `claim` (query id `id`) to the
+  // resource `full`, through its home. Any loop.
+  void AskCaps(const std::string& full, const CapsClaim& claim, const std::string& id);
   void PepDiscoNode(const IqCallPtr& call, AccountState& st);
   void RegisterPep();
 

@@ -380,8 +380,17 @@ void Publish(HubImpl& hub, const IqCallPtr& call, AccountState& st, const xml::E
       }
     }
     std::string id = item.id;
-    hub.BeforeFirstBookmark(st, node, [&hub, call, node, target = std::move(target), item = std::move(item),
-                                       id = std::move(id)](AccountState& st) mutable {
+    hub.BeforeFirstBookmark(st, node, [&hub, call, node, fields = std::move(fields), target = std::move(target),
+                                       item = std::move(item), id = std::move(id)](AccountState& st) mutable {
+    // The node may exist now (legacy bookmarks moved into it): its
+    // configuration stands, and the options are preconditions on it.
+    if (const auto it = st.pep_nodes.find(node); it != st.pep_nodes.end() && !SameConfig(it->second, target)) {
+      if (!Satisfies(it->second, fields, hub.ConfigOn(st.home))) {
+        Fail(hub, *call, {"conflict", "precondition-not-met", {}, "the node is configured otherwise"});
+        return;
+      }
+      target = it->second;
+    }
     hub.PepPublish(st, std::move(target), std::move(item),
                    [&hub, call, node = std::move(node), id = std::move(id)](AccountState&, const Result<void>& r) {
                      if (r.ok()) {
@@ -797,8 +806,9 @@ void HubImpl::PepReplaceItems(AccountState& st, store::PepNode node, std::vector
   // What the node holds now, to notify only what changes (XEP-0402 §5.3.2).
   ++st.busy;
   auto fn = std::make_shared<PepDone>(std::move(done));
+  std::string name = node.node;  // not node.node below: `node` is moved into the Reply, built first or not
   store_->GetPepItems(
-      st.user, node.node, {}, -1,
+      st.user, std::move(name), {}, -1,
       store::Reply<std::vector<store::PepItem>>(
           loop(st.home).executor(), [this, home = st.home, bare = st.bare, node = std::move(node),
                                      items = std::move(items), fn](Result<std::vector<store::PepItem>> before) mutable {
@@ -955,18 +965,7 @@ void HubImpl::NoteCaps(AccountState& st, Resource& res, const xml::Element& pres
     res.caps = caps_.Find(key);
     if (res.caps == nullptr) {
       std::string id;
-      if (caps_.StartQuery(*claim, res.full, NowUnixMs(), id)) {
-        // XEP-0115 §6.3: ask the client what the hash stands for. It answers
-        // to the server, and HandleCapsReply checks the answer.
-        std::string iq = "<iq type='get'";
-        AppendAttr(iq, "from", ConfigOn(st.home).domain);
-        AppendAttr(iq, "to", res.full);
-        AppendAttr(iq, "id", id);
-        iq.append("><query xmlns='http://jabber.org/protocol/disco#info'");
-        AppendAttr(iq, "node", claim->node + "#" + claim->ver);
-        iq.append("/></iq>");
-        DeliverTo(res, std::make_shared<const std::string>(std::move(iq)));
-      }
+      if (caps_.StartQuery(*claim, res.full, NowUnixMs(), id)) AskCaps(res.full, *claim, id);
     }
   }
   if (res.caps == nullptr) return;
@@ -977,14 +976,38 @@ void HubImpl::NoteCaps(AccountState& st, Resource& res, const xml::Element& pres
   SendLastItems(st, res, std::move(fresh));
 }
 
+void HubImpl::AskCaps(const std::string& full, const CapsClaim& claim, const std::string& id) {
+  // XEP-0115 §6.3: ask the client what the hash stands for. It answers to
+  // the server, and HandleCapsReply checks the answer.
+  JidView view = SplitJid(full);
+  std::string bare(view.Bare());
+  size_t home = HomeOf(bare);
+  loop(home).Post([this, home, bare = std::move(bare), name = std::string(view.resource), full, claim, id] {
+    AccountState* st = FindAccount(home, bare);
+    Resource* res = st != nullptr ? st->FindByName(name) : nullptr;
+    if (res == nullptr) return;  // gone: the question waits for its retry time
+    std::string iq = "<iq type='get'";
+    AppendAttr(iq, "from", ConfigOn(home).domain);
+    AppendAttr(iq, "to", full);
+    AppendAttr(iq, "id", id);
+    iq.append("><query xmlns='http://jabber.org/protocol/disco#info'");
+    AppendAttr(iq, "node", claim.node + "#" + claim.ver);
+    iq.append("/></iq>");
+    DeliverTo(*res, std::make_shared<const std::string>(std::move(iq)));
+  });
+}
+
 bool HubImpl::HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from, const Config& config) {
-  std::optional<CapsClaim> claim = caps_.ClaimOf(iq.Attr("id"));
+  const std::string full = from.Full();
+  std::optional<CapsClaim> claim = caps_.ClaimOf(iq.Attr("id"), full);
   if (!claim) return false;
-  if (iq.Attr("type") != "result") return true;  // unanswered: the next claimer is asked after a while
-  const xml::Element* query = iq.Child("query", kDiscoInfo);
+  const xml::Element* query = iq.Attr("type") == "result" ? iq.Child("query", kDiscoInfo) : nullptr;
   if (query == nullptr || !VerifyCaps(*claim, *query)) {
-    spdlog::info("im: {} answered for capabilities {} with features that do not hash to it; not kept",
-                 from.Full(), claim->Key());
+    // §5.4: not kept; ask another client that claims the same hash.
+    spdlog::info("im: {} answered the question about capabilities {} with {}; not kept", full, claim->Key(),
+                 query == nullptr ? "an error" : "features that do not hash to it");
+    std::string waiter, id;
+    if (caps_.Reask(iq.Attr("id"), NowUnixMs(), waiter, id)) AskCaps(waiter, *claim, id);
     return true;
   }
   std::string key = claim->Key();
@@ -1007,19 +1030,29 @@ bool HubImpl::HandleCapsReply(const xml::Element& iq, const xmpp::Jid& from, con
   return true;
 }
 
-void HubImpl::SendLastItems(AccountState& st, Resource& res, std::vector<std::string> nodes) {
+void HubImpl::SendLastItems(AccountState& st, Resource& res, std::vector<std::string> nodes,
+                            std::string_view only_owner) {
   if (nodes.empty() || !st.Ready()) return;
   const Config& config = ConfigOn(st.home);
-  std::vector<std::string> owners = {st.user};
-  for (const auto& [jid, item] : st.roster) {
-    if (!HasTo(item.subscription) || st.Blocks(jid)) continue;
+  std::vector<std::string> owners;
+  auto add = [&](std::string_view jid) {
     JidView v = SplitJid(jid);
-    if (v.domain != config.domain || v.local.empty()) continue;
-    owners.emplace_back(v.local);
+    if (v.domain == config.domain && !v.local.empty() && v.IsBare()) owners.emplace_back(v.local);
+  };
+  if (!only_owner.empty()) {
+    add(only_owner);
+  } else {
+    owners.push_back(st.user);
+    for (const auto& [jid, item] : st.roster) {
+      if (HasTo(item.subscription) && !st.Blocks(jid)) add(jid);
+    }
   }
+  if (owners.empty()) return;
   ++st.busy;
+  // Owners who block this resource are left out by the store (XEP-0191:
+  // they are not there for it); their state need not be loaded to know.
   store_->LastPepItems(
-      std::move(owners), std::move(nodes),
+      std::move(owners), std::move(nodes), BlockKeysFor(res.full),
       store::Reply<std::vector<store::PepLastItem>>(
           loop(st.home).executor(),
           [this, home = st.home, bare = st.bare, ref = res.ref](Result<std::vector<store::PepLastItem>> items) {
@@ -1053,11 +1086,17 @@ void HubImpl::SendLastItems(AccountState& st, Resource& res, std::vector<std::st
           }));
 }
 
+void HubImpl::LastItemsForNewSubscription(AccountState& st, const std::string& owner) {
+  for (auto& res : st.resources) {
+    if (res.available && res.caps != nullptr) SendLastItems(st, res, res.caps->notify, owner);
+  }
+}
+
 void HubImpl::SendLastItemIfAllowed(const std::string& owner, const store::PepLastItem& last, std::string to,
                                     std::string event) {
   PostToAccount(owner, [this, node = last.node, stamp = last.item.updated_ms, to = std::move(to),
                         event = std::move(event)](AccountState& owner) {
-    if (!owner.Ready() || !PepMayRead(owner, node, BareOf(to))) return;
+    if (!owner.Ready() || owner.Blocks(to) || !PepMayRead(owner, node, BareOf(to))) return;
     std::string bare(BareOf(to));
     std::string name(SplitJid(to).resource);
     size_t home = HomeOf(bare);

@@ -453,10 +453,13 @@ void HubImpl::InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb 
       if (item == nullptr) return;
       Apply(after, Direction::kInbound, verb);
       if (StateOf(before) == StateOf(after)) return;  // Appendix A: no change, not delivered
-      PutItem(st, after, [this, r, after](AccountState& st, bool ok, int64_t version) {
+      const bool subscribed_now = HasTo(after.subscription) && !HasTo(before.subscription);
+      PutItem(st, after, [this, r, after, subscribed_now](AccountState& st, bool ok, int64_t version) {
         if (!ok) return;
         PushItem(st, after, version);
         DeliverToAvailable(st, SharedXml(r));
+        // XEP-0163 §4.3.4: a new subscriber gets the contact's last items.
+        if (subscribed_now) LastItemsForNewSubscription(st, after.jid);
       });
       return;
     }

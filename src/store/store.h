@@ -395,7 +395,8 @@ class Store {
   //    went; PurgePepNode deletes all of them. kNotFound if no such node.
   //  * LastPepItems: for every node named in `nodes` of every owner in
   //    `owners` that has at least one item, the node and its newest item.
-  //    Owners without an account have no nodes.
+  //    Owners without an account have no nodes, and owners whose block list
+  //    (Block) holds any of `unless_blocking` are left out.
   virtual void ListPepNodes(std::string username, Reply<std::vector<PepNode>> reply) = 0;
   virtual void PutPepNode(PepNode node, int64_t max_nodes, Reply<void> reply) = 0;
   virtual void DeletePepNode(std::string username, std::string node, Reply<void> reply) = 0;
@@ -407,7 +408,7 @@ class Store {
                                Reply<int64_t> reply) = 0;
   virtual void PurgePepNode(std::string username, std::string node, Reply<void> reply) = 0;
   virtual void LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
-                            Reply<std::vector<PepLastItem>> reply) = 0;
+                            std::vector<std::string> unless_blocking, Reply<std::vector<PepLastItem>> reply) = 0;
 
   // Drains queued work (every queued write commits and replies) and stops
   // the store's threads. Blocks; never call it on an event loop that must

@@ -333,10 +333,10 @@ class StoreConformance : public ::testing::Test {
   Result<void> PurgePepNode(const std::string& user, const std::string& node) {
     return Await<void>(io_, [&](Reply<void> r) { store_->PurgePepNode(user, node, std::move(r)); });
   }
-  Result<std::vector<PepLastItem>> LastPepItems(std::vector<std::string> owners,
-                                                std::vector<std::string> nodes) {
+  Result<std::vector<PepLastItem>> LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
+                                                std::vector<std::string> unless_blocking = {}) {
     return Await<std::vector<PepLastItem>>(io_, [&](Reply<std::vector<PepLastItem>> r) {
-      store_->LastPepItems(std::move(owners), std::move(nodes), std::move(r));
+      store_->LastPepItems(std::move(owners), std::move(nodes), std::move(unless_blocking), std::move(r));
     });
   }
   // The ids of `items` in the order given (GetPepItems: newest first).
@@ -1853,6 +1853,16 @@ TYPED_TEST_P(StoreConformance, LastPepItemsAcrossOwnersAndNodes) {
   EXPECT_TRUE(this->LastPepItems({}, {mood})->empty());
   EXPECT_TRUE(this->LastPepItems({"alice"}, {})->empty());
   EXPECT_TRUE(this->LastPepItems({"bob"}, {tune})->empty()) << "a node without items";
+
+  // Owners who block the one asking are left out, whichever of its JIDs they block.
+  ASSERT_TRUE(this->Block("bob", {"dave@example.org"}).ok());
+  ASSERT_TRUE(this->Block("alice", {"other@example.org"}).ok());
+  auto unblocked = this->LastPepItems({"alice", "bob"}, {mood}, {"dave@example.org/phone", "dave@example.org",
+                                                                 "example.org"});
+  ASSERT_TRUE(unblocked.ok());
+  ASSERT_EQ(unblocked->size(), 1u);
+  EXPECT_EQ((*unblocked)[0].node.username, "alice");
+  EXPECT_EQ(this->LastPepItems({"alice", "bob"}, {mood}, {"carol@example.org"})->size(), 2u);
 }
 
 TYPED_TEST_P(StoreConformance, PepWritesNeedAnAccountAndPepDataGoesWithIt) {

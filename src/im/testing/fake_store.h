@@ -435,6 +435,7 @@ class FakeStore final : public store::Store {
     });
   }
   void LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
+                    std::vector<std::string> unless_blocking,
                     store::Reply<std::vector<store::PepLastItem>> reply) override {
     Finish("LastPepItems", std::move(reply), [=, this]() mutable -> Result<std::vector<store::PepLastItem>> {
       std::set<std::string> owner_set(owners.begin(), owners.end());
@@ -442,6 +443,11 @@ class FakeStore final : public store::Store {
       std::vector<store::PepLastItem> out;
       for (const auto& [key, data] : pep_) {
         if (!owner_set.count(key.first) || !node_set.count(key.second) || data.items.empty()) continue;
+        auto blocks = blocklists_.find(key.first);
+        if (blocks != blocklists_.end() &&
+            std::any_of(unless_blocking.begin(), unless_blocking.end(),
+                        [&](const std::string& j) { return blocks->second.count(j) != 0; }))
+          continue;
         out.push_back(store::PepLastItem{data.node, data.items.back()});
       }
       return out;

@@ -1210,6 +1210,8 @@ const char kLastPepItemsSql[] =
     " FROM pep_nodes AS n JOIN pep_items AS i ON i.seq ="
     " (SELECT seq FROM pep_items WHERE username = n.username AND node = n.node ORDER BY seq DESC LIMIT 1)"
     " WHERE n.username IN (SELECT value FROM json_each(?1)) AND n.node IN (SELECT value FROM json_each(?2))"
+    " AND NOT EXISTS (SELECT 1 FROM blocklist AS b WHERE b.username = n.username"
+    " AND b.jid IN (SELECT value FROM json_each(?3)))"
     " ORDER BY n.username, n.node";
 
 namespace {
@@ -1590,10 +1592,10 @@ void SqliteStore::PurgePepNode(std::string username, std::string node, Reply<voi
 }
 
 void SqliteStore::LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
-                               Reply<std::vector<PepLastItem>> reply) {
+                               std::vector<std::string> unless_blocking, Reply<std::vector<PepLastItem>> reply) {
   Read(std::move(reply),
-       [owners = std::move(owners),
-        nodes = std::move(nodes)](Connection& conn) -> Result<std::vector<PepLastItem>> {
+       [owners = std::move(owners), nodes = std::move(nodes),
+        unless_blocking = std::move(unless_blocking)](Connection& conn) -> Result<std::vector<PepLastItem>> {
          std::vector<PepLastItem> out;
          if (owners.empty() || nodes.empty()) return out;
          const std::string owners_json = JsonStringArray(owners);
@@ -1604,6 +1606,7 @@ void SqliteStore::LastPepItems(std::vector<std::string> owners, std::vector<std:
            if (!stmt.ok()) return stmt.error();
            stmt->BindText(1, owners_json);
            stmt->BindText(2, nodes_json);
+           stmt->BindText(3, JsonStringArray(unless_blocking));
            while (true) {
              auto row = stmt->Step();
              if (!row.ok()) return row.error();

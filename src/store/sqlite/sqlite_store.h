@@ -110,6 +110,7 @@ class SqliteStore final : public Store {
                        Reply<int64_t> reply) override;
   void PurgePepNode(std::string username, std::string node, Reply<void> reply) override;
   void LastPepItems(std::vector<std::string> owners, std::vector<std::string> nodes,
+                    std::vector<std::string> unless_blocking,
                     Reply<std::vector<PepLastItem>> reply) override;
   void Close() override;
 
