@@ -233,4 +233,24 @@ TEST_F(BlockingTest, TheListOutlivesTheSessionAndTheProcess) {
 }
 
 }  // namespace
+// BlockKeysFor lists exactly the entries BlockList::Blocks matches, so a
+// store asked about keys agrees with the in-memory check.
+TEST(BlockKeys, AgreeWithBlocksForEveryKindOfEntry) {
+  const std::vector<std::string> entries = {"bob@example.com", "bob@example.com/phone", "example.com",
+                                            "example.com/phone", "sub.example.com", "other.org",
+                                            "carol@example.com", "example.com/desk"};
+  const std::vector<std::string> jids = {"bob@example.com/phone", "bob@example.com/desk", "bob@example.com",
+                                         "carol@sub.example.com/x", "dave@a.other.org/y", "example.com",
+                                         "eve@elsewhere.net/phone"};
+  for (const auto& entry : entries) {
+    BlockList list;
+    list.jids.insert(entry);
+    for (const auto& jid : jids) {
+      auto keys = BlockKeysFor(jid);
+      const bool by_keys = std::find(keys.begin(), keys.end(), entry) != keys.end();
+      EXPECT_EQ(by_keys, list.Blocks(jid)) << "entry " << entry << ", jid " << jid;
+    }
+  }
+}
+
 }  // namespace nines::im

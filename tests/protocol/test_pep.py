@@ -9,7 +9,8 @@ where the plugins fall short or hide the wire format, by raw pubsub IQs with ET 
                         contact the owner is only subscribed to ('to'). §4.3.4: a resource
                         that comes online gets the newest item with an XEP-0203 <delay/>, once
                         per session (a later presence does not resend it), the owner's own
-                        new resource too. XEP-0191 §3: a contact the owner blocks gets neither
+                        new resource too, and a contact the moment it becomes subscribed to the
+                        owner. XEP-0191 §3: a contact the owner blocks gets neither
                         notifications nor the last item when it comes online, and cannot fetch
                         items (<service-unavailable/>).
   CapsVerificationTest  XEP-0115 §5.4/§6.2: the server asks a client disco#info with
@@ -462,6 +463,21 @@ class PepNotificationTest(PepCase):
         await quiet(tablet.events.assert_none(any_event, "the last item again after a presence update"),
                     laptop.events.assert_none(any_event, "the last item again after a presence update"),
                     bob.events.assert_none(any_event, "anything more at bob"))
+
+    async def test_a_new_subscriber_gets_the_last_item_at_once(self):
+        """§4.3.4: the last item goes to new subscribers, not only to resources coming online."""
+        a_jid, a_pw = self.account("pepa")
+        b_jid, b_pw = self.account("pepb")
+        alice = await self.pep_client(a_jid, a_pw, "phone")
+        bob = await self.pep_client(b_jid, b_pw, "desk")
+        await alice["xep_0172"].publish_nick("Alice before", timeout=WAIT)
+        await alice.events.wait_for(published(NS_NICK, "current"), "alice's own event")
+        await bob.events.assert_none(any_event, "an event at bob before he subscribes")
+        await subscribe_and_approve(self, bob, alice, "to", "from")
+        msg = await bob.events.wait_for(published(NS_NICK, "current", owner=a_jid),
+                                        "alice's last nick once bob is subscribed to her")
+        self.assertEqual(msg["pubsub_event"]["items"]["item"]["nick"]["nick"], "Alice before")
+        self.assertIsNotNone(msg.xml.find(f"{{{NS_DELAY}}}delay"), str(msg))
 
     async def test_blocked_contact_gets_no_notifications_and_no_last_item(self):
         """XEP-0191 §3 / XEP-0163 §4.3.3: nothing of alice's reaches a contact she blocks."""
