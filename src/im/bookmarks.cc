@@ -10,7 +10,10 @@
 //   copy, as before.
 //   A private-storage set replaces the node's items with the conferences it
 //   lists (new and changed ones are notified, missing ones retracted), then
-//   the legacy copy is stored as well.
+//   the legacy copy is stored as well. A conference it says the same of as
+//   the node (name, autojoin, nick, password) leaves the item untouched, so
+//   a legacy client saving its list back announces nothing and loses none
+//   of the <extensions/> an XEP-0402 client put there.
 //   The first publish to the node, if the account has legacy bookmarks and
 //   no node yet, starts the node with them, so nothing saved the old way is
 //   hidden by the new.
@@ -101,6 +104,28 @@ std::string ConferenceOf(const store::PepItem& item) {
   return out + ">" + inner + "</conference>";
 }
 
+// What a legacy client can say about a bookmark, for comparing: name,
+// autojoin, nick and password.
+std::string MeaningOf(const xml::Element& conference) {
+  return std::string(conference.Attr("name")) + '\n' + (IsTrue(conference.Attr("autojoin")) ? "1" : "0") + '\n' +
+         conference.ChildText("nick", kBookmarks) + '\n' + conference.ChildText("password", kBookmarks);
+}
+
+// §5.3.2: a legacy set that says the same about a bookmark as the node
+// leaves the node's item as it is (no notification, and what XEP-0048
+// cannot express, such as <extensions/>, is kept); a changed bookmark keeps
+// the stored item's <extensions/>.
+std::string MergeBookmark(const std::string& stored, const std::string& given) {
+  std::optional<xml::Element> old = ParseElement(stored);
+  std::optional<xml::Element> now = ParseElement(given);
+  if (!old || !now) return given;
+  if (MeaningOf(*old) == MeaningOf(*now)) return stored;
+  const xml::Element* extensions = old->Child("extensions", kBookmarks);
+  if (extensions == nullptr) return given;
+  now->AddChild(extensions->Clone());
+  return now->Serialize();
+}
+
 }  // namespace
 
 bool HubImpl::IsLegacyBookmarks(std::string_view key) { return key == kLegacyKey; }
@@ -178,8 +203,9 @@ void HubImpl::LegacyBookmarksSet(const IqCallPtr& call, AccountState& st, std::s
     }
     auto it = st.pep_nodes.find(kBookmarks);
     store::PepNode node = it != st.pep_nodes.end() ? it->second : BookmarksNode(st, ConfigOn(st.home));
-    PepReplaceItems(st, std::move(node), std::move(items),
-                    [done = std::move(done)](AccountState&, const Result<void>& r) mutable { done(r.ok()); });
+    PepReplaceItems(
+        st, std::move(node), std::move(items),
+        [done = std::move(done)](AccountState&, const Result<void>& r) mutable { done(r.ok()); }, MergeBookmark);
   });
 }
 

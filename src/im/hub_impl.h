@@ -370,8 +370,12 @@ class HubImpl {
   using PepDone = UniqueFunction<void(AccountState& st, const Result<void>& r)>;
   void PepPublish(AccountState& st, store::PepNode node, store::PepItem item, PepDone done);
   // `items` replace all of the node's items; the ones that are new or
-  // changed are notified, and the ones that went as retracted.
-  void PepReplaceItems(AccountState& st, store::PepNode node, std::vector<store::PepItem> items, PepDone done);
+  // changed are notified, and the ones that went as retracted. `merge`, if
+  // set, makes the payload to store from the stored one and the given one
+  // for an id the node has (returning the stored one means "unchanged").
+  using PepMerge = std::function<std::string(const std::string& stored, const std::string& given)>;
+  void PepReplaceItems(AccountState& st, store::PepNode node, std::vector<store::PepItem> items, PepDone done,
+                       PepMerge merge = {});
   void PepConfigure(AccountState& st, store::PepNode node, PepDone done);
   void PepRetract(AccountState& st, const std::string& node, std::vector<std::string> ids, bool notify,
                   UniqueFunction<void(AccountState&, Result<int64_t>)> done);

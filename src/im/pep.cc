@@ -802,7 +802,8 @@ void HubImpl::PepPublish(AccountState& st, store::PepNode node, store::PepItem i
       }));
 }
 
-void HubImpl::PepReplaceItems(AccountState& st, store::PepNode node, std::vector<store::PepItem> items, PepDone done) {
+void HubImpl::PepReplaceItems(AccountState& st, store::PepNode node, std::vector<store::PepItem> items, PepDone done,
+                              PepMerge merge) {
   // What the node holds now, to notify only what changes (XEP-0402 §5.3.2).
   ++st.busy;
   auto fn = std::make_shared<PepDone>(std::move(done));
@@ -811,7 +812,8 @@ void HubImpl::PepReplaceItems(AccountState& st, store::PepNode node, std::vector
       st.user, std::move(name), {}, -1,
       store::Reply<std::vector<store::PepItem>>(
           loop(st.home).executor(), [this, home = st.home, bare = st.bare, node = std::move(node),
-                                     items = std::move(items), fn](Result<std::vector<store::PepItem>> before) mutable {
+                                     items = std::move(items), fn, merge = std::move(merge)](
+                                        Result<std::vector<store::PepItem>> before) mutable {
             AccountState* st = FindAccount(home, bare);
             if (st == nullptr) return;
             --st->busy;
@@ -824,8 +826,9 @@ void HubImpl::PepReplaceItems(AccountState& st, store::PepNode node, std::vector
                 for (auto& i : *before) old.emplace(std::move(i.id), std::move(i.xml));
               }
               std::vector<std::string> events;
-              for (const auto& item : items) {
+              for (auto& item : items) {
                 auto it = old.find(item.id);
+                if (it != old.end() && merge) item.xml = merge(it->second, item.xml);
                 if (it == old.end() || it->second != item.xml) events.push_back(ItemsEvent(node.node, ItemXml(item)));
                 if (it != old.end()) old.erase(it);
               }
