@@ -573,6 +573,17 @@ void PubsubSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
   }
 }
 
+// The answer to a pubsub#owner request nines does not serve.
+void NotAnOwnerRequest(HubImpl& hub, const IqCall& call, const xml::Element& pubsub) {
+  if (pubsub.Child("subscriptions", kOwner) != nullptr) {
+    Unsupported(hub, call, "manage-subscriptions");
+  } else if (pubsub.Child("affiliations", kOwner) != nullptr) {
+    Unsupported(hub, call, "modify-affiliations");
+  } else {
+    hub.ReplyError(call, "bad-request", "nothing this PEP service answers");
+  }
+}
+
 void OwnerGet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
   const xml::Element& pubsub = call->payload();
   if (pubsub.name() != "pubsub") {
@@ -586,13 +597,7 @@ void OwnerGet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
   }
   const xml::Element* configure = pubsub.Child("configure", kOwner);
   if (configure == nullptr) {
-    if (pubsub.Child("subscriptions", kOwner) != nullptr) {
-      Unsupported(hub, *call, "manage-subscriptions");
-    } else if (pubsub.Child("affiliations", kOwner) != nullptr) {
-      Unsupported(hub, *call, "modify-affiliations");
-    } else {
-      hub.ReplyError(*call, "bad-request", "nothing this PEP service answers");
-    }
+    NotAnOwnerRequest(hub, *call, pubsub);
     return;
   }
   std::string node = NodeOf(hub, *call, *configure);
@@ -654,13 +659,7 @@ void OwnerSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
   const xml::Element* del = pubsub.Child("delete", kOwner);
   const xml::Element* purge = pubsub.Child("purge", kOwner);
   if (del == nullptr && purge == nullptr) {
-    if (pubsub.Child("subscriptions", kOwner) != nullptr) {
-      Unsupported(hub, *call, "manage-subscriptions");
-    } else if (pubsub.Child("affiliations", kOwner) != nullptr) {
-      Unsupported(hub, *call, "modify-affiliations");
-    } else {
-      hub.ReplyError(*call, "bad-request", "nothing this PEP service answers");
-    }
+    NotAnOwnerRequest(hub, *call, pubsub);
     return;
   }
   std::string node = NodeOf(hub, *call, del != nullptr ? *del : *purge);
