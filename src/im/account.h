@@ -132,9 +132,12 @@ struct AccountState {
   bool Blocks(std::string_view jid) const { return blocked != nullptr && blocked->Blocks(jid); }
 
   // XEP-0398 (avatars.cc): SHA-1 hex of the account's avatar, from its
-  // newest avatar metadata item; "" for none. Loaded with the account, kept
-  // in step by avatar publishes, and put into its available presence.
+  // newest avatar metadata item; "" for none. Read with the account when a
+  // session loads it (avatar_known), kept in step by avatar publishes, and
+  // put into its available presence.
   std::string avatar_hash;
+  bool avatar_known = false;
+  uint32_t avatar_changes = 0;  // publishes seen: a read issued before one must not undo it
 
   int64_t offline_count = 0;            // messages in offline storage (as far as we know)
   int64_t offline_delivered_up_to = 0;  // highest offline id handed to a session

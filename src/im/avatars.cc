@@ -94,10 +94,30 @@ void HubImpl::AddAvatarHash(const AccountState& st, xml::Element& presence) {
   if (!st.avatar_hash.empty()) photo.AddText(st.avatar_hash);
 }
 
+void HubImpl::LoadAvatarHash(AccountState& st) {
+  st.avatar_known = true;  // one read at a time; a publish meanwhile sets it anyway
+  ++st.busy;
+  store_->LastPepItems({st.user}, {std::string(kAvatarMetadata)}, {},
+                       store::Reply<std::vector<store::PepLastItem>>(
+                           loop(st.home).executor(),
+                           [this, home = st.home, bare = st.bare, changes = st.avatar_changes](
+                               Result<std::vector<store::PepLastItem>> r) {
+                             AccountState* st = FindAccount(home, bare);
+                             if (st == nullptr) return;
+                             if (st->avatar_changes == changes) {
+                               if (r.ok() && !r->empty()) st->avatar_hash = AvatarHashOf(r->front().item.xml);
+                               if (!r.ok()) st->avatar_known = false;  // the next bind tries again
+                             }
+                             Release(home, bare);
+                           }));
+}
+
 void HubImpl::AfterPepPublish(AccountState& st, const std::string& node, const store::PepItem& item) {
   if (node != kAvatarMetadata) return;
   std::string hash = AvatarHashOf(item.xml);
   st.avatar_hash = hash;
+  st.avatar_known = true;
+  ++st.avatar_changes;
   // PEP -> vCard: the picture the metadata names, from the data node.
   auto it = st.pep_nodes.find(kAvatarData);
   if (!hash.empty() && (it == st.pep_nodes.end() || it->second.access_model != "open")) return;

@@ -175,6 +175,7 @@ struct HubImpl::LoadResult {
   int64_t offline_count = 0;
   std::vector<std::string> blocklist;
   store::ArchivePrefs archive_prefs;
+  bool avatar_read = false;
   std::string avatar_hash;
 
   void Fail(const Error& e) {
@@ -186,7 +187,9 @@ struct HubImpl::LoadResult {
 void HubImpl::StartLoad(AccountState& st) {
   st.load = Load::kLoading;
   auto result = std::make_shared<LoadResult>();
-  result->pending = st.known_to_exist ? 5 : 6;
+  // A session's account reads its avatar hash instead of its existence;
+  // one loaded only to take a stanza for nobody online needs neither.
+  result->pending = 5;
   auto executor = loop(st.home).executor();
   auto part = [this, home = st.home, bare = st.bare, result] {
     if (--result->pending == 0) FinishLoad(home, bare, *result);
@@ -230,17 +233,20 @@ void HubImpl::StartLoad(AccountState& st) {
                                          }
                                          part();
                                        }));
-  // XEP-0398 §4: the avatar's hash goes into the account's presence.
-  store_->LastPepItems({st.user}, {std::string(kAvatarMetadata)}, {},
-                       store::Reply<std::vector<store::PepLastItem>>(
-                           executor, [result, part](Result<std::vector<store::PepLastItem>> r) {
-                             if (r.ok()) {
-                               if (!r->empty()) result->avatar_hash = AvatarHashOf(r->front().item.xml);
-                             } else {
-                               result->Fail(r.error());
-                             }
-                             part();
-                           }));
+  if (st.known_to_exist) {
+    // XEP-0398 §4: the avatar's hash goes into the account's presence.
+    result->avatar_read = true;
+    store_->LastPepItems({st.user}, {std::string(kAvatarMetadata)}, {},
+                         store::Reply<std::vector<store::PepLastItem>>(
+                             executor, [result, part](Result<std::vector<store::PepLastItem>> r) {
+                               if (r.ok()) {
+                                 if (!r->empty()) result->avatar_hash = AvatarHashOf(r->front().item.xml);
+                               } else {
+                                 result->Fail(r.error());
+                               }
+                               part();
+                             }));
+  }
   store_->CountOffline(st.user, store::Reply<int64_t>(executor, [result, part](Result<int64_t> r) {
                          if (r.ok()) {
                            result->offline_count = *r;
@@ -269,7 +275,10 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
     }
     st->roster_version = result.roster.version;
     st->offline_count = result.offline_count;
-    st->avatar_hash = std::move(result.avatar_hash);
+    if (result.avatar_read) {
+      st->avatar_hash = std::move(result.avatar_hash);
+      st->avatar_known = true;
+    }
     if (result.blocklist.empty()) {
       st->blocked.reset();
     } else {
@@ -325,6 +334,7 @@ void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::strin
       // account just created may still be cached as missing: look again.)
       if (st.load == Load::kMissing) st.load = Load::kNone;
       if (st.load == Load::kNone) StartLoad(st);
+      if (st.load == Load::kReady && !st.avatar_known) LoadAvatarHash(st);  // loaded without a session
       if (st.HasSessionSettings()) PublishSettings(st, &ref);  // lands before `done`: both go to ref's loop
       result = bare.WithResource((*bound)->name);
     }

@@ -429,6 +429,8 @@ class HubImpl {
   // XEP-0398 §4 / XEP-0153: the account's avatar hash into an available
   // presence the client sent, unless the client said otherwise.
   static void AddAvatarHash(const AccountState& st, xml::Element& presence);
+  // Reads avatar_hash for an account loaded before it had a session. On home.
+  void LoadAvatarHash(AccountState& st);
   void RegisterAvatars();
 
   // Ad-hoc commands (commands.cc): XEP-0050
