@@ -1214,6 +1214,13 @@ const char kLastPepItemsSql[] =
     " AND b.jid IN (SELECT value FROM json_each(?3)))"
     " ORDER BY n.username, n.node";
 
+const char kLastPepItemSql[] =
+    "SELECT n.username, n.node, n.access_model, n.max_items, n.persist_items, n.send_last, n.notify_retract,"
+    " n.notify_delete, n.title, n.created_ms, i.item_id, i.xml, i.publisher, i.updated_ms"
+    " FROM pep_nodes AS n JOIN pep_items AS i ON i.seq ="
+    " (SELECT seq FROM pep_items WHERE username = n.username AND node = n.node ORDER BY seq DESC LIMIT 1)"
+    " WHERE n.username = ?1 AND n.node = ?2";
+
 namespace {
 
 // The hub validates node configurations; this turns what the schema's CHECK
@@ -1598,6 +1605,36 @@ void SqliteStore::LastPepItems(std::vector<std::string> owners, std::vector<std:
         unless_blocking = std::move(unless_blocking)](Connection& conn) -> Result<std::vector<PepLastItem>> {
          std::vector<PepLastItem> out;
          if (owners.empty() || nodes.empty()) return out;
+         if (owners.size() == 1 && nodes.size() == 1 && unless_blocking.empty()) {
+           // One owner's one node (an account's avatar, read at every login):
+           // two index lookups, without the JSON arrays.
+           PepLastItem last;
+           {
+             auto stmt = conn.Prepare(kLastPepItemSql);
+             if (!stmt.ok()) return stmt.error();
+             stmt->BindText(1, owners.front());
+             stmt->BindText(2, nodes.front());
+             auto row = stmt->Step();
+             if (!row.ok()) return row.error();
+             if (!*row) return out;
+             last.node = ReadPepNode(*stmt, 0);
+             last.item = ReadPepItem(*stmt, 10);
+           }
+           if (last.node.access_model == "roster") {
+             auto groups = conn.Prepare("SELECT name FROM pep_node_groups WHERE username = ?1 AND node = ?2 ORDER BY name");
+             if (!groups.ok()) return groups.error();
+             groups->BindText(1, owners.front());
+             groups->BindText(2, nodes.front());
+             while (true) {
+               auto g = groups->Step();
+               if (!g.ok()) return g.error();
+               if (!*g) break;
+               last.node.roster_groups.push_back(groups->ColumnText(0));
+             }
+           }
+           out.push_back(std::move(last));
+           return out;
+         }
          const std::string owners_json = JsonStringArray(owners);
          const std::string nodes_json = JsonStringArray(nodes);
          std::map<std::pair<std::string, std::string>, size_t> by_node;

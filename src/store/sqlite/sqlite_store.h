@@ -48,6 +48,8 @@ inline constexpr int kBusyTimeoutMs = 5000;
 extern const char kFindOriginSql[];
 // The statement behind LastPepItems (for the query-plan test).
 extern const char kLastPepItemsSql[];
+// Its one-owner, one-node form (the avatar hash read at each login).
+extern const char kLastPepItemSql[];
 
 class SqliteStore final : public Store {
  public:
