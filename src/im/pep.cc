@@ -43,7 +43,6 @@ namespace {
 
 constexpr std::string_view kPubsub = "http://jabber.org/protocol/pubsub";
 constexpr std::string_view kOwner = "http://jabber.org/protocol/pubsub#owner";
-constexpr std::string_view kEvent = "http://jabber.org/protocol/pubsub#event";
 constexpr std::string_view kErrors = "http://jabber.org/protocol/pubsub#errors";
 constexpr std::string_view kData = "jabber:x:data";
 constexpr std::string_view kDiscoInfo = "http://jabber.org/protocol/disco#info";
@@ -174,8 +173,9 @@ std::string ApplyFields(store::PepNode& node, const Fields& fields, const Config
     } else if (var == "pubsub#title") {
       node.title = std::string(v);
     } else {
+      const std::string_view name = var;  // a structured binding cannot be captured (clang)
       const auto* fixed = std::find_if(std::begin(kFixedOptions), std::end(kFixedOptions),
-                                       [&](const auto& f) { return f.first == var; });
+                                       [name](const auto& f) { return f.first == name; });
       if (fixed != std::end(kFixedOptions)) {
         if (!SameBoolOrText(v, fixed->second)) return std::string(var) + " can only be " + std::string(fixed->second);
       } else if (strict) {
