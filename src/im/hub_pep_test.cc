@@ -721,6 +721,26 @@ TEST_F(PepTest, PublishOptionsArePreconditionsOnAnExistingNode) {
 // ---------------------------------------------------------------------------
 // The last published item (XEP-0163 §4.3.4)
 
+// limits.pep_nodes and limits.pep_items, each with its XEP-0060 condition.
+TEST_F(PepTest, NodeAndItemLimitsAreRefusedWithTheirConditions) {
+  Config c = DefaultConfig();
+  c.limits.pep_nodes = 2;
+  c.limits.pep_items = 5;
+  MakeHub(c);
+  Session alice = Online("alice", "phone");
+  ASSERT_EQ(Publish(alice, "urn:example:a", "1", Tune("1")).Attr("type"), "result");
+  ASSERT_EQ(Publish(alice, "urn:example:b", "1", Tune("1")).Attr("type"), "result");
+  xml::Element r = Publish(alice, "urn:example:c", "1", Tune("1"));
+  EXPECT_EQ(ErrorOf(r), "modify not-acceptable max-nodes-exceeded") << r.Serialize();
+  EXPECT_EQ(StoredNode("alice", "urn:example:c"), nullptr);
+  EXPECT_EQ(Publish(alice, "urn:example:a", "2", Tune("2")).Attr("type"), "result") << "existing nodes still work";
+
+  r = Publish(alice, "urn:example:a", "3", Tune("3"), Field("pubsub#max_items", "6"));
+  EXPECT_EQ(ErrorOf(r), "cancel conflict precondition-not-met") << "more items than the server keeps";
+  r = Publish(alice, "urn:example:b", "2", Tune("2"), Field("pubsub#max_items", "max"));
+  EXPECT_EQ(ErrorOf(r), "cancel conflict precondition-not-met") << "b keeps one item, not 'max'";
+}
+
 TEST_F(PepTest, TheLastItemComesWithInitialPresenceOnce) {
   Session laptop = Online("alice", "laptop");
   ASSERT_EQ(Publish(laptop, kTune, "s1", Tune("One"), Field("pubsub#max_items", "5")).Attr("type"), "result");
