@@ -10,8 +10,10 @@ packages=(
   libfuzzer-14-dev libclang-rt-14-dev
   # libraries (see docs/architecture.md for why each is here)
   libboost1.81-dev libssl-dev nettle-dev libexpat1-dev libsqlite3-dev libicu-dev
-  libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
+  libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libpq-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the PostgreSQL store's tests run against a throwaway PostgreSQL 15 (scripts/pg-scratch.sh)
+  postgresql-15
   # protocol tests
   python3 python3-slixmpp python3-openssl openssl procps
 )

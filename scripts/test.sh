@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Quick start, command 2: run every test. CI runs this through .ci/run.
 #
-#   unit tests (GoogleTest, ctest)          every layer
+#   unit tests (GoogleTest, ctest)          every layer; the store suite against SQLite and a throwaway PostgreSQL
 #   protocol tests                          the real binary, driven by slixmpp and @xmpp/client
 #   the same two again under ASan+UBSan     (NINES_SANITIZERS=0 skips them)
 #   fuzz smoke run                          libFuzzer on the XML stream parser, stanza handling and SASL
@@ -13,6 +13,16 @@ jobs=$(nproc)
 
 echo "== installing dependencies"
 bash scripts/install-deps.sh
+
+# The PostgreSQL store's tests need a server: a throwaway PostgreSQL 15 in a
+# temporary directory, on its own port, stopped and deleted on exit. fsync is
+# off there only to make creating a database per test fast; no test relies
+# on it (durability is the server's job, tested by the store's own tests).
+pg_dir=$(mktemp -d /tmp/nines-pg.XXXXXX)
+trap 'bash scripts/pg-scratch.sh stop "$pg_dir"' EXIT
+echo "== starting a throwaway PostgreSQL for the store tests"
+NINES_TEST_PG=$(PG_SCRATCH_OPTS="-c fsync=off" bash scripts/pg-scratch.sh start "$pg_dir")
+export NINES_TEST_PG NINES_REQUIRE_PG=1
 
 # Builds a preset, then runs the unit tests and the protocol tests against
 # its binary. $1: preset, $2: what to call it in the log; the environment of

@@ -18,6 +18,7 @@
 
 #include "app/server.h"
 #include "base/config.h"
+#include "app/open_store.h"
 #include "base/log.h"
 #include "store/store.h"
 #include "xmpp/jid/jid.h"
@@ -117,9 +118,7 @@ ParsedUser ParseUser(const std::string& text, const Config& config) {
   return {normalised.value(), "", 0};
 }
 
-Result<std::unique_ptr<store::Store>> OpenStore(const Config& config) {
-  return store::OpenSqlite({config.SqlitePath(), config.sqlite_commit_batch});
-}
+Result<std::unique_ptr<store::Store>> OpenStore(const Config& config) { return OpenConfiguredStore(config); }
 
 Result<std::pair<store::ScramKeys, store::ScramKeys>> Keys(const std::string& password, const Config& config) {
   auto sha1 = xmpp::sasl::DeriveKeys(xmpp::sasl::Hash::kSha1, password, config.scram_iterations);

@@ -16,6 +16,7 @@
 #include <optional>
 #include <thread>
 
+#include "app/open_store.h"
 #include "base/log.h"
 #include "base/memory.h"
 #include "im/hub.h"
@@ -127,7 +128,7 @@ Result<std::unique_ptr<Server>> Server::Create(Config config, std::string config
   auto tls = net::TlsContext::Load(config.CertificatePath(), config.KeyPath());
   if (!tls.ok()) return tls.error();
 
-  auto store = store::OpenSqlite({config.SqlitePath(), config.sqlite_commit_batch});
+  auto store = OpenConfiguredStore(config);
   if (!store.ok()) return store.error();
   impl->store = std::move(store.value());
   {

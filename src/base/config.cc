@@ -55,11 +55,22 @@ const std::vector<Key>& Schema() {
       {"tls.key", &Config::key, 0, 0, true, "PEM private key; empty means <data_dir>/tls/key.pem."},
       {"tls.require", &Config::require_tls, 0, 0, true,
        "Refuse authentication on port 5222 until STARTTLS has completed."},
-      {"store.backend", &Config::store_backend, 0, 0, false, "Storage backend: \"sqlite\"."},
+      {"store.backend", &Config::store_backend, 0, 0, false,
+       "Storage backend: \"sqlite\" (embedded, the default) or \"postgres\" (for clusters; set store.postgres_uri)."},
       {"store.sqlite_path", &Config::sqlite_path, 0, 0, false,
        "SQLite database file; empty means <data_dir>/nines.db."},
       {"store.sqlite_commit_batch", &Config::sqlite_commit_batch, 1, 100000, false,
        "Most writes the SQLite writer thread puts in one fsync'd transaction."},
+      {"store.postgres_uri", &Config::postgres_uri, 0, 0, false,
+       "libpq connection string (URI or key=value) for store.backend = \"postgres\". Name every host of a "
+       "Patroni cluster (postgresql://h1,h2,h3/nines); target_session_attrs=read-write is added unless given, "
+       "so nines follows a failover. Keep passwords out of it: use PGPASSFILE or ~/.pgpass."},
+      {"store.postgres_pool", &Config::postgres_pool, 2, 256, false,
+       "PostgreSQL connections per nines process: one writer, the rest readers."},
+      {"store.postgres_commit_batch", &Config::postgres_commit_batch, 1, 100000, false,
+       "Most writes the PostgreSQL writer puts in one transaction (group commit)."},
+      {"store.postgres_failover_timeout_ms", &Config::postgres_failover_timeout_ms, 100, 3600000, false,
+       "How long a broken PostgreSQL connection is retried (a failover) before waiting calls fail."},
       {"auth.mechanisms", &Config::sasl_mechanisms, 0, 0, true,
        "SASL mechanisms offered, in order of preference. PLAIN is only ever offered over TLS."},
       {"auth.scram_iterations", &Config::scram_iterations, 4096, 1000000, true,
@@ -283,9 +294,13 @@ struct Applier {
 
 Result<void> Validate(const Config& c, const std::string& origin) {
   if (c.domain.empty()) return MakeError(Errc::kInvalidArgument, origin + ": server.domain is empty");
-  if (c.store_backend != "sqlite") {
+  if (c.store_backend != "sqlite" && c.store_backend != "postgres") {
+    return MakeError(Errc::kInvalidArgument, fmt::format("{}: store.backend '{}' is not known (sqlite, postgres)",
+                                                         origin, c.store_backend));
+  }
+  if (c.store_backend == "postgres" && c.postgres_uri.empty()) {
     return MakeError(Errc::kInvalidArgument,
-                     fmt::format("{}: store.backend '{}' is not known (sqlite)", origin, c.store_backend));
+                     fmt::format("{}: store.backend is \"postgres\" but store.postgres_uri is empty", origin));
   }
   static const std::set<std::string> kMechs = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS",
                                                "SCRAM-SHA-1", "PLAIN"};

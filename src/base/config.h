@@ -95,6 +95,10 @@ struct Config {
   std::string store_backend = "sqlite";
   std::string sqlite_path;            // empty: <data_dir>/nines.db
   int64_t sqlite_commit_batch = 256;  // statements per group commit at most
+  std::string postgres_uri;                 // libpq connection string, for store_backend "postgres"
+  int64_t postgres_pool = 3;                // connections: one writer, the rest readers
+  int64_t postgres_commit_batch = 256;      // writes per group commit at most
+  int64_t postgres_failover_timeout_ms = 30000;
 
   // [auth]
   std::vector<std::string> sasl_mechanisms = {"SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"};

@@ -429,4 +429,24 @@ Result<std::unique_ptr<Store>> OpenSqlite(const SqliteOptions& options);
 // and refuses newer ones with kInvalidArgument.
 int SqliteSchemaVersion();
 
+struct PostgresOptions {
+  // A libpq connection string, URI or key=value, possibly naming several
+  // hosts (postgresql://h1:5432,h2:5432/nines). Unless it says otherwise,
+  // target_session_attrs=read-write is added, so a failover is followed
+  // without a proxy.
+  std::string uri;
+  int64_t pool_size = 3;       // connections: one writer, the rest readers (at least one)
+  int64_t commit_batch = 256;  // most writes per group-committed transaction
+  // How long a store thread keeps trying to reconnect after its connection
+  // broke (a failover) before failing the calls waiting on it.
+  int64_t failover_timeout_ms = 30000;
+};
+
+// Connects, then migrates the schema under an advisory lock (so nodes
+// starting at once do not race). Synchronous: for startup and CLI use.
+Result<std::unique_ptr<Store>> OpenPostgres(const PostgresOptions& options);
+
+// The schema version this build writes on PostgreSQL.
+int PostgresSchemaVersion();
+
 }  // namespace nines::store

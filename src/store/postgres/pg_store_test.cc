@@ -1,0 +1,259 @@
+// The Store conformance suite on PostgreSQL, plus what is PostgreSQL's own:
+// migrations under the advisory lock, a statement that fails alone inside a
+// group commit, and connection strings.
+//
+// It needs a server: NINES_TEST_PG is a libpq URI of a database that may
+// create databases (scripts/test.sh starts a throwaway cluster with
+// scripts/pg-scratch.sh and sets it). Each test gets a database of its own,
+// dropped afterwards. Without NINES_TEST_PG the tests skip, unless
+// NINES_REQUIRE_PG=1 (set by scripts/test.sh), which makes that a failure.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <map>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
+#include "store/postgres/pg_store.h"
+#include "store/store_conformance.h"
+
+namespace nines::store::postgres {
+namespace {
+
+const char* TestUri() {
+  const char* uri = std::getenv("NINES_TEST_PG");
+  return uri != nullptr && *uri != '\0' ? uri : nullptr;
+}
+
+bool Required() {
+  const char* required = std::getenv("NINES_REQUIRE_PG");
+  return required != nullptr && std::string(required) == "1";
+}
+
+// Runs one statement on the maintenance database (blocking; tests only).
+void Admin(const std::string& sql) {
+  PGconn* conn = PQconnectdb(TestUri());
+  ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+  PGresult* result = PQexec(conn, sql.c_str());
+  EXPECT_EQ(PQresultStatus(result), PGRES_COMMAND_OK) << sql << ": " << PQerrorMessage(conn);
+  PQclear(result);
+  PQfinish(conn);
+}
+
+// The test URI with its database replaced by `database`.
+std::string UriFor(const std::string& database) {
+  PQconninfoOption* options = PQconninfoParse(TestUri(), nullptr);
+  std::string out;
+  for (PQconninfoOption* o = options; o != nullptr && o->keyword != nullptr; ++o) {
+    std::string keyword = o->keyword;
+    std::string value = keyword == "dbname" ? database : (o->val != nullptr ? o->val : "");
+    if (value.empty()) continue;
+    std::string quoted;
+    for (char c : value) {
+      if (c == '\'' || c == '\\') quoted.push_back('\\');
+      quoted.push_back(c);
+    }
+    out += keyword + "='" + quoted + "' ";
+  }
+  PQconninfoFree(options);
+  if (out.find("dbname=") == std::string::npos) out += "dbname='" + database + "'";
+  return out;
+}
+
+std::atomic<int> next_database{0};
+
+}  // namespace
+
+// A fresh database per factory; dropped when the factory goes.
+struct PgFactory {
+  PgFactory() {
+    if (TestUri() == nullptr) return;
+    database = "nines_test_" + std::to_string(getpid()) + "_" + std::to_string(next_database++);
+    Admin("DROP DATABASE IF EXISTS " + database);
+    Admin("CREATE DATABASE " + database);
+  }
+  ~PgFactory() {
+    if (!database.empty()) Admin("DROP DATABASE IF EXISTS " + database + " WITH (FORCE)");
+  }
+  PgFactory(const PgFactory&) = delete;
+  PgFactory& operator=(const PgFactory&) = delete;
+
+  PostgresOptions Options() const {
+    PostgresOptions options;
+    options.uri = UriFor(database);
+    options.failover_timeout_ms = 2000;
+    return options;
+  }
+  Result<std::unique_ptr<Store>> Open() { return OpenPostgres(Options()); }
+
+  static std::optional<std::string> SkipReason() {
+    if (TestUri() != nullptr) return std::nullopt;
+    if (Required()) {
+      ADD_FAILURE() << "NINES_REQUIRE_PG=1 but NINES_TEST_PG is not set";
+      return std::nullopt;
+    }
+    return "NINES_TEST_PG is not set (scripts/test.sh starts a throwaway PostgreSQL and sets it)";
+  }
+
+  std::string database;
+};
+
+}  // namespace nines::store::postgres
+
+namespace nines::store::conformance {
+INSTANTIATE_TYPED_TEST_SUITE_P(Postgres, StoreConformance, ::testing::Types<postgres::PgFactory>);
+}  // namespace nines::store::conformance
+
+namespace nines::store::postgres {
+namespace {
+
+using conformance::Await;
+using conformance::Batch;
+using conformance::MakeAccount;
+
+class PgStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (auto reason = PgFactory::SkipReason()) GTEST_SKIP() << *reason;
+    factory_ = std::make_unique<PgFactory>();
+  }
+  void TearDown() override {
+    if (store_) store_->Close();
+    store_.reset();
+    factory_.reset();
+  }
+  void Open() {
+    auto opened = PgStore::Open(factory_->Options());
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    store_ = std::move(opened).value();
+  }
+  // Runs `sql` on this test's database (blocking, test only).
+  std::string Query(const std::string& sql) {
+    PGconn* conn = PQconnectdb(UriFor(factory_->database).c_str());
+    EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+    PGresult* result = PQexec(conn, sql.c_str());
+    EXPECT_TRUE(PQresultStatus(result) == PGRES_TUPLES_OK || PQresultStatus(result) == PGRES_COMMAND_OK)
+        << sql << ": " << PQerrorMessage(conn);
+    std::string value = PQntuples(result) > 0 ? PQgetvalue(result, 0, 0) : "";
+    PQclear(result);
+    PQfinish(conn);
+    return value;
+  }
+
+  boost::asio::io_context io_;
+  std::unique_ptr<PgFactory> factory_;
+  std::unique_ptr<PgStore> store_;
+};
+
+// A write whose statement fails inside a shared transaction aborts it for
+// everyone; the writer then commits each job alone, so only the failing one
+// fails, and the connection stays usable afterwards.
+TEST_F(PgStoreTest, AFailedStatementInAGroupCommitFailsOnlyItsJob) {
+  Open();
+  ASSERT_TRUE(Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("taken"), std::move(r)); })
+                  .ok());
+  for (int round = 0; round < 3; ++round) {
+    Batch batch(io_);
+    std::map<std::string, std::string> outcome;
+    auto record = [&](std::string what) {
+      return [&outcome, what](Result<void> r) { outcome[what] = r.ok() ? "ok" : ErrcName(r.error().code); };
+    };
+    std::string n = std::to_string(round);
+    store_->CreateAccount(MakeAccount("a" + n), batch.Add<void>(record("a")));
+    // Raises unique_violation inside the shared transaction.
+    store_->CreateAccounts({MakeAccount("b" + n), MakeAccount("taken")}, batch.Add<void>(record("b+taken")));
+    store_->CreateAccount(MakeAccount("c" + n), batch.Add<void>(record("c")));
+    store_->CreateAccount(MakeAccount("taken"), batch.Add<void>(record("taken")));
+    batch.Wait();
+    EXPECT_EQ(outcome, (std::map<std::string, std::string>{{"a", "ok"},
+                                                           {"b+taken", ErrcName(Errc::kConflict)},
+                                                           {"c", "ok"},
+                                                           {"taken", ErrcName(Errc::kConflict)}}));
+  }
+  auto names = Await<std::vector<std::string>>(
+      io_, [&](Reply<std::vector<std::string>> r) { store_->ListAccounts(std::move(r)); });
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"a0", "a1", "a2", "c0", "c1", "c2", "taken"}));
+  EXPECT_GE(store_->stats().transactions, 4);
+}
+
+// Nodes starting at once: each takes the advisory lock in turn; the first
+// migrates, the others find the schema current. Nothing is applied twice.
+TEST_F(PgStoreTest, NodesStartingAtOnceMigrateOnce) {
+  constexpr int kNodes = 6;
+  std::vector<std::thread> nodes;
+  std::atomic<int> opened{0};
+  std::vector<std::string> errors(kNodes);
+  for (int i = 0; i < kNodes; ++i) {
+    nodes.emplace_back([&, i] {
+      auto store = PgStore::Open(factory_->Options());
+      if (store.ok()) {
+        ++opened;
+        (*store)->Close();
+      } else {
+        errors[i] = store.error().message;
+      }
+    });
+  }
+  for (auto& node : nodes) node.join();
+  EXPECT_EQ(opened.load(), kNodes) << errors[0] << errors[1];
+  EXPECT_EQ(Query("SELECT count(*) FROM nines_schema"), std::to_string(PostgresSchemaVersion()));
+  EXPECT_EQ(Query("SELECT max(version) FROM nines_schema"), std::to_string(PostgresSchemaVersion()));
+}
+
+TEST_F(PgStoreTest, RefusesADatabaseNewerThanThisBuild) {
+  Open();
+  store_->Close();
+  store_.reset();
+  Query("INSERT INTO nines_schema (version, description, applied_at) VALUES (9999, 'from the future', now())");
+  auto opened = PgStore::Open(factory_->Options());
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
+  EXPECT_NE(opened.error().message.find("newer"), std::string::npos) << opened.error().message;
+}
+
+TEST_F(PgStoreTest, RefusesBadOptions) {
+  PostgresOptions options = factory_->Options();
+  options.uri = "";
+  EXPECT_EQ(PgStore::Open(options).error().code, Errc::kInvalidArgument);
+  options = factory_->Options();
+  options.uri = "postgresql://[bad";
+  EXPECT_EQ(PgStore::Open(options).error().code, Errc::kInvalidArgument);
+  options = factory_->Options();
+  options.pool_size = 1;
+  EXPECT_EQ(PgStore::Open(options).error().code, Errc::kInvalidArgument);
+}
+
+// The server ends every connection (as a failover or a restart does): the
+// store reconnects, reads are sent again, and writes keep working.
+TEST_F(PgStoreTest, ReconnectsAfterTheServerDropsItsConnections) {
+  Open();
+  ASSERT_TRUE(Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("alice"), std::move(r)); })
+                  .ok());
+  Query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid()");
+  auto account = Await<Account>(io_, [&](Reply<Account> r) { store_->GetAccount("alice", std::move(r)); });
+  ASSERT_TRUE(account.ok()) << account.error().message;
+  // SetCredentials is idempotent: if it met the broken connection it was sent again.
+  auto set = Await<void>(io_, [&](Reply<void> r) {
+    store_->SetCredentials("alice", MakeAccount("x").sha1, MakeAccount("x").sha256, std::move(r));
+  });
+  ASSERT_TRUE(set.ok()) << set.error().message;
+  auto created =
+      Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("bob"), std::move(r)); });
+  // A non-idempotent write that met the broken connection may fail with
+  // kUnavailable (its outcome unknown), but never with anything else; the
+  // one after it succeeds.
+  if (!created.ok()) {
+    EXPECT_EQ(created.error().code, Errc::kUnavailable);
+  }
+  auto again = Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("carol"), std::move(r)); });
+  EXPECT_TRUE(again.ok()) << again.error().message;
+  EXPECT_GE(store_->stats().reconnects, 1);
+}
+
+}  // namespace
+}  // namespace nines::store::postgres
