@@ -19,6 +19,7 @@
 #include "app/server.h"
 #include "base/config.h"
 #include "app/open_store.h"
+#include "store/copy/store_copy.h"
 #include "base/log.h"
 #include "store/store.h"
 #include "xmpp/jid/jid.h"
@@ -317,6 +318,39 @@ int Serve(const std::string& config_path) {
   return (*server)->Run();
 }
 
+// `nines store migrate --from sqlite:PATH --to postgres:URI`.
+int StoreMigrate(const std::string& from, const std::string& to) {
+  if (!from.starts_with("sqlite:") || from.size() == 7) {
+    return Fail(fmt::format("--from must be sqlite:PATH, got '{}'", from), kUsage);
+  }
+  if (!(to.starts_with("postgres:") || to.starts_with("postgresql:")) || to.size() <= 9) {
+    return Fail(fmt::format("--to must be postgres:URI (a libpq connection string), got '{}'", to), kUsage);
+  }
+  std::string path = from.substr(7);
+  // postgres:postgresql://host/db and postgres:host=... both work; a
+  // postgresql:// URI given as is works too.
+  std::string uri = to.starts_with("postgres:") ? to.substr(9) : to;
+  const bool terminal = isatty(STDERR_FILENO) != 0;
+  auto last = std::chrono::steady_clock::now();
+  auto progress = [&](const store::copy::TableProgress& p) {
+    auto now = std::chrono::steady_clock::now();
+    bool finished = p.done == p.total;
+    if (terminal) {
+      if (!finished && now - last < std::chrono::milliseconds(200)) return;
+      last = now;
+      int percent = p.total == 0 ? 100 : static_cast<int>(p.done * 100 / p.total);
+      fmt::print(stderr, "\r\033[K{:<20} {:>12} / {:<12} {:>3}%", p.table, p.done, p.total, percent);
+      if (finished) fmt::print(stderr, "\n");
+    } else if (finished) {
+      fmt::print(stderr, "{}: {} rows\n", p.table, p.total);
+    }
+  };
+  auto copied = store::copy::CopySqliteToPostgres(path, uri, progress);
+  if (!copied.ok()) return Fail("store migrate: " + copied.error().message, kFailed);
+  fmt::print("copied {} rows in {} tables from {} to PostgreSQL\n", copied->rows, copied->tables.size(), path);
+  return 0;
+}
+
 }  // namespace
 
 int RunCli(int argc, char** argv) {
@@ -364,6 +398,15 @@ int RunCli(int argc, char** argv) {
   check->add_option("FILE", check_file, "TOML config file")->required();
   auto* doc = config_cmd->add_subcommand("doc", "Print the configuration reference (docs/config.md)");
 
+  auto* store_cmd = app.add_subcommand("store", "Manage the store");
+  store_cmd->require_subcommand(1);
+  std::string migrate_from;
+  std::string migrate_to;
+  auto* migrate = store_cmd->add_subcommand(
+      "migrate", "Copy a whole server from SQLite to an empty PostgreSQL database (stop the server first)");
+  migrate->add_option("--from", migrate_from, "sqlite:PATH")->required();
+  migrate->add_option("--to", migrate_to, "postgres:URI (a libpq connection string)")->required();
+
   auto* version = app.add_subcommand("version", "Print the version");
 
   try {
@@ -375,6 +418,7 @@ int RunCli(int argc, char** argv) {
 
   if (*serve) return Serve(config_path);
   if (*user) return UserCommand(action, config_path, user_name, password_stdin, bulk);
+  if (*migrate) return StoreMigrate(migrate_from, migrate_to);
   if (*version) {
     fmt::print("nines {}\n", NINES_VERSION);
     return 0;

@@ -117,6 +117,18 @@ def to_toml(config: dict) -> str:
     return "\n".join(lines)
 
 
+def _psql(uri: str, sql: str) -> None:
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", uri, "-c", sql], check=True,
+                   stdout=subprocess.DEVNULL, timeout=60)
+
+
+def _with_database(uri: str, database: str) -> str:
+    """`uri` (postgresql://...) with its database replaced."""
+    from urllib.parse import urlsplit, urlunsplit
+    parts = urlsplit(uri)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
+
+
 def merge_config(base: dict, extra: Optional[dict]) -> dict:
     merged = {table: dict(keys) for table, keys in base.items()}
     for table, keys in (extra or {}).items():
@@ -189,6 +201,15 @@ class Server:
             # failed-login limiter is not what these suites test.
             "limits": {"failed_logins_per_ip": 100000, "failed_logins_per_account": 100000},
         }
+        # NINES_TEST_STORE_PG=<libpq URI of a server that may create
+        # databases>: every server runs on PostgreSQL, in a database of its
+        # own, dropped when the server is cleaned up (run.sh --postgres).
+        self.pg_database: Optional[str] = None
+        admin_uri = os.environ.get("NINES_TEST_STORE_PG")
+        if admin_uri:
+            self.pg_database = "nines_proto_" + self.tmp.name.replace("-", "_").lower()
+            _psql(admin_uri, f"CREATE DATABASE {self.pg_database}")
+            base["store"] = {"backend": "postgres", "postgres_uri": _with_database(admin_uri, self.pg_database)}
         self.config = merge_config(base, config)
         self.config_path.write_text(to_toml(self.config))
         self._stdout_queue: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -345,8 +366,12 @@ class Server:
             self._stderr_file = None
         if self.keep_tmp:
             sys.stderr.write(f"\n[harness] kept server directory {self.tmp}\n")
+            if self.pg_database:
+                sys.stderr.write(f"[harness] kept PostgreSQL database {self.pg_database}\n")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.pg_database:
+                _psql(os.environ["NINES_TEST_STORE_PG"], f"DROP DATABASE IF EXISTS {self.pg_database} WITH (FORCE)")
 
     def __enter__(self) -> "Server":
         return self.start()

@@ -27,11 +27,16 @@ namespace nines::store::postgres {
 //
 // Text rows are reference-counted: archive_release, a statement trigger
 // (one pass per DELETE, however many rows it takes; an account's cascade
-// fires it too), subtracts what went from `owners` and deletes the texts
-// nobody keeps. It updates first and deletes in a second statement, so
-// concurrent releases of one message on several nodes compose: the UPDATE
-// waits for the other's row lock and re-reads `owners`, and the DELETE (a
-// new snapshot under READ COMMITTED) sees the result.
+// fires it too), first deletes the texts whose every remaining owner went
+// (most pruned texts have one owner: deleting a row is much cheaper than
+// writing a new version of it), then, if some texts are shared, subtracts
+// from the others' `owners` in a statement of its own and deletes those that
+// reached zero. That keeps concurrent releases of one text on several nodes
+// exact: the DELETE skips a text another transaction is releasing (it still
+// sees two owners), the UPDATE then waits for that transaction and, under
+// READ COMMITTED, decrements the committed count, and what reached zero goes.
+// Released ids are visited in id order, so two such releases lock shared
+// texts in the same order (a deadlock, should one happen, is kUnavailable).
 //
 // Ids. Several nodes write at once, and an id must follow commit order (a
 // client that has seen id N live finds every later message after N). Every
@@ -39,12 +44,15 @@ namespace nines::store::postgres {
 // held until its transaction commits, so archive writers (every node's whole
 // group commit) are serialised, and an id chosen under the lock as
 // max(max archived id + 1, now in µs) is above every id committed before.
+// (Retransmissions are looked up under the same lock, so two nodes cannot
+// both store one.)
 // The hot path only locks the row: updating it per message would leave a
 // dead version per message in every group commit, each later update walking
 // that chain. Explicit ids need no bookkeeping (they are in archive_messages,
 // so max() covers them). archive_clock.last_id is the watermark for what
 // max() cannot see: when the trigger frees the newest texts, it records the
-// highest freed id, so an id is never issued twice, even after pruning.
+// highest freed id, so ids keep increasing (a device's resume cursor stays
+// valid) even after the newest messages were pruned.
 //
 // nines_archive writes one message for every owner, or nothing. It returns
 // (outcome, id, owner) where outcome is
@@ -89,18 +97,25 @@ INSERT INTO archive_clock (last_id) VALUES (0);
 
 CREATE FUNCTION nines_archive_release() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-  v_freed bigint[];
+  v_texts bigint;
+  v_freed bigint;
   v_top bigint;
+  v_emptied bigint[];
 BEGIN
-  -- In id order, so that two releases of shared texts lock them in the same order.
   WITH released_counts AS (SELECT r.id, count(*) AS n FROM released AS r GROUP BY r.id ORDER BY r.id),
-       counted AS (UPDATE archive_messages AS m SET owners = m.owners - c.n FROM released_counts AS c
-                   WHERE m.id = c.id RETURNING m.id, m.owners)
-  SELECT array_agg(counted.id), max(counted.id) INTO v_freed, v_top FROM counted WHERE counted.owners <= 0;
-  IF v_freed IS NULL THEN
-    RETURN NULL;
+       freed AS (DELETE FROM archive_messages AS m USING released_counts AS c
+                 WHERE m.id = c.id AND m.owners <= c.n RETURNING m.id)
+  SELECT (SELECT count(*) FROM released_counts), count(*), max(freed.id) INTO v_texts, v_freed, v_top FROM freed;
+  IF v_freed < v_texts THEN
+    WITH released_counts AS (SELECT r.id, count(*) AS n FROM released AS r GROUP BY r.id ORDER BY r.id),
+         counted AS (UPDATE archive_messages AS m SET owners = m.owners - c.n FROM released_counts AS c
+                     WHERE m.id = c.id RETURNING m.id, m.owners)
+    SELECT array_agg(counted.id) INTO v_emptied FROM counted WHERE counted.owners <= 0;
+    IF v_emptied IS NOT NULL THEN
+      DELETE FROM archive_messages AS m WHERE m.id = ANY (v_emptied);
+      v_top := greatest(v_top, (SELECT max(e) FROM unnest(v_emptied) AS e));
+    END IF;
   END IF;
-  DELETE FROM archive_messages AS m WHERE m.id = ANY (v_freed);
   IF v_top > coalesce((SELECT max(m.id) FROM archive_messages AS m), 0) THEN
     UPDATE archive_clock SET last_id = v_top WHERE last_id < v_top;
   END IF;
@@ -246,7 +261,7 @@ std::string BuildQuerySql(unsigned shape) {
 const char* QuerySql(unsigned shape) {
   static const std::array<std::string, kShapes> texts = [] {
     std::array<std::string, kShapes> built;
-    for (unsigned shape = 0; shape < kShapes; ++shape) built[shape] = BuildQuerySql(shape);
+    for (unsigned each = 0; each < kShapes; ++each) built[each] = BuildQuerySql(each);
     return built;
   }();
   return texts[shape].c_str();

@@ -294,7 +294,8 @@ void PgStore::PutRosterItem(std::string username, RosterItem item, Reply<int64_t
   Write(std::move(reply), [username = std::move(username), item = std::move(item)](
                               Pipeline& p, std::optional<Result<int64_t>>& out) {
     if (item.subscription == Subscription::kRemove) {
-      out = MakeError(Errc::kInvalidArgument, "subscription 'remove' is not a stored state; use RemoveRosterItem");
+      out = MakeError(Errc::kInvalidArgument,
+                      "subscription 'remove' is not a stored state; use RemoveRosterItem");
       return;
     }
     Params params;
@@ -320,13 +321,14 @@ void PgStore::PutRosterItem(std::string username, RosterItem item, Reply<int64_t
 void PgStore::RemoveRosterItem(std::string username, std::string jid, Reply<int64_t> reply) {
   Write(std::move(reply), [username = std::move(username), jid = std::move(jid)](
                               Pipeline& p, std::optional<Result<int64_t>>& out) {
-    p.Query(kRemoveRosterItemSql, Params().Text(username).Text(jid), [&out, &username, &jid](const Rows& rows) {
-      if (rows.size() == 0) {
-        out = MakeError(Errc::kNotFound, "no roster item '" + jid + "' for '" + username + "'");
-        return;
-      }
-      out = rows.Int(0, 0);
-    });
+    p.Query(kRemoveRosterItemSql, Params().Text(username).Text(jid),
+            [&out, &username, &jid](const Rows& rows) {
+              if (rows.size() == 0) {
+                out = MakeError(Errc::kNotFound, "no roster item '" + jid + "' for '" + username + "'");
+                return;
+              }
+              out = rows.Int(0, 0);
+            });
   });
 }
 
@@ -352,8 +354,8 @@ void PgStore::CountOffline(std::string username, Reply<int64_t> reply) {
 }
 
 void PgStore::LoadOffline(std::string username, Reply<std::vector<OfflineMessage>> reply) {
-  Read(std::move(reply), [username = std::move(username)](Pipeline& p,
-                                                          std::optional<Result<std::vector<OfflineMessage>>>& out) {
+  Read(std::move(reply), [username = std::move(username)](
+                             Pipeline& p, std::optional<Result<std::vector<OfflineMessage>>>& out) {
     p.Query(kLoadOfflineSql, Params().Text(username), [&out](const Rows& rows) {
       std::vector<OfflineMessage> messages;
       messages.reserve(static_cast<size_t>(rows.size()));
@@ -379,15 +381,16 @@ void PgStore::DeleteOffline(std::string username, int64_t up_to_id, Reply<void> 
 }
 
 void PgStore::GetVCard(std::string username, Reply<std::string> reply) {
-  Read(std::move(reply), [username = std::move(username)](Pipeline& p, std::optional<Result<std::string>>& out) {
-    p.Query(kGetVCardSql, Params().Text(username), [&out, &username](const Rows& rows) {
-      if (rows.size() == 0) {
-        out = MakeError(Errc::kNotFound, "no vCard for '" + username + "'");
-        return;
-      }
-      out = rows.Text(0, 0);
-    });
-  });
+  Read(std::move(reply),
+       [username = std::move(username)](Pipeline& p, std::optional<Result<std::string>>& out) {
+         p.Query(kGetVCardSql, Params().Text(username), [&out, &username](const Rows& rows) {
+           if (rows.size() == 0) {
+             out = MakeError(Errc::kNotFound, "no vCard for '" + username + "'");
+             return;
+           }
+           out = rows.Text(0, 0);
+         });
+       });
 }
 
 void PgStore::SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) {
@@ -418,7 +421,8 @@ void PgStore::GetBlocklist(std::string username, Reply<std::vector<std::string>>
 void PgStore::Block(std::string username, std::vector<std::string> jids, Reply<void> reply) {
   Write(
       std::move(reply),
-      [username = std::move(username), jids = std::move(jids)](Pipeline& p, std::optional<Result<void>>& out) {
+      [username = std::move(username), jids = std::move(jids)](Pipeline& p,
+                                                               std::optional<Result<void>>& out) {
         for (const auto& jid : jids) {
           if (jid.empty()) {
             out = MakeError(Errc::kInvalidArgument, "an empty JID cannot be blocked");
@@ -448,24 +452,27 @@ void PgStore::Unblock(std::string username, std::vector<std::string> jids, Reply
 }
 
 void PgStore::GetArchivePrefs(std::string username, Reply<ArchivePrefs> reply) {
-  Read(std::move(reply), [username = std::move(username)](Pipeline& p, std::optional<Result<ArchivePrefs>>& out) {
-    p.Query(kGetArchivePrefsSql, Params().Text(username), [&out](const Rows& rows) {
-      ArchivePrefs prefs;  // never set: the defaults
-      for (int i = 0; i < rows.size(); ++i) {
-        if (i == 0 && !rows.IsNull(0, 0)) prefs.default_mode = rows.Text(0, 0);
-        if (rows.IsNull(i, 1)) continue;
-        (rows.Bool(i, 2) ? prefs.always : prefs.never).push_back(rows.Text(i, 1));
-      }
-      out = std::move(prefs);
-    });
-  });
+  Read(std::move(reply),
+       [username = std::move(username)](Pipeline& p, std::optional<Result<ArchivePrefs>>& out) {
+         p.Query(kGetArchivePrefsSql, Params().Text(username), [&out](const Rows& rows) {
+           ArchivePrefs prefs;  // never set: the defaults
+           for (int i = 0; i < rows.size(); ++i) {
+             if (i == 0 && !rows.IsNull(0, 0)) prefs.default_mode = rows.Text(0, 0);
+             if (rows.IsNull(i, 1)) continue;
+             (rows.Bool(i, 2) ? prefs.always : prefs.never).push_back(rows.Text(i, 1));
+           }
+           out = std::move(prefs);
+         });
+       });
 }
 
 void PgStore::SetArchivePrefs(std::string username, ArchivePrefs prefs, Reply<void> reply) {
   Write(
       std::move(reply),
-      [username = std::move(username), prefs = std::move(prefs)](Pipeline& p, std::optional<Result<void>>& out) {
-        if (prefs.default_mode != "always" && prefs.default_mode != "never" && prefs.default_mode != "roster") {
+      [username = std::move(username), prefs = std::move(prefs)](Pipeline& p,
+                                                                 std::optional<Result<void>>& out) {
+        if (prefs.default_mode != "always" && prefs.default_mode != "never" &&
+            prefs.default_mode != "roster") {
           out = MakeError(Errc::kInvalidArgument, "default_mode must be always, never or roster");
           return;
         }
@@ -488,7 +495,8 @@ void PgStore::SetArchivePrefs(std::string username, ArchivePrefs prefs, Reply<vo
                   if (rows.Affected() == 0) out = NoAccount(username);
                 });
         p.Query(kClearArchivePrefJidsSql, Params().Text(username));
-        p.Query(kInsertArchivePrefJidsSql, Params().Text(username).TextArray(prefs.always).TextArray(prefs.never));
+        p.Query(kInsertArchivePrefJidsSql,
+                Params().Text(username).TextArray(prefs.always).TextArray(prefs.never));
       },
       /*idempotent=*/true);
 }
@@ -512,18 +520,19 @@ void PgStore::SetPrivate(std::string username, std::string key, std::string xml,
       std::move(reply),
       [username = std::move(username), key = std::move(key), xml = std::move(xml), max_items](
           Pipeline& p, std::optional<Result<void>>& out) {
-        p.Query(kSetPrivateSql, Params().Text(username).Text(key).Text(xml).Int(max_items),
-                [&out, &username](const Rows& rows) {
-                  std::string status = rows.size() > 0 && !rows.IsNull(0, 0) ? rows.Text(0, 0) : std::string();
-                  if (status == "stored") return;
-                  if (status == "limit") {
-                    out = MakeError(Errc::kLimitExceeded, "the account holds as many private items as allowed");
-                  } else if (status == "no account") {
-                    out = NoAccount(username);
-                  } else {
-                    out = MakeError(Errc::kInternal, "nines_set_private returned '" + status + "'");
-                  }
-                });
+        p.Query(
+            kSetPrivateSql, Params().Text(username).Text(key).Text(xml).Int(max_items),
+            [&out, &username](const Rows& rows) {
+              std::string status = rows.size() > 0 && !rows.IsNull(0, 0) ? rows.Text(0, 0) : std::string();
+              if (status == "stored") return;
+              if (status == "limit") {
+                out = MakeError(Errc::kLimitExceeded, "the account holds as many private items as allowed");
+              } else if (status == "no account") {
+                out = NoAccount(username);
+              } else {
+                out = MakeError(Errc::kInternal, "nines_set_private returned '" + status + "'");
+              }
+            });
       },
       /*idempotent=*/true);
 }

@@ -18,87 +18,23 @@
 #include <thread>
 
 #include "store/postgres/pg_store.h"
+#include "store/postgres/pg_test_database.h"
 #include "store/store_conformance.h"
 
 namespace nines::store::postgres {
-namespace {
-
-const char* TestUri() {
-  const char* uri = std::getenv("NINES_TEST_PG");
-  return uri != nullptr && *uri != '\0' ? uri : nullptr;
-}
-
-bool Required() {
-  const char* required = std::getenv("NINES_REQUIRE_PG");
-  return required != nullptr && std::string(required) == "1";
-}
-
-// Runs one statement on the maintenance database (blocking; tests only).
-void Admin(const std::string& sql) {
-  PGconn* conn = PQconnectdb(TestUri());
-  ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
-  PGresult* result = PQexec(conn, sql.c_str());
-  EXPECT_EQ(PQresultStatus(result), PGRES_COMMAND_OK) << sql << ": " << PQerrorMessage(conn);
-  PQclear(result);
-  PQfinish(conn);
-}
-
-// The test URI with its database replaced by `database`.
-std::string UriFor(const std::string& database) {
-  PQconninfoOption* options = PQconninfoParse(TestUri(), nullptr);
-  std::string out;
-  for (PQconninfoOption* o = options; o != nullptr && o->keyword != nullptr; ++o) {
-    std::string keyword = o->keyword;
-    std::string value = keyword == "dbname" ? database : (o->val != nullptr ? o->val : "");
-    if (value.empty()) continue;
-    std::string quoted;
-    for (char c : value) {
-      if (c == '\'' || c == '\\') quoted.push_back('\\');
-      quoted.push_back(c);
-    }
-    out += keyword + "='" + quoted + "' ";
-  }
-  PQconninfoFree(options);
-  if (out.find("dbname=") == std::string::npos) out += "dbname='" + database + "'";
-  return out;
-}
-
-std::atomic<int> next_database{0};
-
-}  // namespace
 
 // A fresh database per factory; dropped when the factory goes.
 struct PgFactory {
-  PgFactory() {
-    if (TestUri() == nullptr) return;
-    database = "nines_test_" + std::to_string(getpid()) + "_" + std::to_string(next_database++);
-    Admin("DROP DATABASE IF EXISTS " + database);
-    Admin("CREATE DATABASE " + database);
-  }
-  ~PgFactory() {
-    if (!database.empty()) Admin("DROP DATABASE IF EXISTS " + database + " WITH (FORCE)");
-  }
-  PgFactory(const PgFactory&) = delete;
-  PgFactory& operator=(const PgFactory&) = delete;
-
   PostgresOptions Options() const {
     PostgresOptions options;
-    options.uri = UriFor(database);
+    options.uri = database.uri();
     options.failover_timeout_ms = 2000;
     return options;
   }
   Result<std::unique_ptr<Store>> Open() { return OpenPostgres(Options()); }
+  static std::optional<std::string> SkipReason() { return testing::SkipReason(); }
 
-  static std::optional<std::string> SkipReason() {
-    if (TestUri() != nullptr) return std::nullopt;
-    if (Required()) {
-      ADD_FAILURE() << "NINES_REQUIRE_PG=1 but NINES_TEST_PG is not set";
-      return std::nullopt;
-    }
-    return "NINES_TEST_PG is not set (scripts/test.sh starts a throwaway PostgreSQL and sets it)";
-  }
-
-  std::string database;
+  testing::TestDatabase database;
 };
 
 }  // namespace nines::store::postgres
@@ -131,17 +67,7 @@ class PgStoreTest : public ::testing::Test {
     store_ = std::move(opened).value();
   }
   // Runs `sql` on this test's database (blocking, test only).
-  std::string Query(const std::string& sql) {
-    PGconn* conn = PQconnectdb(UriFor(factory_->database).c_str());
-    EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
-    PGresult* result = PQexec(conn, sql.c_str());
-    EXPECT_TRUE(PQresultStatus(result) == PGRES_TUPLES_OK || PQresultStatus(result) == PGRES_COMMAND_OK)
-        << sql << ": " << PQerrorMessage(conn);
-    std::string value = PQntuples(result) > 0 ? PQgetvalue(result, 0, 0) : "";
-    PQclear(result);
-    PQfinish(conn);
-    return value;
-  }
+  std::string Query(const std::string& sql) { return factory_->database.Sql(sql); }
 
   boost::asio::io_context io_;
   std::unique_ptr<PgFactory> factory_;
