@@ -3,7 +3,12 @@
 # directory of its own, its own port on 127.0.0.1, trust authentication, no
 # other users. Nothing of the machine's own PostgreSQL is touched.
 #
-#   scripts/pg-scratch.sh start DIR [PORT]   # prints the connection URI on stdout
+#   scripts/pg-scratch.sh start DIR [PORT]            # prints the connection URI on stdout
+#   scripts/pg-scratch.sh standby DIR PRIMARY_PORT [PORT]
+#                                    # a streaming-replication standby of the
+#                                    # cluster on PRIMARY_PORT; prints its URI
+#   scripts/pg-scratch.sh crash DIR          # stops it at once, as a crash would (-m immediate)
+#   scripts/pg-scratch.sh promote DIR        # makes a standby the primary
 #   scripts/pg-scratch.sh stop DIR           # stops it and deletes DIR
 #
 # Options for the server go in PG_SCRATCH_OPTS (e.g. "-c fsync=off" for unit
@@ -24,7 +29,7 @@ as_owner() {
 
 cmd=${1:-}
 dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start DIR [PORT] | stop DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|standby|crash|promote|stop DIR ..." >&2; exit 2; }
 
 case "$cmd" in
   start)
@@ -47,6 +52,37 @@ case "$cmd" in
     done
     cat "$dir/server.log" >&2
     exit 1
+    ;;
+  standby)
+    primary_port=${3:-}
+    [ -n "$primary_port" ] || { echo "usage: $0 standby DIR PRIMARY_PORT [PORT]" >&2; exit 2; }
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$dir"; fi
+    chmod 700 "$dir"
+    # -R writes primary_conninfo and standby.signal; the walreceiver's
+    # application_name is the directory's name, for synchronous_standby_names.
+    name=$(basename "$dir" | tr -c 'a-zA-Z0-9_\n' '_')
+    as_owner "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream \
+      -d "application_name=$name" >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; exit 1; }
+    for attempt in 1 2 3 4 5; do
+      port=${4:-$((20000 + RANDOM % 20000))}
+      # shellcheck disable=SC2086
+      if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 ${PG_SCRATCH_OPTS:-}" \
+        start >/dev/null; then
+        echo "postgresql://postgres@127.0.0.1:$port/postgres"
+        exit 0
+      fi
+      [ -z "${4:-}" ] || break
+    done
+    cat "$dir/server.log" >&2
+    exit 1
+    ;;
+  crash)
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null
+    ;;
+  promote)
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -w promote >/dev/null
     ;;
   stop)
     if [ -d "$dir/data" ]; then

@@ -31,6 +31,7 @@ import select
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -129,6 +130,30 @@ def _with_database(uri: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
+def _pg_database_for_dir(data_dir: str) -> str:
+    return "nines_proto_dir_" + hashlib.sha1(data_dir.encode()).hexdigest()[:16]
+
+
+def _ensure_pg_database(admin_uri: str, database: str) -> str:
+    exists = subprocess.run(["psql", "-qAt", "-d", admin_uri, "-c",
+                             f"SELECT 1 FROM pg_database WHERE datname = '{database}'"],
+                            check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    if not exists:
+        _psql(admin_uri, f"CREATE DATABASE {database}")
+    return _with_database(admin_uri, database)
+
+
+def store_config_for(data_dir: str) -> dict:
+    """The [store] section a server with this data_dir runs on: {} for the default
+    (SQLite in data_dir); with NINES_TEST_STORE_PG, the PostgreSQL database every
+    Server given the same data_dir shares. For tests that write their own config."""
+    admin_uri = os.environ.get("NINES_TEST_STORE_PG")
+    if not admin_uri:
+        return {}
+    uri = _ensure_pg_database(admin_uri, _pg_database_for_dir(str(data_dir)))
+    return {"store": {"backend": "postgres", "postgres_uri": uri}}
+
+
 def merge_config(base: dict, extra: Optional[dict]) -> dict:
     merged = {table: dict(keys) for table, keys in base.items()}
     for table, keys in (extra or {}).items():
@@ -204,12 +229,22 @@ class Server:
         # NINES_TEST_STORE_PG=<libpq URI of a server that may create
         # databases>: every server runs on PostgreSQL, in a database of its
         # own, dropped when the server is cleaned up (run.sh --postgres).
+        # Servers given the same server.data_dir (a restart by a new Server
+        # object) share a database too; such a database is left for the
+        # throwaway cluster to take with it.
         self.pg_database: Optional[str] = None
+        self.pg_uri: Optional[str] = None
+        self._pg_owned = False
         admin_uri = os.environ.get("NINES_TEST_STORE_PG")
         if admin_uri:
-            self.pg_database = "nines_proto_" + self.tmp.name.replace("-", "_").lower()
-            _psql(admin_uri, f"CREATE DATABASE {self.pg_database}")
-            base["store"] = {"backend": "postgres", "postgres_uri": _with_database(admin_uri, self.pg_database)}
+            shared_dir = (config or {}).get("server", {}).get("data_dir")
+            if shared_dir:
+                self.pg_database = _pg_database_for_dir(str(shared_dir))
+            else:
+                self.pg_database = "nines_proto_" + self.tmp.name.replace("-", "_").lower()
+                self._pg_owned = True
+            self.pg_uri = _ensure_pg_database(admin_uri, self.pg_database)
+            base["store"] = {"backend": "postgres", "postgres_uri": self.pg_uri}
         self.config = merge_config(base, config)
         self.config_path.write_text(to_toml(self.config))
         self._stdout_queue: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -370,8 +405,32 @@ class Server:
                 sys.stderr.write(f"[harness] kept PostgreSQL database {self.pg_database}\n")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
-            if self.pg_database:
+            if self._pg_owned:
                 _psql(os.environ["NINES_TEST_STORE_PG"], f"DROP DATABASE IF EXISTS {self.pg_database} WITH (FORCE)")
+
+    def sql(self, statement: str, args: tuple = ()) -> list:
+        """Runs one SQL statement on the server's store, whichever backend it is
+        (`?` placeholders), and returns its rows as tuples; integers come back as int."""
+        if self.pg_uri is None:
+            conn = sqlite3.connect(str(self.data_dir / "nines.db"), timeout=10)
+            try:
+                with conn:
+                    return [tuple(row) for row in conn.execute(statement, args).fetchall()]
+            finally:
+                conn.close()
+        parts = statement.split("?")
+        if len(parts) != len(args) + 1:
+            raise ValueError("placeholders and arguments differ in number")
+        text = parts[0]
+        for arg, rest in zip(args, parts[1:]):
+            literal = str(arg) if isinstance(arg, int) else "'" + str(arg).replace("'", "''") + "'"
+            text += literal + rest
+        out = subprocess.run(["psql", "-qAt", "-F", "\x1f", "-v", "ON_ERROR_STOP=1", "-d", self.pg_uri, "-c", text],
+                             check=True, capture_output=True, text=True, timeout=60).stdout
+        rows = []
+        for line in out.splitlines():
+            rows.append(tuple(int(f) if re.fullmatch(r"-?[0-9]+", f) else f for f in line.split("\x1f")))
+        return rows
 
     def __enter__(self) -> "Server":
         return self.start()
@@ -1102,3 +1161,33 @@ __all__ = [
     "NS_STREAM", "NS_CLIENT", "NS_TLS", "NS_SASL", "NS_BIND", "NS_STANZAS", "NS_STREAMS_ERR",
     "NS_COMPONENT",
 ]
+
+
+def mam_message_ids(stream, peer_bare: str) -> list:
+    """Every message id (the sender's 'id' attribute) in the stream's archive with
+    peer_bare, oldest first, paging through MAM (XEP-0313) 250 at a time."""
+    ids, after, page = [], None, 0
+    while True:
+        page += 1
+        rsm = "<set xmlns='http://jabber.org/protocol/rsm'><max>250</max>" + \
+            (f"<after>{after}</after>" if after else "") + "</set>"
+        form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+                f"<value>urn:xmpp:mam:2</value></field><field var='with'><value>{peer_bare}</value>"
+                "</field></x>")
+        qid = f"q{page}"
+        stream.send(f"<iq type='set' id='{qid}'><query xmlns='urn:xmpp:mam:2' queryid='{qid}'>"
+                    f"{form}{rsm}</query></iq>")
+        while True:
+            elem = stream.recv(timeout=30)
+            if local(elem.tag) == "message":
+                msg = elem.find("{urn:xmpp:mam:2}result/{urn:xmpp:forward:0}forwarded/{jabber:client}message")
+                if msg is not None:
+                    ids.append(msg.get("id"))
+            elif local(elem.tag) == "iq" and elem.get("id") == qid:
+                if elem.get("type") != "result":
+                    raise AssertionError(f"MAM query failed: {to_xml(elem)}")
+                fin = elem.find("{urn:xmpp:mam:2}fin")
+                if fin.get("complete") == "true":
+                    return ids
+                after = fin.findtext("{http://jabber.org/protocol/rsm}set/{http://jabber.org/protocol/rsm}last")
+                break

@@ -20,7 +20,8 @@ import unittest
 from pathlib import Path
 from typing import Optional
 
-from harness import (CLI_TIMEOUT, DOMAIN, REPO_ROOT, Server, ServerTestCase, connect_starttls, login_plain, new_password, nines_bin,
+from harness import (CLI_TIMEOUT, DOMAIN, REPO_ROOT, Server, ServerTestCase, connect_starttls, login_plain, merge_config,
+                     new_password, nines_bin, store_config_for, to_toml,
                      to_xml, unique_user)
 from test_features import NS_VCARD, can_log_in, login, message_with_body, subscribe
 
@@ -489,7 +490,8 @@ class BulkAddTest(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="nines-bulk-")
         self.cfg = os.path.join(self.tmp, "nines.toml")
         with open(self.cfg, "w") as f:
-            f.write(f'[server]\ndata_dir = "{self.tmp}/data"\n')
+            f.write(to_toml(merge_config({"server": {"data_dir": f"{self.tmp}/data"}},
+                                         store_config_for(f"{self.tmp}/data"))))
 
     def tearDown(self):
         shutil.rmtree(self.tmp, ignore_errors=True)

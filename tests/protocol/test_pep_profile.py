@@ -46,7 +46,6 @@ import asyncio
 import base64
 import hashlib
 import os
-import sqlite3
 import struct
 import unittest
 import xml.etree.ElementTree as ET
@@ -659,13 +658,8 @@ class BookmarksTest(ProfileTestCase):
         old3 = room("old3")
         stored = (f"<storage xmlns='storage:bookmarks'><conference jid='{old3}' name='From before' autojoin='true'>"
                   f"<nick>bee</nick></conference><url url='https://example.net/' name='Net'/></storage>")
-        conn = sqlite3.connect(str(self.server.data_dir / "nines.db"), timeout=10)
-        try:
-            with conn:
-                conn.execute("INSERT INTO private_storage (username, key, xml) VALUES (?, ?, ?)",
-                             (user, "storage:bookmarks storage", stored))
-        finally:
-            conn.close()
+        self.server.sql("INSERT INTO private_storage (username, key, xml) VALUES (?, ?, ?)",
+                        (user, "storage:bookmarks storage", stored))
         modern = await self.pep_client(b_jid, b_pw, "new", plugins=LEGACY, notify=(NS_BOOKMARKS,))
         new2 = room("new2")
         await self.publish_bookmark(modern, new2, "New", False, "bee")

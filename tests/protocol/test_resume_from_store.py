@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import unittest
 import xml.etree.ElementTree as ET
@@ -90,18 +89,12 @@ class ResumeFromStoreTest(ServerTestCase):
 
     # -- helpers -----------------------------------------------------------
 
-    def db(self):
-        conn = sqlite3.connect(str(self.server.data_dir / "nines.db"), timeout=10)
-        self.addCleanup(conn.close)
-        return conn
-
     def wait_db(self, sql: str, args: tuple, want, timeout: float = 10.0):
-        conn = self.db()
         deadline = time.monotonic() + timeout
         got = None
         while time.monotonic() < deadline:
-            row = conn.execute(sql, args).fetchone()
-            got = row[0] if row else None
+            rows = self.server.sql(sql, args)
+            got = rows[0][0] if rows else None
             if got == want:
                 return
             time.sleep(0.05)
@@ -228,8 +221,8 @@ class ResumeFromStoreTest(ServerTestCase):
         # The shutdown hands g1, unacknowledged, to offline storage; the state stays.
         self.server.stop_keeping_data()
         self.server.start()
-        self.assertEqual(self.db().execute("SELECT count(*) FROM device_states WHERE username = ?",
-                                           (n["alice"],)).fetchone()[0], 1)
+        self.assertEqual(self.server.sql("SELECT count(*) FROM device_states WHERE username = ?",
+                                         (n["alice"],))[0][0], 1)
         stream, resumed = self.resume(n["alice"], n["alice_pw"], token, received)
         self.assertTrue(is_sm(resumed, "resumed"), to_xml(resumed))
         a = Device(stream)

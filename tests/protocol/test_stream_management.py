@@ -30,7 +30,7 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
-from harness import DOMAIN, ServerTestCase, connect_starttls, local, login_plain, ns_of, to_xml
+from harness import DOMAIN, ServerTestCase, connect_starttls, local, login_plain, mam_message_ids, ns_of, to_xml
 from test_slixmpp import AsyncServerTestCase
 
 NS_SM = "urn:xmpp:sm:3"
@@ -402,33 +402,6 @@ class CrashTest(ServerTestCase):
     SERVER_CONFIG = {"limits": {"stanzas_per_second": 1000000, "stanza_burst": 1000000}}
     BATCH = 25
 
-    def archive_ids(self, stream, peer_bare) -> list:
-        """Every message id (the sender's 'id' attribute) in the stream's archive with peer."""
-        ids, after, page = [], None, 0
-        while True:
-            page += 1
-            rsm = f"<set xmlns='http://jabber.org/protocol/rsm'><max>250</max>" + \
-                (f"<after>{after}</after>" if after else "") + "</set>"
-            form = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
-                    f"<value>urn:xmpp:mam:2</value></field><field var='with'><value>{peer_bare}</value>"
-                    "</field></x>")
-            qid = f"q{page}"
-            stream.send(f"<iq type='set' id='{qid}'><query xmlns='urn:xmpp:mam:2' queryid='{qid}'>"
-                        f"{form}{rsm}</query></iq>")
-            while True:
-                elem = stream.recv(timeout=30)
-                if local(elem.tag) == "message":
-                    msg = elem.find("{urn:xmpp:mam:2}result/{urn:xmpp:forward:0}forwarded/{jabber:client}message")
-                    if msg is not None:
-                        ids.append(msg.get("id"))
-                elif local(elem.tag) == "iq" and elem.get("id") == qid:
-                    self.assertEqual(elem.get("type"), "result", to_xml(elem))
-                    fin = elem.find("{urn:xmpp:mam:2}fin")
-                    if fin.get("complete") == "true":
-                        return ids
-                    after = fin.findtext("{http://jabber.org/protocol/rsm}set/{http://jabber.org/protocol/rsm}last")
-                    break
-
     def test_kill_9_loses_no_acknowledged_message(self):
         import threading
 
@@ -474,7 +447,7 @@ class CrashTest(ServerTestCase):
         self.server.start()
         back, _ = login_plain(self.server, recipient, recipient_pw, resource="phone")
         self.addCleanup(back.abort)
-        archived = self.archive_ids(back, sender_bare)
+        archived = mam_message_ids(back, sender_bare)
         expected = [f"c{i}" for i in range(acked)]
         lost = sorted(set(expected) - set(archived) - set(live), key=lambda x: int(x[1:]))
         self.assertEqual(lost, [], f"{len(lost)} acknowledged messages lost of {acked} (sent {sent})")
