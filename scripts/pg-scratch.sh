@@ -62,7 +62,7 @@ case "$cmd" in
     # -R writes primary_conninfo and standby.signal; the walreceiver's
     # application_name is the directory's name, for synchronous_standby_names.
     name=$(basename "$dir" | tr -c 'a-zA-Z0-9_\n' '_')
-    as_owner "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream \
+    as_owner "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream -c fast \
       -d "application_name=$name" >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; exit 1; }
     for attempt in 1 2 3 4 5; do
       port=${4:-$((20000 + RANDOM % 20000))}

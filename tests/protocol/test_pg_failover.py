@@ -36,7 +36,7 @@ import unittest
 from pathlib import Path
 
 import test_stream_management as sm
-from harness import Server, local, login_plain, mam_message_ids, new_password, unique_user
+from harness import Server, local, login_plain, mam_message_ids, new_password, to_xml, unique_user
 
 REPO = Path(__file__).resolve().parents[2]
 SCRATCH = REPO / "scripts" / "pg-scratch.sh"
@@ -65,9 +65,9 @@ def port_of(uri: str) -> str:
 
 @unittest.skipUnless(HAVE_PG or REQUIRED, "PostgreSQL server binaries not installed")
 class PostgresFailoverTest(unittest.TestCase):
-    BATCH = 20
-    BEFORE = 200  # messages acknowledged before the crash
-    AFTER = 200   # messages acknowledged after the failover
+    BATCH = 50
+    BEFORE = 2000  # messages acknowledged before the crash
+    AFTER = 1000  # messages acknowledged after the failover
 
     def setUp(self):
         self.tmp = Path(tempfile.mkdtemp(prefix="nines-failover-"))
@@ -100,7 +100,7 @@ class PostgresFailoverTest(unittest.TestCase):
         server = Server(config={
             "store": {"backend": "postgres", "postgres_uri": uri, "postgres_failover_timeout_ms": 60000},
             "log": {"level": "info"},
-            "limits": {"stanzas_per_second": 1000000, "stanza_burst": 1000000},
+            "limits": {"stanzas_per_second": 1000000, "stanza_burst": 1000000, "offline_messages": 1000000},
         }, name="failover")
         server.start()
         self.addCleanup(server.stop)
@@ -128,6 +128,7 @@ class PostgresFailoverTest(unittest.TestCase):
             promoted_at = sent
 
         failover = None
+        first_bounce = None
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             for _ in range(self.BATCH):
@@ -138,6 +139,8 @@ class PostgresFailoverTest(unittest.TestCase):
                 elem = s.recv(timeout=90)
                 if local(elem.tag) == "message" and elem.get("type") == "error":
                     bounced.add(elem.get("id"))
+                    if len(bounced) == 1:
+                        first_bounce = to_xml(elem)[-160:]
                 elif sm.is_sm(elem, "a"):
                     acked = int(elem.get("h"))
                     break
@@ -157,7 +160,7 @@ class PostgresFailoverTest(unittest.TestCase):
         archived = mam_message_ids(r, sender_bare)
         acknowledged = [f"m{i}" for i in range(acked)]
         lost = [m for m in acknowledged if m not in set(archived) and m not in bounced]
-        outcome = {"sent": sent, "acked": acked, "crashed_at": crashed_at, "promoted_at": promoted_at,
+        outcome = {"first_bounce": first_bounce, "sent": sent, "acked": acked, "crashed_at": crashed_at, "promoted_at": promoted_at,
                    "archived": len(archived), "bounced": len(bounced), "lost": lost}
         self.assertEqual(len(archived), len(set(archived)), "no duplicates in the archive")
         self.assertEqual(archived, sorted(archived, key=lambda x: int(x[1:])), "in the order sent")
