@@ -2,7 +2,7 @@
 # What one feature costs the message scenario: the same nines build with the
 # feature on and off, same machine, same run. Prints a markdown table.
 #
-#   bench/setting_cost.sh --what archive|sm|resume-store|build [--clients N] [--duration S] [--rounds R]
+#   bench/setting_cost.sh --what archive|sm|resume-store|build|backend [--clients N] [--duration S] [--rounds R]
 #                         [--rate MSGS_PER_S] [--archive true|false] [--sm-every N]
 #                         [--request-every M] [--baseline PATH]
 #
@@ -23,6 +23,11 @@
 #   build    this build ($NINES, "on") against another nines binary (--baseline,
 #            "off", e.g. an older commit's build), same settings: what a change
 #            costs. --archive as for sm.
+#   backend  store.backend = "postgres" ("on") against "sqlite": a throwaway
+#            PostgreSQL 15 (scripts/pg-scratch.sh, its defaults: fsync and
+#            synchronous_commit on), pinned to the server's core, a fresh
+#            database each run. Use --archive true: with the archive off the
+#            message path does not touch the store.
 #
 # Each round runs both settings (alternating which goes first) against a
 # fresh data directory. The server is pinned to CPU 0 and nines-bench to
@@ -52,9 +57,9 @@ while (($#)); do
 done
 request_every_arg=$request_every
 case "$what" in
-  archive|sm|resume-store) ;;
+  archive|sm|resume-store|backend) ;;
   build) [ -x "$baseline" ] || { echo "$0: --what build needs --baseline PATH to a nines binary" >&2; exit 2; } ;;
-  *) echo "$0: --what archive, sm, resume-store or build" >&2; exit 2 ;;
+  *) echo "$0: --what archive, sm, resume-store, build or backend" >&2; exit 2 ;;
 esac
 [ -x "$NINES" ] && [ -x "$BENCH" ] || { echo "build the release preset first" >&2; exit 1; }
 server_pin=() bench_pin=()
@@ -63,8 +68,18 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
 fi
 work=$(mktemp -d /tmp/nines-setting-cost.XXXXXX)
 server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+pg_uri=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; wait 2>/dev/null
+  [ -n "$pg_uri" ] && bash scripts/pg-scratch.sh stop "$work/pg"
+  rm -rf "$work"
+}
 trap cleanup EXIT
+if [ "$what" = backend ]; then
+  chmod 755 "$work"
+  pg_uri=$("${server_pin[@]}" bash scripts/pg-scratch.sh start "$work/pg")
+  echo "PostgreSQL for the 'on' runs: $pg_uri (pinned with the server: ${server_pin[*]:-no pinning})" >&2
+fi
 
 # cpu_ticks PID -> utime + stime of the process, in clock ticks
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
@@ -77,6 +92,8 @@ run() {
     [ "$on" = false ] && bin=$baseline
   elif [ "$what" = archive ]; then
     archive=$on
+  elif [ "$what" = backend ]; then
+    :
   elif [ "$what" = resume-store ]; then
     request_every=${request_every_opt:-$sm_every} extra=(--sm --sm-every "$sm_every" --sm-resume)
     resume_from_store=$on
@@ -107,6 +124,11 @@ stanzas_per_second = 1000000
 stanza_burst = 1000000
 connections_per_ip = 1000000
 TOML
+  if [ "$what" = backend ] && [ "$on" = true ]; then
+    local db="bench_${RANDOM}_$RANDOM"
+    psql -q "$pg_uri" -c "CREATE DATABASE $db" >/dev/null
+    printf '[store]\nbackend = "postgres"\npostgres_uri = "%s"\n' "${pg_uri%/*}/$db" >> "$dir/nines.toml"
+  fi
   echo bench | "$bin" user add -c "$dir/nines.toml" --bulk 'user{}' --count "$clients" --password-stdin >/dev/null
   "${server_pin[@]}" "$bin" serve -c "$dir/nines.toml" > "$dir/ready" 2>> "$dir/nines.log" &
   server_pid=$!
@@ -140,7 +162,7 @@ python3 - "$results" "$clients" "$rate" "$what" <<'PY'
 import json, sys, statistics
 path, clients, rate, what = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 label_of = {"archive": "archive", "sm": "acks (XEP-0198)", "resume-store": "resumption state in the store",
-            "build": "this build (off: the baseline)"}[what]
+            "build": "this build (off: the baseline)", "backend": "store.backend = postgres (off: sqlite)"}[what]
 rows = {}
 for line in open(path):
     archive, kind, blob = line.split(" ", 2)

@@ -38,6 +38,20 @@ build_and_test() {
 }
 
 build_and_test release "release preset"
+
+# The store-heavy protocol suites again, with every server on PostgreSQL (a
+# database per server in the throwaway cluster): the same behaviour on both
+# backends. NINES_PG_PROTOCOL=full runs the whole protocol suite this way.
+echo "== protocol tests on PostgreSQL (release preset)"
+pg_suites=(test_stream_management test_resume_from_store test_three_devices test_archive test_pep test_pep_profile
+  test_push test_settings test_blocking test_raw_lifecycle)
+if [ "${NINES_PG_PROTOCOL:-}" = full ]; then
+  (cd tests/protocol && NINES_BIN="$PWD/../../build/release/nines" NINES_TEST_STORE_PG="$NINES_TEST_PG" \
+    SUITE_TIMEOUT=1500 bash run.sh)
+else
+  (cd tests/protocol && NINES_BIN="$PWD/../../build/release/nines" NINES_TEST_STORE_PG="$NINES_TEST_PG" \
+    timeout --signal=TERM --kill-after=30 900 /usr/bin/python3 -m unittest -v "${pg_suites[@]}")
+fi
 if [ "${NINES_SANITIZERS:-1}" = 1 ]; then
   # A small quarantine keeps freed memory from counting as growth in the
   # tests that bound the server's RSS.
