@@ -96,18 +96,19 @@ std::vector<int> Params::Formats() const {
 
 // ---- Rows ----
 
-int Rows::size() const { return PQntuples(result_); }
+int Rows::size() const { return count_; }
 
-bool Rows::IsNull(int row, int col) const { return PQgetisnull(result_, row, col) != 0; }
+bool Rows::IsNull(int row, int col) const { return PQgetisnull(result_, first_ + row, col) != 0; }
 
 std::string Rows::Text(int row, int col) const {
-  return std::string(PQgetvalue(result_, row, col), static_cast<size_t>(PQgetlength(result_, row, col)));
+  return std::string(PQgetvalue(result_, first_ + row, col),
+                     static_cast<size_t>(PQgetlength(result_, first_ + row, col)));
 }
 
 int64_t Rows::Int(int row, int col) const {
   if (IsNull(row, col)) return 0;
-  const char* data = PQgetvalue(result_, row, col);
-  switch (PQgetlength(result_, row, col)) {
+  const char* data = PQgetvalue(result_, first_ + row, col);
+  switch (PQgetlength(result_, first_ + row, col)) {
     case 8: {
       int64_t value;
       std::memcpy(&value, data, 8);
@@ -129,12 +130,65 @@ int64_t Rows::Int(int row, int col) const {
 }
 
 bool Rows::Bool(int row, int col) const {
-  return !IsNull(row, col) && PQgetlength(result_, row, col) == 1 && PQgetvalue(result_, row, col)[0] != 0;
+  return !IsNull(row, col) && PQgetlength(result_, first_ + row, col) == 1 &&
+         PQgetvalue(result_, first_ + row, col)[0] != 0;
 }
 
 int64_t Rows::Affected() const {
   const char* tuples = PQcmdTuples(const_cast<PGresult*>(result_));
   return tuples == nullptr || *tuples == '\0' ? 0 : std::strtoll(tuples, nullptr, 10);
+}
+
+// ---- Merged statements ----
+
+std::vector<Step> MergeSteps(std::vector<Step> steps) {
+  bool any = false;
+  for (const Step& step : steps) any = any || step.merge != nullptr;
+  if (!any) return steps;
+  std::vector<Step> out;
+  out.reserve(steps.size());
+  for (size_t i = 0; i < steps.size();) {
+    if (steps[i].merge == nullptr) {
+      out.push_back(std::move(steps[i++]));
+      continue;
+    }
+    const MergeSpec* spec = steps[i].merge;
+    std::vector<int64_t> ords;
+    std::vector<std::vector<std::string>> columns(static_cast<size_t>(spec->columns));
+    std::vector<std::function<void(StepStatus, const Rows*, const Error*)>> dones;
+    for (; i < steps.size() && steps[i].merge == spec; ++i) {
+      dones.push_back(std::move(steps[i].done));
+      for (auto& row : steps[i].merge_rows) {
+        ords.push_back(static_cast<int64_t>(dones.size()));
+        for (size_t c = 0; c < columns.size(); ++c) {
+          columns[c].push_back(c < row.size() ? std::move(row[c]) : std::string());
+        }
+      }
+    }
+    Step merged;
+    merged.sql = spec->sql;
+    merged.params.IntArray(ords);
+    for (const auto& column : columns) merged.params.TextArray(column);
+    merged.done = [dones = std::move(dones)](StepStatus status, const Rows* rows, const Error* error) {
+      if (status != StepStatus::kOk) {
+        for (const auto& done : dones) {
+          if (done) done(status, nullptr, error);
+        }
+        return;
+      }
+      int r = 0;
+      for (size_t k = 0; k < dones.size(); ++k) {
+        const int64_t ord = static_cast<int64_t>(k) + 1;
+        while (r < rows->size() && rows->Int(r, 0) < ord) ++r;  // rows of no job: ignored
+        int start = r;
+        while (r < rows->size() && rows->Int(r, 0) == ord) ++r;
+        Rows own(rows->result(), rows->first() + start, r - start);
+        if (dones[k]) dones[k](StepStatus::kOk, &own, nullptr);
+      }
+    };
+    out.push_back(std::move(merged));
+  }
+  return out;
 }
 
 // ---- Errors ----
@@ -391,6 +445,7 @@ Result<void> Connection::PrepareMissing(const std::vector<Step>& steps) {
 
 Result<void> Connection::Run(std::vector<Step>& steps) {
   if (broken_) return MakeError(Errc::kUnavailable, "the PostgreSQL connection is broken");
+  steps = MergeSteps(std::move(steps));
   if (auto r = EnterPipeline(); !r.ok()) return r;
   if (auto r = PrepareMissing(steps); !r.ok()) return r;
 

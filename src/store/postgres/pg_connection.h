@@ -55,10 +55,12 @@ class Params {
   std::vector<bool> null_;
 };
 
-// The rows of one successful statement (binary format).
+// The rows of one successful statement (binary format), or a contiguous
+// range of them (a merged statement's rows for one job).
 class Rows {
  public:
-  explicit Rows(const PGresult* result) : result_(result) {}
+  explicit Rows(const PGresult* result, int first = 0, int count = -1)
+      : result_(result), first_(first), count_(count < 0 ? PQntuples(result) - first : count) {}
   int size() const;
   bool IsNull(int row, int col) const;
   // text, varchar or bytea: the raw bytes.
@@ -68,9 +70,24 @@ class Rows {
   bool Bool(int row, int col) const;
   // Rows an INSERT/UPDATE/DELETE touched (PQcmdTuples).
   int64_t Affected() const;
+  const PGresult* result() const { return result_; }
+  int first() const { return first_; }
 
  private:
   const PGresult* result_;
+  int first_;
+  int count_;
+};
+
+// A statement that consecutive jobs' rows share: one call for a run of them
+// (a group commit of many archive writes is one statement, not hundreds).
+// `sql` takes $1, an int8[] of the job ordinals (1, 2, ...) of its input
+// rows, and $2..$(columns+1), one text[] per column (cast them in the SQL);
+// it returns rows whose first column is the ordinal, ordered by it. Each job
+// sees only its own rows.
+struct MergeSpec {
+  const char* sql;
+  int columns;
 };
 
 // What became of one statement.
@@ -92,7 +109,14 @@ struct Step {
   // Runs once the statement's result is in, before later steps' callbacks.
   // `rows` is valid only when status is kOk; `error` only for kError.
   std::function<void(StepStatus status, const Rows* rows, const Error* error)> done;
+  // Instead of sql/params: rows for a merged statement (MergeSpec). Run()
+  // turns each run of consecutive steps with the same spec into one call.
+  const MergeSpec* merge = nullptr;
+  std::vector<std::vector<std::string>> merge_rows;
 };
+
+// Replaces every run of consecutive merge steps by one statement step.
+std::vector<Step> MergeSteps(std::vector<Step> steps);
 
 // Maps a failed result to an Errc (SQLSTATE classes): unique violation →
 // kConflict; foreign key, no_data_found → kNotFound; check, data exceptions,

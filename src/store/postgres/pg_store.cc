@@ -52,6 +52,12 @@ void Pipeline::Query(const char* sql, Params params, Handler on_rows) {
   steps_.push_back(std::move(step));
 }
 
+void Pipeline::Merged(const MergeSpec& spec, std::vector<std::vector<std::string>> rows, Handler on_rows) {
+  Query(nullptr, Params(), std::move(on_rows));
+  steps_.back().merge = &spec;
+  steps_.back().merge_rows = std::move(rows);
+}
+
 // ---- Open / Close ----
 
 namespace {

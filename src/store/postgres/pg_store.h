@@ -71,6 +71,9 @@ class Pipeline {
  public:
   using Handler = std::function<void(const Rows& rows)>;
   void Query(const char* sql, Params params, Handler on_rows = {});
+  // Input rows for a statement that consecutive jobs share (MergeSpec);
+  // `on_rows` sees this job's result rows only.
+  void Merged(const MergeSpec& spec, std::vector<std::vector<std::string>> rows, Handler on_rows);
 
   // Used by the store's threads.
   struct Hooks {

@@ -40,7 +40,7 @@ namespace nines::store::postgres {
 //
 // Ids. Several nodes write at once, and an id must follow commit order (a
 // client that has seen id N live finds every later message after N). Every
-// nines_archive call first locks the one row of archive_clock; the lock is
+// nines_archive_many call first locks the one row of archive_clock; the lock is
 // held until its transaction commits, so archive writers (every node's whole
 // group commit) are serialised, and an id chosen under the lock as
 // max(max archived id + 1, now in µs) is above every id committed before.
@@ -54,19 +54,24 @@ namespace nines::store::postgres {
 // highest freed id, so ids keep increasing (a device's resume cursor stays
 // valid) even after the newest messages were pruned.
 //
-// nines_archive writes one message for every owner, or nothing. It returns
-// (outcome, id, owner) where outcome is
+// nines_archive_many archives a run of messages (the consecutive Archive
+// calls of one group commit: one statement, merged by the framework, see
+// MergeSpec) in order, each for every one of its owners or not at all. Its
+// input is one row per entry: (ordinal of the message, explicit id or 0,
+// stamp, stanza, owner, peer, resource, outgoing, origin-id). It returns one
+// row per message: (ordinal, outcome, id, owner), where outcome is
 //   'stored'     id is the message's id;
 //   'duplicate'  an outgoing entry's origin-id is already in that owner's
-//                archive; id is the first copy's (nothing written);
+//                archive, or in an earlier message of the run; id is the
+//                first copy's (nothing written);
 //   'taken'      the explicit id is already used (nothing written);
 //   'no account' `owner` has no account (nothing written);
 //   'repeated'   `owner` appears twice (nothing written);
 // checked in the SQLite backend's order (retransmission, id, then the
-// entries in order). Its statements are simple index lookups and inserts;
-// plan_cache_mode = force_generic_plan keeps PostgreSQL from re-planning them
-// on every call (with unnest() the custom plans look cheaper, and planning
-// would cost more than running them).
+// entries in order). The lookups are set-based (one statement each for the
+// whole run, EXECUTEd so they are planned for the tables as they are), the
+// decisions a loop over the messages in memory, and the writes two INSERTs:
+// the per-message cost is mostly the rows written.
 //
 // Device states and push registrations are plain rows owned by an account.
 const char kSchemaArchive[] = R"sql(
@@ -125,56 +130,132 @@ $$;
 CREATE TRIGGER archive_release AFTER DELETE ON archive REFERENCING OLD TABLE AS released
   FOR EACH STATEMENT EXECUTE FUNCTION nines_archive_release();
 
-CREATE FUNCTION nines_archive(p_id bigint, p_stamp_ms bigint, p_stanza text, p_owners text[], p_peers text[],
-                              p_resources text[], p_outgoing boolean[], p_origin_ids text[],
-                              OUT o_outcome text, OUT o_id bigint, OUT o_owner text)
-LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+CREATE FUNCTION nines_archive_many(p_ord bigint[], p_id bigint[], p_stamp bigint[], p_stanza text[],
+                                   p_owner text[], p_peer text[], p_resource text[], p_outgoing boolean[],
+                                   p_origin text[])
+RETURNS TABLE (o_ord bigint, o_outcome text, o_id bigint, o_owner text)
+LANGUAGE plpgsql AS $$
 DECLARE
-  v_existing bigint;
+  v_known jsonb;            -- 'owner origin-id' -> id, for retransmissions already archived
+  v_first_key jsonb;        -- 'owner origin-id' -> the first message of this run that carries it
+  v_first_id jsonb;         -- explicit id -> the first message of this run that gives it
+  v_id_of bigint[];         -- message ordinal -> the id it was stored under (0: not stored)
+  v_missing text[];         -- owners without an account
+  v_taken bigint[];         -- explicit ids already used
+  v_last bigint;
+  v_now bigint;
+  v_ords bigint[] := '{}';  -- the stored messages' ordinals and ids
+  v_ids bigint[] := '{}';
+  v_first bigint;
+  m record;
+  j int;
 BEGIN
+  -- Held until commit: archive writers everywhere are serialised, so ids
+  -- follow commit order.
   PERFORM 1 FROM archive_clock FOR UPDATE;
-  -- Read after the lock (a statement of its own, so a snapshot of its own):
-  -- whatever the previous holder wrote is visible.
-  SELECT
-    (SELECT a.id FROM unnest(p_owners, p_outgoing, p_origin_ids) WITH ORDINALITY AS e(owner, outgoing, origin_id, n)
-       JOIN archive AS a ON a.username = e.owner AND a.origin_id = e.origin_id AND a.origin_id <> ''
-       WHERE e.outgoing AND e.origin_id <> ''
-       ORDER BY e.n LIMIT 1),
-    (SELECT e.owner FROM unnest(p_owners) WITH ORDINALITY AS e(owner, n)
-       LEFT JOIN accounts AS ac ON ac.username = e.owner
-       WHERE ac.username IS NULL OR e.owner = ANY (p_owners[1:e.n - 1])
-       ORDER BY e.n LIMIT 1)
-    INTO v_existing, o_owner;
-  IF v_existing IS NOT NULL THEN
-    o_outcome := 'duplicate';
-    o_id := v_existing;
+  -- The lookups into tables that grow are EXECUTEd, so each is planned for
+  -- the tables as they are now: a plan cached while they were small (a new
+  -- database) would scan them whole later.
+  EXECUTE $q$
+    SELECT coalesce(jsonb_object_agg(k.key, k.id), '{}') FROM (
+      SELECT e.owner || ' ' || e.origin AS key,
+             (SELECT a.id FROM archive AS a
+               WHERE a.username = e.owner AND a.origin_id = e.origin AND a.origin_id <> ''
+               ORDER BY a.id LIMIT 1) AS id
+      FROM unnest($1, $2, $3) AS e(owner, origin, outgoing)
+      WHERE e.outgoing AND e.origin <> '') AS k
+    WHERE k.id IS NOT NULL$q$
+    INTO v_known USING p_owner, p_origin, p_outgoing;
+  -- Repeats within the run (a retransmission in the same group commit, an
+  -- explicit id given twice), found once rather than message by message.
+  SELECT coalesce(jsonb_object_agg(k.key, k.ord), '{}') INTO v_first_key FROM (
+    SELECT e.owner || ' ' || e.origin AS key, min(e.ord) AS ord
+    FROM unnest(p_owner, p_origin, p_outgoing, p_ord) AS e(owner, origin, outgoing, ord)
+    WHERE e.outgoing AND e.origin <> '' GROUP BY 1) AS k;
+  SELECT coalesce(jsonb_object_agg(k.id::text, k.ord), '{}') INTO v_first_id FROM (
+    SELECT e.id, min(e.ord) AS ord FROM unnest(p_id, p_ord) AS e(id, ord) WHERE e.id <> 0 GROUP BY 1) AS k;
+  v_id_of := array_fill(0::bigint, ARRAY[coalesce((SELECT max(o) FROM unnest(p_ord) AS o), 0)::int]);
+  EXECUTE $q$
+    SELECT coalesce(array_agg(DISTINCT e.owner), '{}') FROM unnest($1) AS e(owner)
+    WHERE NOT EXISTS (SELECT 1 FROM accounts AS ac WHERE ac.username = e.owner)$q$
+    INTO v_missing USING p_owner;
+  EXECUTE $q$SELECT coalesce(array_agg(a.id), '{}') FROM archive_messages AS a WHERE a.id = ANY ($1)$q$
+    INTO v_taken USING p_id;
+  SELECT greatest(c.last_id, coalesce((SELECT max(a.id) FROM archive_messages AS a), 0)) INTO v_last
+    FROM archive_clock AS c;
+  v_now := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
+  -- One row per message, its entries' owners and retransmission keys in
+  -- small arrays (subscripting the long input arrays would cost their length).
+  FOR m IN
+    SELECT e.ord, min(e.id) AS id,
+           array_agg(e.owner ORDER BY e.n) AS owners,
+           array_agg(CASE WHEN e.outgoing AND e.origin <> '' THEN e.owner || ' ' || e.origin END ORDER BY e.n) AS keys
+    FROM unnest(p_ord, p_id, p_owner, p_origin, p_outgoing) WITH ORDINALITY AS e(ord, id, owner, origin, outgoing, n)
+    GROUP BY e.ord ORDER BY e.ord
+  LOOP
+    o_ord := m.ord;
+    o_outcome := NULL;
     o_owner := NULL;
-    RETURN;
-  END IF;
-  IF p_id = 0 THEN
-    SELECT greatest(c.last_id, (SELECT max(m.id) FROM archive_messages AS m)) + 1 INTO o_id FROM archive_clock AS c;
-    o_id := greatest(o_id, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint);
-    p_stamp_ms := o_id / 1000;
-  ELSE
-    o_id := p_id;
-    IF EXISTS (SELECT 1 FROM archive_messages AS m WHERE m.id = p_id) THEN
-      o_outcome := 'taken';
-      o_owner := NULL;
-      RETURN;
+    o_id := m.id;
+    FOR j IN 1..cardinality(m.keys) LOOP
+      CONTINUE WHEN m.keys[j] IS NULL;
+      IF v_known ? m.keys[j] THEN
+        o_outcome := 'duplicate';
+        o_id := (v_known ->> m.keys[j])::bigint;
+        EXIT;
+      END IF;
+      v_first := (v_first_key ->> m.keys[j])::bigint;
+      IF v_first < m.ord AND v_id_of[v_first] <> 0 THEN
+        o_outcome := 'duplicate';
+        o_id := v_id_of[v_first];
+        EXIT;
+      END IF;
+    END LOOP;
+    IF o_outcome IS NULL AND m.id <> 0 THEN
+      v_first := (v_first_id ->> m.id::text)::bigint;
+      IF m.id = ANY (v_taken) OR (v_first < m.ord AND v_id_of[v_first] <> 0) THEN
+        o_outcome := 'taken';
+      END IF;
     END IF;
+    IF o_outcome IS NULL THEN
+      FOR j IN 1..cardinality(m.owners) LOOP
+        IF m.owners[j] = ANY (v_missing) THEN
+          o_outcome := 'no account';
+        ELSIF j > 1 AND m.owners[j] = ANY (m.owners[1:j - 1]) THEN
+          o_outcome := 'repeated';
+        END IF;
+        IF o_outcome IS NOT NULL THEN
+          o_owner := m.owners[j];
+          EXIT;
+        END IF;
+      END LOOP;
+    END IF;
+    IF o_outcome IS NULL THEN
+      IF o_id = 0 THEN
+        o_id := greatest(v_last + 1, v_now);
+      END IF;
+      v_last := greatest(v_last, o_id);
+      v_ords := v_ords || m.ord;
+      v_ids := v_ids || o_id;
+      v_id_of[m.ord] := o_id;
+      o_outcome := 'stored';
+    END IF;
+    RETURN NEXT;
+  END LOOP;
+  IF cardinality(v_ids) > 0 THEN
+    INSERT INTO archive_messages (id, stamp_ms, owners, stanza)
+      SELECT s.id, CASE WHEN f.id = 0 THEN s.id / 1000 ELSE f.stamp END, f.owners, f.stanza
+      FROM unnest(v_ords, v_ids) AS s(ord, id)
+      JOIN (SELECT e.ord, min(e.id) AS id, min(e.stamp) AS stamp, count(*) AS owners,
+                   (array_agg(e.stanza ORDER BY e.n))[1] AS stanza
+            FROM unnest(p_ord, p_id, p_stamp, p_stanza) WITH ORDINALITY AS e(ord, id, stamp, stanza, n)
+            GROUP BY e.ord) AS f ON f.ord = s.ord;
+    INSERT INTO archive (username, id, peer, peer_resource, outgoing, origin_id)
+      SELECT e.owner, s.id, e.peer, e.resource, e.outgoing, CASE WHEN e.outgoing THEN e.origin ELSE '' END
+      FROM unnest(v_ords, v_ids) AS s(ord, id)
+      JOIN unnest(p_ord, p_owner, p_peer, p_resource, p_outgoing, p_origin)
+        AS e(ord, owner, peer, resource, outgoing, origin) ON e.ord = s.ord;
   END IF;
-  IF o_owner IS NOT NULL THEN
-    o_outcome := CASE WHEN EXISTS (SELECT 1 FROM accounts AS ac WHERE ac.username = o_owner)
-                      THEN 'repeated' ELSE 'no account' END;
-    RETURN;
-  END IF;
-  INSERT INTO archive_messages (id, stamp_ms, owners, stanza)
-    VALUES (o_id, p_stamp_ms, cardinality(p_owners), p_stanza);
-  INSERT INTO archive (username, id, peer, peer_resource, outgoing, origin_id)
-    SELECT e.owner, o_id, e.peer, e.resource, e.outgoing, CASE WHEN e.outgoing THEN e.origin_id ELSE '' END
-    FROM unnest(p_owners, p_peers, p_resources, p_outgoing, p_origin_ids)
-      AS e(owner, peer, resource, outgoing, origin_id);
-  o_outcome := 'stored';
 END
 $$;
 
@@ -212,9 +293,11 @@ Error NoAccount(const std::string& username) {
 
 // ---- Archive ----
 
-constexpr const char kArchiveSql[] =
-    "SELECT o_outcome, o_id, o_owner FROM nines_archive($1::bigint, $2::bigint, $3::text, $4::text[], $5::text[],"
-    " $6::text[], $7::boolean[], $8::text[])";
+// Rows: (message ordinal) id, stamp, stanza, owner, peer, resource, outgoing, origin-id.
+constexpr MergeSpec kArchiveMany{
+    "SELECT * FROM nines_archive_many($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],"
+    " $6::text[], $7::text[], $8::boolean[], $9::text[])",
+    8};
 
 // QueryArchive names only the filters in use, so each combination gets the
 // plan that fits it (the (username, id) primary key, or archive_by_peer for
@@ -315,7 +398,8 @@ constexpr const char kDropExpiredDeviceStatesSql[] =
 
 constexpr const char kPutPushRegistrationSql[] =
     "INSERT INTO push_registrations (username, jid, node, options, resource, created_ms)"
-    " SELECT username, $2::text, $3::text, $4::text, $5::text, $6::bigint FROM accounts WHERE username = $1::text"
+    " SELECT username, $2::text, $3::text, $4::text, $5::text, $6::bigint"
+    " FROM accounts WHERE username = $1::text"
     " ON CONFLICT (username, jid, node) DO UPDATE SET"
     " options = excluded.options, resource = excluded.resource, created_ms = excluded.created_ms";
 
@@ -334,7 +418,8 @@ constexpr const char kListPushRegistrationsSql[] =
 // ---- Archive ----
 
 void PgStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) {
-  Write(std::move(reply), [entries = std::move(entries)](Pipeline& p, std::optional<Result<ArchiveOutcome>>& out) {
+  Write(std::move(reply), [entries = std::move(entries)](Pipeline& p,
+                                                         std::optional<Result<ArchiveOutcome>>& out) {
     if (entries.empty()) {
       out = MakeError(Errc::kInvalidArgument, "nothing to archive");
       return;
@@ -344,38 +429,26 @@ void PgStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> r
       out = MakeError(Errc::kInvalidArgument, "archive ids must be positive");
       return;
     }
-    std::vector<std::string> owners;
-    std::vector<std::string> peers;
-    std::vector<std::string> resources;
-    std::vector<bool> outgoing;
-    std::vector<std::string> origin_ids;
-    owners.reserve(entries.size());
-    peers.reserve(entries.size());
-    resources.reserve(entries.size());
-    outgoing.reserve(entries.size());
-    origin_ids.reserve(entries.size());
+    std::vector<std::vector<std::string>> rows;
+    rows.reserve(entries.size());
     for (const ArchiveEntry& entry : entries) {
       const ArchivedMessage& m = entry.message;
       if (m.id != first.id || m.stamp_ms != first.stamp_ms || m.stanza != first.stanza) {
         out = MakeError(Errc::kInvalidArgument, "the entries of one Archive call must be one message");
         return;
       }
-      owners.push_back(entry.username);
-      peers.push_back(m.peer);
-      resources.push_back(m.peer_resource);
-      outgoing.push_back(m.outgoing);
-      origin_ids.push_back(m.outgoing ? m.origin_id : std::string());  // incoming copies carry none
+      // The text goes with the first entry only; the others reuse it.
+      rows.push_back({std::to_string(first.id), std::to_string(first.stamp_ms), rows.empty() ? m.stanza : "",
+                      entry.username, m.peer, m.peer_resource, m.outgoing ? "t" : "f",
+                      m.outgoing ? m.origin_id : std::string()});  // incoming copies carry none
     }
-    Params params;
-    params.Int(first.id).Int(first.stamp_ms).Text(first.stanza);
-    params.TextArray(owners).TextArray(peers).TextArray(resources).BoolArray(outgoing).TextArray(origin_ids);
-    p.Query(kArchiveSql, std::move(params), [&out](const Rows& rows) {
+    p.Merged(kArchiveMany, std::move(rows), [&out](const Rows& rows) {
       if (rows.size() != 1) {
-        out = MakeError(Errc::kInternal, "nines_archive returned no row");
+        out = MakeError(Errc::kInternal, "nines_archive_many returned no row for a message");
         return;
       }
-      const std::string outcome = rows.Text(0, 0);
-      const int64_t id = rows.Int(0, 1);
+      const std::string outcome = rows.Text(0, 1);
+      const int64_t id = rows.Int(0, 2);
       ArchiveOutcome done;
       if (outcome == "stored") {
         done.id = id;
@@ -387,12 +460,12 @@ void PgStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> r
       } else if (outcome == "taken") {
         out = MakeError(Errc::kConflict, "archive id " + std::to_string(id) + " is already used");
       } else if (outcome == "no account") {
-        out = NoAccount(rows.Text(0, 2));
+        out = NoAccount(rows.Text(0, 3));
       } else if (outcome == "repeated") {
         out = MakeError(Errc::kConflict,
-                        "archive id " + std::to_string(id) + " already used for '" + rows.Text(0, 2) + "'");
+                        "archive id " + std::to_string(id) + " already used for '" + rows.Text(0, 3) + "'");
       } else {
-        out = MakeError(Errc::kInternal, "nines_archive returned '" + outcome + "'");
+        out = MakeError(Errc::kInternal, "nines_archive_many returned '" + outcome + "'");
       }
     });
   });
@@ -470,7 +543,10 @@ void PgStore::PutDeviceState(DeviceState state, Reply<void> reply) {
         Params params;
         params.Text(state.key).Text(state.username).Text(state.resource);
         params.Int(state.inbound_h).Int(state.cursor).Text(state.presence).Int(state.priority);
-        params.Bool(state.carbons).Bool(state.roster_requested).Int(state.resume_timeout_s).Int(state.detached_ms);
+        params.Bool(state.carbons)
+            .Bool(state.roster_requested)
+            .Int(state.resume_timeout_s)
+            .Int(state.detached_ms);
         p.Query(kPutDeviceStateSql, std::move(params), [&out, &state](const Rows& rows) {
           if (rows.Affected() == 0) out = NoAccount(state.username);
         });
@@ -559,24 +635,24 @@ void PgStore::DeletePushRegistrations(std::string username, std::string jid, std
 }
 
 void PgStore::ListPushRegistrations(std::string username, Reply<std::vector<PushRegistration>> reply) {
-  Read(std::move(reply),
-       [username = std::move(username)](Pipeline& p, std::optional<Result<std::vector<PushRegistration>>>& out) {
-         p.Query(kListPushRegistrationsSql, Params().Text(username), [&out, &username](const Rows& rows) {
-           std::vector<PushRegistration> registrations;
-           registrations.reserve(static_cast<size_t>(rows.size()));
-           for (int i = 0; i < rows.size(); ++i) {
-             PushRegistration reg;
-             reg.username = username;
-             reg.jid = rows.Text(i, 0);
-             reg.node = rows.Text(i, 1);
-             reg.options = rows.Text(i, 2);
-             reg.resource = rows.Text(i, 3);
-             reg.created_ms = rows.Int(i, 4);
-             registrations.push_back(std::move(reg));
-           }
-           out = std::move(registrations);
-         });
-       });
+  Read(std::move(reply), [username = std::move(username)](
+                             Pipeline& p, std::optional<Result<std::vector<PushRegistration>>>& out) {
+    p.Query(kListPushRegistrationsSql, Params().Text(username), [&out, &username](const Rows& rows) {
+      std::vector<PushRegistration> registrations;
+      registrations.reserve(static_cast<size_t>(rows.size()));
+      for (int i = 0; i < rows.size(); ++i) {
+        PushRegistration reg;
+        reg.username = username;
+        reg.jid = rows.Text(i, 0);
+        reg.node = rows.Text(i, 1);
+        reg.options = rows.Text(i, 2);
+        reg.resource = rows.Text(i, 3);
+        reg.created_ms = rows.Int(i, 4);
+        registrations.push_back(std::move(reg));
+      }
+      out = std::move(registrations);
+    });
+  });
 }
 
 }  // namespace nines::store::postgres
