@@ -177,21 +177,22 @@ Result<std::unique_ptr<Connection>> PgStore::Reconnect(const Error& why, bool re
                                            " ms: " + last.message);
 }
 
-bool PgStore::RunOn(std::unique_ptr<Connection>& conn, std::vector<Step>& steps, Error* error, bool reader) {
+PgStore::RunResult PgStore::RunOn(std::unique_ptr<Connection>& conn, std::vector<Step>& steps, Error* error,
+                                  bool reader) {
   if (!conn) {
     auto fresh = Reconnect(*error, reader);
     if (!fresh.ok()) {
       *error = fresh.error();
-      return false;
+      return RunResult::kUnreachable;
     }
     conn = std::move(fresh).value();
   }
   auto ran = conn->Run(steps);
-  if (ran.ok()) return true;
+  if (ran.ok()) return RunResult::kRan;
   spdlog::warn("store: {}", ran.error().message);
   conn.reset();
   *error = ran.error();
-  return false;
+  return RunResult::kBroke;
 }
 
 // ---- Writes ----
@@ -266,7 +267,14 @@ void PgStore::RunWrites(std::vector<std::unique_ptr<Job>>& batch) {
         end_segment(i);
       }
     }
-    bool ran = RunOn(writer_connection_, steps, &last, /*reader=*/false);
+    const RunResult result = RunOn(writer_connection_, steps, &last, /*reader=*/false);
+    if (result == RunResult::kUnreachable) {
+      // Nothing was sent: the database stayed unreachable for the whole
+      // failover timeout. Fail them (not applied); later calls try again.
+      for (Job* job : todo) job->Fail(last);
+      break;
+    }
+    const bool ran = result == RunResult::kRan;
     auto rolled_back = [](const Job* job) { return job->statement_failed(); };
 
     if (together) {
@@ -381,7 +389,9 @@ void PgStore::RunReads(size_t index, std::vector<std::unique_ptr<Job>>& batch) {
       steps.push_back(SyncStep());
     }
     if (steps.empty()) return;
-    if (RunOn(reader_connections_[index], steps, &last, /*reader=*/true)) return;
+    const RunResult result = RunOn(reader_connections_[index], steps, &last, /*reader=*/true);
+    if (result == RunResult::kRan) return;
+    if (result == RunResult::kUnreachable) break;
     retried_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
   }
   for (auto& job : batch) job->Fail(last);

@@ -178,10 +178,13 @@ class PgStore final : public Store {
   // One group-committed batch, with the per-job fallback; posts the Replies.
   void RunWrites(std::vector<std::unique_ptr<Job>>& batch);
   void RunReads(size_t index, std::vector<std::unique_ptr<Job>>& batch);
-  // Runs `steps` on `conn`, replacing it after a break. Returns false if the
-  // connection broke (and could not be replaced within the failover timeout:
-  // then `conn` is null and `error` says why).
-  bool RunOn(std::unique_ptr<Connection>& conn, std::vector<Step>& steps, Error* error, bool reader);
+  // Runs `steps` on `conn`, first connecting if it is null (a previous run
+  // broke it). kBroke: the connection broke during the run (`conn` is now
+  // null, `error` says why, some steps may not have completed);
+  // kUnreachable: no connection could be made within the failover timeout,
+  // nothing was sent.
+  enum class RunResult { kRan, kBroke, kUnreachable };
+  RunResult RunOn(std::unique_ptr<Connection>& conn, std::vector<Step>& steps, Error* error, bool reader);
   // Connects, retrying until failover_timeout_ms has passed.
   Result<std::unique_ptr<Connection>> Reconnect(const Error& why, bool reader);
   void FinishAll(std::vector<std::unique_ptr<Job>>& batch);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <cstdlib>
 #include <string>
@@ -68,6 +69,8 @@ class PgStoreTest : public ::testing::Test {
   }
   // Runs `sql` on this test's database (blocking, test only).
   std::string Query(const std::string& sql) { return factory_->database.Sql(sql); }
+  // Runs `sql` on the maintenance database.
+  static void RunSqlAdmin(const std::string& sql) { testing::RunSql(testing::TestUri(), sql); }
 
   boost::asio::io_context io_;
   std::unique_ptr<PgFactory> factory_;
@@ -179,6 +182,35 @@ TEST_F(PgStoreTest, ReconnectsAfterTheServerDropsItsConnections) {
   auto again = Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("carol"), std::move(r)); });
   EXPECT_TRUE(again.ok()) << again.error().message;
   EXPECT_GE(store_->stats().reconnects, 1);
+}
+
+// The database refuses connections for longer than the failover timeout
+// (2 s here): calls fail with kUnavailable after about that long (not once
+// per retry), a write that was never sent is not applied, and the store
+// works again as soon as the database does.
+TEST_F(PgStoreTest, CallsFailAfterTheFailoverTimeoutWhileTheDatabaseIsUnreachableThenRecover) {
+  Open();
+  ASSERT_TRUE(Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("alice"), std::move(r)); })
+                  .ok());
+  const std::string db = factory_->database.name();
+  RunSqlAdmin("ALTER DATABASE " + db + " ALLOW_CONNECTIONS false");
+  RunSqlAdmin("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '" + db + "'");
+  auto start = std::chrono::steady_clock::now();
+  auto read = Await<Account>(io_, [&](Reply<Account> r) { store_->GetAccount("alice", std::move(r)); });
+  auto write = Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("bob"), std::move(r)); });
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.error().code, Errc::kUnavailable);
+  ASSERT_FALSE(write.ok());
+  EXPECT_EQ(write.error().code, Errc::kUnavailable);
+  EXPECT_LT(seconds, 2 * 2.0 + 3.0) << "one failover timeout per call, not one per retry";
+  RunSqlAdmin("ALTER DATABASE " + db + " ALLOW_CONNECTIONS true");
+  auto again = Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("carol"), std::move(r)); });
+  EXPECT_TRUE(again.ok()) << again.error().message;
+  auto names = Await<std::vector<std::string>>(
+      io_, [&](Reply<std::vector<std::string>> r) { store_->ListAccounts(std::move(r)); });
+  ASSERT_TRUE(names.ok());
+  EXPECT_EQ(*names, (std::vector<std::string>{"alice", "carol"})) << "bob, never sent, was not applied";
 }
 
 }  // namespace
