@@ -217,10 +217,19 @@ Error MapError(const PGresult* result) {
   // Connection exceptions, shutdown, too many connections or out of
   // resources, serialization failure, deadlock, a read-only server (a
   // standby that was the primary before a failover): try again later.
-  if (sqlstate.empty() || cls == "08" || cls == "57" || cls == "53" || cls == "40" || sqlstate == "25006") {
+  if (sqlstate.empty() || cls == "08" || cls == "57" || cls == "53" || cls == "40" || sqlstate == "25006" ||
+      sqlstate == "55P03") {
     return MakeError(Errc::kUnavailable, text);
   }
   return MakeError(Errc::kInternal, text);
+}
+
+bool EndsSession(const PGresult* result) {
+  const char* severity = PQresultErrorField(result, PG_DIAG_SEVERITY_NONLOCALIZED);
+  const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  std::string_view sqlstate = state == nullptr ? "" : state;
+  return (severity != nullptr && (std::string_view(severity) == "FATAL" || std::string_view(severity) == "PANIC")) ||
+         sqlstate.starts_with("57P") || sqlstate.starts_with("08");
 }
 
 std::string StatementName(std::string_view sql) {
@@ -263,11 +272,24 @@ Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& optio
   set("application_name", "nines");
   // Notice a dead server (a host gone without a RST) within seconds, not
   // after the kernel's two hours.
+  set("client_encoding", "UTF8");  // whatever PGCLIENTENCODING says: the store speaks UTF-8
   set("keepalives", "1");
   set("keepalives_idle", "5");
   set("keepalives_interval", "2");
   set("keepalives_count", "3");
   set("tcp_user_timeout", "10000");
+  // The server's side too: a backend whose nines host died mid-batch (with
+  // the archive clock locked) notices within seconds, not hours.
+  const std::string server_keepalives =
+      "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 -c tcp_user_timeout=10000";
+  bool has_options = false;
+  for (size_t i = 0; i < keywords.size(); ++i) {
+    if (keywords[i] == "options") {
+      values[i] += " " + server_keepalives;
+      has_options = true;
+    }
+  }
+  if (!has_options) set("options", server_keepalives);
 
   std::vector<const char*> kw;
   std::vector<const char*> vals;
@@ -422,13 +444,21 @@ Result<void> Connection::PrepareMissing(const std::vector<Step>& steps) {
       ++next;
       continue;
     }
-    if (result == nullptr) continue;
+    if (result == nullptr) {
+      if (PQstatus(conn_) == CONNECTION_BAD) return Broken("broke");
+      continue;
+    }
     ExecStatusType status = PQresultStatus(result);
     Step& step = prepares[next];
     if (step.kind == Step::Kind::kSync) {
       PQclear(result);
+      if (status != PGRES_PIPELINE_SYNC) return Broken("failed a sync");
       ++next;
       continue;
+    }
+    if (status != PGRES_COMMAND_OK && (EndsSession(result) || PQstatus(conn_) == CONNECTION_BAD)) {
+      PQclear(result);
+      return Broken("ended the session");
     }
     if (status == PGRES_COMMAND_OK) {
       step.done(StepStatus::kOk, nullptr, nullptr);
@@ -515,6 +545,25 @@ Result<void> Connection::Run(std::vector<Step>& steps) {
         return Broken("broke");
       }
       Error error = MapError(result);
+      if (EndsSession(result)) {
+        // The server ended the session (shut down, terminated us, timed us
+        // out) before or while running this statement: its segment's sync
+        // was never processed, so neither it nor anything after it was
+        // committed. Those steps did not run: safe to send again.
+        PQclear(result);
+        for (size_t i = next; i < steps.size(); ++i) {
+          if (steps[i].kind == Step::Kind::kQuery && steps[i].done) steps[i].done(StepStatus::kAborted, nullptr, nullptr);
+        }
+        broken_ = true;
+        return MakeError(Errc::kUnavailable, "PostgreSQL ended the session: " + error.message);
+      }
+      if (PQresultErrorField(result, PG_DIAG_SQLSTATE) == nullptr ||
+          PQpipelineStatus(conn_) != PQ_PIPELINE_ABORTED) {
+        // Made by libpq itself (out of memory, a protocol problem): the
+        // server may still run and commit the segment. Outcome unknown.
+        PQclear(result);
+        return Broken("failed inside libpq (" + error.message + ")");
+      }
       if (step.done) step.done(StepStatus::kError, nullptr, &error);
     }
     PQclear(result);

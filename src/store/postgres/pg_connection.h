@@ -177,6 +177,10 @@ class Connection {
   std::unordered_set<std::string> prepared_;  // SQL texts prepared on this connection
 };
 
+// The error ends the session (FATAL, or SQLSTATE class 57P/08): the server
+// ran nothing after it.
+bool EndsSession(const PGresult* result);
+
 // The statement name a SQL text is prepared under (stable: a hash of the text).
 std::string StatementName(std::string_view sql);
 

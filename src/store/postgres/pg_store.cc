@@ -270,8 +270,10 @@ void PgStore::RunWrites(std::vector<std::unique_ptr<Job>>& batch) {
     const RunResult result = RunOn(writer_connection_, steps, &last, /*reader=*/false);
     if (result == RunResult::kUnreachable) {
       // Nothing was sent: the database stayed unreachable for the whole
-      // failover timeout. Fail them (not applied); later calls try again.
+      // failover timeout. Fail them (not applied), and what queued up
+      // meanwhile; later calls try again.
       for (Job* job : todo) job->Fail(last);
+      FailQueued(writes_, last, /*writes=*/true);
       break;
     }
     const bool ran = result == RunResult::kRan;
@@ -350,6 +352,28 @@ void PgStore::FinishAll(std::vector<std::unique_ptr<Job>>& batch) {
   }
 }
 
+void PgStore::FailQueued(JobQueue& queue, const Error& error, bool writes) {
+  std::vector<std::unique_ptr<Job>> failed;
+  {
+    std::lock_guard lock(mu_);
+    while (!queue.empty()) {
+      failed.push_back(std::move(queue.front()));
+      queue.pop_front();
+    }
+  }
+  if (failed.empty()) return;
+  spdlog::warn("store: PostgreSQL unreachable; failing {} queued {}", failed.size(), writes ? "writes" : "reads");
+  for (auto& job : failed) {
+    job->Fail(error);
+    if (!writes) job->Finish();
+  }
+  if (writes) {
+    FinishAll(failed);
+  } else {
+    reads_run_.fetch_add(static_cast<int64_t>(failed.size()), std::memory_order_relaxed);
+  }
+}
+
 // ---- Reads ----
 
 void PgStore::ReaderLoop(size_t index) {
@@ -391,7 +415,10 @@ void PgStore::RunReads(size_t index, std::vector<std::unique_ptr<Job>>& batch) {
     if (steps.empty()) return;
     const RunResult result = RunOn(reader_connections_[index], steps, &last, /*reader=*/true);
     if (result == RunResult::kRan) return;
-    if (result == RunResult::kUnreachable) break;
+    if (result == RunResult::kUnreachable) {
+      FailQueued(reads_, last, /*writes=*/false);
+      break;
+    }
     retried_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
   }
   for (auto& job : batch) job->Fail(last);

@@ -188,6 +188,9 @@ class PgStore final : public Store {
   // Connects, retrying until failover_timeout_ms has passed.
   Result<std::unique_ptr<Connection>> Reconnect(const Error& why, bool reader);
   void FinishAll(std::vector<std::unique_ptr<Job>>& batch);
+  // The database stayed unreachable for a whole failover timeout: fails
+  // everything queued now (instead of each batch waiting a timeout of its own).
+  void FailQueued(JobQueue& queue, const Error& error, bool writes);
 
   PostgresOptions options_;
   std::unique_ptr<Connection> writer_connection_;
@@ -225,6 +228,9 @@ class PgStore::Job {
   // A statement of this job failed or was skipped: its transaction rolled back.
   virtual bool statement_failed() const = 0;
   virtual bool aborted() const = 0;
+  // Its last Queue() added no statement (its outcome was decided without
+  // the database: validation, or nothing to do). Nothing can change it.
+  virtual bool sent_nothing() const = 0;
   virtual bool idempotent() const = 0;
   virtual void Finish() = 0;
   virtual void FinishHere() = 0;
@@ -245,12 +251,16 @@ class PgStore::JobImpl final : public PgStore::Job {
                                                if (!error_) error_ = e;
                                              },
                                              [this] { aborted_ = true; }});
+    const size_t before = steps.size();
     fn_(pipeline, out_);
+    sent_nothing_ = steps.size() == before;
   }
   void Fail(const Error& error) override {
+    if (sent_nothing_) return;  // decided without the database
     error_ = error;
     out_.reset();
   }
+  bool sent_nothing() const override { return sent_nothing_; }
   bool failed() const override { return error_.has_value() || (out_ && !out_->ok()); }
   bool statement_failed() const override { return error_.has_value() || aborted_; }
   bool aborted() const override { return aborted_; }
@@ -278,6 +288,7 @@ class PgStore::JobImpl final : public PgStore::Job {
   std::optional<Result<T>> out_;
   std::optional<Error> error_;
   bool aborted_ = false;
+  bool sent_nothing_ = false;
 };
 
 template <class T, class Fn>

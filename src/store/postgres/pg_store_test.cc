@@ -184,6 +184,22 @@ TEST_F(PgStoreTest, ReconnectsAfterTheServerDropsItsConnections) {
   EXPECT_GE(store_->stats().reconnects, 1);
 }
 
+// The server ends an idle connection (a switchover, pg_terminate_backend,
+// idle_session_timeout): its FATAL arrives as the answer to the next
+// statement, which the server therefore never ran. Even a lone write that
+// must not run twice is then sent again on a new connection, not failed.
+TEST_F(PgStoreTest, AWriteMeetingATerminatedSessionIsSentAgain) {
+  Open();
+  ASSERT_TRUE(Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("alice"), std::move(r)); })
+                  .ok());
+  Query("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND pid <> pg_backend_pid()");
+  auto created = Await<void>(io_, [&](Reply<void> r) { store_->CreateAccount(MakeAccount("bob"), std::move(r)); });
+  EXPECT_TRUE(created.ok()) << created.error().message;
+  EXPECT_GE(store_->stats().retried, 1);
+  EXPECT_EQ(Query("SELECT count(*) FROM accounts WHERE username = 'bob'"), "1") << "once, not twice";
+}
+
 // The database refuses connections for longer than the failover timeout
 // (2 s here): calls fail with kUnavailable after about that long (not once
 // per retry), a write that was never sent is not applied, and the store
