@@ -282,6 +282,13 @@ void Server::Impl::Shutdown() {
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   loops->Stop();
   store->Close();
+  // The replies the store posted while closing (a rerouted message's offline
+  // write, a device state) are still queued on the stopped loops. Run them
+  // now, on this thread (the loops' threads have ended), while the hub, the
+  // sessions and the context they refer to exist. Left queued they would be
+  // destroyed with the loops, after the hub: a session released then touched
+  // freed memory (seen once on PostgreSQL, whose replies come later).
+  if (!loops->PollUntilIdle(100000)) spdlog::warn("shutdown: the loops were still busy after the store closed");
   spdlog::info("stopped");
 }
 

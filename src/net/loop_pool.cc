@@ -78,6 +78,9 @@ void LoopPool::Stop() {
 }
 
 bool LoopPool::PollUntilIdle(int max_rounds) {
+  for (auto& l : loops_) {
+    if (l->context_.stopped()) l->context_.restart();  // after Stop(): see Server::Impl::Shutdown
+  }
   for (int round = 0; round < max_rounds; ++round) {
     size_t ran = 0;
     for (auto& l : loops_) ran += l->context_.poll();

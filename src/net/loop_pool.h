@@ -82,8 +82,9 @@ class LoopPool {
   void Stop();
 
   // For tests and fuzzers that drive the loops on their own thread instead
-  // of Start(): runs ready handlers on every loop until none is left, for at
-  // most `max_rounds` rounds. False if work was still arriving at the end.
+  // of Start(), and for a shutdown after Stop(): runs ready handlers on every
+  // loop until none is left, for at most `max_rounds` rounds. False if work
+  // was still arriving at the end.
   bool PollUntilIdle(int max_rounds = 100000);
 
  private:
