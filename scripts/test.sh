@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 echo "== installing dependencies"
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh --tests
 
 # The PostgreSQL store's tests need a server: a throwaway PostgreSQL 15 in a
 # temporary directory, on its own port, stopped and deleted on exit. fsync is
