@@ -27,6 +27,25 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# serve [PORT]: starts the cluster in $dir on PORT, or without one on a few
+# random ports in turn (another test run may hold one); prints its URI.
+serve() {
+  local port
+  for _ in 1 2 3 4 5; do
+    port=${1:-$((20000 + RANDOM % 20000))}
+    # shellcheck disable=SC2086
+    if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 ${PG_SCRATCH_OPTS:-}" \
+      start >/dev/null; then
+      echo "postgresql://postgres@127.0.0.1:$port/postgres"
+      exit 0
+    fi
+    [ -z "${1:-}" ] || break
+  done
+  cat "$dir/server.log" >&2
+  exit 1
+}
+
 cmd=${1:-}
 dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|standby|crash|promote|stop DIR ..." >&2; exit 2; }
@@ -38,20 +57,7 @@ case "$cmd" in
     chmod 700 "$dir"
     as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
       { cat "$dir/initdb.log" >&2; exit 1; }
-    # Without a PORT, try a few random ones (another test run may hold one).
-    for attempt in 1 2 3 4 5; do
-      port=${3:-$((20000 + RANDOM % 20000))}
-      # shellcheck disable=SC2086
-      if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 ${PG_SCRATCH_OPTS:-}" \
-        start >/dev/null; then
-        echo "postgresql://postgres@127.0.0.1:$port/postgres"
-        exit 0
-      fi
-      [ -z "${3:-}" ] || break
-    done
-    cat "$dir/server.log" >&2
-    exit 1
+    serve "${3:-}"
     ;;
   standby)
     primary_port=${3:-}
@@ -64,19 +70,7 @@ case "$cmd" in
     name=$(basename "$dir" | tr -c 'a-zA-Z0-9_\n' '_')
     as_owner "$bindir/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/data" -R -X stream -c fast \
       -d "application_name=$name" >"$dir/basebackup.log" 2>&1 || { cat "$dir/basebackup.log" >&2; exit 1; }
-    for attempt in 1 2 3 4 5; do
-      port=${4:-$((20000 + RANDOM % 20000))}
-      # shellcheck disable=SC2086
-      if as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$dir -c max_connections=200 ${PG_SCRATCH_OPTS:-}" \
-        start >/dev/null; then
-        echo "postgresql://postgres@127.0.0.1:$port/postgres"
-        exit 0
-      fi
-      [ -z "${4:-}" ] || break
-    done
-    cat "$dir/server.log" >&2
-    exit 1
+    serve "${4:-}"
     ;;
   crash)
     as_owner "$bindir/pg_ctl" -D "$dir/data" -m immediate -w stop >/dev/null

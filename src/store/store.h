@@ -32,6 +32,7 @@
 // Every backend runs the typed conformance suite in store/store_conformance.h.
 #pragma once
 
+#include <algorithm>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <cstdint>
@@ -262,6 +263,48 @@ struct PepLastItem {
   PepNode node;
   PepItem item;
 };
+
+// What every backend refuses in a PEP node configuration, before anything
+// is written (store.h contract: kInvalidArgument for an unknown
+// access_model or send_last, or an empty node name). The hub validates too;
+// this keeps the schemas' CHECK constraints from turning it into another code.
+inline Result<void> CheckPepNode(const PepNode& node) {
+  if (node.node.empty()) return MakeError(Errc::kInvalidArgument, "a PEP node needs a name");
+  const std::string& access = node.access_model;
+  if (access != "open" && access != "presence" && access != "roster" && access != "whitelist") {
+    return MakeError(Errc::kInvalidArgument, "unknown PEP access model");
+  }
+  const std::string& send_last = node.send_last;
+  if (send_last != "never" && send_last != "on_sub" && send_last != "on_sub_and_presence") {
+    return MakeError(Errc::kInvalidArgument, "unknown PEP send_last_published_item value");
+  }
+  return {};
+}
+
+// For backends that finish a whole group commit at once: one post per
+// caller executor, running each job's FinishHere() there, instead of one
+// post (a loop wakeup and a handler allocation) per job. The jobs travel
+// with the post, so they are freed on the thread that made them. `Job`
+// needs executor() and FinishHere().
+template <class Job>
+void PostByExecutor(std::vector<std::unique_ptr<Job>>& jobs) {
+  std::vector<std::vector<std::unique_ptr<Job>>> groups;
+  for (auto& job : jobs) {
+    auto group = std::find_if(groups.begin(), groups.end(),
+                              [&](const auto& g) { return g.front()->executor() == job->executor(); });
+    if (group == groups.end()) {
+      groups.emplace_back();
+      group = groups.end() - 1;
+    }
+    group->push_back(std::move(job));
+  }
+  for (auto& group : groups) {
+    auto executor = group.front()->executor();
+    boost::asio::post(executor, [group = std::move(group)]() mutable {
+      for (auto& job : group) job->FinishHere();
+    });
+  }
+}
 
 class Store {
  public:

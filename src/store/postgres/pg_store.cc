@@ -333,23 +333,7 @@ void PgStore::FinishAll(std::vector<std::unique_ptr<Job>>& batch) {
   for (auto& job : batch) failed += job->failed() ? 1 : 0;
   writes_ok_.fetch_add(static_cast<int64_t>(batch.size()) - failed, std::memory_order_relaxed);
   writes_failed_.fetch_add(failed, std::memory_order_relaxed);
-  // One post per caller executor for the whole batch (as the SQLite store).
-  std::vector<std::vector<std::unique_ptr<Job>>> groups;
-  for (auto& job : batch) {
-    auto group = std::find_if(groups.begin(), groups.end(),
-                              [&](const auto& g) { return g.front()->executor() == job->executor(); });
-    if (group == groups.end()) {
-      groups.emplace_back();
-      group = groups.end() - 1;
-    }
-    group->push_back(std::move(job));
-  }
-  for (auto& group : groups) {
-    auto executor = group.front()->executor();
-    boost::asio::post(executor, [jobs = std::move(group)]() mutable {
-      for (auto& job : jobs) job->FinishHere();
-    });
-  }
+  PostByExecutor(batch);  // one post per caller executor (store.h)
 }
 
 void PgStore::FailQueued(JobQueue& queue, const Error& error, bool writes) {

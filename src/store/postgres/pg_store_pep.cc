@@ -274,23 +274,6 @@ constexpr const char kPurgePepNodeSql[] =
     "WITH gone AS (DELETE FROM pep_items WHERE username = $1::text AND node = $2::text RETURNING 1)"
     " SELECT EXISTS (SELECT FROM pep_nodes WHERE username = $1::text AND node = $2::text)";
 
-// The hub validates node configurations; this turns what the schema's CHECK
-// constraints would refuse into kInvalidArgument before anything is sent.
-// Checked on every write that carries a configuration, also when the node
-// exists and the configuration is not used (as on SQLite).
-Result<void> CheckPepNode(const PepNode& node) {
-  if (node.node.empty()) return MakeError(Errc::kInvalidArgument, "a PEP node needs a name");
-  const std::string& access = node.access_model;
-  if (access != "open" && access != "presence" && access != "roster" && access != "whitelist") {
-    return MakeError(Errc::kInvalidArgument, "unknown PEP access model");
-  }
-  const std::string& send_last = node.send_last;
-  if (send_last != "never" && send_last != "on_sub" && send_last != "on_sub_and_presence") {
-    return MakeError(Errc::kInvalidArgument, "unknown PEP send_last_published_item value");
-  }
-  return {};
-}
-
 Error NoPepNode(const std::string& username) {
   return MakeError(Errc::kNotFound, "no such PEP node of '" + username + "'");
 }

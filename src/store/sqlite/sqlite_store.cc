@@ -203,28 +203,8 @@ void SqliteStore::CommitBatch(std::vector<std::unique_ptr<Job>>& batch) {
       if (i >= ran_ok.size() || ran_ok[i]) batch[i]->Fail(error);
     }
   };
-  // One post per caller executor for the whole batch rather than one per
-  // job: a group commit of a few hundred archive writes otherwise wakes
-  // the loop and allocates a handler a few hundred times. The jobs travel
-  // with the post, so they are freed on the thread that made them.
-  auto finish_all = [&] {
-    std::vector<std::vector<std::unique_ptr<Job>>> groups;
-    for (auto& job : batch) {
-      auto group = std::find_if(groups.begin(), groups.end(),
-                                [&](const auto& g) { return g.front()->executor() == job->executor(); });
-      if (group == groups.end()) {
-        groups.emplace_back();
-        group = groups.end() - 1;
-      }
-      group->push_back(std::move(job));
-    }
-    for (auto& group : groups) {
-      auto executor = group.front()->executor();
-      boost::asio::post(executor, [jobs = std::move(group)]() mutable {
-        for (auto& job : jobs) job->FinishHere();
-      });
-    }
-  };
+  // One post per caller executor for the whole batch (store.h, PostByExecutor).
+  auto finish_all = [&] { PostByExecutor(batch); };
 
   std::vector<bool> ran_ok;
   ran_ok.reserve(batch.size());
@@ -1222,23 +1202,6 @@ const char kLastPepItemSql[] =
     " WHERE n.username = ?1 AND n.node = ?2";
 
 namespace {
-
-// The hub validates node configurations; this turns what the schema's CHECK
-// constraints would refuse (as a kConflict) into kInvalidArgument. Checked
-// on every write that carries a configuration, also when the node exists
-// and the configuration is not used.
-Result<void> CheckPepNode(const PepNode& node) {
-  if (node.node.empty()) return MakeError(Errc::kInvalidArgument, "a PEP node needs a name");
-  const std::string& access = node.access_model;
-  if (access != "open" && access != "presence" && access != "roster" && access != "whitelist") {
-    return MakeError(Errc::kInvalidArgument, "unknown PEP access model");
-  }
-  const std::string& send_last = node.send_last;
-  if (send_last != "never" && send_last != "on_sub" && send_last != "on_sub_and_presence") {
-    return MakeError(Errc::kInvalidArgument, "unknown PEP send_last_published_item value");
-  }
-  return {};
-}
 
 // `values` as a JSON array of strings, to bind for json_each(). Only '"',
 // '\' and control characters need escaping; other bytes pass through.
