@@ -387,21 +387,10 @@ Result<void> Connection::Flush() {
   }
 }
 
-namespace {
-
-// Transaction control goes unprepared (PQsendQueryParams); everything else
-// is prepared once per connection.
-bool Unprepared(const char* sql) {
-  return std::strncmp(sql, "BEGIN", 5) == 0 || std::strcmp(sql, "COMMIT") == 0 ||
-         std::strcmp(sql, "ROLLBACK") == 0;
-}
-
-}  // namespace
-
 Result<void> Connection::PrepareMissing(const std::vector<Step>& steps) {
   std::vector<Step> prepares;
   for (const Step& step : steps) {
-    if (step.kind != Step::Kind::kQuery || Unprepared(step.sql)) continue;
+    if (step.kind != Step::Kind::kQuery) continue;
     if (!prepared_.insert(step.sql).second) continue;
     Step prepare;
     prepare.sql = step.sql;
@@ -487,8 +476,6 @@ Result<void> Connection::Run(std::vector<Step>& steps) {
     int sent;
     if (step.kind == Step::Kind::kSync) {
       sent = PQpipelineSync(conn_);
-    } else if (Unprepared(step.sql)) {
-      sent = PQsendQueryParams(conn_, step.sql, 0, nullptr, nullptr, nullptr, nullptr, 1);
     } else {
       auto values = step.params.Values();
       auto lengths = step.params.Lengths();
@@ -568,14 +555,6 @@ Result<void> Connection::Run(std::vector<Step>& steps) {
     }
     PQclear(result);
     awaiting_null = true;
-  }
-  // A segment that began a transaction explicitly and failed inside it
-  // leaves that transaction open and aborted; end it before the next batch.
-  if (PQtransactionStatus(conn_) != PQTRANS_IDLE) {
-    std::vector<Step> rollback(2);
-    rollback[0].sql = "ROLLBACK";
-    rollback[1].kind = Step::Kind::kSync;
-    return Run(rollback);
   }
   return {};
 }
