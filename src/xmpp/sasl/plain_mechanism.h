@@ -1,7 +1,8 @@
 // Internal to nines_sasl: PLAIN (RFC 4616), checked against the stored
-// SCRAM-SHA-256 keys so no password is ever stored.
+// SCRAM-SHA-1 keys so no password is ever stored (SHA-1 because its PBKDF2
+// is the cheaper of the two; plain_mechanism.cc says why that is safe).
 //
-// Exchange: message (authzid NUL authcid NUL passwd) -> kNeedKeys (SHA-256)
+// Exchange: message (authzid NUL authcid NUL passwd) -> kNeedKeys (SHA-1)
 // -> ProvideKeys -> kSuccess | kFailure.
 //
 // The password is PRECIS OpaqueString-prepared, held in a buffer that is
@@ -14,7 +15,7 @@
 // authzid other than the user itself is invalid-authzid.
 //
 // ProvideKeys runs PBKDF2 with the stored iteration count on the calling
-// thread (about a millisecond at 4096 iterations of SHA-256); for an unknown
+// thread (about half a millisecond at 4096 iterations of SHA-1); for an unknown
 // user it runs the same work against a fake salt, so timing does not reveal
 // whether the account exists.
 //

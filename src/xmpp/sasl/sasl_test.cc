@@ -646,11 +646,11 @@ class PlainTest : public ::testing::Test {
     mech_ = CreateMechanism("PLAIN", ChannelBinding{});
     StepResult r = mech_->Start(message);
     if (r.kind != Kind::kNeedKeys) return r;
-    EXPECT_EQ(r.key_hash, Hash::kSha256);
+    EXPECT_EQ(r.key_hash, Hash::kSha1);
     return mech_->ProvideKeys(keys);
   }
 
-  store::ScramKeys keys_ = Keys(Hash::kSha256, "pencil");
+  store::ScramKeys keys_ = Keys(Hash::kSha1, "pencil");
   std::unique_ptr<Mechanism> mech_;
 };
 
@@ -673,7 +673,7 @@ TEST_F(PlainTest, UsernameIsCaseMapped) {
 
 TEST_F(PlainTest, PasswordIsOpaqueStringPrepared) {
   // U+00A0 NO-BREAK SPACE maps to U+0020; the keys were made with a plain space.
-  store::ScramKeys keys = Keys(Hash::kSha256, "correct horse");
+  store::ScramKeys keys = Keys(Hash::kSha1, "correct horse");
   EXPECT_EQ(Run("\0user\0correct\xC2\xA0horse"s, &keys).kind, Kind::kSuccess);
 }
 
@@ -686,9 +686,10 @@ TEST_F(PlainTest, UnknownUserIsNotAuthorized) {
   EXPECT_FAILURE(Run("\0nobody\0pencil"s, nullptr), Failure::kNotAuthorized);
 }
 
-TEST_F(PlainTest, Sha1KeysAreNotUsable) {
-  store::ScramKeys sha1 = Keys(Hash::kSha1, "pencil");
-  EXPECT_FAILURE(Run("\0user\0pencil"s, &sha1), Failure::kNotAuthorized);
+TEST_F(PlainTest, Sha256KeysAreNotUsable) {
+  // PLAIN asks for the SHA-1 set; a SHA-256 set in its place is not a match.
+  store::ScramKeys sha256 = Keys(Hash::kSha256, "pencil");
+  EXPECT_FAILURE(Run("\0user\0pencil"s, &sha256), Failure::kNotAuthorized);
 }
 
 TEST_F(PlainTest, MalformedMessages) {
@@ -741,6 +742,62 @@ TEST_F(PlainTest, OutOfOrder) {
   mech = CreateMechanism("PLAIN", ChannelBinding{});
   ASSERT_EQ(mech->Start("\0user\0pencil"s).kind, Kind::kNeedKeys);
   EXPECT_FAILURE(mech->Step("\0user\0pencil"s), Failure::kMalformedRequest);
+}
+
+// --- PBKDF2 --------------------------------------------------------------------
+
+std::string FromHex(std::string_view hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16)));
+  }
+  return out;
+}
+
+std::string OpensslPbkdf2(Hash hash, std::string_view password, std::string_view salt, int iterations) {
+  std::string out(internal::DigestSize(hash), '\0');
+  EXPECT_EQ(
+      PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                        reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()),
+                        iterations, hash == Hash::kSha1 ? EVP_sha1() : EVP_sha256(),
+                        static_cast<int>(out.size()), reinterpret_cast<unsigned char*>(out.data())),
+      1);
+  return out;
+}
+
+TEST(Pbkdf2Test, Rfc6070Sha1Vectors) {
+  // RFC 6070 §2 (the 25-byte output's first 20 bytes for the long case).
+  EXPECT_EQ(internal::Pbkdf2(Hash::kSha1, "password", "salt", 1),
+            FromHex("0c60c80f961f0e71f3a9b524af6012062fe037a6"));
+  EXPECT_EQ(internal::Pbkdf2(Hash::kSha1, "password", "salt", 2),
+            FromHex("ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957"));
+  EXPECT_EQ(internal::Pbkdf2(Hash::kSha1, "password", "salt", 4096),
+            FromHex("4b007901b765489abead49d926f721d065a429c1"));
+  EXPECT_EQ(
+      internal::Pbkdf2(Hash::kSha1, "passwordPASSWORDpassword", "saltSALTsaltSALTsaltSALTsaltSALTsalt", 4096),
+      FromHex("3d2eec4fe41c849b80c8d83662c0e44a8b291a96"));
+  EXPECT_EQ(internal::Pbkdf2(Hash::kSha1, "pass\0word"s, "sa\0lt"s, 4096).substr(0, 16),
+            FromHex("56fa6aa75548099dcc37d7f03425e0c3"));
+}
+
+TEST(Pbkdf2Test, MatchesOpenssl) {
+  // Passwords shorter than, equal to and longer than SHA-1's 64-byte block
+  // (a longer key is hashed first), salts of several lengths, and iteration
+  // counts around the loop's edges.
+  for (Hash hash : {Hash::kSha1, Hash::kSha256}) {
+    for (size_t password_size : {1u, 20u, 63u, 64u, 65u, 200u}) {
+      for (size_t salt_size : {1u, 16u, 55u, 64u, 100u}) {
+        for (int iterations : {1, 2, 3, 4096}) {
+          std::string password = internal::RandomBytes(password_size);
+          std::string salt = internal::RandomBytes(salt_size);
+          EXPECT_EQ(internal::Pbkdf2(hash, password, salt, iterations),
+                    OpensslPbkdf2(hash, password, salt, iterations))
+              << internal::HashName(hash) << " password " << password_size << " salt " << salt_size << " c "
+              << iterations;
+        }
+      }
+    }
+  }
 }
 
 // --- Keys, names, failures --------------------------------------------------------
