@@ -3,7 +3,7 @@
 # callgrind: deterministic where wall-clock figures on these machines swing
 # ±20% between identical runs. Compares builds, or one build's settings.
 #
-#   bench/instructions.sh [--archive true|false] [--clients N] [--window W] BIN [BIN...]
+#   bench/instructions.sh [--archive true|false] [--clients N] [--window W] [--rate R] BIN [BIN...]
 #
 # For each binary: the message scenario (N clients in pairs, default 100,
 # window W, default 4) against the server under valgrind --tool=callgrind,
@@ -11,22 +11,26 @@
 # directory. Instructions per message = (Ir of the long run − Ir of the short
 # run) / (messages delivered in the long run − in the short run), so login,
 # start-up and shutdown cancel out. Prints one markdown row per binary.
+# CG_KEEP=PREFIX keeps each run's callgrind output as PREFIX-SECONDS.out.
+# --rate R paces the clients at R messages/s in all (window 0) instead: each
+# message then arrives in a read of its own, as in the paced latency runs.
 # Kernel time (syscalls, loopback TCP) is not counted; see setting_cost.sh for
 # CPU seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-build/release/nines-bench}
-clients=100 window=4 archive=true bins=()
+clients=100 window=4 rate=0 archive=true bins=()
 while (($#)); do
   case "$1" in
     --archive) archive=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --window) window=$2; shift 2 ;;
-    -*) echo "usage: $0 [--archive B] [--clients N] [--window W] BIN [BIN...]" >&2; exit 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    -*) echo "usage: $0 [--archive B] [--clients N] [--window W] [--rate R] BIN [BIN...]" >&2; exit 2 ;;
     *) bins+=("$1"); shift ;;
   esac
 done
-((${#bins[@]})) || { echo "usage: $0 [--archive B] [--clients N] [--window W] BIN [BIN...]" >&2; exit 2; }
+((${#bins[@]})) || { echo "usage: $0 [--archive B] [--clients N] [--window W] [--rate R] BIN [BIN...]" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "$0: valgrind is not installed" >&2; exit 1; }
 [ -x "$BENCH" ] || { echo "$0: build nines-bench first (cmake --build build/release --target nines-bench)" >&2; exit 1; }
 work=$(mktemp -d /tmp/nines-instructions.XXXXXX)
@@ -65,10 +69,12 @@ TOML
   for _ in $(seq 600); do grep -q '^ready' "$dir/ready" 2>/dev/null && break; sleep 0.1; done
   local port
   port=$(sed -n 's/.*c2s=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/ready")
-  local json
+  local json pace=(--window "$window")
+  ((rate > 0)) && pace=(--rate "$rate" --window 0)
   json=$("$BENCH" --port "$port" -n "$clients" --mech plain --no-progress --json message --duration "$seconds" \
-         --window "$window" --grace 20)
+         "${pace[@]}" --grace 20)
   kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
+  [ -n "${CG_KEEP:-}" ] && cp "$dir/cg.out" "$CG_KEEP-$seconds.out"
   local ir
   ir=$(sed -n 's/^summary: *//p; s/^totals: *//p' "$dir/cg.out" | head -1 | awk '{print $1}')
   python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(sys.argv[2], d["delivered"])' "$json" "$ir"

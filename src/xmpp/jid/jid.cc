@@ -6,9 +6,11 @@
 #include <unicode/utf8.h>
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 
 #include "xmpp/jid/precis.h"
@@ -158,6 +160,42 @@ Result<std::string> CheckLength(std::string_view part_name, std::string value) {
   return value;
 }
 
+// RFC 7622 §3.2: IP literal, or IDNA2008 through UTS #46 (STD3 rules).
+Result<std::string> NormalizeDomainUncached(std::string_view domain) {
+  if (domain.empty()) return Malformed("empty domainpart");
+  if (domain.size() > kMaxRawPartBytes) return Malformed("domainpart longer than 1023 bytes");
+  if (!IsValidUtf8(domain)) return Malformed("domainpart: invalid UTF-8");
+  if (domain.front() == '[') return NormalizeIpLiteral(domain);
+
+  domain = StripTrailingDot(domain);
+  if (domain.empty()) return Malformed("empty domainpart");
+
+  const UIDNA* idna = Uts46();
+  if (idna == nullptr) return MakeError(Errc::kInternal, "jid: ICU UTS #46 data unavailable");
+  // Mapping can grow the text (e.g. punycode decoding); ask ICU for the size
+  // first when the guess is too small.
+  std::string out(domain.size() * 2 + 16, '\0');
+  UIDNAInfo info = UIDNA_INFO_INITIALIZER;
+  UErrorCode status = U_ZERO_ERROR;
+  int32_t length = uidna_nameToUnicodeUTF8(idna, domain.data(), static_cast<int32_t>(domain.size()),
+                                           out.data(), static_cast<int32_t>(out.size()), &info, &status);
+  if (status == U_BUFFER_OVERFLOW_ERROR) {
+    out.assign(static_cast<size_t>(length), '\0');
+    info = UIDNA_INFO_INITIALIZER;
+    status = U_ZERO_ERROR;
+    length = uidna_nameToUnicodeUTF8(idna, domain.data(), static_cast<int32_t>(domain.size()), out.data(),
+                                     static_cast<int32_t>(out.size()), &info, &status);
+  }
+  if (U_FAILURE(status)) return MakeError(Errc::kInternal, "jid: domainpart: UTS #46 processing failed");
+  out.resize(static_cast<size_t>(length));
+  if (info.errors != 0) return Malformed("domainpart is not a valid IDNA2008 / STD3 host name");
+  // UTS #46 accepts one trailing root label; one dot was already stripped, so
+  // a second one means "example.com.." and is an empty label.
+  if (out.empty() || out.back() == '.') return Malformed("domainpart has an empty label");
+  if (!AllIdna2008Valid(out)) return Malformed("domainpart contains a code point not valid in IDNA2008");
+  return CheckLength("domainpart", std::move(out));
+}
+
 }  // namespace
 
 Result<std::string> Jid::NormalizeLocal(std::string_view local) {
@@ -201,38 +239,23 @@ Result<std::string> Jid::NormalizeResource(std::string_view resource) {
 }
 
 Result<std::string> Jid::NormalizeDomain(std::string_view domain) {
-  if (domain.empty()) return Malformed("empty domainpart");
-  if (domain.size() > kMaxRawPartBytes) return Malformed("domainpart longer than 1023 bytes");
-  if (!IsValidUtf8(domain)) return Malformed("domainpart: invalid UTF-8");
-  if (domain.front() == '[') return NormalizeIpLiteral(domain);
-
-  domain = StripTrailingDot(domain);
-  if (domain.empty()) return Malformed("empty domainpart");
-
-  const UIDNA* idna = Uts46();
-  if (idna == nullptr) return MakeError(Errc::kInternal, "jid: ICU UTS #46 data unavailable");
-  // Mapping can grow the text (e.g. punycode decoding); ask ICU for the size
-  // first when the guess is too small.
-  std::string out(domain.size() * 2 + 16, '\0');
-  UIDNAInfo info = UIDNA_INFO_INITIALIZER;
-  UErrorCode status = U_ZERO_ERROR;
-  int32_t length = uidna_nameToUnicodeUTF8(idna, domain.data(), static_cast<int32_t>(domain.size()),
-                                           out.data(), static_cast<int32_t>(out.size()), &info, &status);
-  if (status == U_BUFFER_OVERFLOW_ERROR) {
-    out.assign(static_cast<size_t>(length), '\0');
-    info = UIDNA_INFO_INITIALIZER;
-    status = U_ZERO_ERROR;
-    length = uidna_nameToUnicodeUTF8(idna, domain.data(), static_cast<int32_t>(domain.size()), out.data(),
-                                     static_cast<int32_t>(out.size()), &info, &status);
+  // Domains repeat (a server's own few and its peers', on every stanza), and
+  // UTS #46 processing is most of what parsing a JID costs. Each thread keeps
+  // the last successes; a repeat is a hash lookup. Bounded: the table is
+  // emptied when full, so endless distinct domains only cost the full path.
+  struct TransparentHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+  constexpr size_t kCachedDomains = 256;
+  thread_local std::unordered_map<std::string, std::string, TransparentHash, std::equal_to<>> cache;
+  if (auto it = cache.find(domain); it != cache.end()) return it->second;
+  Result<std::string> normalised = NormalizeDomainUncached(domain);
+  if (normalised) {
+    if (cache.size() >= kCachedDomains) cache.clear();
+    cache.emplace(std::string(domain), *normalised);
   }
-  if (U_FAILURE(status)) return MakeError(Errc::kInternal, "jid: domainpart: UTS #46 processing failed");
-  out.resize(static_cast<size_t>(length));
-  if (info.errors != 0) return Malformed("domainpart is not a valid IDNA2008 / STD3 host name");
-  // UTS #46 accepts one trailing root label; one dot was already stripped, so
-  // a second one means "example.com.." and is an empty label.
-  if (out.empty() || out.back() == '.') return Malformed("domainpart has an empty label");
-  if (!AllIdna2008Valid(out)) return Malformed("domainpart contains a code point not valid in IDNA2008");
-  return CheckLength("domainpart", std::move(out));
+  return normalised;
 }
 
 Result<Jid> Jid::FromParts(std::string_view local, std::string_view domain, std::string_view resource) {

@@ -363,6 +363,21 @@ TEST(JidTest, NormalizeSingleParts) {
   EXPECT_FALSE(Jid::NormalizeDomain("").ok());
 }
 
+TEST(JidTest, DomainResultsAreTheSameWhenRepeatedAndPastTheCache) {
+  // NormalizeDomain remembers recent successes per thread (256, then starts
+  // over). Repeats, case variants, failures and more domains than it holds
+  // must all give what the full rules give.
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 600; ++i) {
+      const std::string n = std::to_string(i);
+      EXPECT_EQ(Jid::NormalizeDomain("Host" + n + ".Example.COM").value(), "host" + n + ".example.com");
+      EXPECT_EQ(Jid::NormalizeDomain("xn--bcher-kva.example").value(), "b\u00fccher.example");
+      EXPECT_FALSE(Jid::NormalizeDomain("bad_" + n + ".example").ok());
+      EXPECT_FALSE(Jid::NormalizeDomain("-lead.example").ok());
+    }
+  }
+}
+
 TEST(JidTest, ErrorsAreInvalidArgumentWithReason) {
   Result<Jid> jid = Jid::Parse("foo bar@example.com");
   ASSERT_FALSE(jid.ok());

@@ -247,7 +247,7 @@ Derived Derive(UChar32 c, const char*& reason) {
     reason = "compatibility character not allowed in an identifier";
     return Derived::kFreePValid;
   }
-  if (LetterDigitCategory(gc)) return Derived::kPValid;         // LetterDigits (A)
+  if (LetterDigitCategory(gc)) return Derived::kPValid;   // LetterDigits (A)
   if (const char* category = FreeformOnlyCategory(gc)) {  // (R), (N), (O), (P)
     reason = category;
     return Derived::kFreePValid;
@@ -500,10 +500,32 @@ bool IsAscii(std::string_view input) {
   return true;
 }
 
+// True when every byte is in [lowest, U+007E]. For such input the profiles
+// reduce to plain byte work: ASCII has no right-to-left characters and
+// nothing that width mapping or NFC changes, and RFC 8264 §9.11 makes ASCII7
+// (U+0021-U+007E) PVALID in both string classes, with U+0020 a space that
+// only FreeformClass allows. Nearly every address on the message path
+// (`to` on each stanza) takes this path instead of the decode, the
+// per-code-point ICU property lookups and the re-encode.
+bool AllBetween(std::string_view input, unsigned char lowest) {
+  for (char ch : input) {
+    const auto byte = static_cast<unsigned char>(ch);
+    if (byte < lowest || byte > 0x7e) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 Result<std::string> UsernameCaseMapped(std::string_view input) {
   constexpr std::string_view kProfile = "UsernameCaseMapped";
+  if (!input.empty() && AllBetween(input, 0x21)) {  // printable ASCII: lowercase it
+    std::string out(input);
+    for (char& ch : out) {
+      if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
+    }
+    return out;
+  }
   CodePoints s;
   if (!DecodeUtf8(input, s)) return Invalid(kProfile, "invalid UTF-8");
   if (s.empty()) return Invalid(kProfile, "empty string");
@@ -535,6 +557,7 @@ Result<std::string> UsernameCaseMapped(std::string_view input) {
 
 Result<std::string> OpaqueString(std::string_view input) {
   constexpr std::string_view kProfile = "OpaqueString";
+  if (!input.empty() && AllBetween(input, 0x20)) return std::string(input);  // printable ASCII and space
   CodePoints s;
   if (!DecodeUtf8(input, s)) return Invalid(kProfile, "invalid UTF-8");
   if (s.empty()) return Invalid(kProfile, "empty string");
