@@ -12,6 +12,8 @@
 //  * Copies of an archived message go out with the message itself, once it
 //    is durable, and carry its <stanza-id/>.
 
+#include <algorithm>
+
 #include "im/hub_impl.h"
 #include "im/stanza_text.h"
 #include "xmpp/namespaces.h"
@@ -82,9 +84,22 @@ void HubImpl::ReceivedCarbons(AccountState& st, const RoutedPtr& r,
 
 void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id) {
   if (!r->carbons_ok || !r->has_origin || r->external) return;
-  std::string bare(BareOf(r->from));
-  if (bare == BareOf(r->to)) return;  // to oneself: the other resources get <received/> copies
-  PostToAccount(bare, [this, r, archive_id](AccountState& st) {
+  const std::string_view sender = BareOf(r->from);
+  if (sender == BareOf(r->to)) return;  // to oneself: the other resources get <received/> copies
+  // Most senders have no other resource with carbons on. When the sender's
+  // account lives on this loop and has nothing queued, that is checked here,
+  // saving the copy of its name, the posted operation and the second lookup
+  // on every message.
+  if (const size_t home = HomeOf(sender); loop(home).InLoop()) {
+    const AccountState* st = FindAccount(home, sender);
+    if (st != nullptr && st->Ready() && st->queue.empty() &&
+        std::none_of(st->resources.begin(), st->resources.end(), [&](const Resource& res) {
+          return res.carbons && res.available && res.ref != r->origin;
+        })) {
+      return;
+    }
+  }
+  PostToAccount(std::string(sender), [this, r, archive_id](AccountState& st) {
     std::string inner;  // the message with the sender's own archive id (XEP-0359), built once
     for (const auto& res : st.resources) {
       if (!res.carbons || !res.available || res.ref == r->origin) continue;
