@@ -3,7 +3,7 @@
 # callgrind: deterministic where wall-clock figures on these machines swing
 # ±20% between identical runs. Compares builds, or one build's settings.
 #
-#   bench/instructions.sh [--archive true|false] [--clients N] [--window W] [--rate R] BIN [BIN...]
+#   bench/instructions.sh [--archive true|false] [--clients N] [--window W] [--rate R] [--sm N] BIN [BIN...]
 #
 # For each binary: the message scenario (N clients in pairs, default 100,
 # window W, default 4) against the server under valgrind --tool=callgrind,
@@ -12,6 +12,8 @@
 # run) / (messages delivered in the long run − in the short run), so login,
 # start-up and shutdown cancel out. Prints one markdown row per binary.
 # CG_KEEP=PREFIX keeps each run's callgrind output as PREFIX-SECONDS.out.
+# --sm N: every client enables XEP-0198 and asks for an ack every N
+# messages, and the server asks as often (stream_management.request_every).
 # --rate R paces the clients at R messages/s in all (window 0) instead: each
 # message then arrives in a read of its own, as in the paced latency runs.
 # Kernel time (syscalls, loopback TCP) is not counted; see setting_cost.sh for
@@ -19,18 +21,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH=${BENCH:-build/release/nines-bench}
-clients=100 window=4 rate=0 archive=true bins=()
+clients=100 window=4 rate=0 sm=0 archive=true bins=()
 while (($#)); do
   case "$1" in
     --archive) archive=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --window) window=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
-    -*) echo "usage: $0 [--archive B] [--clients N] [--window W] [--rate R] BIN [BIN...]" >&2; exit 2 ;;
+    --sm) sm=$2; shift 2 ;;
+    -*) echo "usage: $0 [--archive B] [--clients N] [--window W] [--rate R] [--sm N] BIN [BIN...]" >&2; exit 2 ;;
     *) bins+=("$1"); shift ;;
   esac
 done
-((${#bins[@]})) || { echo "usage: $0 [--archive B] [--clients N] [--window W] [--rate R] BIN [BIN...]" >&2; exit 2; }
+((${#bins[@]})) || { echo "usage: $0 [--archive B] [--clients N] [--window W] [--rate R] [--sm N] BIN [BIN...]" >&2; exit 2; }
 command -v valgrind >/dev/null || { echo "$0: valgrind is not installed" >&2; exit 1; }
 [ -x "$BENCH" ] || { echo "$0: build nines-bench first (cmake --build build/release --target nines-bench)" >&2; exit 1; }
 work=$(mktemp -d /tmp/nines-instructions.XXXXXX)
@@ -62,6 +65,7 @@ stanzas_per_second = 1000000
 stanza_burst = 1000000
 connections_per_ip = 1000000
 TOML
+  ((sm > 0)) && printf '[stream_management]\nrequest_every = %d\n' "$sm" >> "$dir/nines.toml"
   echo bench | "$bin" user add -c "$dir/nines.toml" --bulk 'user{}' --count "$clients" --password-stdin >/dev/null
   valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" serve -c "$dir/nines.toml" \
     > "$dir/ready" 2> "$dir/valgrind.log" &
@@ -71,6 +75,7 @@ TOML
   port=$(sed -n 's/.*c2s=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/ready")
   local json pace=(--window "$window")
   ((rate > 0)) && pace=(--rate "$rate" --window 0)
+  ((sm > 0)) && pace+=(--sm --sm-every "$sm")
   json=$("$BENCH" --port "$port" -n "$clients" --mech plain --no-progress --json message --duration "$seconds" \
          "${pace[@]}" --grace 20)
   kill -TERM "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
