@@ -522,8 +522,16 @@ notes.append("- PLAIN logins cost the server a PBKDF2 on servers that store salt
 for s in servers:
     notes += failures(s)
 doc += ["Notes:", ""] + notes + [""]
+# Only the generated part is replaced: everything from the first "## "
+# section of the existing file on (runs by hand, profiles) is kept.
+kept = ""
+if os.path.exists(out):
+    old = open(out).read()
+    at = old.find("\n## ")
+    if at >= 0:
+        kept = old[at + 1:]
 with open(out, "w") as f:
-    f.write("\n".join(doc))
+    f.write("\n".join(doc) + ("\n" + kept if kept else ""))
 print("\n".join(lines))
 PYEOF
 say "wrote $OUT ($ELAPSED s)"
