@@ -72,7 +72,8 @@ const std::vector<Key>& Schema() {
       {"store.postgres_failover_timeout_ms", &Config::postgres_failover_timeout_ms, 100, 3600000, false,
        "How long a broken PostgreSQL connection is retried (a failover) before waiting calls fail."},
       {"auth.mechanisms", &Config::sasl_mechanisms, 0, 0, true,
-       "SASL mechanisms offered, in order of preference. PLAIN is only ever offered over TLS."},
+       "SASL mechanisms offered, in order of preference. PLAIN is only ever offered over TLS. PLAIN checks the "
+       "password against the account's SCRAM-SHA-1 keys, which every account keeps, offered or not."},
       {"auth.scram_iterations", &Config::scram_iterations, 4096, 1000000, true,
        "PBKDF2 iterations for newly set passwords."},
       {"auth.allow_plain_without_tls", &Config::allow_plain_without_tls, 0, 0, true,

@@ -480,7 +480,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
       archived && !to_self && (st.archive_policy == nullptr || st.archive_policy->Archives(from.Bare()));
   if (!keep_out && !keep_in) {
     if (st.outbox.empty()) {
-      if (st.Ready()) SentCarbons(r, 0);
+      if (st.Ready()) SentCarbons(r, 0, st.home);
       MessageToAccount(st, r, false, {}, 0);
     } else {
       st.outbox.push_back({r, true, true});  // behind messages still being archived
@@ -529,7 +529,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
               } else if (!keep_in) {
                 // Only the sender keeps it: delivered as it came, no stanza-id of ours.
                 it->carbons_sent = true;
-                SentCarbons(r, outcome->id);
+                SentCarbons(r, outcome->id, home);
               } else {
                 auto archived = std::make_shared<Routed>(*r);
                 archived->done.reset();  // only the original counts for the sender
@@ -541,7 +541,7 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
                 archived->archive_id = outcome->id;
                 it->routed = std::move(archived);
                 it->carbons_sent = true;
-                SentCarbons(r, outcome->id);
+                SentCarbons(r, outcome->id, home);
               }
             }
             ++st->running;
@@ -601,7 +601,7 @@ void HubImpl::FlushOutbox(AccountState& st) {
     AccountState::Pending p = std::move(st.outbox.front());
     st.outbox.pop_front();
     if (!p.deliver) continue;
-    if (!p.carbons_sent && st.Ready()) SentCarbons(p.routed, 0);
+    if (!p.carbons_sent && st.Ready()) SentCarbons(p.routed, 0, st.home);
     MessageToAccount(st, p.routed, false, {}, 0);
   }
 }

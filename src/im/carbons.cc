@@ -82,7 +82,7 @@ void HubImpl::ReceivedCarbons(AccountState& st, const RoutedPtr& r,
   }
 }
 
-void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id) {
+void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id, size_t current) {
   if (!r->carbons_ok || !r->has_origin || r->external) return;
   const std::string_view sender = BareOf(r->from);
   if (sender == BareOf(r->to)) return;  // to oneself: the other resources get <received/> copies
@@ -90,7 +90,7 @@ void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id) {
   // account lives on this loop and has nothing queued, that is checked here,
   // saving the copy of its name, the posted operation and the second lookup
   // on every message.
-  if (const size_t home = HomeOf(sender); loop(home).InLoop()) {
+  if (const size_t home = HomeOf(sender); home == current) {
     const AccountState* st = FindAccount(home, sender);
     if (st != nullptr && st->Ready() && st->queue.empty() &&
         std::none_of(st->resources.begin(), st->resources.end(), [&](const Resource& res) {

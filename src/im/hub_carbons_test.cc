@@ -122,5 +122,47 @@ TEST_F(CarbonsTest, AdvertisedOnTheServer) {
                   "urn:xmpp:carbons:2"));
 }
 
+// One loop: every account's home is the loop the recipient's work runs on,
+// so the <sent/> step takes its on-the-spot check (carbons.cc) every time.
+class OneLoopCarbons : public HubTest {
+ protected:
+  OneLoopCarbons() : HubTest(1) {}
+  void Enable(const Session& s) {
+    Send(s, "<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>");
+    ASSERT_EQ(GotNamed(s, "iq", "result").size(), 1u);
+  }
+};
+
+TEST_F(OneLoopCarbons, SentCopiesFollowTheOtherResourcesSettingsMessageByMessage) {
+  Session phone = Online("alice", "phone");
+  Session laptop = Online("alice", "laptop");
+  Session bob = Online("bob");
+  // Nobody else of alice's has carbons on: nothing besides the message.
+  Send(phone, "<message to='bob@example.com' type='chat' id='a1'><body>one</body></message>");
+  EXPECT_EQ(GotNamed(bob, "message").size(), 1u);
+  EXPECT_TRUE(GotNamed(laptop, "message").empty());
+  EXPECT_TRUE(GotNamed(phone, "message").empty());
+  // The sender itself turning carbons on gets it no copy of its own message.
+  Enable(phone);
+  Send(phone, "<message to='bob@example.com' type='chat' id='a2'><body>two</body></message>");
+  EXPECT_EQ(GotNamed(bob, "message").size(), 1u);
+  EXPECT_TRUE(GotNamed(laptop, "message").empty());
+  EXPECT_TRUE(GotNamed(phone, "message").empty());
+  // Once the laptop has them on, it gets <sent/> copies, from the next message on.
+  Enable(laptop);
+  Send(phone, "<message to='bob@example.com' type='chat' id='a3'><body>three</body></message>");
+  EXPECT_EQ(GotNamed(bob, "message").size(), 1u);
+  auto sent = GotNamed(laptop, "message");
+  ASSERT_EQ(sent.size(), 1u);
+  const xml::Element* wrapper = sent[0].Child("sent", "urn:xmpp:carbons:2");
+  ASSERT_NE(wrapper, nullptr);
+  // Unavailable resources get none, carbons or not.
+  Send(laptop, "<presence type='unavailable'/>");
+  Forget(laptop);
+  Send(phone, "<message to='bob@example.com' type='chat' id='a4'><body>four</body></message>");
+  EXPECT_EQ(GotNamed(bob, "message").size(), 1u);
+  EXPECT_TRUE(GotNamed(laptop, "message").empty());
+}
+
 }  // namespace
 }  // namespace nines::im

@@ -303,8 +303,10 @@ class HubImpl {
   void ReceivedCarbons(AccountState& st, const RoutedPtr& r, const std::vector<xmpp::SessionRef>& delivered);
   // <sent/> copies of `r` (as the client sent it) for the sender's other
   // carbons-enabled resources, with the sender's <stanza-id/> if archived
-  // (archive_id != 0). Posts to the sender's home; any loop.
-  void SentCarbons(const RoutedPtr& r, int64_t archive_id);
+  // (archive_id != 0). Posts to the sender's home; `current` is the loop
+  // this runs on (when it is the sender's home, a sender with nothing to
+  // copy is seen to at once).
+  void SentCarbons(const RoutedPtr& r, int64_t archive_id, size_t current);
   // A <received/> copy of `stanza` (serialised, jabber:client) for `to`, a
   // full JID of account `bare`; `chat`: the message is of type 'chat'.
   static std::string ReceivedCopy(std::string_view bare, std::string_view to, bool chat, std::string_view stanza);

@@ -248,10 +248,14 @@ Result<std::string> Jid::NormalizeDomain(std::string_view domain) {
     size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
   };
   constexpr size_t kCachedDomains = 256;
+  constexpr size_t kMaxCachedDomainBytes = 255;
   thread_local std::unordered_map<std::string, std::string, TransparentHash, std::equal_to<>> cache;
   if (auto it = cache.find(domain); it != cache.end()) return it->second;
   Result<std::string> normalised = NormalizeDomainUncached(domain);
-  if (normalised) {
+  // Only inputs of DNS length are kept: a few kilobytes of characters that
+  // UTS #46 drops (soft hyphens, variation selectors) can normalise to a
+  // short name, and 256 of them would hold a megabyte per thread.
+  if (normalised && domain.size() <= kMaxCachedDomainBytes) {
     if (cache.size() >= kCachedDomains) cache.clear();
     cache.emplace(std::string(domain), *normalised);
   }

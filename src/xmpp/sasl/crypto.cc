@@ -67,12 +67,13 @@ std::string Hmac(Hash hash, std::string_view key, std::string_view data) {
 // SHA-256 at 4096 iterations; both give the same bytes (sasl_test checks).
 // The keyed HMAC state is password-equivalent: it lives in a context we own
 // and wipe, rather than inside nettle's pbkdf2_hmac_*, which leaves it on
-// the stack.
+// the stack. (hmac_sha256_set_key itself still leaves the padded key in its
+// own stack frame; the SHA-1 path below builds it where it is wiped.)
 //
 // SHA-1 with a one-block output (20 bytes, all SCRAM-SHA-1 and PLAIN need)
 // goes further: each iteration U_i = HMAC(P, U_{i-1}) is exactly two calls of
 // nettle's public SHA-1 compression function on a block whose padding never
-// changes, from the inner and outer states the key schedule left. nettle's
+// changes, from the inner and outer states after the padded key. nettle's
 // generic PBKDF2 instead runs hmac_sha1_update/digest each time (state copies,
 // buffering, padding, big-endian writes): ~25% of its time on this workload
 // (perf of a PLAIN login storm: sha1/sha256 compression 50%, the rest of
@@ -89,29 +90,47 @@ void PutBigEndian(uint8_t* out, const uint32_t* words, size_t count) {
 }
 
 // T_1 of PBKDF2-HMAC-SHA1 (RFC 8018 §5.2), the first 20 bytes of the output.
+// The HMAC key schedule (RFC 2104) is done here with nettle's public SHA-1
+// calls, so that the padded keys, which are password-equivalent, stay in
+// `s` and are wiped (nettle's hmac_set_key leaves them on its stack).
 void Pbkdf2Sha1FirstBlock(std::string_view password, std::string_view salt, unsigned iterations,
                           uint8_t out[SHA1_DIGEST_SIZE]) {
   constexpr size_t kWords = SHA1_DIGEST_SIZE / 4;
   struct Secrets {
-    hmac_sha1_ctx ctx;
+    sha1_ctx hash;
+    uint8_t key[SHA1_BLOCK_SIZE];  // the key, hashed first if longer than a block, zero-padded
+    uint8_t pad[SHA1_BLOCK_SIZE];  // key XOR ipad, then key XOR opad
     uint32_t inner[kWords], outer[kWords], state[kWords];
     uint8_t u[SHA1_DIGEST_SIZE];
     uint8_t block[SHA1_BLOCK_SIZE];
-  } s;
-  hmac_sha1_set_key(&s.ctx, password.size(), reinterpret_cast<const uint8_t*>(password.data()));
-  // After the key schedule, inner and outer hold the states after the one
-  // padded key block each (ipad, opad); state is the working copy.
-  std::memcpy(s.inner, s.ctx.inner.state, sizeof s.inner);
-  std::memcpy(s.outer, s.ctx.outer.state, sizeof s.outer);
-  // U_1 = HMAC(P, S || INT(1)), through nettle's ordinary HMAC.
+  } s{};
+  const auto* password_bytes = reinterpret_cast<const uint8_t*>(password.data());
+  if (password.size() > SHA1_BLOCK_SIZE) {
+    sha1_init(&s.hash);
+    sha1_update(&s.hash, password.size(), password_bytes);
+    sha1_digest(&s.hash, SHA1_DIGEST_SIZE, s.key);
+  } else {
+    std::memcpy(s.key, password_bytes, password.size());
+  }
+  // U_1 = HMAC(P, S || INT(1)). A 64-byte update is one compression, so the
+  // state right after the padded key is what every later U_i starts from.
   static constexpr uint8_t kBlockIndex[4] = {0, 0, 0, 1};
-  hmac_sha1_update(&s.ctx, salt.size(), reinterpret_cast<const uint8_t*>(salt.data()));
-  hmac_sha1_update(&s.ctx, sizeof kBlockIndex, kBlockIndex);
-  hmac_sha1_digest(&s.ctx, SHA1_DIGEST_SIZE, s.u);
+  for (size_t i = 0; i < SHA1_BLOCK_SIZE; ++i) s.pad[i] = s.key[i] ^ 0x36;
+  sha1_init(&s.hash);
+  sha1_update(&s.hash, SHA1_BLOCK_SIZE, s.pad);
+  std::memcpy(s.inner, s.hash.state, sizeof s.inner);
+  sha1_update(&s.hash, salt.size(), reinterpret_cast<const uint8_t*>(salt.data()));
+  sha1_update(&s.hash, sizeof kBlockIndex, kBlockIndex);
+  sha1_digest(&s.hash, SHA1_DIGEST_SIZE, s.u);
+  for (size_t i = 0; i < SHA1_BLOCK_SIZE; ++i) s.pad[i] = s.key[i] ^ 0x5c;
+  sha1_init(&s.hash);
+  sha1_update(&s.hash, SHA1_BLOCK_SIZE, s.pad);
+  std::memcpy(s.outer, s.hash.state, sizeof s.outer);
+  sha1_update(&s.hash, SHA1_DIGEST_SIZE, s.u);
+  sha1_digest(&s.hash, SHA1_DIGEST_SIZE, s.u);
   std::memcpy(out, s.u, SHA1_DIGEST_SIZE);
   // Every later message is 20 bytes after one 64-byte key block: the data,
   // 0x80, zeros, and the bit length (64 + 20) * 8 = 672 in the last bytes.
-  std::memset(s.block, 0, sizeof s.block);
   s.block[SHA1_DIGEST_SIZE] = 0x80;
   constexpr unsigned kBits = (SHA1_BLOCK_SIZE + SHA1_DIGEST_SIZE) * 8;
   s.block[SHA1_BLOCK_SIZE - 2] = static_cast<uint8_t>(kBits >> 8);

@@ -69,7 +69,8 @@ struct StepResult {
   std::string username;  // normalised localpart (kNeedKeys, kSuccess)
   Failure failure = Failure::kNone;
   // kNeedKeys: which of the account's key sets to pass to ProvideKeys().
-  // SCRAM asks for its own hash; PLAIN always asks for kSha256.
+  // SCRAM asks for its own hash; PLAIN always asks for kSha1 (the cheaper
+  // PBKDF2; plain_mechanism.cc).
   Hash key_hash = Hash::kSha256;
 };
 
