@@ -493,13 +493,6 @@ void MapSpaces(CodePoints& s) {
   }
 }
 
-bool IsAscii(std::string_view input) {
-  for (char ch : input) {
-    if (static_cast<unsigned char>(ch) >= 0x80) return false;
-  }
-  return true;
-}
-
 // True when every byte is in [lowest, U+007E]. For such input the profiles
 // reduce to plain byte work: ASCII has no right-to-left characters and
 // nothing that width mapping or NFC changes, and RFC 8264 §9.11 makes ASCII7
@@ -531,22 +524,17 @@ Result<std::string> UsernameCaseMapped(std::string_view input) {
   if (s.empty()) return Invalid(kProfile, "empty string");
 
   // Mapping steps 1-4 (width, no additional mapping, case, NFC), repeated to
-  // a fixed point. ASCII input is its own fixed point after lowercasing.
-  if (IsAscii(input)) {
-    if (!MapLowerCase(s)) return MakeError(Errc::kInternal, "UsernameCaseMapped: case mapping failed");
-  } else {
-    bool stable = false;
-    for (int pass = 0; pass < kMaxEnforcementPasses && !stable; ++pass) {
-      CodePoints next = s;
-      MapWidth(next);
-      if (!MapLowerCase(next)) return MakeError(Errc::kInternal, "UsernameCaseMapped: case mapping failed");
-      if (!ToNfc(next, next))
-        return MakeError(Errc::kInternal, "UsernameCaseMapped: NFC normalisation failed");
-      stable = next == s;
-      s.swap(next);
-    }
-    if (!stable) return Invalid(kProfile, "mapping does not reach a stable form");
+  // a fixed point. (Printable ASCII took the fast path above.)
+  bool stable = false;
+  for (int pass = 0; pass < kMaxEnforcementPasses && !stable; ++pass) {
+    CodePoints next = s;
+    MapWidth(next);
+    if (!MapLowerCase(next)) return MakeError(Errc::kInternal, "UsernameCaseMapped: case mapping failed");
+    if (!ToNfc(next, next)) return MakeError(Errc::kInternal, "UsernameCaseMapped: NFC normalisation failed");
+    stable = next == s;
+    s.swap(next);
   }
+  if (!stable) return Invalid(kProfile, "mapping does not reach a stable form");
   if (s.empty()) return Invalid(kProfile, "empty string");
 
   // Step 5: directionality; then the IdentifierClass behavioural rule.
@@ -563,18 +551,17 @@ Result<std::string> OpaqueString(std::string_view input) {
   if (s.empty()) return Invalid(kProfile, "empty string");
 
   // Mapping: non-ASCII spaces to U+0020 (step 2), NFC (step 4). No width,
-  // case or directionality rules for this profile.
-  if (!IsAscii(input)) {
-    bool stable = false;
-    for (int pass = 0; pass < kMaxEnforcementPasses && !stable; ++pass) {
-      CodePoints next = s;
-      MapSpaces(next);
-      if (!ToNfc(next, next)) return MakeError(Errc::kInternal, "OpaqueString: NFC normalisation failed");
-      stable = next == s;
-      s.swap(next);
-    }
-    if (!stable) return Invalid(kProfile, "mapping does not reach a stable form");
+  // case or directionality rules for this profile. (Printable ASCII and
+  // spaces took the fast path above.)
+  bool stable = false;
+  for (int pass = 0; pass < kMaxEnforcementPasses && !stable; ++pass) {
+    CodePoints next = s;
+    MapSpaces(next);
+    if (!ToNfc(next, next)) return MakeError(Errc::kInternal, "OpaqueString: NFC normalisation failed");
+    stable = next == s;
+    s.swap(next);
   }
+  if (!stable) return Invalid(kProfile, "mapping does not reach a stable form");
   if (s.empty()) return Invalid(kProfile, "empty string");
 
   if (Result<void> valid = CheckClass(kProfile, StringClass::kFreeform, s); !valid) return valid.error();

@@ -30,38 +30,41 @@ namespace {
 // in RFC 8264 §9.11 ASCII7 (U+0021-U+007E) is PVALID while controls are
 // DISALLOWED and U+0020 is a space (FreeformClass only).
 
-TEST(AsciiFastPathTest, UsernameCaseMappedLowercasesPrintablesAndRejectsTheRest) {
+// Calls check(byte, input) for every ASCII byte, alone and between letters.
+template <class Check>
+void ForEachAsciiInput(Check check) {
   for (int byte = 0; byte < 0x80; ++byte) {
     const char c = static_cast<char>(byte);
-    for (const std::string& input : {std::string(1, c), "a" + std::string(1, c) + "Z"}) {
-      Result<std::string> prepared = UsernameCaseMapped(input);
-      if (byte >= 0x21 && byte <= 0x7e) {
-        std::string expected = input;
-        for (char& ch : expected) {
-          if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
-        }
-        ASSERT_TRUE(prepared.ok()) << byte;
-        EXPECT_EQ(*prepared, expected) << byte;
-      } else {
-        EXPECT_FALSE(prepared.ok()) << byte;
-      }
-    }
+    for (const std::string& input : {std::string(1, c), "a" + std::string(1, c) + "Z"}) check(byte, input);
   }
 }
 
-TEST(AsciiFastPathTest, OpaqueStringKeepsPrintablesAndSpaceAndRejectsControls) {
-  for (int byte = 0; byte < 0x80; ++byte) {
-    const char c = static_cast<char>(byte);
-    for (const std::string& input : {std::string(1, c), "a" + std::string(1, c) + "Z"}) {
-      Result<std::string> prepared = OpaqueString(input);
-      if (byte >= 0x20 && byte <= 0x7e) {
-        ASSERT_TRUE(prepared.ok()) << byte;
-        EXPECT_EQ(*prepared, input) << byte;
-      } else {
-        EXPECT_FALSE(prepared.ok()) << byte;
+TEST(AsciiFastPathTest, UsernameCaseMappedLowercasesPrintablesAndRejectsTheRest) {
+  ForEachAsciiInput([](int byte, const std::string& input) {
+    Result<std::string> prepared = UsernameCaseMapped(input);
+    if (byte >= 0x21 && byte <= 0x7e) {
+      std::string expected = input;
+      for (char& ch : expected) {
+        if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch - 'A' + 'a');
       }
+      ASSERT_TRUE(prepared.ok()) << byte;
+      EXPECT_EQ(*prepared, expected) << byte;
+    } else {
+      EXPECT_FALSE(prepared.ok()) << byte;
     }
-  }
+  });
+}
+
+TEST(AsciiFastPathTest, OpaqueStringKeepsPrintablesAndSpaceAndRejectsControls) {
+  ForEachAsciiInput([](int byte, const std::string& input) {
+    Result<std::string> prepared = OpaqueString(input);
+    if (byte >= 0x20 && byte <= 0x7e) {
+      ASSERT_TRUE(prepared.ok()) << byte;
+      EXPECT_EQ(*prepared, input) << byte;
+    } else {
+      EXPECT_FALSE(prepared.ok()) << byte;
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------

@@ -153,17 +153,15 @@ void Pbkdf2Sha1FirstBlock(std::string_view password, std::string_view salt, unsi
 std::string Pbkdf2(Hash hash, std::string_view password, std::string_view salt, int iterations) {
   std::string out(DigestSize(hash), '\0');
   if (iterations < 1) CryptoFailure();
-  auto* key = reinterpret_cast<const uint8_t*>(password.data());
-  auto* salt_bytes = reinterpret_cast<const uint8_t*>(salt.data());
   auto* dst = reinterpret_cast<uint8_t*>(out.data());
   const auto rounds = static_cast<unsigned>(iterations);
   if (hash == Hash::kSha1) {
     Pbkdf2Sha1FirstBlock(password, salt, rounds, dst);
   } else {
     struct hmac_sha256_ctx ctx;
-    hmac_sha256_set_key(&ctx, password.size(), key);
-    PBKDF2(&ctx, hmac_sha256_update, hmac_sha256_digest, SHA256_DIGEST_SIZE, rounds, salt.size(), salt_bytes,
-           out.size(), dst);
+    hmac_sha256_set_key(&ctx, password.size(), reinterpret_cast<const uint8_t*>(password.data()));
+    PBKDF2(&ctx, hmac_sha256_update, hmac_sha256_digest, SHA256_DIGEST_SIZE, rounds, salt.size(),
+           reinterpret_cast<const uint8_t*>(salt.data()), out.size(), dst);
     OPENSSL_cleanse(&ctx, sizeof ctx);
   }
   return out;
