@@ -145,6 +145,8 @@ Result<Statement> Connection::Prepare(std::string_view sql) {
 
 int64_t Connection::Changes() const { return sqlite3_changes64(db_); }
 
+int64_t Connection::TotalChanges() const { return sqlite3_total_changes64(db_); }
+
 bool Connection::InAutocommit() const { return sqlite3_get_autocommit(db_) != 0; }
 
 Error Connection::MakeSqliteError(int code, std::string_view what) const {

@@ -92,6 +92,11 @@ class Connection {
 
   // Rows changed by the most recent INSERT/UPDATE/DELETE (not counting
   // foreign-key cascades).
+  // Rows changed by every completed INSERT, UPDATE and DELETE on this
+  // connection since it opened, trigger programs included. A statement that
+  // fails is undone by SQLite and not counted, so an unchanged total across
+  // a failed job means the job left nothing behind.
+  int64_t TotalChanges() const;
   int64_t Changes() const;
 
   // True if no transaction is open. After a failed statement this tells the

@@ -3,11 +3,14 @@
 // Threads
 //  * One writer thread owns the read-write connection. It group-commits: it
 //    takes every queued write (at most SqliteOptions::commit_batch), runs them
-//    in one BEGIN IMMEDIATE ... COMMIT, each inside its own SAVEPOINT, and only
-//    then posts their Replies. With synchronous=FULL the COMMIT fsyncs the
-//    WAL, so one fsync acknowledges the whole batch (G1). A job whose
-//    statement fails rolls back to its savepoint and fails alone; the rest of
-//    the batch commits. If SQLite itself abandons the transaction (I/O error,
+//    in one BEGIN IMMEDIATE ... COMMIT, and only then posts their Replies.
+//    With synchronous=FULL the COMMIT fsyncs the WAL, so one fsync
+//    acknowledges the whole batch (G1). A job that fails fails alone; the
+//    rest of the batch commits. The batch first runs without savepoints; a
+//    job that fails before changing a row needs none (SQLite undoes the
+//    failing statement). If a job fails after changing rows, the transaction
+//    is rolled back and the batch runs again with each job inside its own
+//    SAVEPOINT, so only that job's work is undone (CommitBatch). If SQLite itself abandons the transaction (I/O error,
 //    disk full) or COMMIT fails, every job in the batch fails with the mapped
 //    error (kUnavailable) and nothing from it is applied.
 //  * One reader thread owns a read-only connection and runs reads one at a
@@ -60,6 +63,9 @@ class SqliteStore final : public Store {
     int64_t writes_ok = 0;      // write jobs committed and acknowledged
     int64_t writes_failed = 0;  // write jobs that replied with an error
     int64_t reads = 0;          // read jobs run (ok or not)
+    // Batches run a second time with a savepoint per job, because a job
+    // failed after changing rows (CommitBatch).
+    int64_t batches_replayed = 0;
   };
 
   // See OpenSqlite in store.h.
@@ -137,8 +143,15 @@ class SqliteStore final : public Store {
 
   void WriterLoop();
   void ReaderLoop();
-  // Runs one group-committed transaction and posts every job's Reply.
+  // Runs one group-committed transaction and posts every job's Reply:
+  // first without savepoints (CommitWithoutSavepoints); if a job fails after
+  // changing rows, again from the start with a savepoint around each job
+  // (CommitWithSavepoints), so that only the failing job's work is undone.
   void CommitBatch(std::vector<std::unique_ptr<Job>>& batch);
+  // False if it rolled the transaction back (nothing is posted then).
+  bool CommitWithoutSavepoints(std::vector<std::unique_ptr<Job>>& batch);
+  void CommitWithSavepoints(std::vector<std::unique_ptr<Job>>& batch);
+
 
   const SqliteOptions options_;
   // Each connection is touched only by its thread once the threads start,
@@ -161,6 +174,7 @@ class SqliteStore final : public Store {
   std::atomic<int64_t> transactions_{0};
   std::atomic<int64_t> writes_ok_{0};
   std::atomic<int64_t> writes_failed_{0};
+  std::atomic<int64_t> batches_replayed_{0};
   std::atomic<int64_t> reads_run_{0};
 };
 

@@ -650,6 +650,47 @@ TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
       io, [&](Reply<std::vector<std::string>> r) { store->ListAccounts(std::move(r)); });
   ASSERT_TRUE(names.ok());
   EXPECT_EQ(*names, (std::vector<std::string>{"alice", "carol"})) << "bob must roll back with his batch-mate";
+  // Creating bob and then failing on alice changed a row: the batch had to
+  // run again with a savepoint per job to undo only that job.
+  EXPECT_EQ(after.batches_replayed - before.batches_replayed, 1);
+}
+
+// A job that fails before changing a row (SQLite undoes the failing
+// statement) leaves nothing to roll back, so its batch commits in one pass,
+// without savepoints, and the failure still reaches only its own caller.
+TEST(SqliteGroupCommit, AJobThatFailsWithoutChangesNeedsNoSecondPass) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  const auto before = AsSqlite(*store).stats();
+  Batch batch(io);
+  std::vector<std::string> outcome(4);
+  auto record = [&](size_t index) {
+    return [&outcome, index](auto r) { outcome[index] = r.ok() ? "ok" : ErrcName(r.error().code); };
+  };
+  {
+    RawDb other(path);
+    other.Exec("BEGIN IMMEDIATE");
+    store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(0)));
+    store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(1)));
+    store->StoreOffline("nobody", MakeMessage("x"), batch.Add<int64_t>(record(2)));
+    store->StoreOffline("alice", MakeMessage("y"), batch.Add<int64_t>(record(3)));
+    std::this_thread::sleep_for(LockedWrites::kHold);
+    other.Exec("COMMIT");
+  }
+  batch.Wait();
+  EXPECT_EQ(outcome, (std::vector<std::string>{"ok", "conflict", "not-found", "ok"}));
+  const auto after = AsSqlite(*store).stats();
+  EXPECT_EQ(after.batches_replayed - before.batches_replayed, 0);
+  EXPECT_EQ(after.writes_ok - before.writes_ok, 2);
+  EXPECT_EQ(after.writes_failed - before.writes_failed, 2);
+  auto offline = Await<std::vector<OfflineMessage>>(
+      io, [&](Reply<std::vector<OfflineMessage>> r) { store->LoadOffline("alice", std::move(r)); });
+  ASSERT_TRUE(offline.ok());
+  ASSERT_EQ(offline->size(), 1u);
+  EXPECT_EQ(offline->front().stanza, MakeMessage("y").stanza);
 }
 
 // ---- Sharing the file ----
