@@ -215,7 +215,14 @@ void SqliteStore::CommitBatch(std::vector<std::unique_ptr<Job>>& batch) {
 // database (the archive's last id only moves forward).
 bool SqliteStore::CommitWithoutSavepoints(std::vector<std::unique_ptr<Job>>& batch) {
   Connection& conn = *writer_connection_;
-  if (!RunStatement(conn, "BEGIN IMMEDIATE").ok()) return false;  // the savepoint path reports it
+  if (auto begun = RunStatement(conn, "BEGIN IMMEDIATE"); !begun.ok()) {
+    // Not tried again: BEGIN has already waited out the busy timeout.
+    spdlog::warn("store: cannot begin a write transaction for {} jobs: {}", batch.size(), begun.error().message);
+    for (auto& job : batch) job->Fail(begun.error());
+    writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
+    PostByExecutor(batch);
+    return true;
+  }
   int64_t own_failures = 0;
   std::vector<bool> ran_ok;
   ran_ok.reserve(batch.size());

@@ -693,6 +693,34 @@ TEST(SqliteGroupCommit, AJobThatFailsWithoutChangesNeedsNoSecondPass) {
   EXPECT_EQ(offline->front().stanza, MakeMessage("y").stanza);
 }
 
+// Another process holds the write lock past the busy timeout: the batch
+// fails once, with the error, and is not begun a second time (which would
+// double the wait); the next write goes through once the lock is free.
+TEST(SqliteGroupCommit, ABatchThatCannotBeginFailsOnce) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(
+      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  const auto before = AsSqlite(*store).stats();
+  {
+    RawDb other(path);
+    other.Exec("BEGIN IMMEDIATE");
+    auto stored = Await<int64_t>(
+        io, [&](Reply<int64_t> r) { store->StoreOffline("alice", MakeMessage("x"), std::move(r)); });
+    ASSERT_FALSE(stored.ok());
+    other.Exec("COMMIT");
+  }
+  const auto after = AsSqlite(*store).stats();
+  EXPECT_EQ(after.writes_failed - before.writes_failed, 1);
+  EXPECT_EQ(after.batches_replayed - before.batches_replayed, 0);
+  EXPECT_TRUE(Await<int64_t>(io, [&](Reply<int64_t> r) {
+                store->StoreOffline("alice", MakeMessage("y"), std::move(r));
+              }).ok());
+}
+
 // ---- Sharing the file ----
 
 TEST(SqliteSharing, AnotherWriterCanAddAccountsWhileTheStoreIsOpen) {
