@@ -218,9 +218,7 @@ bool SqliteStore::CommitWithoutSavepoints(std::vector<std::unique_ptr<Job>>& bat
   if (auto begun = RunStatement(conn, "BEGIN IMMEDIATE"); !begun.ok()) {
     // Not tried again: BEGIN has already waited out the busy timeout.
     spdlog::warn("store: cannot begin a write transaction for {} jobs: {}", batch.size(), begun.error().message);
-    for (auto& job : batch) job->Fail(begun.error());
-    writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
-    PostByExecutor(batch);
+    FailBatch(batch, begun.error(), {});
     return true;
   }
   int64_t own_failures = 0;
@@ -241,38 +239,37 @@ bool SqliteStore::CommitWithoutSavepoints(std::vector<std::unique_ptr<Job>>& bat
     // Not run again: a failed COMMIT may or may not have reached the disk.
     if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
     spdlog::warn("store: write transaction of {} jobs failed: {}", batch.size(), committed.error().message);
-    for (size_t i = 0; i < batch.size(); ++i) {
-      if (ran_ok[i]) batch[i]->Fail(committed.error());
-    }
-    writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
-    PostByExecutor(batch);
+    FailBatch(batch, committed.error(), ran_ok);
     return true;
   }
+  FinishBatch(batch, own_failures);
+  return true;
+}
+
+void SqliteStore::FailBatch(std::vector<std::unique_ptr<Job>>& batch, const Error& error,
+                            const std::vector<bool>& ran_ok) {
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (i >= ran_ok.size() || ran_ok[i]) batch[i]->Fail(error);
+  }
+  writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
+  PostByExecutor(batch);  // one post per caller executor for the whole batch (store.h)
+}
+
+void SqliteStore::FinishBatch(std::vector<std::unique_ptr<Job>>& batch, int64_t own_failures) {
   transactions_.fetch_add(1, std::memory_order_relaxed);
   writes_ok_.fetch_add(static_cast<int64_t>(batch.size()) - own_failures, std::memory_order_relaxed);
   writes_failed_.fetch_add(own_failures, std::memory_order_relaxed);
   PostByExecutor(batch);
-  return true;
 }
 
 void SqliteStore::CommitWithSavepoints(std::vector<std::unique_ptr<Job>>& batch) {
   Connection& conn = *writer_connection_;
-  auto fail_all = [&](const Error& error, size_t from, const std::vector<bool>& ran_ok) {
-    for (size_t i = from; i < batch.size(); ++i) {
-      if (i >= ran_ok.size() || ran_ok[i]) batch[i]->Fail(error);
-    }
-  };
-  // One post per caller executor for the whole batch (store.h, PostByExecutor).
-  auto finish_all = [&] { PostByExecutor(batch); };
-
   std::vector<bool> ran_ok;
   ran_ok.reserve(batch.size());
   if (auto begun = RunStatement(conn, "BEGIN IMMEDIATE"); !begun.ok()) {
     spdlog::warn("store: cannot begin a write transaction for {} jobs: {}", batch.size(),
                  begun.error().message);
-    fail_all(begun.error(), 0, ran_ok);
-    writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
-    finish_all();
+    FailBatch(batch, begun.error(), ran_ok);
     return;
   }
 
@@ -314,15 +311,10 @@ void SqliteStore::CommitWithSavepoints(std::vector<std::unique_ptr<Job>>& batch)
   if (abandoned) {
     if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
     spdlog::warn("store: write transaction of {} jobs failed: {}", batch.size(), abandoned->message);
-    fail_all(*abandoned, 0, ran_ok);
-    writes_failed_.fetch_add(static_cast<int64_t>(batch.size()), std::memory_order_relaxed);
-    finish_all();
+    FailBatch(batch, *abandoned, ran_ok);
     return;
   }
-  transactions_.fetch_add(1, std::memory_order_relaxed);
-  writes_ok_.fetch_add(static_cast<int64_t>(batch.size()) - own_failures, std::memory_order_relaxed);
-  writes_failed_.fetch_add(own_failures, std::memory_order_relaxed);
-  finish_all();
+  FinishBatch(batch, own_failures);
 }
 
 void SqliteStore::ReaderLoop() {

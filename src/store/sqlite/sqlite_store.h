@@ -10,9 +10,10 @@
 //    job that fails before changing a row needs none (SQLite undoes the
 //    failing statement). If a job fails after changing rows, the transaction
 //    is rolled back and the batch runs again with each job inside its own
-//    SAVEPOINT, so only that job's work is undone (CommitBatch). If SQLite itself abandons the transaction (I/O error,
-//    disk full) or COMMIT fails, every job in the batch fails with the mapped
-//    error (kUnavailable) and nothing from it is applied.
+//    SAVEPOINT, so only that job's work is undone (CommitBatch). If SQLite
+//    itself abandons the transaction (I/O error, disk full) or COMMIT fails,
+//    every job in the batch fails with the mapped error (kUnavailable) and
+//    nothing from it is applied.
 //  * One reader thread owns a read-only connection and runs reads one at a
 //    time, each in its own read transaction (a consistent snapshot). WAL lets
 //    it read while the writer writes.
@@ -151,6 +152,14 @@ class SqliteStore final : public Store {
   // False if it rolled the transaction back (nothing is posted then).
   bool CommitWithoutSavepoints(std::vector<std::unique_ptr<Job>>& batch);
   void CommitWithSavepoints(std::vector<std::unique_ptr<Job>>& batch);
+  // Fails every job that did not fail on its own (ran_ok[i] false keeps the
+  // job's own error; jobs past the end of ran_ok never ran), counts the whole
+  // batch as failed writes and posts every Reply.
+  void FailBatch(std::vector<std::unique_ptr<Job>>& batch, const Error& error,
+                 const std::vector<bool>& ran_ok);
+  // Counts a committed batch (own_failures of its jobs failed alone) and
+  // posts every Reply.
+  void FinishBatch(std::vector<std::unique_ptr<Job>>& batch, int64_t own_failures);
 
 
   const SqliteOptions options_;

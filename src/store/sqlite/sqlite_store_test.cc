@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -555,6 +556,16 @@ struct LockedWrites {
   static constexpr auto kHold = std::chrono::milliseconds(200);
 };
 
+// Runs `queue` while another connection holds the write lock, and releases
+// the lock LockedWrites::kHold later.
+void QueueWhileLocked(const std::string& path, const std::function<void()>& queue) {
+  RawDb other(path);
+  other.Exec("BEGIN IMMEDIATE");
+  queue();
+  std::this_thread::sleep_for(LockedWrites::kHold);
+  other.Exec("COMMIT");
+}
+
 TEST(SqliteGroupCommit, QueuedWritesShareOneTransaction) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
@@ -568,17 +579,13 @@ TEST(SqliteGroupCommit, QueuedWritesShareOneTransaction) {
   constexpr int kWrites = 200;
   Batch batch(io);
   int ok = 0;
-  {
-    RawDb other(path);
-    other.Exec("BEGIN IMMEDIATE");
+  QueueWhileLocked(path, [&] {
     for (int i = 0; i < kWrites; ++i) {
       store->StoreOffline("alice", MakeMessage(std::to_string(i)), batch.Add<int64_t>([&](Result<int64_t> r) {
         if (r.ok()) ++ok;
       }));
     }
-    std::this_thread::sleep_for(LockedWrites::kHold);
-    other.Exec("COMMIT");
-  }
+  });
   batch.Wait();
   EXPECT_EQ(ok, kWrites);
   const auto after = AsSqlite(*store).stats();
@@ -599,17 +606,13 @@ TEST(SqliteGroupCommit, BatchesAreCappedByCommitBatch) {
   constexpr int kWrites = 40;
   Batch batch(io);
   int ok = 0;
-  {
-    RawDb other(path);
-    other.Exec("BEGIN IMMEDIATE");
+  QueueWhileLocked(path, [&] {
     for (int i = 0; i < kWrites; ++i) {
       store->StoreOffline("alice", MakeMessage(std::to_string(i)), batch.Add<int64_t>([&](Result<int64_t> r) {
         if (r.ok()) ++ok;
       }));
     }
-    std::this_thread::sleep_for(LockedWrites::kHold);
-    other.Exec("COMMIT");
-  }
+  });
   batch.Wait();
   EXPECT_EQ(ok, kWrites);
   const auto transactions = AsSqlite(*store).stats().transactions - before.transactions;
@@ -629,17 +632,13 @@ TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
   auto record = [&](size_t index) {
     return [&outcome, index](auto r) { outcome[index] = r.ok() ? "ok" : ErrcName(r.error().code); };
   };
-  {
-    RawDb other(path);
-    other.Exec("BEGIN IMMEDIATE");
+  QueueWhileLocked(path, [&] {
     store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(0)));
     store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(1)));
     store->CreateAccounts({MakeAccount("bob"), MakeAccount("alice")}, batch.Add<void>(record(2)));
     store->StoreOffline("alice", MakeMessage("x"), batch.Add<int64_t>(record(3)));
     store->CreateAccount(MakeAccount("carol"), batch.Add<void>(record(4)));
-    std::this_thread::sleep_for(LockedWrites::kHold);
-    other.Exec("COMMIT");
-  }
+  });
   batch.Wait();
   EXPECT_EQ(outcome, (std::vector<std::string>{"ok", "conflict", "conflict", "ok", "ok"}));
   const auto after = AsSqlite(*store).stats();
@@ -670,16 +669,12 @@ TEST(SqliteGroupCommit, AJobThatFailsWithoutChangesNeedsNoSecondPass) {
   auto record = [&](size_t index) {
     return [&outcome, index](auto r) { outcome[index] = r.ok() ? "ok" : ErrcName(r.error().code); };
   };
-  {
-    RawDb other(path);
-    other.Exec("BEGIN IMMEDIATE");
+  QueueWhileLocked(path, [&] {
     store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(0)));
     store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(1)));
     store->StoreOffline("nobody", MakeMessage("x"), batch.Add<int64_t>(record(2)));
     store->StoreOffline("alice", MakeMessage("y"), batch.Add<int64_t>(record(3)));
-    std::this_thread::sleep_for(LockedWrites::kHold);
-    other.Exec("COMMIT");
-  }
+  });
   batch.Wait();
   EXPECT_EQ(outcome, (std::vector<std::string>{"ok", "conflict", "not-found", "ok"}));
   const auto after = AsSqlite(*store).stats();
