@@ -2,7 +2,6 @@
 
 #include <sqlite3.h>
 
-#include <mutex>
 #include <utility>
 
 namespace nines::store::sqlite {
@@ -86,13 +85,14 @@ std::string Statement::ColumnBlob(int column) const {
 
 // ---- Connection ----
 
+bool ConfigureSqliteProcess() {
+  static const bool configured = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) == SQLITE_OK;
+  return configured;
+}
+
 Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path, Mode mode,
                                                      int busy_timeout_ms) {
-  // SQLite's memory statistics take a global mutex around every malloc and
-  // free; nines never reads them. Only possible before SQLite initialises,
-  // so done once, before the first open (a later call would be refused).
-  static std::once_flag configured;
-  std::call_once(configured, [] { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); });
+  (void)ConfigureSqliteProcess();  // before the first open, which initialises SQLite
   int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
   flags |= mode == Mode::kReadOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   sqlite3* db = nullptr;

@@ -68,6 +68,14 @@ class Statement {
   sqlite3_stmt* stmt_;
 };
 
+// Process-wide SQLite settings, which SQLite accepts only before it
+// initialises (its first open): memory statistics off, since they take a
+// global mutex around every SQLite malloc and free and nines never reads
+// them. Runs once per process; Connection::Open calls it, so only code that
+// uses SQLite without a Connection must call it first. False if SQLite had
+// already initialised and refused (nothing breaks; it is only slower).
+bool ConfigureSqliteProcess();
+
 class Connection {
  public:
   enum class Mode { kReadWrite, kReadOnly };
@@ -90,13 +98,13 @@ class Connection {
   // number of distinct texts small (each stays prepared until close).
   Result<Statement> Prepare(std::string_view sql);
 
-  // Rows changed by the most recent INSERT/UPDATE/DELETE (not counting
-  // foreign-key cascades).
   // Rows changed by every completed INSERT, UPDATE and DELETE on this
   // connection since it opened, trigger programs included. A statement that
   // fails is undone by SQLite and not counted, so an unchanged total across
   // a failed job means the job left nothing behind.
   int64_t TotalChanges() const;
+  // Rows changed by the most recent INSERT/UPDATE/DELETE (not counting
+  // foreign-key cascades).
   int64_t Changes() const;
 
   // True if no transaction is open. After a failed statement this tells the

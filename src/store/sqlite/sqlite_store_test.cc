@@ -416,6 +416,25 @@ TEST(SqliteConnection, WriteConnectionsFsyncEveryCommitAndEnforceForeignKeys) {
   EXPECT_EQ(pragma("PRAGMA busy_timeout"), kBusyTimeoutMs);
 }
 
+// SQLite's memory statistics are off in a process whose first SQLite use is
+// a Connection (the server's case). Checked in a fresh process (a
+// "threadsafe" death test re-runs this binary for the one test), because
+// other tests here open SQLite directly first, after which SQLite refuses
+// the setting. With the statistics on, sqlite3_memory_used() counts every
+// allocation; off, it stays 0.
+TEST(SqliteConnection, MemoryStatisticsAreOffInTheServer) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  TempDir dir;
+  const std::string path = (dir.path() / "m.db").string();
+  EXPECT_EXIT(
+      {
+        auto conn = Connection::Open(path, Connection::Mode::kReadWrite, kBusyTimeoutMs);
+        const bool used = conn.ok() && (*conn)->Exec("CREATE TABLE t (x); INSERT INTO t VALUES (1);").ok();
+        std::exit(used && ConfigureSqliteProcess() && sqlite3_memory_used() == 0 ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
 TEST(SqliteErrors, ResultCodesMapOnce) {
   EXPECT_EQ(ErrcFromSqlite(SQLITE_CONSTRAINT_PRIMARYKEY), Errc::kConflict);
   EXPECT_EQ(ErrcFromSqlite(SQLITE_CONSTRAINT_UNIQUE), Errc::kConflict);
@@ -556,6 +575,27 @@ struct LockedWrites {
   static constexpr auto kHold = std::chrono::milliseconds(200);
 };
 
+// Each queued call's outcome, "ok" or its error's Errc name, in the order
+// the calls were made.
+class Outcomes {
+ public:
+  explicit Outcomes(boost::asio::io_context& io) : batch_(io) {}
+  template <class T>
+  Reply<T> Add() {
+    const size_t index = names_.size();
+    names_.emplace_back();
+    return batch_.Add<T>([this, index](Result<T> r) { names_[index] = r.ok() ? "ok" : ErrcName(r.error().code); });
+  }
+  const std::vector<std::string>& Wait() {
+    batch_.Wait();
+    return names_;
+  }
+
+ private:
+  Batch batch_;
+  std::vector<std::string> names_;
+};
+
 // Runs `queue` while another connection holds the write lock, and releases
 // the lock LockedWrites::kHold later.
 void QueueWhileLocked(const std::string& path, const std::function<void()>& queue) {
@@ -627,20 +667,15 @@ TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   const auto before = AsSqlite(*store).stats();
-  Batch batch(io);
-  std::vector<std::string> outcome(5);
-  auto record = [&](size_t index) {
-    return [&outcome, index](auto r) { outcome[index] = r.ok() ? "ok" : ErrcName(r.error().code); };
-  };
+  Outcomes outcomes(io);
   QueueWhileLocked(path, [&] {
-    store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(0)));
-    store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(1)));
-    store->CreateAccounts({MakeAccount("bob"), MakeAccount("alice")}, batch.Add<void>(record(2)));
-    store->StoreOffline("alice", MakeMessage("x"), batch.Add<int64_t>(record(3)));
-    store->CreateAccount(MakeAccount("carol"), batch.Add<void>(record(4)));
+    store->CreateAccount(MakeAccount("alice"), outcomes.Add<void>());
+    store->CreateAccount(MakeAccount("alice"), outcomes.Add<void>());
+    store->CreateAccounts({MakeAccount("bob"), MakeAccount("alice")}, outcomes.Add<void>());
+    store->StoreOffline("alice", MakeMessage("x"), outcomes.Add<int64_t>());
+    store->CreateAccount(MakeAccount("carol"), outcomes.Add<void>());
   });
-  batch.Wait();
-  EXPECT_EQ(outcome, (std::vector<std::string>{"ok", "conflict", "conflict", "ok", "ok"}));
+  EXPECT_EQ(outcomes.Wait(), (std::vector<std::string>{"ok", "conflict", "conflict", "ok", "ok"}));
   const auto after = AsSqlite(*store).stats();
   EXPECT_LE(after.transactions - before.transactions, 2);
   EXPECT_EQ(after.writes_ok - before.writes_ok, 3);
@@ -664,19 +699,14 @@ TEST(SqliteGroupCommit, AJobThatFailsWithoutChangesNeedsNoSecondPass) {
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   const auto before = AsSqlite(*store).stats();
-  Batch batch(io);
-  std::vector<std::string> outcome(4);
-  auto record = [&](size_t index) {
-    return [&outcome, index](auto r) { outcome[index] = r.ok() ? "ok" : ErrcName(r.error().code); };
-  };
+  Outcomes outcomes(io);
   QueueWhileLocked(path, [&] {
-    store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(0)));
-    store->CreateAccount(MakeAccount("alice"), batch.Add<void>(record(1)));
-    store->StoreOffline("nobody", MakeMessage("x"), batch.Add<int64_t>(record(2)));
-    store->StoreOffline("alice", MakeMessage("y"), batch.Add<int64_t>(record(3)));
+    store->CreateAccount(MakeAccount("alice"), outcomes.Add<void>());
+    store->CreateAccount(MakeAccount("alice"), outcomes.Add<void>());
+    store->StoreOffline("nobody", MakeMessage("x"), outcomes.Add<int64_t>());
+    store->StoreOffline("alice", MakeMessage("y"), outcomes.Add<int64_t>());
   });
-  batch.Wait();
-  EXPECT_EQ(outcome, (std::vector<std::string>{"ok", "conflict", "not-found", "ok"}));
+  EXPECT_EQ(outcomes.Wait(), (std::vector<std::string>{"ok", "conflict", "not-found", "ok"}));
   const auto after = AsSqlite(*store).stats();
   EXPECT_EQ(after.batches_replayed - before.batches_replayed, 0);
   EXPECT_EQ(after.writes_ok - before.writes_ok, 2);
