@@ -13,7 +13,7 @@ packages=(
   libfuzzer-14-dev libclang-rt-14-dev
   # libraries (see docs/architecture.md for why each is here)
   libboost1.81-dev libssl-dev nettle-dev libexpat1-dev libsqlite3-dev libicu-dev
-  libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libpq-dev
+  libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev libpq-dev libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # protocol tests
   python3 python3-slixmpp python3-openssl openssl procps

@@ -210,8 +210,8 @@ Result<void> Server::Start() {
   if (d.components) ready += " components=" + d.components->endpoint();
   std::printf("%s\n", ready.c_str());
   std::fflush(stdout);
-  spdlog::info("nines {} serving {} with {} event loop(s); data in {}", NINES_VERSION, cfg->domain, d.loops->size(),
-               cfg->data_dir);
+  spdlog::info("nines {} serving {} with {} event loop(s) on {}; data in {}", NINES_VERSION, cfg->domain,
+               d.loops->size(), ProcessAllocator(), cfg->data_dir);
   spdlog::info("client connections: {} (STARTTLS){}", d.c2s->endpoint(),
                d.c2s_tls ? ", " + d.c2s_tls->endpoint() + " (direct TLS)" : "");
   if (d.components) {

@@ -1,5 +1,12 @@
 // Giving freed memory back to the operating system.
 //
+// Release builds link jemalloc as the process allocator (NINES_HAVE_JEMALLOC;
+// docs/architecture.md says why). jemalloc returns freed pages on its own
+// decay timer, but only while the arena is in use, so after idle sessions
+// drop their parsers a trim flushes this thread's cache and purges every
+// arena. Builds without it (the sanitizer presets) use the system's malloc;
+// with glibc's, this is what a trim is for:
+//
 // glibc's malloc returns only the top of the heap on free(); pages freed in
 // the middle stay resident. After thousands of idle sessions drop their
 // parsers and buffers (xmpp::C2sSession::CheckDeadlines), those pages are
@@ -24,6 +31,7 @@ class TrimPolicy {
     double min_interval_seconds = 5;    // between trims while they pay off
     double max_interval_seconds = 300;  // the back-off's ceiling
     size_t many = 256;                  // released objects worth a prompt trim
+    size_t burst = 1024;                // so many wait only the shortest interval, even backed off
     double few_factor = 6;              // fewer than `many` wait this many intervals
     size_t productive_bytes = 1 << 20;  // a trim returning less backs off
   };
@@ -45,6 +53,10 @@ class TrimPolicy {
   bool trimmed_once_ = false;
   double last_ = 0;
 };
+
+// "jemalloc" or "system malloc": what serves malloc in this process, checked
+// (an allocation jemalloc does not count means the link order lost it).
+const char* ProcessAllocator();
 
 // Notes that `released` objects were freed; call it on every loop tick, with
 // 0 when nothing was, so stragglers are trimmed too. Trims the heap when the

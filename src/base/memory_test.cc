@@ -12,6 +12,7 @@ TrimPolicy::Options Opts() {
   o.many = 256;
   o.few_factor = 6;
   o.productive_bytes = 1000;
+  o.burst = 1024;
   return o;
 }
 
@@ -56,8 +57,32 @@ TEST(TrimPolicyTest, UnproductiveTrimsBackOffAndAProductiveOneResets) {
   EXPECT_DOUBLE_EQ(p.interval_seconds(), 5);
 }
 
+TEST(TrimPolicyTest, ABurstWaitsOnlyTheShortestIntervalWhenBackedOff) {
+  TrimPolicy p(Opts());
+  EXPECT_TRUE(p.Note(300, 0));
+  p.Trimmed(0);  // after the logins: nothing to give back yet
+  p.Trimmed(0);
+  EXPECT_DOUBLE_EQ(p.interval_seconds(), 20);
+  EXPECT_FALSE(p.Note(1500, 4)) << "still within the shortest interval";
+  EXPECT_TRUE(p.Note(0, 5.5)) << "the idle sessions' parsers, not 20 s later";
+  p.Trimmed(0);
+  EXPECT_FALSE(p.Note(300, 11)) << "a smaller batch waits for the backed-off interval";
+  EXPECT_TRUE(p.Note(0, 46));
+}
+
 TEST(TrimPolicyTest, ProcessWideEntryPointDoesNothingWithNothingReleased) {
   EXPECT_FALSE(NoteMemoryReleased(0));
+}
+
+// Release builds must really run on jemalloc: linked after libc, or dropped
+// by --as-needed, it would be loaded and unused, and the figures in
+// docs/benchmarks.md would not describe the binary.
+TEST(ProcessAllocatorTest, IsJemallocWhereLinked) {
+#if defined(NINES_HAVE_JEMALLOC)
+  EXPECT_STREQ(ProcessAllocator(), "jemalloc");
+#else
+  EXPECT_STREQ(ProcessAllocator(), "system malloc");
+#endif
 }
 
 }  // namespace
