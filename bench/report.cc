@@ -130,6 +130,14 @@ std::vector<Metric> Metrics(const Options& o, const RunResult& r) {
     m.push_back({"reordered", "reordered", static_cast<double>(s.reordered), 0});
     m.push_back({"stanza_errors", "error replies", static_cast<double>(s.stanza_errors), 0});
     if (s.sm_acks) m.push_back({"sm_acks", "stream management acks", static_cast<double>(s.sm_acks), 0});
+    // The server's CPU over the same span as delivered_per_s (logins
+    // excluded), per delivery: its cost per message whether or not it was
+    // saturated.
+    if (r.server_cpu_run_s >= 0 && s.received > 0) {
+      m.push_back({"server_cpu_run_s", "server CPU while sending (s)", r.server_cpu_run_s, 2});
+      m.push_back({"server_cpu_us_per_delivered", "server CPU per delivery (us)",
+                   r.server_cpu_run_s * 1e6 / static_cast<double>(s.received), 2});
+    }
   }
   if (s.unexpected) m.push_back({"unexpected", "unattributed stanzas", static_cast<double>(s.unexpected), 0});
   return m;

@@ -432,12 +432,15 @@ int RunScenario(const Options& opt, RunResult& result) {
 
   const bool traffic = opt.scenario == Scenario::kMessage || (opt.scenario == Scenario::kPresence && opt.duration > 0);
   if (traffic) {
+    const double cpu_before = pid ? ReadCpuSeconds(pid) : -1;
     co.Begin(Phase::kRun);
     co.Sleep(opt.duration);
     if (co.failed()) return 1;
     co.Begin(Phase::kDrain);
     result.drained = co.Wait(opt.grace);
     if (co.failed()) return 1;
+    const double cpu_after = pid ? ReadCpuSeconds(pid) : -1;
+    if (cpu_before >= 0 && cpu_after >= cpu_before) result.server_cpu_run_s = cpu_after - cpu_before;
   }
 
   co.Begin(Phase::kReport);

@@ -31,6 +31,7 @@ struct RunResult {
   double settle_seconds = 0;            // presence: storm start until every contact was seen
   bool settle_complete = true;
   bool drained = true;                  // every in-flight stanza arrived within --grace
+  double server_cpu_run_s = -1;         // traffic with --server-pid: from the first send to the drain's end
   uint32_t procs = 0;
   uint32_t threads = 0;
 };

@@ -33,7 +33,9 @@
 # fresh data directory. The server is pinned to CPU 0 and nines-bench to
 # CPU 1 where the machine has two cores, so at the window-16 max the server
 # is CPU-bound and msgs/s is the inverse of its CPU per message; the table
-# also gives the server's CPU seconds per 100k delivered messages. --rate
+# also gives the server's CPU seconds per 100k delivered messages (over the
+# whole run, logins included) and per delivery while sending (nines-bench
+# --server-pid: from the first send to the last delivery). --rate
 # adds a paced run at that total rate (latency at a fixed load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -139,7 +141,8 @@ TOML
   [ "$kind" = paced ] && args+=(--rate "$rate" --window 0)
   local before after json
   before=$(cpu_ticks "$server_pid")
-  json=$("${bench_pin[@]}" "$BENCH" --port "$port" -n "$clients" --mech plain --no-progress --json "${args[@]}")
+  json=$("${bench_pin[@]}" "$BENCH" --port "$port" -n "$clients" --mech plain --no-progress --json \
+    --server-pid "$server_pid" "${args[@]}")
   after=$(cpu_ticks "$server_pid")
   kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=
   python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["server_cpu_s"]=(int(sys.argv[3])-int(sys.argv[2]))/int(sys.argv[4]); print(json.dumps(d))' \
@@ -167,8 +170,8 @@ rows = {}
 for line in open(path):
     archive, kind, blob = line.split(" ", 2)
     rows.setdefault((kind, archive), []).append(json.loads(blob))
-print(f"| run ({clients} clients in pairs) | {label_of} | delivered msgs/s (each round) | server CPU s per 100k delivered | p50 ms | p99 ms | lost / dup |")
-print("|---|---|---|---|---|---|---|")
+print(f"| run ({clients} clients in pairs) | {label_of} | delivered msgs/s (each round) | server CPU s per 100k delivered | server CPU µs per delivery while sending | p50 ms | p99 ms | lost / dup |")
+print("|---|---|---|---|---|---|---|---|")
 for kind in ("max", "paced"):
     for archive in ("false", "true"):
         rs = rows.get((kind, archive))
@@ -178,9 +181,12 @@ for kind in ("max", "paced"):
         p99 = [r["latency_p99_ms"] for r in rs]
         lost = sum(r["lost"] for r in rs); dup = sum(r["duplicated"] for r in rs)
         cpu = [r["server_cpu_s"] / max(1, r["delivered"]) * 1e5 for r in rs]
+        run_cpu = [r["server_cpu_us_per_delivered"] for r in rs if "server_cpu_us_per_delivered" in r]
+        run_cell = (f"{', '.join(f'{x:.2f}' for x in run_cpu)} (median {statistics.median(run_cpu):.2f})"
+                    if run_cpu else "n/a")
         label = "window 16 (max)" if kind == "max" else f"paced at {rate}/s"
         print(f"| {label} | {'on' if archive == 'true' else 'off'} | {', '.join(f'{x:,.0f}' for x in rates)} "
-              f"(median {statistics.median(rates):,.0f}) | {statistics.median(cpu):.2f} | {statistics.median(p50):.2f} | {statistics.median(p99):.2f} | {lost} / {dup} |")
+              f"(median {statistics.median(rates):,.0f}) | {statistics.median(cpu):.2f} | {run_cell} | {statistics.median(p50):.2f} | {statistics.median(p99):.2f} | {lost} / {dup} |")
 for kind in ("max", "paced"):
     on, off = rows.get((kind, "true")), rows.get((kind, "false"))
     if on and off:
@@ -190,6 +196,11 @@ for kind in ("max", "paced"):
         c_off = statistics.median(r["server_cpu_s"] / max(1, r["delivered"]) for r in off)
         print(f"\n{kind}: with {label_of} on, {m_on / m_off:.0%} of the msgs/s without (cost {1 - m_on / m_off:.0%}); "
               f"server CPU per delivered message {c_on / c_off:.2f}x.")
+        if all("server_cpu_us_per_delivered" in r for r in on + off):
+            u_on = statistics.median(r["server_cpu_us_per_delivered"] for r in on)
+            u_off = statistics.median(r["server_cpu_us_per_delivered"] for r in off)
+            print(f"{kind}: server CPU per delivery while sending (logins excluded): on {u_on:.2f} µs, "
+                  f"off {u_off:.2f} µs, {u_on / u_off:.2f}x.")
         if all("logins_per_s" in r for r in on + off):
             l_on = statistics.median(r["logins_per_s"] for r in on)
             l_off = statistics.median(r["logins_per_s"] for r in off)

@@ -1,7 +1,9 @@
 #include "bench/stats.h"
 
 #include <time.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -164,6 +166,36 @@ uint64_t ReadStatusKib(int pid, std::string_view field) {
 }
 
 }  // namespace
+
+int64_t StatCpuTicks(std::string_view stat) {
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string_view::npos) return -1;
+  // After the name: state (field 3) ... utime (14), stime (15).
+  std::string_view rest = stat.substr(paren + 1);
+  int64_t utime = -1, stime = -1;
+  for (int field = 3; field <= 15; ++field) {
+    const size_t start = rest.find_first_not_of(' ');
+    if (start == std::string_view::npos) return -1;
+    rest.remove_prefix(start);
+    const size_t end = std::min(rest.find(' '), rest.size());
+    if (field == 14 || field == 15) {
+      int64_t v = 0;
+      const auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + end, v);
+      if (ec != std::errc() || ptr != rest.data() + end) return -1;
+      (field == 14 ? utime : stime) = v;
+    }
+    rest.remove_prefix(end);
+  }
+  return utime + stime;
+}
+
+double ReadCpuSeconds(int pid) {
+  std::ifstream in(pid == 0 ? std::string("/proc/self/stat") : "/proc/" + std::to_string(pid) + "/stat");
+  std::stringstream text;
+  text << in.rdbuf();
+  const int64_t ticks = StatCpuTicks(text.str());
+  return ticks < 0 ? -1 : static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 uint64_t ReadRssKib(int pid) { return ReadStatusKib(pid, "VmRSS:"); }
 

@@ -71,6 +71,13 @@ uint64_t ReadRssKib(int pid);
 // of code and data files a process has touched. Per-session memory is
 // anonymous; file pages first touched by the first logins are a one-off.
 uint64_t ReadAnonRssKib(int pid);
+// CPU seconds (user + system) a process has used, from /proc/<pid>/stat
+// (pid 0: this process); negative if it cannot be read.
+double ReadCpuSeconds(int pid);
+// utime + stime, in clock ticks, from /proc/<pid>/stat text; negative if
+// malformed. The command name may hold spaces and parentheses, so fields
+// are counted from its last ')'.
+int64_t StatCpuTicks(std::string_view stat);
 // The value in KiB of `field` (e.g. "VmRSS:") in /proc/<pid>/status text.
 uint64_t StatusFieldKib(std::string_view status, std::string_view field);
 
