@@ -114,6 +114,10 @@ const std::vector<Key>& Schema() {
        "it had not acknowledged goes to offline storage."},
       {"stream_management.request_every", &Config::sm_request_every, 1, 1000000, true,
        "The server asks the client for an acknowledgement once this many stanzas are unacknowledged."},
+      {"stream_management.ack_delay_ms", &Config::sm_ack_delay_ms, 0, 1000, true,
+       "Milliseconds the server's answer to a client's <r/> may wait for a stanza to that client, so that "
+       "both go out in one packet (one write and one wakeup fewer for the client's device). 0 answers at "
+       "the end of the event loop's pass."},
       {"stream_management.resume_from_store", &Config::sm_resume_from_store, 0, 0, true,
        "Keep each resumable session's state in the store (its resource, presence, acknowledged counts and a "
        "cursor into the archive), so that a client can resume after the server crashed or restarted: it "

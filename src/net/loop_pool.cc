@@ -28,6 +28,44 @@ void Loop::StartTicking() {
   tick_timer_->async_wait(Ticker{this, start});
 }
 
+void Loop::RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
+  const auto due = std::chrono::steady_clock::now() + delay;
+  deferred_.push_back({due, std::move(fn)});
+  if (deferred_armed_for_ && *deferred_armed_for_ <= due) return;  // the timer fires first anyway
+  if (!deferred_timer_) deferred_timer_ = std::make_unique<boost::asio::steady_timer>(context_);
+  deferred_armed_for_ = due;
+  deferred_timer_->expires_at(due);  // cancels the wait for a later time
+  deferred_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) RunDue();
+  });
+}
+
+void Loop::RunDue() {
+  deferred_armed_for_.reset();
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<std::function<void()>> due;
+  std::optional<std::chrono::steady_clock::time_point> next;
+  size_t kept = 0;
+  for (auto& d : deferred_) {
+    if (d.due <= now) {
+      due.push_back(std::move(d.fn));
+    } else {
+      if (!next || d.due < *next) next = d.due;
+      if (&deferred_[kept] != &d) deferred_[kept] = std::move(d);
+      ++kept;
+    }
+  }
+  deferred_.resize(kept);
+  if (next) {
+    deferred_armed_for_ = next;
+    deferred_timer_->expires_at(*next);
+    deferred_timer_->async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) RunDue();
+    });
+  }
+  for (auto& fn : due) fn();  // may defer more
+}
+
 LoopPool::LoopPool(size_t count) {
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
   for (size_t i = 0; i < count; ++i) loops_.push_back(std::make_unique<Loop>(i));

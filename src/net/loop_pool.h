@@ -12,6 +12,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -49,6 +50,10 @@ class Loop {
 
   // Seconds since the loop started, updated by the tick; cheap monotonic clock for deadlines.
   int64_t now_seconds() const { return now_seconds_; }
+  // Runs `fn` on this loop once `delay` has passed. One timer serves every
+  // such callback, so sessions can defer small writes (an XEP-0198 <a/>
+  // waiting to ride with a delivery) without a timer each. Loop thread only.
+  void RunAfter(std::chrono::milliseconds delay, std::function<void()> fn);
 
  private:
   friend class LoopPool;
@@ -62,6 +67,17 @@ class Loop {
   std::vector<std::function<void()>> tick_handlers_;
   std::unique_ptr<boost::asio::steady_timer> tick_timer_;
   int64_t now_seconds_ = 0;
+
+  // RunAfter: callbacks with their due time, and the one timer, which waits
+  // for the earliest of them while any is queued.
+  void RunDue();
+  struct Deferred {
+    std::chrono::steady_clock::time_point due;
+    std::function<void()> fn;
+  };
+  std::vector<Deferred> deferred_;
+  std::unique_ptr<boost::asio::steady_timer> deferred_timer_;
+  std::optional<std::chrono::steady_clock::time_point> deferred_armed_for_;
 };
 
 class LoopPool {

@@ -26,6 +26,10 @@ struct C2sSession::StreamManagement {
   AckCounter inbound;
   bool ack_owed = false;       // an <r/> waits for its <a/> ...
   uint64_t ack_threshold = 0;  // ... until inbound.handled() reaches this
+  // An <a/> ready to go, waiting (stream_management.ack_delay_ms) for other
+  // output to ride with: the next Send() takes it along, or the loop's
+  // RunAfter sends it alone. Acks are cumulative, so a newer one replaces it.
+  std::string ack_waiting;
   // Outbound: server to client.
   struct Unacked {
     std::shared_ptr<const std::string> xml;

@@ -830,6 +830,10 @@ void C2sSession::Send(std::string_view xml) {
     out_.clear();
     out_offset_ = 0;
   }
+  if (sm_ && !sm_->ack_waiting.empty()) {  // a waiting <a/> rides with this write
+    out_.append(sm_->ack_waiting);
+    sm_->ack_waiting.clear();
+  }
   out_.append(xml);
   if (out_.size() - out_offset_ > static_cast<size_t>(config_->limits.send_queue)) {
     // The peer is not reading: it cannot get a stream error either. Cut it off.

@@ -159,6 +159,8 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // on it (deliveries, acks), so that they share one write. Nothing if a
   // read is being handled (its end flushes) or a write is waiting.
   void FlushLater();
+  // Sends sm_->ack_waiting after `delay` unless a write takes it along first.
+  void SendAckAfter(std::chrono::milliseconds delay);
   void ReportAsleep();
   void StartHandover(SessionRef target, std::string previd, uint32_t h);
   void AdoptConnection(std::shared_ptr<Handover> handover);
@@ -230,6 +232,7 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   uint32_t io_generation_ = 0;
   bool handing_over_ = false;  // this connection is moving to the session it resumes
   bool flush_posted_ = false;  // a deferred Flush() is queued on the loop (FlushLater)
+  bool ack_flush_due_ = false;  // SendAckAfter's callback is queued on the loop
   std::shared_ptr<C2sSession> handover_keep_alive_;  // while handing over
   int sasl_failures_ = 0;
   int64_t connected_at_ = 0;  // loop seconds

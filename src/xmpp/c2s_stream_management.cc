@@ -106,6 +106,17 @@ void C2sSession::FlushLater() {
   });
 }
 
+void C2sSession::SendAckAfter(std::chrono::milliseconds delay) {
+  if (ack_flush_due_ || state_ == State::kClosed) return;
+  ack_flush_due_ = true;
+  loop_.RunAfter(delay, [self = shared_from_this()] {
+    self->ack_flush_due_ = false;
+    // Gone if a write took it along; otherwise the <a/> goes out alone.
+    if (!self->sm_ || self->sm_->ack_waiting.empty()) return;
+    self->Send(std::string_view());
+  });
+}
+
 void C2sSession::SendOwnStanza(std::string xml) {
   if (!sm_) {
     if (inactive_) FlushHeld();  // an answer the client waits for: keep order
@@ -210,9 +221,11 @@ void C2sSession::SmAdvance() {
       h = device->durable_h;
     }
     sm_->ack_owed = false;
-    // Usually reached from StanzaDone, one handler per finished message: the
-    // write waits for the end of this pass of the loop, so that an ack and
-    // the deliveries around it share a syscall.
+    // Usually reached from StanzaDone, one handler per finished message. The
+    // write waits for the next stanza to this client, for at most
+    // stream_management.ack_delay_ms (or, at 0, for the end of this pass of
+    // the loop), so that an ack and the deliveries around it share a syscall
+    // and the client one wakeup. XEP-0198 sets no deadline for the answer.
     const bool batching = in_read_;
     in_read_ = true;
     char digits[16];
@@ -220,6 +233,12 @@ void C2sSession::SmAdvance() {
     std::string ack = "<a xmlns='urn:xmpp:sm:3' h='";
     ack.append(digits, end);
     ack += "'/>";
+    if (config_->sm_ack_delay_ms > 0) {
+      in_read_ = batching;
+      sm_->ack_waiting = std::move(ack);
+      SendAckAfter(std::chrono::milliseconds(config_->sm_ack_delay_ms));
+      return;
+    }
     Send(ack);
     in_read_ = batching;
     FlushLater();
@@ -272,6 +291,7 @@ void C2sSession::Detach() {
   out_.clear();
   out_offset_ = 0;
   std::string().swap(out_);
+  sm_->ack_waiting.clear();  // for the old connection: <resumed/> reports the count
   // Read but not handled, so not counted: the client sends them again.
   pending_.clear();
   parser_.Reset();

@@ -16,6 +16,9 @@
                  acknowledged go to offline storage: a new login gets them
     limit        stream_management.max_unacked: a client that never acknowledges gets a
                  policy-violation stream error, and loses nothing
+  AckDelayTest
+    stream_management.ack_delay_ms: the answer to an <r/> waits for a stanza to the same
+    client and goes out with it; with none, it goes out alone once the delay has run out
   SlixmppStreamManagementTest
     slixmpp 1.8.3's xep_0198 plugin enables stream management, and messages flow both
     ways with its acks counted by the server; when its connection drops, it resumes on
@@ -328,6 +331,52 @@ class StreamManagementTest(ServerTestCase):
         b.send("<presence/>")
         got = self.bodies(b, 60, timeout=20)
         self.assertEqual(sorted(got), sorted(f"u{i}" for i in range(60)), "nothing lost")
+
+
+class AckDelayTest(ServerTestCase):
+    """stream_management.ack_delay_ms: the answer to a client's <r/> waits, at most that long, for
+    a stanza to the same client, so both go out in one write."""
+
+    SERVER_CONFIG = {"stream_management": {"ack_delay_ms": 1000}}
+
+    def login_enabled(self, prefix):
+        user, bare, password = self.new_account(prefix)
+        stream, full = login_plain(self.server, user, password, resource="sm")
+        self.addCleanup(stream.abort)
+        stream.send(f"<enable xmlns='{NS_SM}'/>")
+        self.assertTrue(is_sm(stream.recv_until(lambda e: ns_of(e.tag) == NS_SM), "enabled"))
+        return stream, full
+
+    def test_a_lone_answer_waits_for_the_delay_then_goes_out(self):
+        a, _ = self.login_enabled("delaylone")
+        start = time.monotonic()
+        a.send(f"<r xmlns='{NS_SM}'/>")
+        ack = a.recv_until(lambda e: is_sm(e, "a"))
+        waited = time.monotonic() - start
+        self.assertEqual(ack.get("h"), "0")
+        self.assertGreaterEqual(waited, 0.9, "nothing else went to this client, so the <a/> waited")
+        self.assertLess(waited, 5, "and then went out on its own")
+
+    def test_a_delivery_takes_the_waiting_answer_along(self):
+        a, full = self.login_enabled("delayrcv")
+        peer, _, peer_password = self.new_account("delaysnd")
+        p, _ = login_plain(self.server, peer, peer_password, resource="p")
+        self.addCleanup(p.abort)
+        start = time.monotonic()
+        a.send(f"<r xmlns='{NS_SM}'/>")
+        time.sleep(0.2)  # the server has read the <r/> by now
+        p.send(message(full, "hello", "d1"))
+        got = []
+        waited = None
+        while len(got) < 2:
+            elem = a.recv()
+            got.append(elem)
+            if is_sm(elem, "a"):
+                waited = time.monotonic() - start
+                self.assertEqual(elem.get("h"), "0")
+        kinds = ["a" if is_sm(e, "a") else e.findtext("{jabber:client}body") for e in got]
+        self.assertEqual(kinds, ["a", "hello"], "the <a/> was written first, in the delivery's write")
+        self.assertLess(waited, 0.9, "the <a/> went out with the delivery, before its delay ran out")
 
 
 class SlixmppStreamManagementTest(AsyncServerTestCase):
