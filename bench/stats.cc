@@ -158,11 +158,16 @@ uint64_t StatusFieldKib(std::string_view status, std::string_view field) {
 
 namespace {
 
-uint64_t ReadStatusKib(int pid, std::string_view field) {
-  std::ifstream in(pid == 0 ? std::string("/proc/self/status") : "/proc/" + std::to_string(pid) + "/status");
+// /proc/<pid>/<name> (pid 0: this process); empty if it cannot be read.
+std::string ReadProcFile(int pid, const char* name) {
+  std::ifstream in((pid == 0 ? std::string("/proc/self/") : "/proc/" + std::to_string(pid) + "/") + name);
   std::stringstream text;
   text << in.rdbuf();
-  return StatusFieldKib(text.str(), field);
+  return text.str();
+}
+
+uint64_t ReadStatusKib(int pid, std::string_view field) {
+  return StatusFieldKib(ReadProcFile(pid, "status"), field);
 }
 
 }  // namespace
@@ -190,10 +195,7 @@ int64_t StatCpuTicks(std::string_view stat) {
 }
 
 double ReadCpuSeconds(int pid) {
-  std::ifstream in(pid == 0 ? std::string("/proc/self/stat") : "/proc/" + std::to_string(pid) + "/stat");
-  std::stringstream text;
-  text << in.rdbuf();
-  const int64_t ticks = StatCpuTicks(text.str());
+  const int64_t ticks = StatCpuTicks(ReadProcFile(pid, "stat"));
   return ticks < 0 ? -1 : static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 

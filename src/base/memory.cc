@@ -83,14 +83,11 @@ const char* ProcessAllocator() {
 #endif
 }
 
-bool NoteMemoryReleased(size_t released) {
-  {
-    std::lock_guard lock(g_mutex);
-    if (!g_policy.Note(released, NowSeconds())) return false;
-  }
-#if defined(NINES_HAVE_JEMALLOC) || defined(__GLIBC__)
-  const double start = NowSeconds();
-  const size_t before = ResidentBytes();
+namespace {
+
+// Gives the allocator's free pages back to the system; false where this
+// build has no way to.
+bool ReturnFreePages() {
 #if defined(NINES_HAVE_JEMALLOC)
   // This thread's cache back to the arenas, then every arena's dirty pages
   // back to the system (jemalloc would otherwise wait for its decay timer,
@@ -98,9 +95,25 @@ bool NoteMemoryReleased(size_t released) {
   mallctl("thread.tcache.flush", nullptr, nullptr, nullptr, 0);
   static const std::string purge = "arena." + std::to_string(MALLCTL_ARENAS_ALL) + ".purge";
   mallctl(purge.c_str(), nullptr, nullptr, nullptr, 0);
-#else
+  return true;
+#elif defined(__GLIBC__)
   malloc_trim(0);
+  return true;
+#else
+  return false;
 #endif
+}
+
+}  // namespace
+
+bool NoteMemoryReleased(size_t released) {
+  {
+    std::lock_guard lock(g_mutex);
+    if (!g_policy.Note(released, NowSeconds())) return false;
+  }
+  const double start = NowSeconds();
+  const size_t before = ResidentBytes();
+  if (!ReturnFreePages()) return false;
   const size_t after = ResidentBytes();
   const size_t returned = before > after ? before - after : 0;
   double next = 0;
@@ -113,9 +126,6 @@ bool NoteMemoryReleased(size_t released) {
       "the heap trim returned {} KiB to the system in {:.1f} ms; next trim in {:.0f} s at the earliest",
       returned / 1024, (NowSeconds() - start) * 1e3, next);
   return true;
-#else
-  return false;
-#endif
 }
 
 }  // namespace nines

@@ -32,9 +32,13 @@ void Loop::RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
   const auto due = std::chrono::steady_clock::now() + delay;
   deferred_.push_back({due, std::move(fn)});
   if (deferred_armed_for_ && *deferred_armed_for_ <= due) return;  // the timer fires first anyway
+  ArmDeferred(due);
+}
+
+void Loop::ArmDeferred(std::chrono::steady_clock::time_point due) {
   if (!deferred_timer_) deferred_timer_ = std::make_unique<boost::asio::steady_timer>(context_);
   deferred_armed_for_ = due;
-  deferred_timer_->expires_at(due);  // cancels the wait for a later time
+  deferred_timer_->expires_at(due);  // cancels a wait for a later time
   deferred_timer_->async_wait([this](const boost::system::error_code& ec) {
     if (!ec) RunDue();
   });
@@ -56,13 +60,7 @@ void Loop::RunDue() {
     }
   }
   deferred_.resize(kept);
-  if (next) {
-    deferred_armed_for_ = next;
-    deferred_timer_->expires_at(*next);
-    deferred_timer_->async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) RunDue();
-    });
-  }
+  if (next) ArmDeferred(*next);
   for (auto& fn : due) fn();  // may defer more
 }
 

@@ -70,6 +70,7 @@ class Loop {
 
   // RunAfter: callbacks with their due time, and the one timer, which waits
   // for the earliest of them while any is queued.
+  void ArmDeferred(std::chrono::steady_clock::time_point due);
   void RunDue();
   struct Deferred {
     std::chrono::steady_clock::time_point due;

@@ -226,19 +226,18 @@ void C2sSession::SmAdvance() {
     // stream_management.ack_delay_ms (or, at 0, for the end of this pass of
     // the loop), so that an ack and the deliveries around it share a syscall
     // and the client one wakeup. XEP-0198 sets no deadline for the answer.
-    const bool batching = in_read_;
-    in_read_ = true;
     char digits[16];
     auto [end, ec] = std::to_chars(digits, digits + sizeof digits, static_cast<uint32_t>(h));
     std::string ack = "<a xmlns='urn:xmpp:sm:3' h='";
     ack.append(digits, end);
     ack += "'/>";
     if (config_->sm_ack_delay_ms > 0) {
-      in_read_ = batching;
       sm_->ack_waiting = std::move(ack);
       SendAckAfter(std::chrono::milliseconds(config_->sm_ack_delay_ms));
       return;
     }
+    const bool batching = in_read_;
+    in_read_ = true;  // appended now, written by FlushLater with the pass's other output
     Send(ack);
     in_read_ = batching;
     FlushLater();
