@@ -336,6 +336,43 @@ TEST_F(PushTest, AnAppServerThatRefusesLosesTheRegistration) {
   EXPECT_TRUE(Notifications().empty());
 }
 
+// The refusal's delete is not durable yet when the next message comes; the
+// account was evicted meanwhile (nobody online), so the registrations are
+// loaded again, and that read must not bring the refused one back (a CI run
+// saw a second notification here).
+TEST_F(PushTest, ARefusedRegistrationStaysGoneWhileItsDeleteIsInFlight) {
+  ConnectService();
+  Session phone = Online("alice", "phone");
+  Enable(phone, "gone-node");
+  Enable(phone, "kept-node");
+  Logout(phone);
+  Session bob = Online("bob");
+  Chat(bob, "alice@example.com", "one");
+  auto n = Notifications();
+  ASSERT_EQ(n.size(), 2u);
+  std::string id;
+  for (const auto& iq : n) {
+    if (Publish(iq)->Attr("node") == "gone-node") id = std::string(iq.Attr("id"));
+  }
+  ASSERT_FALSE(id.empty());
+  store_.Hold("DeletePushRegistrations");
+  FromService("<iq type='error' from='push.example.com' to='alice@example.com' id='" + id +
+              "'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
+  ASSERT_EQ(store_.held(), 1u);
+  Chat(bob, "alice@example.com", "two");
+  n = Notifications();
+  ASSERT_EQ(n.size(), 1u);
+  EXPECT_EQ(Publish(n[0])->Attr("node"), "kept-node");
+  store_.Release();
+  Drain();
+  ASSERT_EQ(store_.pushes("alice").size(), 1u);
+  EXPECT_EQ(store_.pushes("alice")[0].node, "kept-node");
+  Chat(bob, "alice@example.com", "three");
+  n = Notifications();
+  ASSERT_EQ(n.size(), 1u);
+  EXPECT_EQ(Publish(n[0])->Attr("node"), "kept-node");
+}
+
 TEST_F(PushTest, NoNotificationReachesAnAppServerThatIsNotConnected) {
   Session phone = Online("alice", "phone");
   Enable(phone, "n1");

@@ -167,28 +167,32 @@ void Disable(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     return;
   }
   std::string node(disable.Attr("node"));  // none: every node at that app server
-  ++st->busy;
-  hub.store().DeletePushRegistrations(
-      st->user, jid, node,
-      store::Reply<int64_t>(hub.loop(st->home).executor(), [&hub, call, home = st->home, bare = st->bare, jid,
-                                                            node](const Result<int64_t>& r) {
-        AccountState* st = hub.FindAccount(home, bare);
-        if (!r.ok()) {
-          spdlog::warn("im: removing push registrations of {} failed: {}", bare, r.error().message);
-          hub.ReplyError(*call, "internal-server-error");
-        } else {
-          if (st != nullptr) {
-            std::erase_if(st->pushes, [&](const auto& p) {
-              return p.reg.jid == jid && (node.empty() || p.reg.node == node);
-            });
+  // After any load in flight, as Enable: a load that read the store before
+  // the delete would otherwise bring the removed registration back.
+  hub.WithPushes(*st, [&hub, call, jid = std::move(jid), node = std::move(node)](AccountState& st, bool) {
+    ++st.busy;
+    hub.store().DeletePushRegistrations(
+        st.user, jid, node,
+        store::Reply<int64_t>(hub.loop(st.home).executor(), [&hub, call, home = st.home, bare = st.bare, jid,
+                                                             node](const Result<int64_t>& r) {
+          AccountState* st = hub.FindAccount(home, bare);
+          if (!r.ok()) {
+            spdlog::warn("im: removing push registrations of {} failed: {}", bare, r.error().message);
+            hub.ReplyError(*call, "internal-server-error");
+          } else {
+            if (st != nullptr) {
+              std::erase_if(st->pushes, [&](const auto& p) {
+                return p.reg.jid == jid && (node.empty() || p.reg.node == node);
+              });
+            }
+            hub.ReplyResult(*call);  // also when nothing matched (XEP-0357 §6: nothing to say)
           }
-          hub.ReplyResult(*call);  // also when nothing matched (XEP-0357 §6: nothing to say)
-        }
-        if (st != nullptr) {
-          --st->busy;
-          hub.MaybeEvict(*st);
-        }
-      }));
+          if (st != nullptr) {
+            --st->busy;
+            hub.MaybeEvict(*st);
+          }
+        }));
+  });
 }
 
 void EnableOrDisable(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
@@ -328,21 +332,27 @@ bool HubImpl::HandlePushReply(const xml::Element& iq, const Config& config) {
   std::string user(to.local);
   spdlog::info("im: app server {} refused a notification for {} ({}): removing that registration", service, bare,
                error_type);
+  // Through WithPushes, so that the removal is ordered after any load of
+  // the registrations: a load started before the delete is durable could
+  // read the refused registration back and notify it again.
   PostToAccount(bare, [this, user = std::move(user), service = std::move(service),
-                       node = std::move(node)](AccountState& st) {
+                       node = std::move(node)](AccountState& st) mutable {
     if (!st.Ready()) return;
-    std::erase_if(st.pushes, [&](const auto& p) { return p.reg.jid == service && p.reg.node == node; });
-    ++st.busy;
-    store_->DeletePushRegistrations(
-        user, service, node,
-        store::Reply<int64_t>(loop(st.home).executor(), [this, home = st.home, bare = st.bare](
-                                                            const Result<int64_t>& r) {
-          if (!r.ok()) spdlog::warn("im: removing a push registration of {} failed: {}", bare, r.error().message);
-          AccountState* st = FindAccount(home, bare);
-          if (st == nullptr) return;
-          --st->busy;
-          MaybeEvict(*st);
-        }));
+    WithPushes(st, [this, user = std::move(user), service = std::move(service),
+                    node = std::move(node)](AccountState& st, bool) {
+      std::erase_if(st.pushes, [&](const auto& p) { return p.reg.jid == service && p.reg.node == node; });
+      ++st.busy;  // keeps the loaded list (without it) until the delete is durable
+      store_->DeletePushRegistrations(
+          user, service, node,
+          store::Reply<int64_t>(loop(st.home).executor(), [this, home = st.home, bare = st.bare](
+                                                              const Result<int64_t>& r) {
+            if (!r.ok()) spdlog::warn("im: removing a push registration of {} failed: {}", bare, r.error().message);
+            AccountState* st = FindAccount(home, bare);
+            if (st == nullptr) return;
+            --st->busy;
+            MaybeEvict(*st);
+          }));
+    });
   });
   return true;
 }
