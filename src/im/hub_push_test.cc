@@ -356,8 +356,9 @@ TEST_F(PushTest, ARefusedRegistrationStaysGoneWhileItsDeleteIsInFlight) {
   }
   ASSERT_FALSE(id.empty());
   store_.Hold("DeletePushRegistrations");
-  FromService("<iq type='error' from='push.example.com' to='alice@example.com' id='" + id +
-              "'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
+  FromService(
+      "<iq type='error' from='push.example.com' to='alice@example.com' id='" + id +
+      "'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
   ASSERT_EQ(store_.held(), 1u);
   Chat(bob, "alice@example.com", "two");
   n = Notifications();

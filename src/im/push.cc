@@ -338,20 +338,21 @@ bool HubImpl::HandlePushReply(const xml::Element& iq, const Config& config) {
   PostToAccount(bare, [this, user = std::move(user), service = std::move(service),
                        node = std::move(node)](AccountState& st) mutable {
     if (!st.Ready()) return;
-    WithPushes(st, [this, user = std::move(user), service = std::move(service),
-                    node = std::move(node)](AccountState& st, bool) {
+    WithPushes(st, [this, user = std::move(user), service = std::move(service), node = std::move(node)](
+                       AccountState& st, bool) {
       std::erase_if(st.pushes, [&](const auto& p) { return p.reg.jid == service && p.reg.node == node; });
       ++st.busy;  // keeps the loaded list (without it) until the delete is durable
       store_->DeletePushRegistrations(
           user, service, node,
-          store::Reply<int64_t>(loop(st.home).executor(), [this, home = st.home, bare = st.bare](
-                                                              const Result<int64_t>& r) {
-            if (!r.ok()) spdlog::warn("im: removing a push registration of {} failed: {}", bare, r.error().message);
-            AccountState* st = FindAccount(home, bare);
-            if (st == nullptr) return;
-            --st->busy;
-            MaybeEvict(*st);
-          }));
+          store::Reply<int64_t>(
+              loop(st.home).executor(), [this, home = st.home, bare = st.bare](const Result<int64_t>& r) {
+                if (!r.ok())
+                  spdlog::warn("im: removing a push registration of {} failed: {}", bare, r.error().message);
+                AccountState* st = FindAccount(home, bare);
+                if (st == nullptr) return;
+                --st->busy;
+                MaybeEvict(*st);
+              }));
     });
   });
   return true;

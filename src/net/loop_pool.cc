@@ -29,7 +29,11 @@ void Loop::StartTicking() {
 }
 
 void Loop::RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
-  const auto due = std::chrono::steady_clock::now() + delay;
+  // Rounded up to a slot boundary (see kDeferredSlot).
+  const auto exact = (std::chrono::steady_clock::now() + delay).time_since_epoch();
+  const auto slots = (exact + kDeferredSlot - std::chrono::nanoseconds(1)) / kDeferredSlot;
+  const std::chrono::steady_clock::time_point due(
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(slots * kDeferredSlot));
   deferred_.push_back({due, std::move(fn)});
   if (deferred_armed_for_ && *deferred_armed_for_ <= due) return;  // the timer fires first anyway
   ArmDeferred(due);
@@ -45,6 +49,7 @@ void Loop::ArmDeferred(std::chrono::steady_clock::time_point due) {
 }
 
 void Loop::RunDue() {
+  ++deferred_expiries_;
   deferred_armed_for_.reset();
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::function<void()>> due;

@@ -50,10 +50,18 @@ class Loop {
 
   // Seconds since the loop started, updated by the tick; cheap monotonic clock for deadlines.
   int64_t now_seconds() const { return now_seconds_; }
-  // Runs `fn` on this loop once `delay` has passed. One timer serves every
-  // such callback, so sessions can defer small writes (an XEP-0198 <a/>
-  // waiting to ride with a delivery) without a timer each. Loop thread only.
+  // Runs `fn` on this loop once `delay` has passed, and at most
+  // kDeferredSlot later. One timer serves every such callback, so sessions
+  // can defer small writes (an XEP-0198 <a/> waiting to ride with a
+  // delivery) without a timer each. Due times are rounded up to the next
+  // slot boundary, so that callbacks deferred within one slot share one
+  // timer expiry (and one wakeup) instead of re-arming the timer each;
+  // callbacks due in the same slot run in the order they were deferred.
+  // Loop thread only.
   void RunAfter(std::chrono::milliseconds delay, std::function<void()> fn);
+  static constexpr std::chrono::milliseconds kDeferredSlot{10};
+  // Times the RunAfter timer has expired (for tests).
+  uint64_t deferred_expiries() const { return deferred_expiries_; }
 
  private:
   friend class LoopPool;
@@ -79,6 +87,7 @@ class Loop {
   std::vector<Deferred> deferred_;
   std::unique_ptr<boost::asio::steady_timer> deferred_timer_;
   std::optional<std::chrono::steady_clock::time_point> deferred_armed_for_;
+  uint64_t deferred_expiries_ = 0;
 };
 
 class LoopPool {

@@ -57,5 +57,28 @@ TEST(LoopRunAfter, ACallbackMayDeferAnother) {
   EXPECT_EQ(loop.context().poll(), 0u);
 }
 
+// Due times spread over a slot share expiries: ten distinct delays a
+// millisecond apart cost at most two timer expiries (a slot boundary may
+// fall between them), not ten, and none runs early.
+TEST(LoopRunAfter, CallbacksDueWithinASlotShareOneExpiry) {
+  Loop loop(0);
+  const auto start = Clock::now();
+  std::vector<Clock::duration> waited(10);
+  int runs = 0;
+  for (int i = 0; i < 10; ++i) {
+    loop.RunAfter(milliseconds(20 + i), [&, i] {
+      waited[i] = Clock::now() - start;
+      ++runs;
+    });
+  }
+  RunUntil(loop, [&] { return runs == 10; });
+  ASSERT_EQ(runs, 10);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_GE(waited[i], milliseconds(20 + i)) << i;
+  }
+  EXPECT_LE(loop.deferred_expiries(), 2u);
+  EXPECT_GE(loop.deferred_expiries(), 1u);
+}
+
 }  // namespace
 }  // namespace nines::net
