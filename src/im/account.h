@@ -183,6 +183,10 @@ struct AccountState {
   PepLoad pep_load = PepLoad::kNone;
   std::map<std::string, store::PepNode, std::less<>> pep_nodes;
   std::list<UniqueFunction<void(AccountState&, bool)>> pep_waiting;  // for the load; bool: it succeeded
+  // PEP writes in flight. A (re)load waits until none is: the store may
+  // answer a read before an earlier write lands, and a node list read then
+  // would undo a change (an access model made stricter, say) in the cache.
+  int pep_writes = 0;
 
   std::vector<std::string> command_sessions;  // XEP-0050 sessions in progress (commands.cc)
   int replaying = 0;  // restores replaying the archive: the outbox waits (restore.cc)

@@ -364,6 +364,7 @@ class HubImpl {
   // Runs `op` once the account's node configurations are loaded (at once if
   // they are); ok=false: the load failed. On home.
   void WithPep(AccountState& st, PepOp op);
+  void StartPepLoad(AccountState& st);  // WithPep's read of the node list
   // Whether `viewer` (a bare JID) may read `node` of `owner` (its access model).
   bool PepMayRead(const AccountState& owner, const store::PepNode& node, std::string_view viewer) const;
   // The owner's PEP writes, on home, with st.pep loaded. Each applies the

@@ -928,6 +928,39 @@ TEST_F(PepWithContactTest, ARetractIsToldOnceDurable) {
   EXPECT_TRUE(StoredIds("alice", kTune).empty());
 }
 
+// A failed write drops the node cache while another write is in flight; the
+// reload must not read the store before that write lands, or a node made
+// private would read as open again (and stay so in the cache).
+TEST_F(PepTest, AReloadAfterAFailedWriteWaitsForTheWritesInFlight) {
+  store_.AddAccount("dave");  // a stranger
+  Session alice = Online("alice", "phone");
+  ASSERT_EQ(
+      Publish(alice, "urn:example:open", "i1", Tune("O"), Field("pubsub#access_model", "open")).Attr("type"),
+      "result");
+  Session dave = Online("dave", "res");
+  ASSERT_EQ(ResultIds(GetItems(dave, "alice@example.com", "urn:example:open")), Ids{"i1"});
+
+  store_.Hold("PutPepNode");
+  Send(alice,
+       "<iq type='set' id='cfg'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><configure "
+       "node='urn:example:open'><x xmlns='jabber:x:data' type='submit'>" +
+           Field("FORM_TYPE", "http://jabber.org/protocol/pubsub#node_config") +
+           Field("pubsub#access_model", "whitelist") + "</x></configure></pubsub></iq>");
+  ASSERT_EQ(store_.held(), 1u);
+  store_.FailNext("PublishPepItem", Errc::kLimitExceeded);
+  EXPECT_NE(Publish(alice, "urn:example:other", "o1", Tune("X")).Attr("type"), "result");
+
+  Send(dave, "<iq type='get' id='items2' to='alice@example.com'><pubsub "
+             "xmlns='http://jabber.org/protocol/pubsub'><items node='urn:example:open'/></pubsub></iq>");
+  EXPECT_TRUE(Got(dave).empty()) << "the read waits for the configure to land";
+  store_.Release();
+  Drain();
+  auto got = Got(dave);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(ErrorOf(got[0]), "cancel not-allowed closed-node");
+  EXPECT_EQ(ErrorOf(GetItems(dave, "alice@example.com", "urn:example:open")), "cancel not-allowed closed-node");
+}
+
 // ---------------------------------------------------------------------------
 // Eviction
 

@@ -701,6 +701,11 @@ void HubImpl::WithPep(AccountState& st, PepOp op) {
   }
   st.pep_waiting.push_back(std::move(op));
   if (st.pep_load == AccountState::PepLoad::kLoading) return;
+  if (st.pep_writes > 0) return;  // the last write's reply loads (see pep_writes)
+  StartPepLoad(st);
+}
+
+void HubImpl::StartPepLoad(AccountState& st) {
   st.pep_load = AccountState::PepLoad::kLoading;
   ++st.busy;
   store_->ListPepNodes(
@@ -755,16 +760,19 @@ bool HubImpl::PepMayRead(const AccountState& owner, const store::PepNode& node, 
 
 // Runs `done` on home after a PEP write: the account's state if it is still
 // there (it is: the write holds it busy), and drops the node cache if the
-// write failed, so that the next request reloads what the store has.
+// write failed, so that the next request reloads what the store has, once
+// no other write is in flight (pep_writes).
 template <class T, class Done>
 store::Reply<T> HubImpl::PepWriteReply(AccountState& st, Done done) {
   ++st.busy;
+  ++st.pep_writes;
   auto fn = std::make_shared<Done>(std::move(done));  // a Reply must be copyable; `done` need not be
   return store::Reply<T>(loop(st.home).executor(),
                          [this, home = st.home, bare = st.bare, fn](Result<T> r) mutable {
                            AccountState* st = FindAccount(home, bare);
                            if (st == nullptr) return;
                            --st->busy;
+                           --st->pep_writes;
                            ++st->running;
                            if (!r.ok()) {
                              if (r.error().code != Errc::kLimitExceeded && r.error().code != Errc::kNotFound)
@@ -773,6 +781,10 @@ store::Reply<T> HubImpl::PepWriteReply(AccountState& st, Done done) {
                              st->pep_load = AccountState::PepLoad::kNone;
                            }
                            (*fn)(*st, std::move(r));
+                           if (st->pep_writes == 0 && st->pep_load == AccountState::PepLoad::kNone &&
+                               !st->pep_waiting.empty()) {
+                             StartPepLoad(*st);
+                           }
                            --st->running;
                            MaybeEvict(*st);
                          });
