@@ -950,15 +950,17 @@ TEST_F(PepTest, AReloadAfterAFailedWriteWaitsForTheWritesInFlight) {
   store_.FailNext("PublishPepItem", Errc::kLimitExceeded);
   EXPECT_NE(Publish(alice, "urn:example:other", "o1", Tune("X")).Attr("type"), "result");
 
-  Send(dave, "<iq type='get' id='items2' to='alice@example.com'><pubsub "
-             "xmlns='http://jabber.org/protocol/pubsub'><items node='urn:example:open'/></pubsub></iq>");
+  Send(dave,
+       "<iq type='get' id='items2' to='alice@example.com'><pubsub "
+       "xmlns='http://jabber.org/protocol/pubsub'><items node='urn:example:open'/></pubsub></iq>");
   EXPECT_TRUE(Got(dave).empty()) << "the read waits for the configure to land";
   store_.Release();
   Drain();
   auto got = Got(dave);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(ErrorOf(got[0]), "cancel not-allowed closed-node");
-  EXPECT_EQ(ErrorOf(GetItems(dave, "alice@example.com", "urn:example:open")), "cancel not-allowed closed-node");
+  EXPECT_EQ(ErrorOf(GetItems(dave, "alice@example.com", "urn:example:open")),
+            "cancel not-allowed closed-node");
 }
 
 // ---------------------------------------------------------------------------
