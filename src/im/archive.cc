@@ -591,7 +591,7 @@ void HubImpl::FlushOutbox(AccountState& st) {
   // bounce messages that are already durable: wait for the load, which
   // flushes again when it finishes (FinishLoad).
   if (st.load == AccountState::Load::kNone || st.load == AccountState::Load::kLoading) {
-    if (st.load == AccountState::Load::kNone && !st.outbox.empty()) StartLoad(st);
+    if (st.load == AccountState::Load::kNone && !st.outbox.empty()) StartLoadWhenQuiet(st);
     return;
   }
   // A restore is replaying the archive to a resource: what is newer waits

@@ -152,6 +152,10 @@ AccountState& HubImpl::FindOrCreate(size_t home, std::string_view bare) {
 }
 
 void HubImpl::MaybeEvict(AccountState& st) {
+  if (st.running == 0 && st.busy == 0 && st.load == Load::kNone && (!st.queue.empty() || !st.outbox.empty())) {
+    StartLoad(st);  // a reload that waited for the store calls in flight (StartLoadWhenQuiet)
+    return;
+  }
   if (st.running > 0 || !st.resources.empty() || !st.queue.empty() || st.busy > 0 ||
       st.load == Load::kLoading || st.offline_loading || !st.outbox.empty()) {
     return;
@@ -307,11 +311,7 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
   if (st->load != Load::kLoading && st->load != Load::kNone) FlushOutbox(*st);  // waited for this load
   if (st->load == Load::kFailed) st->load = Load::kNone;  // the next piece of work retries
   --st->running;
-  if (st->load == Load::kNone && !st->queue.empty()) {
-    StartLoad(*st);
-    return;
-  }
-  MaybeEvict(*st);
+  MaybeEvict(*st);  // reloads, if work waits (a failed load)
 }
 
 // ---------------------------------------------------------------------------
@@ -333,7 +333,7 @@ void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::strin
       // Load the roster now: the client will ask for it right away. (An
       // account just created may still be cached as missing: look again.)
       if (st.load == Load::kMissing) st.load = Load::kNone;
-      if (st.load == Load::kNone) StartLoad(st);
+      if (st.load == Load::kNone) StartLoadWhenQuiet(st);
       if (st.load == Load::kReady && !st.avatar_known) LoadAvatarHash(st);  // loaded without a session
       if (st.HasSessionSettings()) PublishSettings(st, &ref);  // lands before `done`: both go to ref's loop
       result = bare.WithResource((*bound)->name);

@@ -179,12 +179,14 @@ class HubImpl {
       return;
     }
     st.queue.emplace_back(std::forward<F>(op));
-    if (st.load == AccountState::Load::kNone) StartLoad(st);
+    if (st.load == AccountState::Load::kNone) StartLoadWhenQuiet(st);
   }
   // Posts `op` to the account's home loop, then RunOnAccount. Any thread.
   void PostToAccount(std::string bare, AccountOp op);
   AccountState* FindAccount(size_t home, std::string_view bare);
-  // Drops the state if nothing keeps it (see account.h). Do not touch `st` after.
+  // Drops the state if nothing keeps it (see account.h), or starts the load
+  // that work waits for once no store call is in flight (StartLoadWhenQuiet).
+  // Call after every change that may release the state. Do not touch `st` after.
   void MaybeEvict(AccountState& st);
 
   // Queues `xml` for one resource's session. `archive_id`: see
@@ -445,6 +447,15 @@ class HubImpl {
  private:
   AccountState& FindOrCreate(size_t home, std::string_view bare);
   void StartLoad(AccountState& st);
+  // StartLoad, once no store call of the account is in flight (busy == 0;
+  // else MaybeEvict starts it when the last one lands). A reload after a
+  // failed write must not read the store before the account's other writes
+  // land: the read could miss them and the load would overwrite the cache
+  // (a removed roster item, a block, archive preferences) with what they
+  // replaced. Nothing new is issued meanwhile: work queues behind the load.
+  void StartLoadWhenQuiet(AccountState& st) {
+    if (st.busy == 0) StartLoad(st);
+  }
   struct LoadResult;
   void FinishLoad(size_t home, const std::string& bare, LoadResult& result);
 

@@ -171,6 +171,33 @@ TEST_F(PresenceTest, RosterWriteFailure) {
   EXPECT_TRUE(got[0].Child("query", "jabber:iq:roster")->Children().empty());
 }
 
+// A write fails while another is in flight: the reload waits for it, or its
+// read could miss the write and bring the removed item back into the cache.
+TEST_F(PresenceTest, AReloadAfterAFailedRosterWriteWaitsForTheWritesInFlight) {
+  store::RosterItem y;
+  y.jid = "y@example.com";
+  store_.PutItemDirect("alice", y);
+  Session a = Online("alice");
+  store_.Hold("RemoveRosterItem");
+  Send(a, "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='y@example.com' "
+          "subscription='remove'/></query></iq>");
+  ASSERT_EQ(store_.held(), 1u);
+  store_.FailNext("PutRosterItem", Errc::kUnavailable);
+  Send(a, "<iq type='set' id='s'><query xmlns='jabber:iq:roster'><item jid='b@example.com'/></query></iq>");
+  auto got = Got(a);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(ErrorCondition(got[0]), "internal-server-error");
+  Send(a, "<iq type='get' id='g'><query xmlns='jabber:iq:roster'/></iq>");
+  EXPECT_TRUE(Got(a).empty()) << "the get waits for the reload, which waits for the remove";
+  store_.Release();
+  Drain();
+  Forget(a);
+  Send(a, "<iq type='get' id='g2'><query xmlns='jabber:iq:roster'/></iq>");
+  got = Got(a);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_TRUE(got[0].Child("query", "jabber:iq:roster")->Children().empty()) << got[0].Serialize();
+}
+
 // --- Subscriptions ------------------------------------------------------------
 
 TEST_F(PresenceTest, SubscriptionHandshake) {
