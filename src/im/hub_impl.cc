@@ -152,7 +152,8 @@ AccountState& HubImpl::FindOrCreate(size_t home, std::string_view bare) {
 }
 
 void HubImpl::MaybeEvict(AccountState& st) {
-  if (st.running == 0 && st.busy == 0 && st.load == Load::kNone && (!st.queue.empty() || !st.outbox.empty())) {
+  if (st.running == 0 && st.busy == 0 && st.load == Load::kNone &&
+      (!st.queue.empty() || !st.outbox.empty())) {
     StartLoad(st);  // a reload that waited for the store calls in flight (StartLoadWhenQuiet)
     return;
   }

@@ -179,8 +179,9 @@ TEST_F(PresenceTest, AReloadAfterAFailedRosterWriteWaitsForTheWritesInFlight) {
   store_.PutItemDirect("alice", y);
   Session a = Online("alice");
   store_.Hold("RemoveRosterItem");
-  Send(a, "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='y@example.com' "
-          "subscription='remove'/></query></iq>");
+  Send(a,
+       "<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='y@example.com' "
+       "subscription='remove'/></query></iq>");
   ASSERT_EQ(store_.held(), 1u);
   store_.FailNext("PutRosterItem", Errc::kUnavailable);
   Send(a, "<iq type='set' id='s'><query xmlns='jabber:iq:roster'><item jid='b@example.com'/></query></iq>");
