@@ -41,6 +41,73 @@ constexpr size_t kDeferThreshold = 1024;
 
 bool IsXmlWhitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+// XEP-0198's <r/> and <a/> in the exact forms clients send, recognised
+// without expat (see StreamParser::Impl::FeedWithShortcuts): a client that
+// asks for and gives acknowledgements sends one of these every few
+// stanzas, and expat plus a tree cost several thousand instructions for
+// each. Anything else, or these in any other spelling, goes to expat.
+constexpr std::string_view kSmNs = "urn:xmpp:sm:3";
+
+// Matches `prefix` with both quote styles: `'` in the pattern stands for
+// either quote, the same one at both ends of a value.
+bool MatchQuoted(std::string_view data, size_t& at, std::string_view pattern) {
+  char quote = 0;
+  for (char p : pattern) {
+    if (at >= data.size()) return false;
+    const char c = data[at];
+    if (p == '\'') {
+      if (quote == 0) {
+        if (c != '\'' && c != '"') return false;
+        quote = c;
+      } else {
+        if (c != quote) return false;
+        quote = 0;
+      }
+    } else if (c != p) {
+      return false;
+    }
+    ++at;
+  }
+  return true;
+}
+
+// The length of an exact <r/> or <a/> at the start of `data` (0 if none),
+// and for <a/> its 'h' (1 to 10 digits).
+size_t MatchSmShortcut(std::string_view data, bool& is_ack, std::string_view& h) {
+  if (data.size() < 26 || data[0] != '<' || (data[1] != 'r' && data[1] != 'a')) return 0;
+  size_t at = 2;
+  if (data[1] == 'r') {
+    if (!MatchQuoted(data, at, " xmlns='urn:xmpp:sm:3'/>")) return 0;
+    is_ack = false;
+    return at;
+  }
+  if (!MatchQuoted(data, at, " xmlns='urn:xmpp:sm:3' h=")) return 0;
+  if (at >= data.size() || (data[at] != '\'' && data[at] != '"')) return 0;
+  const char quote = data[at++];
+  const size_t digits = at;
+  while (at < data.size() && at - digits <= 10 && data[at] >= '0' && data[at] <= '9') ++at;
+  if (at == digits || at - digits > 10) return 0;
+  h = data.substr(digits, at - digits);
+  if (at + 3 > data.size() || data[at] != quote || data[at + 1] != '/' || data[at + 2] != '>') return 0;
+  is_ack = true;
+  return at + 3;
+}
+
+// Where an exact <r/> or <a/> that ends `data` starts (0 if there is none,
+// or it is all of `data`).
+size_t TrailingSmShortcut(std::string_view data) {
+  if (data.size() < 27 || data.back() != '>') return 0;
+  const size_t window = std::min<size_t>(data.size(), 48);
+  const size_t from = data.size() - window;
+  const void* lt = memrchr(data.data() + from, '<', window);
+  if (lt == nullptr) return 0;
+  const size_t start = static_cast<size_t>(static_cast<const char*>(lt) - data.data());
+  bool is_ack = false;
+  std::string_view h;
+  if (start == 0 || MatchSmShortcut(data.substr(start), is_ack, h) != data.size() - start) return 0;
+  return start;
+}
+
 // Follows the markup token expat holds incomplete, to tell when new input may
 // complete it. expat re-scans an incomplete token from its start on every
 // XML_Parse(), so feeding it a huge tag piecemeal costs O(size^2); holding
@@ -571,6 +638,15 @@ struct StreamParser::Impl {
     // for expat to see, so do not rebuild a parser just to drop it.
     if (parser == nullptr && phase == Phase::kOpen && AllWhitespace(data)) return;
     out = &sink;
+    if (phase == Phase::kOpen) {
+      // Also before a compacted parser is rebuilt: an idle session's <r/>
+      // or <a/> then needs no expat at all.
+      data = PeelSmShortcuts(data);
+      if (data.empty() || (parser == nullptr && AllWhitespace(data))) {
+        Finish();
+        return;
+      }
+    }
     if (parser == nullptr && !Recreate()) {
       Finish();
       return;
@@ -610,8 +686,53 @@ struct StreamParser::Impl {
         return;
       }
     }
+    // A client's <r/> usually rides at the end of the write that carries
+    // its last stanza: parse up to it, and take it without expat if that
+    // left expat at the top level with nothing pending.
+    if (const size_t start = phase == Phase::kOpen ? TrailingSmShortcut(data) : 0; start != 0) {
+      ParseAndTrack(data.substr(0, start));
+      if (!Dead()) {
+        const std::string_view rest = data.substr(start);
+        if (PeelSmShortcuts(rest).size() != 0) ParseAndTrack(rest);
+      }
+      Finish();
+      return;
+    }
     ParseAndTrack(data);
     Finish();
+  }
+
+  // True when the next input byte starts a top-level element: the stream is
+  // open, no stanza is in progress and expat holds nothing unparsed (or
+  // there is no parser: Compact() drops it only then).
+  bool AtTopLevel() const {
+    if (phase != Phase::kOpen) return false;
+    if (parser == nullptr) return true;
+    return depth == 1 && Pending() == 0 && !scanning && !in_cdata && deferred.empty();
+  }
+
+  // Takes the exact <r/> and <a/> forms (MatchSmShortcut) off the front of
+  // `data` while at the top level, emitting each as the stanza expat would
+  // have produced; returns the rest. The bytes never reach expat, so its
+  // byte coordinates (fed, consumed) stay its own.
+  std::string_view PeelSmShortcuts(std::string_view data) {
+    while (!data.empty() && AtTopLevel()) {
+      bool is_ack = false;
+      std::string_view h;
+      const size_t n = MatchSmShortcut(data, is_ack, h);
+      if (n == 0) break;
+      ParseEvent& event = out->emplace_back();
+      event.kind = ParseEvent::Kind::kStanza;
+      event.element = Element(is_ack ? "a" : "r", std::string(kSmNs));
+      if (is_ack) event.element.AppendAttr("h", std::string(h));
+      ++sm_shortcuts;
+      if (has_pending_limits) {
+        has_pending_limits = false;
+        ApplyLimits(pending_limits);
+      }
+      data.remove_prefix(n);
+    }
+    return data;
   }
 
   // Parses `data` and brings `tail` / `scanning` up to date.
@@ -1041,6 +1162,7 @@ struct StreamParser::Impl {
   size_t namespace_decls = 0;  // declarations seen since the last start tag
   uint64_t fed = 0;            // bytes handed to `parser`
   uint64_t consumed = 0;       // end of the last event expat reported
+  uint64_t sm_shortcuts = 0;   // <r/> and <a/> taken without expat (PeelSmShortcuts)
   uint64_t stanza_start = 0;   // offset of the current stanza's '<'
   Element stanza;
   std::vector<Element*> stack;
@@ -1103,6 +1225,8 @@ void StreamParser::SetLimits(ParserLimits limits) {
     impl_->ApplyLimits(limits);
   }
 }
+
+uint64_t StreamParser::SmShortcuts() const { return impl_->sm_shortcuts; }
 
 bool StreamParser::InStanza() const {
   const Impl& s = *impl_;

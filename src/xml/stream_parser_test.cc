@@ -923,6 +923,103 @@ TEST(StreamParserTest, CompactPreservesLimits) {
   EXPECT_EQ(LastError(FeedAll(parser, MessageOfSize(101))), ParseError::kPolicyViolation);
 }
 
+// --- XEP-0198 <r/> and <a/> without expat ------------------------------------
+
+// Fed whole, the exact forms take the shortcut; fed a byte at a time, expat
+// parses them (a lone '<' matches nothing). Both must give the same events.
+TEST(StreamParserTest, SmShortcutsGiveTheEventsExpatGives) {
+  const std::vector<std::string> bodies = {
+      "<r xmlns='urn:xmpp:sm:3'/>",
+      "<r xmlns=\"urn:xmpp:sm:3\"/>",
+      "<a xmlns='urn:xmpp:sm:3' h='0'/>",
+      "<a xmlns=\"urn:xmpp:sm:3\" h=\"4294967295\"/>",
+      "<a xmlns='urn:xmpp:sm:3' h='12'/><r xmlns='urn:xmpp:sm:3'/><a xmlns='urn:xmpp:sm:3' h='13'/>",
+      "<message to='b@example.com' id='1'><body>hi</body></message><r xmlns='urn:xmpp:sm:3'/>",
+      "<a xmlns='urn:xmpp:sm:3' h='7'/><message id='2'><body>x</body></message><r xmlns='urn:xmpp:sm:3'/>",
+  };
+  for (const auto& body : bodies) {
+    StreamParser whole({});
+    StreamParser bytes({});
+    FeedAll(whole, kHeader);
+    FeedAll(bytes, kHeader);
+    auto a = FeedAll(whole, body);
+    auto b = FeedBytes(bytes, body);
+    ASSERT_FALSE(a.empty());
+    ExpectSameEvents(a, b);
+    EXPECT_GT(whole.SmShortcuts(), 0u) << body;
+    EXPECT_EQ(bytes.SmShortcuts(), 0u) << body;
+  }
+  // What the session reads off them.
+  StreamParser parser({});
+  FeedAll(parser, kHeader);
+  auto events = FeedAll(parser, "<a xmlns='urn:xmpp:sm:3' h='42'/>");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].kind, Kind::kStanza);
+  EXPECT_EQ(events[0].element.name(), "a");
+  EXPECT_EQ(events[0].element.ns(), "urn:xmpp:sm:3");
+  EXPECT_EQ(events[0].element.Attr("h"), "42");
+  EXPECT_EQ(parser.SmShortcuts(), 1u);
+}
+
+// Only at the top level: the same bytes inside a stanza, or after a tag
+// that is not complete, are expat's; other spellings are expat's too.
+TEST(StreamParserTest, SmShortcutsOnlyAtTheTopLevelAndInTheExactForms) {
+  StreamParser parser({});
+  FeedAll(parser, kHeader);
+  auto events = FeedAll(parser, "<message id='1'><r xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_TRUE(events.empty());
+  events = FeedAll(parser, "<r xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_TRUE(events.empty()) << "a child of the open message";
+  events = FeedAll(parser, "</message>");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].element.name(), "message");
+  EXPECT_EQ(events[0].element.Children().size(), 2u);
+  EXPECT_EQ(parser.SmShortcuts(), 0u);
+
+  // The form ending a write whose stanza is still open is that stanza's child.
+  events = FeedAll(parser, "<message id='2'><body>");
+  EXPECT_TRUE(events.empty());
+  events = FeedAll(parser, "x</body><r xmlns='urn:xmpp:sm:3'/>");
+  EXPECT_TRUE(events.empty());
+  events = FeedAll(parser, "</message>");
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].element.Children().size(), 2u);
+  EXPECT_EQ(parser.SmShortcuts(), 0u);
+
+  // A start tag completed by the write that ends with the form.
+  events = FeedAll(parser, "<message id='3'");
+  EXPECT_TRUE(events.empty());
+  events = FeedAll(parser, "/><r xmlns='urn:xmpp:sm:3'/>");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].element.name(), "r");
+  EXPECT_EQ(parser.SmShortcuts(), 1u) << "the tail after a completed stanza is at the top level";
+
+  for (std::string_view other : {"<r xmlns='urn:xmpp:sm:3' />", "<a h='1' xmlns='urn:xmpp:sm:3'/>",
+                                 "<a xmlns='urn:xmpp:sm:3' h='12345678901'/>",
+                                 "<a xmlns='urn:xmpp:sm:3' h=''/>", "<r xmlns='urn:xmpp:sm:3\"/>"}) {
+    StreamParser p({});
+    FeedAll(p, kHeader);
+    FeedAll(p, other);
+    EXPECT_EQ(p.SmShortcuts(), 0u) << other;
+  }
+}
+
+// A compacted parser is not rebuilt for an <r/> or <a/>.
+TEST(StreamParserTest, SmShortcutsNeedNoParserAfterCompact) {
+  StreamParser parser({});
+  FeedAll(parser, kHeader);
+  ASSERT_TRUE(parser.Compact());
+  const size_t compacted = parser.MemoryUsage();
+  auto events = FeedAll(parser, "<a xmlns='urn:xmpp:sm:3' h='3'/><r xmlns='urn:xmpp:sm:3'/>");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].element.name(), "r");
+  EXPECT_EQ(parser.MemoryUsage(), compacted) << "expat was not rebuilt";
+  EXPECT_FALSE(parser.Compact()) << "nothing to free";
+  events = FeedAll(parser, "<message id='m'/>");
+  ASSERT_EQ(events.size(), 1u) << "the replayed header still scopes jabber:client";
+  EXPECT_EQ(events[0].element.ns(), "jabber:client");
+}
+
 TEST(StreamParserTest, StreamErrorConditionNames) {
   EXPECT_STREQ(StreamErrorCondition(ParseError::kNotWellFormed), "not-well-formed");
   EXPECT_STREQ(StreamErrorCondition(ParseError::kRestrictedXml), "restricted-xml");
