@@ -707,6 +707,8 @@ struct StreamParser::Impl {
   // there is no parser: Compact() drops it only then).
   bool AtTopLevel() const {
     if (phase != Phase::kOpen) return false;
+    // Limits so tight that expat would refuse these forms: let it.
+    if (limits.max_attributes < 2 || limits.max_name_length < 5) return false;
     if (parser == nullptr) return true;
     return depth == 1 && Pending() == 0 && !scanning && !in_cdata && deferred.empty();
   }

@@ -1004,6 +1004,20 @@ TEST(StreamParserTest, SmShortcutsOnlyAtTheTopLevelAndInTheExactForms) {
   }
 }
 
+// Limits that refuse the forms refuse them either way.
+TEST(StreamParserTest, SmShortcutsKeepTheLimits) {
+  ParserLimits limits;
+  limits.max_attributes = 1;  // xmlns and h are two
+  StreamParser whole(limits);
+  StreamParser bytes(limits);
+  ASSERT_EQ(FeedAll(whole, kTinyHeader).size(), 1u);
+  FeedAll(bytes, kTinyHeader);
+  auto a = FeedAll(whole, "<a xmlns='urn:xmpp:sm:3' h='1'/>");
+  auto b = FeedBytes(bytes, "<a xmlns='urn:xmpp:sm:3' h='1'/>");
+  ExpectSameEvents(a, b);
+  EXPECT_EQ(LastError(a), ParseError::kPolicyViolation);
+}
+
 // A compacted parser is not rebuilt for an <r/> or <a/>.
 TEST(StreamParserTest, SmShortcutsNeedNoParserAfterCompact) {
   StreamParser parser({});
