@@ -34,7 +34,7 @@ void Loop::RunAfter(std::chrono::milliseconds delay, std::function<void()> fn) {
   const auto slots = (exact + kDeferredSlot - std::chrono::nanoseconds(1)) / kDeferredSlot;
   const std::chrono::steady_clock::time_point due(
       std::chrono::duration_cast<std::chrono::steady_clock::duration>(slots * kDeferredSlot));
-  deferred_.push_back({due, std::move(fn)});
+  deferred_[due].push_back(std::move(fn));
   if (deferred_armed_for_ && *deferred_armed_for_ <= due) return;  // the timer fires first anyway
   ArmDeferred(due);
 }
@@ -53,19 +53,16 @@ void Loop::RunDue() {
   deferred_armed_for_.reset();
   const auto now = std::chrono::steady_clock::now();
   std::vector<std::function<void()>> due;
-  std::optional<std::chrono::steady_clock::time_point> next;
-  size_t kept = 0;
-  for (auto& d : deferred_) {
-    if (d.due <= now) {
-      due.push_back(std::move(d.fn));
+  while (!deferred_.empty() && deferred_.begin()->first <= now) {
+    auto& slot = deferred_.begin()->second;
+    if (due.empty()) {
+      due = std::move(slot);
     } else {
-      if (!next || d.due < *next) next = d.due;
-      if (&deferred_[kept] != &d) deferred_[kept] = std::move(d);
-      ++kept;
+      for (auto& fn : slot) due.push_back(std::move(fn));
     }
+    deferred_.erase(deferred_.begin());
   }
-  deferred_.resize(kept);
-  if (next) ArmDeferred(*next);
+  if (!deferred_.empty()) ArmDeferred(deferred_.begin()->first);
   for (auto& fn : due) fn();  // may defer more
 }
 

@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -80,11 +81,9 @@ class Loop {
   // for the earliest of them while any is queued.
   void ArmDeferred(std::chrono::steady_clock::time_point due);
   void RunDue();
-  struct Deferred {
-    std::chrono::steady_clock::time_point due;
-    std::function<void()> fn;
-  };
-  std::vector<Deferred> deferred_;
+  // By slot (due time), each in the order deferred: an expiry touches only
+  // the slots that are due, however many callbacks wait for later ones.
+  std::map<std::chrono::steady_clock::time_point, std::vector<std::function<void()>>> deferred_;
   std::unique_ptr<boost::asio::steady_timer> deferred_timer_;
   std::optional<std::chrono::steady_clock::time_point> deferred_armed_for_;
   uint64_t deferred_expiries_ = 0;
