@@ -56,14 +56,16 @@ const std::vector<Key>& Schema() {
       {"tls.require", &Config::require_tls, 0, 0, true,
        "Refuse authentication on port 5222 until STARTTLS has completed."},
       {"store.backend", &Config::store_backend, 0, 0, false,
-       "Storage backend: \"sqlite\" (embedded, the default) or \"postgres\" (for clusters; set store.postgres_uri)."},
+       "Storage backend: \"sqlite\" (embedded, the default) or \"postgres\" (for clusters; set "
+       "store.postgres_uri)."},
       {"store.sqlite_path", &Config::sqlite_path, 0, 0, false,
        "SQLite database file; empty means <data_dir>/nines.db."},
       {"store.sqlite_commit_batch", &Config::sqlite_commit_batch, 1, 100000, false,
        "Most writes the SQLite writer thread puts in one fsync'd transaction."},
       {"store.postgres_uri", &Config::postgres_uri, 0, 0, false,
        "libpq connection string (URI or key=value) for store.backend = \"postgres\". Name every host of a "
-       "Patroni cluster (postgresql://h1,h2,h3/nines); target_session_attrs=read-write is added unless given, "
+       "Patroni cluster (postgresql://h1,h2,h3/nines); target_session_attrs=read-write is added unless "
+       "given, "
        "so nines follows a failover. Keep passwords out of it: use PGPASSFILE or ~/.pgpass."},
       {"store.postgres_pool", &Config::postgres_pool, 2, 256, false,
        "PostgreSQL connections per nines process: one writer, the rest readers."},
@@ -72,7 +74,8 @@ const std::vector<Key>& Schema() {
       {"store.postgres_failover_timeout_ms", &Config::postgres_failover_timeout_ms, 100, 3600000, false,
        "How long a broken PostgreSQL connection is retried (a failover) before waiting calls fail."},
       {"auth.mechanisms", &Config::sasl_mechanisms, 0, 0, true,
-       "SASL mechanisms offered, in order of preference. PLAIN is only ever offered over TLS. PLAIN checks the "
+       "SASL mechanisms offered, in order of preference. PLAIN is only ever offered over TLS. PLAIN checks "
+       "the "
        "password against the account's SCRAM-SHA-1 keys, which every account keeps, offered or not."},
       {"auth.scram_iterations", &Config::scram_iterations, 4096, 1000000, true,
        "PBKDF2 iterations for newly set passwords."},
@@ -113,7 +116,9 @@ const std::vector<Key>& Schema() {
        "Stanzas a client may leave unacknowledged; beyond it the session ends (policy-violation), and what "
        "it had not acknowledged goes to offline storage."},
       {"stream_management.request_every", &Config::sm_request_every, 1, 1000000, true,
-       "The server asks the client for an acknowledgement once this many stanzas are unacknowledged."},
+       "The server asks the client for an acknowledgement once this many stanzas are unacknowledged (and, "
+       "whatever the count, on its once-a-second check while any is). Fewer requests mean fewer answers "
+       "for a phone to send."},
       {"stream_management.ack_delay_ms", &Config::sm_ack_delay_ms, 0, 1000, true,
        "Milliseconds the server's answer to a client's <r/> may wait for a stanza to that client, so that "
        "both go out in one packet (one write and one wakeup fewer for the client's device). 0 answers at "
@@ -132,10 +137,12 @@ const std::vector<Key>& Schema() {
        "Stanzas held for one inactive client; when more arrive, everything held is sent."},
 
       {"components.address", &Config::component_address, 0, 0, false,
-       "Address for XEP-0114 external components (push app servers, gateways). The protocol has no TLS: keep it "
+       "Address for XEP-0114 external components (push app servers, gateways). The protocol has no TLS: keep "
+       "it "
        "on loopback or a private network."},
       {"components.port", &Config::component_port, 0, 65535, false,
-       "Port for external components; 0 picks a free port. The listener opens only if components.secrets names "
+       "Port for external components; 0 picks a free port. The listener opens only if components.secrets "
+       "names "
        "a component."},
       {"components.secrets", &Config::component_secrets, 0, 0, true,
        "The components allowed to connect, as \"domain=secret\" (e.g. \"push.example.org=...\"): each serves "
@@ -152,7 +159,8 @@ const std::vector<Key>& Schema() {
        "Seconds a TURN username and password stay valid."},
 
       {"push.enabled", &Config::push_enabled, 0, 0, true,
-       "Let clients register for XEP-0357 push notifications, sent to their app server when a message arrives "
+       "Let clients register for XEP-0357 push notifications, sent to their app server when a message "
+       "arrives "
        "for a device that is offline, detached or inactive."},
       {"push.max_registrations", &Config::push_max_registrations, 1, 1000, true,
        "Push registrations one account may hold; one more is refused with <resource-constraint/>."},
@@ -209,7 +217,8 @@ const std::vector<Key>& Schema() {
        "Most JIDs in one account's archiving preferences (XEP-0313 always and never lists); more is "
        "<not-acceptable/>."},
       {"limits.blocklist_items", &Limits::blocklist_items, 1, 100000, true,
-       "Most JIDs one account may block (XEP-0191); a block beyond it is refused with <resource-constraint/>."},
+       "Most JIDs one account may block (XEP-0191); a block beyond it is refused with "
+       "<resource-constraint/>."},
       {"limits.offline_messages", &Limits::offline_messages, 0, 1000000, true,
        "Most messages stored for an offline account; beyond it senders get an error."},
       {"limits.vcard_size", &Limits::vcard_size, 256, 16 << 20, true, "Largest vCard in bytes."},
@@ -217,7 +226,8 @@ const std::vector<Key>& Schema() {
        "Largest element one account may keep in private XML storage (XEP-0049), in bytes; larger is "
        "<not-acceptable/>."},
       {"limits.private_items", &Limits::private_items, 1, 100000, true,
-       "Elements (namespaces) one account may keep in private XML storage; one more is <resource-constraint/>."},
+       "Elements (namespaces) one account may keep in private XML storage; one more is "
+       "<resource-constraint/>."},
       {"limits.pep_nodes", &Limits::pep_nodes, 1, 100000, true,
        "Most personal eventing (XEP-0163) nodes one account may have; one more is <not-acceptable/> with "
        "XEP-0060's <max-nodes-exceeded/>."},
@@ -225,7 +235,8 @@ const std::vector<Key>& Schema() {
        "Most items one PEP node may keep; pubsub#max_items 'max' means this, and a larger number is "
        "<not-acceptable/>."},
       {"limits.pep_item_size", &Limits::pep_item_size, 256, 16 << 20, true,
-       "Largest payload of one PEP item in bytes (avatars are the big ones); larger is <not-acceptable/> with "
+       "Largest payload of one PEP item in bytes (avatars are the big ones); larger is <not-acceptable/> "
+       "with "
        "<payload-too-big/>."},
       {"limits.caps_cache", &Limits::caps_cache, 16, 10000000, true,
        "Verified entity-capabilities hashes (XEP-0115) kept in memory; a client with an unknown hash is "

@@ -126,7 +126,7 @@ struct Config {
   bool sm_enabled = true;            // offer stream management (acks and resumption)
   int64_t sm_resume_timeout = 300;   // seconds a dropped session waits to be resumed (0: no resumption)
   int64_t sm_max_unacked = 5000;     // stanzas a client may leave unacknowledged
-  int64_t sm_request_every = 5;      // ask for an ack once this many stanzas are unacknowledged
+  int64_t sm_request_every = 20;     // ask for an ack once this many stanzas are unacknowledged
   int64_t sm_ack_delay_ms = 0;       // an <a/> may wait this long for a delivery to share its write (0: no wait)
   bool sm_resume_from_store = true;  // keep resumable sessions in the store (resume after a crash or restart)
 

@@ -49,7 +49,7 @@ def message(to: str, body: str, mid: str) -> str:
 
 
 class StreamManagementTest(ServerTestCase):
-    SERVER_CONFIG = {"stream_management": {"max_unacked": 50}}
+    SERVER_CONFIG = {"stream_management": {"max_unacked": 50, "request_every": 5}}
 
     # -- helpers -----------------------------------------------------------
 
