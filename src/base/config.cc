@@ -65,8 +65,7 @@ const std::vector<Key>& Schema() {
       {"store.postgres_uri", &Config::postgres_uri, 0, 0, false,
        "libpq connection string (URI or key=value) for store.backend = \"postgres\". Name every host of a "
        "Patroni cluster (postgresql://h1,h2,h3/nines); target_session_attrs=read-write is added unless "
-       "given, "
-       "so nines follows a failover. Keep passwords out of it: use PGPASSFILE or ~/.pgpass."},
+       "given, so nines follows a failover. Keep passwords out of it: use PGPASSFILE or ~/.pgpass."},
       {"store.postgres_pool", &Config::postgres_pool, 2, 256, false,
        "PostgreSQL connections per nines process: one writer, the rest readers."},
       {"store.postgres_commit_batch", &Config::postgres_commit_batch, 1, 100000, false,
@@ -75,8 +74,7 @@ const std::vector<Key>& Schema() {
        "How long a broken PostgreSQL connection is retried (a failover) before waiting calls fail."},
       {"auth.mechanisms", &Config::sasl_mechanisms, 0, 0, true,
        "SASL mechanisms offered, in order of preference. PLAIN is only ever offered over TLS. PLAIN checks "
-       "the "
-       "password against the account's SCRAM-SHA-1 keys, which every account keeps, offered or not."},
+       "the password against the account's SCRAM-SHA-1 keys, which every account keeps, offered or not."},
       {"auth.scram_iterations", &Config::scram_iterations, 4096, 1000000, true,
        "PBKDF2 iterations for newly set passwords."},
       {"auth.allow_plain_without_tls", &Config::allow_plain_without_tls, 0, 0, true,
@@ -138,12 +136,10 @@ const std::vector<Key>& Schema() {
 
       {"components.address", &Config::component_address, 0, 0, false,
        "Address for XEP-0114 external components (push app servers, gateways). The protocol has no TLS: keep "
-       "it "
-       "on loopback or a private network."},
+       "it on loopback or a private network."},
       {"components.port", &Config::component_port, 0, 65535, false,
        "Port for external components; 0 picks a free port. The listener opens only if components.secrets "
-       "names "
-       "a component."},
+       "names a component."},
       {"components.secrets", &Config::component_secrets, 0, 0, true,
        "The components allowed to connect, as \"domain=secret\" (e.g. \"push.example.org=...\"): each serves "
        "that domain and authenticates with the XEP-0114 handshake. Secrets of at least 16 characters."},
@@ -160,8 +156,7 @@ const std::vector<Key>& Schema() {
 
       {"push.enabled", &Config::push_enabled, 0, 0, true,
        "Let clients register for XEP-0357 push notifications, sent to their app server when a message "
-       "arrives "
-       "for a device that is offline, detached or inactive."},
+       "arrives for a device that is offline, detached or inactive."},
       {"push.max_registrations", &Config::push_max_registrations, 1, 1000, true,
        "Push registrations one account may hold; one more is refused with <resource-constraint/>."},
       {"push.include_sender", &Config::push_include_sender, 0, 0, true,
@@ -236,8 +231,7 @@ const std::vector<Key>& Schema() {
        "<not-acceptable/>."},
       {"limits.pep_item_size", &Limits::pep_item_size, 256, 16 << 20, true,
        "Largest payload of one PEP item in bytes (avatars are the big ones); larger is <not-acceptable/> "
-       "with "
-       "<payload-too-big/>."},
+       "with <payload-too-big/>."},
       {"limits.caps_cache", &Limits::caps_cache, 16, 10000000, true,
        "Verified entity-capabilities hashes (XEP-0115) kept in memory; a client with an unknown hash is "
        "asked for its features once."},

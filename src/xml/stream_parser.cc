@@ -42,13 +42,13 @@ constexpr size_t kDeferThreshold = 1024;
 bool IsXmlWhitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 // XEP-0198's <r/> and <a/> in the exact forms clients send, recognised
-// without expat (see StreamParser::Impl::FeedWithShortcuts): a client that
+// without expat (see StreamParser::Impl::PeelSmShortcuts and Feed): a client that
 // asks for and gives acknowledgements sends one of these every few
 // stanzas, and expat plus a tree cost several thousand instructions for
 // each. Anything else, or these in any other spelling, goes to expat.
 constexpr std::string_view kSmNs = "urn:xmpp:sm:3";
 
-// Matches `prefix` with both quote styles: `'` in the pattern stands for
+// Matches `pattern` at `at` (advancing it) with both quote styles: `'` in the pattern stands for
 // either quote, the same one at both ends of a value.
 bool MatchQuoted(std::string_view data, size_t& at, std::string_view pattern) {
   char quote = 0;
