@@ -971,8 +971,11 @@ void C2sSession::Finish() {
   // Sent but unacknowledged, then held back (CSI): in the order they came.
   std::deque<StreamManagement::Unacked> unacked;
   if (sm_) {
-    if (!sm_->token.empty()) context_.resume_tokens.Remove(sm_->token, ref_);
-    if (sm_->device) EndDevice();
+    if (sm_->device) {
+      EndDevice();  // the token stays, ended, until the stored state is gone
+    } else if (!sm_->token.empty()) {
+      context_.resume_tokens.Remove(sm_->token, ref_);
+    }
     if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
     unacked = std::move(sm_->unacked);
   }

@@ -332,6 +332,11 @@ void C2sSession::HandleResume(const Element& resume) {
     return;
   }
   auto entry = context_.resume_tokens.Find(previd);
+  if (entry && entry->ended) {
+    // That session is over, and its stored state is on its way out.
+    SmFailed("item-not-found");
+    return;
+  }
   if (!entry && config_->sm_resume_from_store) {
     // Not a session of this process: perhaps one the store kept (the
     // server restarted, or crashed).
@@ -602,13 +607,29 @@ void C2sSession::NoteForDevice(const Element& stanza) {
 
 void C2sSession::EndDevice() {
   auto device = std::move(sm_->device);
+  auto& tokens = context_.resume_tokens;
   if (context_.shutting_down.load() && !jid_.empty()) {
     // A planned restart: the client may resume with the next process.
+    tokens.Remove(sm_->token, ref_);
     if (device->row.detached_ms == 0) device->row.detached_ms = UnixMs();
     context_.store.PutDeviceState(std::move(device->row), store::Reply<void>(loop_.executor(), [](Result<void>) {}));
     return;
   }
-  context_.store.DeleteDeviceState(device->row.key, store::Reply<void>(loop_.executor(), [](Result<void>) {}));
+  // Over for good. Until the delete lands a read of the store could still
+  // find the state, so the token stays behind, ended, and a <resume/> with
+  // it fails here instead of reading the store (resume_tokens.h).
+  tokens.End(sm_->token, ref_);
+  context_.store.DeleteDeviceState(
+      device->row.key,
+      store::Reply<void>(loop_.executor(), [&tokens, token = sm_->token, ref = ref_](Result<void> done) {
+        if (!done.ok()) {
+          // The state stays until it expires (the sweep at start marks it
+          // detached): keep refusing its token while this process runs.
+          spdlog::warn("deleting a resumption state failed: {}", done.error().message);
+          return;
+        }
+        tokens.Remove(token, ref);
+      }));
 }
 
 void C2sSession::ResumeFromStore(std::string previd, uint32_t h) {
@@ -647,8 +668,10 @@ void C2sSession::StoredDeviceFound(Result<store::DeviceState> state, std::string
     return fail("expired");
   }
   // Meanwhile this process may have resumed it already, from another
-  // connection: then that session is the one to take over.
-  if (context_.resume_tokens.Find(previd)) return fail("resumed meanwhile");
+  // connection (then that session is the one to take over), or that
+  // session may have ended for good (its token stays, ended, until the
+  // state is deleted).
+  if (context_.resume_tokens.Find(previd)) return fail("resumed meanwhile, or ended");
   auto bare = Jid::FromParts(username_, config_->domain, "");
   if (!bare.ok()) return fail("invalid JID");
   sm_ = std::make_unique<StreamManagement>(next_ticket_, static_cast<uint64_t>(state->inbound_h));

@@ -22,13 +22,13 @@ std::string ResumeTokens::Issue(SessionRef ref, const std::string& username) {
   std::lock_guard lock(mutex_);
   for (;;) {
     std::string token = NewToken();
-    if (entries_.emplace(token, Entry{ref, username}).second) return token;
+    if (entries_.emplace(token, Entry{ref, username, false}).second) return token;
   }
 }
 
 void ResumeTokens::Register(const std::string& token, SessionRef ref, const std::string& username) {
   std::lock_guard lock(mutex_);
-  entries_[token] = Entry{ref, username};
+  entries_[token] = Entry{ref, username, false};
 }
 
 std::optional<ResumeTokens::Entry> ResumeTokens::Find(const std::string& token) const {
@@ -42,6 +42,12 @@ void ResumeTokens::Remove(const std::string& token, SessionRef ref) {
   std::lock_guard lock(mutex_);
   auto it = entries_.find(token);
   if (it != entries_.end() && it->second.ref == ref) entries_.erase(it);
+}
+
+void ResumeTokens::End(const std::string& token, SessionRef ref) {
+  std::lock_guard lock(mutex_);
+  auto it = entries_.find(token);
+  if (it != entries_.end() && it->second.ref == ref) it->second.ended = true;
 }
 
 size_t ResumeTokens::size() const {

@@ -5,6 +5,13 @@
 // connection presenting a token finds the session here and may take it over
 // only if it authenticated as the same account.
 //
+// A session that ends for good while its state is in the store (resumption
+// from the store) leaves its token behind as ended until the delete of that
+// state has landed: the store's reads can overtake its writes, so without
+// the mark a <resume/> in that window would read the old state and resume a
+// session that is over, and get again what it left unacknowledged (already
+// rerouted elsewhere).
+//
 // Tokens are 128 random bits (RAND_bytes), so they cannot be guessed; being
 // bound to the account, a leaked token is still useless without that
 // account's credentials.
@@ -27,6 +34,7 @@ class ResumeTokens {
   struct Entry {
     SessionRef ref;
     std::string username;
+    bool ended = false;  // the session is over; its stored state is being deleted
   };
 
   // A fresh token, registered for `ref` owned by `username`.
@@ -39,6 +47,9 @@ class ResumeTokens {
   std::optional<Entry> Find(const std::string& token) const;
   // Forgets `token` if it still names `ref`.
   void Remove(const std::string& token, SessionRef ref);
+  // Marks `token` ended if it still names `ref` (see above); Remove forgets
+  // it once the stored state is gone.
+  void End(const std::string& token, SessionRef ref);
   size_t size() const;
 
  private:

@@ -20,6 +20,7 @@ Environment:
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -431,6 +432,34 @@ class Server:
         for line in out.splitlines():
             rows.append(tuple(int(f) if re.fullmatch(r"-?[0-9]+", f) else f for f in line.split("\x1f")))
         return rows
+
+    @contextlib.contextmanager
+    def holding_writes(self, table: str):
+        """Holds back the server's writes for the `with` block while its reads go on, the
+        way a slow group commit or a busy database would. SQLite: another connection holds
+        the write lock, so every write waits (for at most the server's 5 s busy timeout:
+        keep the block shorter). PostgreSQL: writes to `table` wait."""
+        if self.pg_uri is None:
+            conn = sqlite3.connect(str(self.data_dir / "nines.db"), timeout=10, isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                finally:
+                    conn.execute("COMMIT")
+            finally:
+                conn.close()
+            return
+        psql = subprocess.Popen(["psql", "-qAt", "-v", "ON_ERROR_STOP=1", "-d", self.pg_uri],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            psql.stdin.write(f"BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE; SELECT 'locked';\n")
+            psql.stdin.flush()
+            if psql.stdout.readline().strip() != "locked":
+                raise ServerError(f"could not lock {table}")
+            yield
+        finally:
+            psql.communicate("COMMIT;\n", timeout=60)
 
     def __enter__(self) -> "Server":
         return self.start()

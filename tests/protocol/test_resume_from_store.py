@@ -14,6 +14,8 @@
     refusals     another account's token, and a token whose resume time ran out while the
                  server was down, get <failed><item-not-found/></failed>; a failed attempt by
                  another account leaves the token to its owner
+    ended        a session that ended for good (a clean close) is not resumed from its stored
+                 state while the delete of that state waits behind a held write lock
 """
 
 from __future__ import annotations
@@ -258,6 +260,30 @@ class ResumeFromStoreTest(ServerTestCase):
         self.assertIsNotNone(failed.find(f"{{{NS_STANZAS}}}item-not-found"), to_xml(failed))
         _, resumed = self.resume(n["alice"], n["alice_pw"], token, 0)
         self.assertTrue(is_sm(resumed, "resumed"), "its owner still can: " + to_xml(resumed))
+
+    def test_a_session_that_ended_is_not_resumed_while_its_state_is_deleted(self):
+        a, token, b, n = self.contacts()
+        self.wait_db("SELECT count(*) FROM device_states WHERE username = ?", (n["alice"],), 1)
+        stream = connect_starttls(self.server)
+        self.addCleanup(stream.abort)
+        elem = stream.auth_plain(n["alice"], n["alice_pw"])
+        self.assertEqual(local(elem.tag), "success", to_xml(elem))
+        stream.open()
+        with self.server.holding_writes("device_states"):
+            # A clean close ends the session for good (XEP-0198 §5). The delete of its
+            # stored state cannot land yet, and the store's reads still find the state.
+            a.send("</stream:stream>")
+            a.stream.wait_closed()
+            self.assertEqual(self.server.sql("SELECT count(*) FROM device_states WHERE username = ?",
+                                             (n["alice"],)), [(1,)])
+            stream.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='{a.received}'/>")
+            # Answered at once, without the store (which would time this out, or resume).
+            answer = stream.recv_until(lambda e: ns_of(e.tag) == NS_SM, timeout=3)
+        self.assertTrue(is_sm(answer, "failed"), "the session is over: " + to_xml(answer))
+        self.assertIsNotNone(answer.find(f"{{{NS_STANZAS}}}item-not-found"), to_xml(answer))
+        self.wait_db("SELECT count(*) FROM device_states WHERE username = ?", (n["alice"],), 0)
+        _, again = self.resume(n["alice"], n["alice_pw"], token, a.received)
+        self.assertTrue(is_sm(again, "failed"), "nor once its state is gone: " + to_xml(again))
 
 
 if __name__ == "__main__":
