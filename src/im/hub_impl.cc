@@ -408,9 +408,9 @@ bool HubImpl::HandleStanza(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Ele
   if (name == "message") {
     return ClientMessage(ref, from, std::move(stanza), config, ticket);
   } else if (name == "presence") {
-    ClientPresenceEntry(ref, from, std::move(stanza), config);
+    return ClientPresenceEntry(ref, from, std::move(stanza), config, ticket);
   } else if (name == "iq") {
-    ClientIq(ref, from, std::move(stanza), config);
+    return ClientIq(ref, from, std::move(stanza), config, ticket);
   }
   return false;
 }
@@ -439,7 +439,7 @@ void HubImpl::HandleFromComponent(xmpp::SessionRef ref, xml::Element stanza) {
     Route(std::move(r), ref.loop, /*may_inline=*/true);
   } else if (name == "iq") {
     if (HandlePushReply(stanza, config)) return;
-    ClientIq(ref, *from, std::move(stanza), config);
+    ClientIq(ref, *from, std::move(stanza), config, std::nullopt);
   }
 }
 
@@ -685,10 +685,10 @@ void HubImpl::IqToFullJid(size_t home, const RoutedPtr& r) {
 // ---------------------------------------------------------------------------
 // IQs
 
-void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
-                       const Config& config) {
+bool HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config,
+                       std::optional<uint64_t> ticket) {
   const IqType type = ParseIqType(stanza.Attr("type"));
-  if (type == IqType::kInvalid) return;  // the session answers malformed IQs
+  if (type == IqType::kInvalid) return false;  // the session answers malformed IQs
   const bool request = type == IqType::kGet || type == IqType::kSet;
   std::string own_bare = from.BareString();
   Scope scope = kScopeSelf;
@@ -698,7 +698,7 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
     if (to.domain == config.domain && to.local.empty()) {
       if (!to.IsBare()) {
         if (request) SendToSessionError(ref, stanza, "service-unavailable");
-        return;
+        return false;
       }
       scope = kScopeServer;
     } else if (to.domain != config.domain || !to.IsBare()) {
@@ -714,7 +714,7 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
       r->id = std::string(stanza.Attr("id"));
       stanza.SerializeTo(r->xml, ns::kClient);
       Route(std::move(r), ref.loop, /*may_inline=*/true);
-      return;
+      return false;
     } else if (to.Bare() == own_bare) {
       scope = kScopeSelf;
     } else {
@@ -725,20 +725,20 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
   if (!request) {
     // XEP-0115: a client answering the server's question about its capabilities.
     if (scope == kScopeServer) HandleCapsReply(stanza, from, config);
-    return;  // other results and errors for the server or a bare JID: nobody waits for them
+    return false;  // other results and errors for the server or a bare JID: nobody waits for them
   }
   if (scope == kScopeSelf) account = own_bare;
 
   std::vector<const xml::Element*> children = stanza.Children();
   if (children.size() != 1) {
     SendToSessionError(ref, stanza, "bad-request");
-    return;
+    return false;
   }
   const IqHandler* handler = registry_.Find(children.front()->ns(), type == IqType::kSet, scope, config);
   if (handler == nullptr) {
     // RFC 6120 §8.4: a namespace nobody here understands.
     SendToSessionError(ref, stanza, "service-unavailable");
-    return;
+    return false;
   }
   auto call = std::make_shared<IqCall>();
   call->iq = std::move(stanza);
@@ -746,9 +746,15 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
   call->from = from.Full();
   call->account = std::move(account);
   call->scope = scope;
+  // An IQ set usually changes something in the store, and the handler
+  // answers once that write has landed (or failed). Its XEP-0198 count waits
+  // as long: until the last holder of the call lets go, after the answer
+  // (G1). A get changes nothing: handled at once.
+  const bool counted = ticket.has_value() && type == IqType::kSet;
+  if (counted) call->done = std::make_shared<OriginNotifier>(port_cell_, ref, *ticket);
   if (scope == kScopeServer) {
     handler->fn(*this, call, nullptr);
-    return;
+    return counted;
   }
   std::string target = call->account;
   PostToAccount(std::move(target), [this, call, handler](AccountState& st) {
@@ -766,6 +772,7 @@ void HubImpl::ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element
     }
     handler->fn(*this, call, &st);
   });
+  return counted;
 }
 
 void HubImpl::SendToSessionError(xmpp::SessionRef ref, const xml::Element& stanza,
@@ -803,17 +810,17 @@ void HubImpl::ReplyError(const IqCall& call, std::string_view condition, std::st
 // ---------------------------------------------------------------------------
 // Presence entry: everything goes to the sender's home first.
 
-void HubImpl::ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
-                                  const Config& config) {
+bool HubImpl::ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
+                                  const Config& config, uint64_t ticket) {
   PresType type = ParsePresType(stanza.Attr("type"));
   if (type == PresType::kInvalid) {
     SendToSessionError(ref, stanza, "bad-request");
-    return;
+    return false;
   }
-  if (type == PresType::kProbe) return;  // probes are the server's business (RFC 6121 §4.3)
+  if (type == PresType::kProbe) return false;  // probes are the server's business (RFC 6121 §4.3)
   if (type == PresType::kError) {
     // An error answering someone's presence: pass it on.
-    if (!stanza.HasAttr("to")) return;
+    if (!stanza.HasAttr("to")) return false;
     auto r = std::make_shared<Routed>();
     r->kind = Kind::kPresence;
     r->type = static_cast<uint8_t>(type);
@@ -822,20 +829,27 @@ void HubImpl::ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, x
     r->id = std::string(stanza.Attr("id"));
     stanza.SerializeTo(r->xml, ns::kClient);
     Route(std::move(r), ref.loop, /*may_inline=*/true);
-    return;
+    return false;
   }
+  // A subscription request or answer changes the sender's roster: its
+  // XEP-0198 count waits until that write is durable (G1).
+  const bool counted = type == PresType::kSubscribe || type == PresType::kSubscribed ||
+                       type == PresType::kUnsubscribe || type == PresType::kUnsubscribed;
+  std::shared_ptr<OriginNotifier> done;
+  if (counted) done = std::make_shared<OriginNotifier>(port_cell_, ref, ticket);
   std::string bare = from.BareString();
   size_t home = HomeOf(bare);
-  auto op = [this, ref, type, stanza = std::move(stanza)](AccountState& st) mutable {
-    ClientPresence(st, ref, std::move(stanza), type);
+  auto op = [this, ref, type, stanza = std::move(stanza), done = std::move(done)](AccountState& st) mutable {
+    ClientPresence(st, ref, std::move(stanza), type, std::move(done));
   };
   if (home == ref.loop && loop(home).InLoop()) {
     RunOnAccount(home, bare, std::move(op));
-    return;
+    return counted;
   }
   loop(home).Post([this, home, bare = std::move(bare), op = std::move(op)]() mutable {
     RunOnAccount(home, bare, std::move(op));
   });
+  return counted;
 }
 
 // ---------------------------------------------------------------------------

@@ -236,8 +236,11 @@ class HubImpl {
   // ---------------------------------------------------------------------
   // Presence (presence.cc)
 
-  // Outbound presence from a client, on the sender's home.
-  void ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, PresType type);
+  // Outbound presence from a client, on the sender's home. `done`, for a
+  // subscription request or answer, tells the sender's session the stanza is
+  // handled once the roster change it makes is durable (G1).
+  void ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, PresType type,
+                      std::shared_ptr<OriginNotifier> done = nullptr);
   // Inbound presence for a local account, on its home.
   void InboundPresence(size_t home, const RoutedPtr& r);
   // A resource went away (unbind or conflict): unavailable to whoever saw it.
@@ -462,9 +465,14 @@ class HubImpl {
   // `external`: from a component (no ticket, no sender account here).
   bool ClientMessage(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config,
                      uint64_t ticket, bool external = false);
-  void ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config);
-  void ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
-                           const Config& config);
+  // These two return true when the stanza's ticket is told done later
+  // (xmpp::Hub::HandleStanza): an IQ set the server answers itself, once it
+  // has answered (after any store write); a subscription, once the sender's
+  // roster change is durable. No `ticket`: not counted (from a component).
+  bool ClientIq(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza, const Config& config,
+                std::optional<uint64_t> ticket);
+  bool ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, xml::Element stanza,
+                           const Config& config, uint64_t ticket);
   // Delivery at the recipient's home.
   void Inbound(size_t home, const RoutedPtr& r);
   void MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bare, xmpp::SessionRef exclude,
@@ -486,7 +494,8 @@ class HubImpl {
   void ReplayForRestore(AccountState& st, xmpp::SessionRef ref, xmpp::RestoredResource restored,
                         std::function<void(Result<xmpp::Jid>)> done);
   void DirectedPresence(AccountState& st, Resource& res, xml::Element stanza, bool available);
-  void OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, SubVerb verb);
+  void OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, SubVerb verb,
+                            std::shared_ptr<OriginNotifier> done);
   void InboundSubscription(AccountState& st, const RoutedPtr& r, SubVerb verb);
   void AnswerProbe(AccountState& st, const RoutedPtr& r);
   void FanOutToSubscribers(AccountState& st, const std::string& xml, PresType type, const std::string& from);

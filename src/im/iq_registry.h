@@ -33,6 +33,7 @@
 namespace nines::im {
 
 class HubImpl;
+class OriginNotifier;
 struct AccountState;
 
 enum Scope : unsigned { kScopeServer = 1, kScopeSelf = 2, kScopeAccount = 4 };
@@ -45,6 +46,9 @@ struct IqCall {
   std::string from;         // requester's full JID
   std::string account;      // kSelf/kAccount: the addressed bare JID; kServer: empty
   Scope scope = kScopeServer;
+  // Set for an IQ set from a client: tells its session the IQ is handled
+  // when the last holder of the call lets go, after the answer (G1).
+  std::shared_ptr<OriginNotifier> done;
 
   // The single payload child (the session has checked there is exactly one).
   const xml::Element& payload() const { return *iq.Children().front(); }

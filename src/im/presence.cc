@@ -63,10 +63,16 @@ PresType VerbType(SubVerb verb) {
 // ---------------------------------------------------------------------------
 // Outbound
 
-void HubImpl::ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, PresType type) {
+void HubImpl::ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, PresType type,
+                             std::shared_ptr<OriginNotifier> done) {
   Resource* res = st.FindByRef(ref);
   if (res == nullptr) return;  // the session is gone or was replaced
-  if (!st.Ready()) return;     // the roster could not be loaded (logged there)
+  if (!st.Ready()) {
+    // The roster could not be loaded (logged there). A subscription would
+    // change it: say so rather than drop it unanswered.
+    if (done) SendToSessionError(ref, stanza, "internal-server-error");
+    return;
+  }
   switch (type) {
     case PresType::kAvailable:
     case PresType::kUnavailable: {
@@ -79,16 +85,16 @@ void HubImpl::ClientPresence(AccountState& st, xmpp::SessionRef ref, xml::Elemen
       return;
     }
     case PresType::kSubscribe:
-      OutboundSubscription(st, ref, std::move(stanza), SubVerb::kSubscribe);
+      OutboundSubscription(st, ref, std::move(stanza), SubVerb::kSubscribe, std::move(done));
       return;
     case PresType::kSubscribed:
-      OutboundSubscription(st, ref, std::move(stanza), SubVerb::kSubscribed);
+      OutboundSubscription(st, ref, std::move(stanza), SubVerb::kSubscribed, std::move(done));
       return;
     case PresType::kUnsubscribe:
-      OutboundSubscription(st, ref, std::move(stanza), SubVerb::kUnsubscribe);
+      OutboundSubscription(st, ref, std::move(stanza), SubVerb::kUnsubscribe, std::move(done));
       return;
     case PresType::kUnsubscribed:
-      OutboundSubscription(st, ref, std::move(stanza), SubVerb::kUnsubscribed);
+      OutboundSubscription(st, ref, std::move(stanza), SubVerb::kUnsubscribed, std::move(done));
       return;
     case PresType::kProbe:
     case PresType::kError:
@@ -201,8 +207,11 @@ void HubImpl::DirectedPresence(AccountState& st, Resource& res, xml::Element sta
 }
 
 // RFC 6121 §3 and Appendix A.2, on the user's home.
-void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza,
-                                   SubVerb verb) {
+// `done` (see ClientPresence) goes with each roster write's callback, so the
+// sender's session counts the stanza handled once that write has landed and
+// the stanza has been routed; a failed write is bounced.
+void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::Element stanza, SubVerb verb,
+                                   std::shared_ptr<OriginNotifier> done) {
   const std::string* to_attr = stanza.FindAttr("to");
   if (to_attr == nullptr) return;
   std::string contact(BareOf(*to_attr));
@@ -246,8 +255,11 @@ void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::
         Route(r, st.home);  // §3.1.2: route it even without a state change
         return;
       }
-      PutItem(st, after, [this, r, after](AccountState& st, bool ok, int64_t version) {
-        if (!ok) return;
+      PutItem(st, after, [this, r, after, done](AccountState& st, bool ok, int64_t version) {
+        if (!ok) {
+          Bounce(*r, "internal-server-error");
+          return;
+        }
         PushItem(st, after, version);
         Route(r, st.home);
       });
@@ -259,8 +271,11 @@ void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::
         Apply(after, Direction::kOutbound, verb);
         after.pending_in_stanza.clear();
         after.preapproved = false;
-        PutItem(st, after, [this, r, after](AccountState& st, bool ok, int64_t version) {
-          if (!ok) return;
+        PutItem(st, after, [this, r, after, done](AccountState& st, bool ok, int64_t version) {
+          if (!ok) {
+            Bounce(*r, "internal-server-error");
+            return;
+          }
           PushItem(st, after, version);
           Route(r, st.home);
           SendAvailableTo(st, after.jid);
@@ -274,8 +289,12 @@ void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::
         return;
       }
       after.preapproved = true;
-      PutItem(st, after, [this, after](AccountState& st, bool ok, int64_t version) {
-        if (ok) PushItem(st, after, version);
+      PutItem(st, after, [this, r, after, done](AccountState& st, bool ok, int64_t version) {
+        if (!ok) {
+          Bounce(*r, "internal-server-error");
+          return;
+        }
+        PushItem(st, after, version);
       });
       return;
     }
@@ -285,8 +304,11 @@ void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::
         Route(r, st.home);
         return;
       }
-      PutItem(st, after, [this, r, after](AccountState& st, bool ok, int64_t version) {
-        if (!ok) return;
+      PutItem(st, after, [this, r, after, done](AccountState& st, bool ok, int64_t version) {
+        if (!ok) {
+          Bounce(*r, "internal-server-error");
+          return;
+        }
         PushItem(st, after, version);
         Route(r, st.home);
       });
@@ -301,8 +323,11 @@ void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::
         return;
       }
       const bool had_from = HasFrom(before.subscription);
-      auto then = [this, r, after, had_from](AccountState& st, bool ok, int64_t version) {
-        if (!ok) return;
+      auto then = [this, r, after, had_from, done](AccountState& st, bool ok, int64_t version) {
+        if (!ok) {
+          Bounce(*r, "internal-server-error");
+          return;
+        }
         PushItem(st, after, version);
         Route(r, st.home);
         // §3.2.2: the contact no longer gets our presence; say goodbye.
@@ -310,8 +335,12 @@ void HubImpl::OutboundSubscription(AccountState& st, xmpp::SessionRef ref, xml::
       };
       if (IsHiddenItem(before) && IsEmptyItem(after)) {
         // A refused request that never made it into the roster.
-        DeleteItem(st, contact, [this, r](AccountState& st, bool ok, int64_t) {
-          if (ok) Route(r, st.home);
+        DeleteItem(st, contact, [this, r, done](AccountState& st, bool ok, int64_t) {
+          if (!ok) {
+            Bounce(*r, "internal-server-error");
+            return;
+          }
+          Route(r, st.home);
         });
       } else {
         PutItem(st, after, std::move(then));

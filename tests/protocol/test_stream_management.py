@@ -6,7 +6,8 @@
     acks         <a h/> counts every stanza read after <enable/> (messages, presence, iqs,
                  including ones answered with an error); the server asks with <r/> and
                  drops what the client acknowledges; an impossible h is a stream error
-                 with <handled-count-too-high/>
+                 with <handled-count-too-high/>; an IQ set or a subscription is counted
+                 only once its roster write has landed (held back by a write lock)
     resume       a dropped connection is resumed: <resumed h/> reports what the server
                  handled, and every stanza the client had not acknowledged arrives again,
                  exactly once, followed by what came in while it was away; the old
@@ -148,6 +149,29 @@ class StreamManagementTest(ServerTestCase):
         a.send("<presence><show>away</show></presence>")
         self.assertEqual(self.ack_h(a), 5, "2 messages, an iq, a bounced message and a presence")
         self.assertEqual(self.bodies(p, 2), ["one", "two"])
+
+    def test_an_iq_set_or_subscription_is_acknowledged_once_its_write_has_landed(self):
+        # G1: <a h/> covers a roster change only once the store has it.
+        user, _, password = self.new_account("smdur")
+        _, contact_bare, _ = self.new_account("smdur_c")
+        a, _ = self.login(user, password)
+        self.assertTrue(is_sm(self.enable(a, resume=False), "enabled"))
+        self.assertEqual(self.ack_h(a), 0)
+        answered = lambda e: is_sm(e, "a") or (local(e.tag) == "iq" and e.get("id") == "add1")
+        with self.server.holding_writes("roster_items"):
+            a.send(f"<iq type='set' id='add1'><query xmlns='jabber:iq:roster'><item jid='{contact_bare}'/>"
+                   "</query></iq>")
+            a.send(f"<presence type='subscribe' to='{contact_bare}'/>")
+            a.send(f"<r xmlns='{NS_SM}'/>")
+            with self.assertRaises(TimeoutError):
+                got = a.recv_until(answered, timeout=1.5)
+                self.fail(f"answered while the roster write could not land: {to_xml(got)}")
+        result = a.recv_until(answered)
+        self.assertEqual((local(result.tag), result.get("type")), ("iq", "result"), to_xml(result))
+        ack = a.recv_until(lambda e: is_sm(e, "a"))
+        self.assertEqual(ack.get("h"), "2", "the roster set and the subscription, after the result")
+        self.assertEqual(self.server.sql("SELECT count(*) FROM roster_items WHERE username = ? AND jid = ? AND ask_out",
+                                         (user, contact_bare)), [(1,)], "the request is in the roster")
 
     def test_server_requests_acks_and_forgets_what_was_acknowledged(self):
         user, bare, password = self.new_account("smreq")
