@@ -437,6 +437,7 @@ void C2sSession::AdoptConnection(std::shared_ptr<Handover> handover) {
     transport_.Close();
     if (counted_) context_.connections.Release(transport_.remote_address());
     counted_ = false;
+    sm_->ack_waiting.clear();  // owed to that connection: <resumed/> reports the count
   }
   ++io_generation_;
   reading_ = writing_ = false;
@@ -492,7 +493,10 @@ void C2sSession::CompleteResume() {
   for (const auto& stanza : sm_->unacked) Send(*stanza.xml);
   if (!sm_->unacked.empty()) RequestAck();
   Unblock();  // posts a read, which holds the session from now on
-  if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
+  // Unless a write above failed (the new connection was reset meanwhile):
+  // then the session is detached again and its keep-alive, which Detach
+  // took, is all that holds it until the next resume or the timeout.
+  if (sm_->keep_alive && !sm_->detached) loop_.Post([keep = std::move(sm_->keep_alive)] {});
 }
 
 // ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import signal
 import socket
 import sqlite3
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1000,6 +1001,13 @@ class RawStream:
     def abort(self) -> None:
         """Closes the socket at once, whatever the server is still sending."""
         self.transport.close()
+
+    def reset(self) -> None:
+        """Resets the TCP connection (RST instead of FIN): the server's next write to it fails."""
+        # The socket that holds the descriptor: wrapping it in stdlib ssl moved it there.
+        sock = getattr(self.transport, "sock", self._raw_sock)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
 
     def __enter__(self) -> "RawStream":
         return self

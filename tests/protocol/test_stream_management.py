@@ -12,14 +12,16 @@
                  handled, and every stanza the client had not acknowledged arrives again,
                  exactly once, followed by what came in while it was away; the old
                  connection is replaced if it still looks alive; a token works only for
-                 its own account, and only once
+                 its own account, and only once; a resume whose new connection is reset
+                 before <resumed/> goes out leaves the session resumable
     expiry       a session not resumed in time ends, and the messages it never had
                  acknowledged go to offline storage: a new login gets them
     limit        stream_management.max_unacked: a client that never acknowledges gets a
                  policy-violation stream error, and loses nothing
   AckDelayTest
     stream_management.ack_delay_ms: the answer to an <r/> waits for a stanza to the same
-    client and goes out with it; with none, it goes out alone once the delay has run out
+    client and goes out with it; with none, it goes out alone once the delay has run out; one
+    owed to a connection that a resume replaces is dropped (<resumed/> reports the count)
   SlixmppStreamManagementTest
     slixmpp 1.8.3's xep_0198 plugin enables stream management, and messages flow both
     ways with its acks counted by the server; when its connection drops, it resumes on
@@ -261,6 +263,39 @@ class StreamManagementTest(ServerTestCase):
             extra = self.bodies(c, 1, timeout=0.5)
             self.fail(f"something was resent: {extra}")
 
+    def test_a_resume_whose_connection_is_reset_leaves_the_session_resumable(self):
+        user, _, password = self.new_account("smrst")
+        peer, _, peer_password = self.new_account("smrst_p")
+        a, full = self.login(user, password)
+        token = self.enable(a).get("id")
+        p, p_full = self.login(peer, peer_password)
+        for i in range(3):
+            p.send(message(full, f"r{i}", f"r{i}"))
+        self.assertEqual(self.bodies(a, 3), ["r0", "r1", "r2"])
+        # Handled, but its count not yet in the stored state: <resumed/> will wait for that write.
+        a.send(message(p_full, "from a", "ra"))
+        self.assertEqual(self.bodies(p, 1), ["from a"])
+        since = self.server.stderr_offset()
+        a.abort()
+        self.wait_detached(since)
+        b = self.authenticate(user, password)
+        with self.server.holding_writes("device_states"):
+            b.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='0'/>")
+            with self.assertRaises(TimeoutError):
+                early = b.recv(timeout=0.7)
+                self.fail(f"resumed before its count was stored: {to_xml(early)}")
+            since = self.server.stderr_offset()
+            b.reset()  # <resumed/> and the resent messages then go to a dead connection
+        self.wait_detached(since)
+        c = self.authenticate(user, password)
+        c.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='0'/>")
+        resumed = c.recv()
+        self.assertTrue(is_sm(resumed, "resumed"), "still resumable: " + to_xml(resumed))
+        self.assertEqual(resumed.get("h"), "1")
+        self.assertEqual(self.bodies(c, 3), ["r0", "r1", "r2"], "nothing acknowledged, so all again")
+        p.send(message(full, "live", "r3"))
+        self.assertEqual(self.bodies(c, 1), ["live"])
+
     def test_resume_replaces_a_connection_that_still_looks_alive(self):
         user, bare, password = self.new_account("smlive")
         peer, peer_bare, peer_password = self.new_account("smlive_p")
@@ -380,6 +415,25 @@ class AckDelayTest(ServerTestCase):
         self.assertEqual(ack.get("h"), "0")
         self.assertGreaterEqual(waited, 0.9, "nothing else went to this client, so the <a/> waited")
         self.assertLess(waited, 5, "and then went out on its own")
+
+    def test_an_answer_waiting_for_a_replaced_connection_does_not_precede_resumed(self):
+        user, _, password = self.new_account("delayres")
+        a, _ = login_plain(self.server, user, password, resource="sm")
+        self.addCleanup(a.abort)
+        a.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+        token = a.recv_until(lambda e: ns_of(e.tag) == NS_SM).get("id")
+        a.send(f"<r xmlns='{NS_SM}'/>")  # its answer waits for the delay
+        time.sleep(0.2)  # the server has read the <r/> by now
+        b = connect_starttls(self.server)
+        self.addCleanup(b.abort)
+        self.assertEqual(local(b.auth_plain(user, password).tag), "success")
+        b.open()
+        b.send(f"<resume xmlns='{NS_SM}' previd='{token}' h='0'/>")
+        first = b.recv()
+        self.assertTrue(is_sm(first, "resumed"), "the new stream starts with <resumed/>: " + to_xml(first))
+        with self.assertRaises(TimeoutError):
+            late = b.recv(timeout=1.5)
+            self.fail(f"the old connection's answer came after all: {to_xml(late)}")
 
     def test_a_delivery_takes_the_waiting_answer_along(self):
         a, full = self.login_enabled("delayrcv")
