@@ -15,6 +15,7 @@
 //    available (except briefly after a failed write forced a reload).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -85,9 +86,17 @@ struct Resource {
   bool carbons = false;     // enabled XEP-0280 message carbons
   bool blocklist = false;   // requested the XEP-0191 block list: gets its pushes
   bool asleep = false;      // detached (XEP-0198) or inactive (XEP-0352): push.cc notifies for it
-  // Restored from the store (Hub::Restore): archived messages up to this id
-  // were replayed to it, and are not delivered again.
+  // Restored from the store (Hub::Restore): the replay read the archive up
+  // to this id, and gave this resource the messages in `replayed` (archive
+  // ids, ascending; at most stream_management.max_unacked). Those are not
+  // delivered again; the rest up to this id (the replay left them out, say
+  // to another full JID with carbons off) still are.
   int64_t replayed_up_to = 0;
+  std::vector<int64_t> replayed;
+  bool Replayed(int64_t archive_id) const {
+    return archive_id != 0 && archive_id <= replayed_up_to &&
+           std::binary_search(replayed.begin(), replayed.end(), archive_id);
+  }
   // The last broadcast available presence, serialised, with no 'to'. Null
   // while unavailable.
   std::shared_ptr<const std::string> presence;

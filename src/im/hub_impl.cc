@@ -857,7 +857,7 @@ bool HubImpl::ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, x
 
 void HubImpl::DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml,
                         std::function<void()> on_gone, int64_t archive_id) {
-  if (archive_id != 0 && archive_id <= resource.replayed_up_to) return;  // replayed already
+  if (resource.Replayed(archive_id)) return;  // replayed already
   port_->Deliver(resource.ref, std::move(xml), std::move(on_gone), archive_id);
 }
 

@@ -191,7 +191,7 @@ class HubImpl {
 
   // Queues `xml` for one resource's session. `archive_id`: see
   // SessionPort::Deliver; a message the resource was already given by a
-  // restore's replay (archive_id <= resource.replayed_up_to) is skipped.
+  // restore's replay (Resource::Replayed) is skipped.
   void DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml,
                  std::function<void()> on_gone = {}, int64_t archive_id = 0);
   // Delivers to every available resource of the account.
@@ -272,8 +272,9 @@ class HubImpl {
   // Stores a message for an account with no resource to take it.
   void StoreOffline(AccountState& st, const RoutedPtr& r);
   // Delivers stored messages to `ref` (or the best available resources).
-  // Those whose archive id (their <stanza-id/>) is at most `replayed_up_to`
-  // are not sent, only deleted: a restore's replay gave them to `ref`.
+  // After a restore (`replayed_up_to` > 0), those whose archive id (their
+  // <stanza-id/>) the replay gave to `ref` (Resource::Replayed) are not
+  // sent, only deleted.
   void DeliverOffline(AccountState& st, xmpp::SessionRef ref, int64_t replayed_up_to = 0);
   void RegisterOffline();
 

@@ -143,9 +143,10 @@ void HubImpl::DeliverOffline(AccountState& st, xmpp::SessionRef ref, int64_t rep
               for (auto& m : *messages) {
                 if (targets.empty()) break;  // nobody to give them to: they stay stored
                 if (m.id <= st->offline_delivered_up_to) continue;
-                if (replayed_up_to > 0) {
-                  int64_t archived = ArchiveIdIn(m.stanza, bare);
-                  if (archived != 0 && archived <= replayed_up_to) {
+                if (replayed_up_to > 0 && asker != nullptr) {
+                  // Only what the replay gave the restored resource: one it
+                  // left out (to another full JID, carbons off) is delivered.
+                  if (asker->Replayed(ArchiveIdIn(m.stanza, bare))) {
                     last = m.id;  // the restored resource has it: only delete it
                     ++delivered;
                     continue;

@@ -8,11 +8,10 @@
 // have been given is delivered to it, oldest first. While that read is in
 // flight the account's outbox holds newer messages back (FlushOutbox waits
 // for `replaying`), so nothing overtakes the replay; afterwards the
-// resource's `replayed_up_to` makes DeliverTo skip any message the replay
-// already gave it. Archive ids follow commit order, so every message
-// committed after the read's snapshot has a larger id than all it
-// returned: the replay and the live stream meet without a gap or an
-// overlap. Then the stored presence is broadcast again as initial presence;
+// resource's `replayed` ids make DeliverTo skip any message the replay
+// already gave it (only those: one it left out may still come). Archive ids follow commit order, so every
+// message committed after the read's snapshot has a larger id than all it returned: the replay and the live
+// stream meet without a gap or an overlap. Then the stored presence is broadcast again as initial presence;
 // its offline delivery leaves out the messages the replay covered.
 
 #include <spdlog/spdlog.h>
@@ -95,6 +94,7 @@ void HubImpl::ReplayForRestore(AccountState& st, xmpp::SessionRef ref, xmpp::Res
               AppendAttr(to_bare, "to", st->bare);
               int64_t last = restored.cursor;
               size_t replayed = 0;
+              res->replayed.clear();
               for (const auto& m : page->messages) {
                 last = std::max(last, m.id);
                 if (m.outgoing) continue;  // sent carbons are not replayed: MAM has them
@@ -115,8 +115,10 @@ void HubImpl::ReplayForRestore(AccountState& st, xmpp::SessionRef ref, xmpp::Res
                   xml = ReceivedCopy(st->bare, res->full, RootAttr(m.stanza, "type") == "chat", xml);
                 }
                 DeliverTo(*res, std::make_shared<const std::string>(std::move(xml)), {}, m.id);
+                res->replayed.push_back(m.id);
                 ++replayed;
               }
+              std::sort(res->replayed.begin(), res->replayed.end());
               res->replayed_up_to = last;
               spdlog::debug("im: {} restored; {} archived messages replayed after {}", res->full, replayed,
                             restored.cursor);

@@ -14,6 +14,8 @@
     refusals     another account's token, and a token whose resume time ran out while the
                  server was down, get <failed><item-not-found/></failed>; a failed attempt by
                  another account leaves the token to its owner
+    left out     a message the replay leaves out (to another full JID of the account, carbons
+                 off) is not taken for replayed: it comes from offline storage
     ended        a session that ended for good (a clean close) is not resumed from its stored
                  state while the delete of that state waits behind a held write lock
 """
@@ -260,6 +262,28 @@ class ResumeFromStoreTest(ServerTestCase):
         self.assertIsNotNone(failed.find(f"{{{NS_STANZAS}}}item-not-found"), to_xml(failed))
         _, resumed = self.resume(n["alice"], n["alice_pw"], token, 0)
         self.assertTrue(is_sm(resumed, "resumed"), "its owner still can: " + to_xml(resumed))
+
+    def test_a_message_the_replay_left_out_still_comes_from_offline_storage(self):
+        a, token, b, n = self.contacts()  # carbons off on alice's phone
+        a.drain(quiet=0.3)
+        received = a.received
+        self.wait_db("SELECT count(*) FROM device_states WHERE username = ?", (n["alice"],), 1)
+        self.server.kill()
+        self.server.start()
+        b2, _ = login_plain(self.server, n["bob"], n["bob_pw"], resource="desk")
+        self.addCleanup(b2.abort)
+        # To a resource of alice's that is not there (a stale full JID): archived, and kept
+        # offline for her (RFC 6121 §8.5.3.2.1). The phone's replay leaves it out: it was
+        # not to the phone, nor to the bare JID, and the phone has carbons off.
+        desktop = n["alice_bare"] + "/desktop"
+        self.send_durably(b2, desktop, ["for the desktop"])
+        self.wait_db("SELECT count(*) FROM offline_messages WHERE username = ?", (n["alice"],), 1)
+        stream, resumed = self.resume(n["alice"], n["alice_pw"], token, received)
+        self.assertTrue(is_sm(resumed, "resumed"), to_xml(resumed))
+        a = Device(stream)
+        got = [e for e in a.drain(quiet=1.0) if local(e.tag) == "message"]
+        self.assertEqual(bodies_of(got), ["for the desktop"], "delivered from offline storage, once")
+        self.wait_db("SELECT count(*) FROM offline_messages WHERE username = ?", (n["alice"],), 0)
 
     def test_a_session_that_ended_is_not_resumed_while_its_state_is_deleted(self):
         a, token, b, n = self.contacts()
