@@ -196,6 +196,12 @@ struct AccountState {
   // answer a read before an earlier write lands, and a node list read then
   // would undo a change (an access model made stricter, say) in the cache.
   int pep_writes = 0;
+  // vCard writes in flight: a client's set, or the XEP-0398 conversion's
+  // read-modify-write. The next waits in `vcard_waiting` until none is, so
+  // the conversion never writes back a vCard read before a set landed
+  // (avatars.cc, services.cc; HubImpl::AfterVCardWrite).
+  int vcard_writes = 0;
+  std::vector<UniqueFunction<void(AccountState&)>> vcard_waiting;
 
   std::vector<std::string> command_sessions;  // XEP-0050 sessions in progress (commands.cc)
   int replaying = 0;  // restores replaying the archive: the outbox waits (restore.cc)

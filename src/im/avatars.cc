@@ -112,6 +112,74 @@ void HubImpl::LoadAvatarHash(AccountState& st) {
                            }));
 }
 
+// XEP-0398, PEP -> vCard: the vCard with its PHOTO replaced by the avatar
+// (none if `hash` is empty). A read-modify-write, so it waits for any other
+// vCard write in flight, and the next waits for it (AccountState::vcard_writes).
+void HubImpl::SetVCardPhoto(AccountState& st, std::string hash, std::string base64, std::string type) {
+  if (st.vcard_writes > 0) {
+    st.vcard_waiting.push_back([this, hash = std::move(hash), base64 = std::move(base64),
+                                type = std::move(type)](AccountState& st) mutable {
+      SetVCardPhoto(st, std::move(hash), std::move(base64), std::move(type));
+    });
+    return;
+  }
+  ++st.vcard_writes;
+  ++st.busy;
+  store_->GetVCard(
+      st.user,
+      store::Reply<std::string>(loop(st.home).executor(), [this, home = st.home, bare = st.bare, hash, base64,
+                                                           type](Result<std::string> stored) {
+        AccountState* st = FindAccount(home, bare);
+        if (st == nullptr) return;
+        auto finish = [&] {
+          AfterVCardWrite(*st);
+          Release(home, bare);
+        };
+        std::optional<xml::Element> vcard =
+            stored.ok() ? ParseElement(*stored)
+                        : std::optional<xml::Element>(xml::Element("vCard", std::string(kVCard)));
+        if (!vcard || (!stored.ok() && stored.error().code != Errc::kNotFound)) {
+          finish();
+          return;
+        }
+        std::optional<Photo> current = PhotoOf(*vcard);
+        const std::string current_hash = current ? Sha1Hex(current->bytes) : std::string();
+        if (current_hash == hash) {  // already so (this change came from the vCard)
+          finish();
+          return;
+        }
+        vcard->RemoveChildren("PHOTO", kVCard);
+        if (!hash.empty()) {
+          xml::Element& photo = vcard->AddChild("PHOTO", std::string(kVCard));
+          photo.AddChild("TYPE", std::string(kVCard)).AddText(type);
+          photo.AddChild("BINVAL", std::string(kVCard)).AddText(base64);
+        }
+        std::string xml = vcard->Serialize();
+        if (static_cast<int64_t>(xml.size()) > ConfigOn(home).limits.vcard_size) {
+          spdlog::info("im: the avatar of {} is larger than limits.vcard_size; the vCard keeps its photo",
+                       bare);
+          finish();
+          return;
+        }
+        store_->SetVCard(st->user, std::move(xml),
+                         store::Reply<void>(loop(home).executor(), [this, home, bare](const Result<void>& r) {
+                           if (!r.ok())
+                             spdlog::warn("im: storing the converted vCard of {} failed: {}", bare,
+                                          r.error().message);
+                           if (AccountState* st = FindAccount(home, bare)) AfterVCardWrite(*st);
+                           Release(home, bare);
+                         }));
+      }));
+}
+
+void HubImpl::AfterVCardWrite(AccountState& st) {
+  if (--st.vcard_writes > 0) return;
+  // In order; the first to write makes the rest queue up again behind it.
+  auto waiting = std::move(st.vcard_waiting);
+  st.vcard_waiting.clear();
+  for (auto& fn : waiting) fn(st);
+}
+
 void HubImpl::AfterPepPublish(AccountState& st, const std::string& node, const store::PepItem& item) {
   if (node != kAvatarMetadata) return;
   std::string hash = AvatarHashOf(item.xml);
@@ -122,43 +190,7 @@ void HubImpl::AfterPepPublish(AccountState& st, const std::string& node, const s
   auto it = st.pep_nodes.find(kAvatarData);
   if (!hash.empty() && (it == st.pep_nodes.end() || it->second.access_model != "open")) return;
   auto update = [this](AccountState& st, std::string hash, std::string base64, std::string type) {
-    ++st.busy;
-    store_->GetVCard(
-        st.user,
-        store::Reply<std::string>(loop(st.home).executor(), [this, home = st.home, bare = st.bare, hash, base64, type](
-                                                                Result<std::string> stored) {
-          AccountState* st = FindAccount(home, bare);
-          if (st == nullptr) return;
-          std::optional<xml::Element> vcard =
-              stored.ok() ? ParseElement(*stored) : std::optional<xml::Element>(xml::Element("vCard", std::string(kVCard)));
-          if (!vcard || (!stored.ok() && stored.error().code != Errc::kNotFound)) {
-            Release(home, bare);
-            return;
-          }
-          std::optional<Photo> current = PhotoOf(*vcard);
-          const std::string current_hash = current ? Sha1Hex(current->bytes) : std::string();
-          if (current_hash == hash) {  // already so (this change came from the vCard)
-            Release(home, bare);
-            return;
-          }
-          vcard->RemoveChildren("PHOTO", kVCard);
-          if (!hash.empty()) {
-            xml::Element& photo = vcard->AddChild("PHOTO", std::string(kVCard));
-            photo.AddChild("TYPE", std::string(kVCard)).AddText(type);
-            photo.AddChild("BINVAL", std::string(kVCard)).AddText(base64);
-          }
-          std::string xml = vcard->Serialize();
-          if (static_cast<int64_t>(xml.size()) > ConfigOn(home).limits.vcard_size) {
-            spdlog::info("im: the avatar of {} is larger than limits.vcard_size; the vCard keeps its photo", bare);
-            Release(home, bare);
-            return;
-          }
-          store_->SetVCard(st->user, std::move(xml),
-                           store::Reply<void>(loop(home).executor(), [this, home, bare](const Result<void>& r) {
-                             if (!r.ok()) spdlog::warn("im: storing the converted vCard of {} failed: {}", bare, r.error().message);
-                             Release(home, bare);
-                           }));
-        }));
+    SetVCardPhoto(st, std::move(hash), std::move(base64), std::move(type));
   };
   if (hash.empty()) {
     update(st, {}, {}, {});

@@ -435,6 +435,11 @@ class HubImpl {
   void AfterPepPublish(AccountState& st, const std::string& node, const store::PepItem& item);
   // A vCard was stored: its photo becomes the PEP avatar. On home.
   void AfterVCardSet(AccountState& st, const xml::Element& vcard);
+  // XEP-0398's vCard side (avatars.cc): replaces the PHOTO, after any other
+  // vCard write in flight (AccountState::vcard_writes).
+  void SetVCardPhoto(AccountState& st, std::string hash, std::string base64, std::string type);
+  // A vCard write has landed: the next waiting one may start.
+  void AfterVCardWrite(AccountState& st);
   // XEP-0398 §4 / XEP-0153: the account's avatar hash into an available
   // presence the client sent, unless the client said otherwise.
   static void AddAvatarHash(const AccountState& st, xml::Element& presence);

@@ -1306,6 +1306,36 @@ TEST_F(PepAvatarTest, AnAvatarWithAnOpenDataNodeBecomesTheVCardPhoto) {
   EXPECT_EQ(vcard->ChildText("FN", "vcard-temp"), "Alice");
 }
 
+TEST_F(PepAvatarTest, TheConversionWaitsForAVCardSetInFlightAndKeepsIt) {
+  store_.AddAccount("alice");
+  store_.vcards()["alice"] = "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>";
+  Session alice = Online("alice", "phone");
+  ASSERT_EQ(Publish(alice, kAvatarDataNs, hash_, "<data xmlns='urn:xmpp:avatar:data'>" + base64_ + "</data>",
+                    Field("pubsub#access_model", "open"))
+                .Attr("type"),
+            "result");
+  // The client's new vCard is on its way to the store when the avatar's metadata
+  // arrives; the store could answer the conversion's read before that write.
+  store_.Hold("SetVCard");
+  Send(alice, "<iq type='set' id='v2'><vCard xmlns='vcard-temp'><FN>Alice Smith</FN></vCard></iq>");
+  ASSERT_EQ(
+      Publish(alice, kAvatarMetadataNs, hash_,
+              "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='" + hash_ + "' bytes='" +
+                  std::to_string(image_.size()) + "' type='image/png' width='1' height='1'/></metadata>",
+              Field("pubsub#access_model", "open"))
+          .Attr("type"),
+      "result");
+  store_.Release();
+  Drain();
+  std::optional<xml::Element> vcard = StoredVCard("alice");
+  ASSERT_TRUE(vcard.has_value());
+  EXPECT_EQ(vcard->ChildText("FN", "vcard-temp"), "Alice Smith") << "the client's set is not undone";
+  const xml::Element* photo = vcard->Child("PHOTO", "vcard-temp");
+  ASSERT_NE(photo, nullptr) << store_.vcards()["alice"];
+  EXPECT_EQ(photo->ChildText("BINVAL", "vcard-temp"), base64_);
+  EXPECT_EQ(store_.calls("SetVCard"), 2);
+}
+
 TEST_F(PepAvatarTest, AnAvatarShownOnlyToContactsStaysOutOfTheVCard) {
   store_.AddAccount("alice");
   store_.vcards()["alice"] = "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>";

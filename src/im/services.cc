@@ -165,18 +165,29 @@ void VCardSet(HubImpl& hub, const IqCallPtr& call, AccountState* st) {
     hub.ReplyError(*call, "not-acceptable", "the vCard is larger than this server accepts");
     return;
   }
+  if (st->vcard_writes > 0) {
+    // The avatar conversion is rewriting the vCard (or another set is in
+    // flight): after it, so that it cannot write back what it read before.
+    st->vcard_waiting.push_back([&hub, call](AccountState& st) { VCardSet(hub, call, &st); });
+    return;
+  }
+  ++st->vcard_writes;
   ++st->busy;
   hub.store().SetVCard(st->user, std::move(xml),
                        store::Reply<void>(hub.loop(st->home).executor(),
-                                          [&hub, call, home = st->home, bare = st->bare](const Result<void>& r) {
+                                          [&hub, call, home = st->home, bare = st->bare,
+                                           changes = st->avatar_changes](const Result<void>& r) {
+                                            AccountState* st = hub.FindAccount(home, bare);
                                             if (r.ok()) {
                                               hub.ReplyResult(*call);
                                               // XEP-0398: the photo becomes the PEP avatar.
-                                              if (AccountState* st = hub.FindAccount(home, bare))
+                                              // Unless an avatar published since says otherwise.
+                                              if (st != nullptr && st->avatar_changes == changes)
                                                 hub.AfterVCardSet(*st, call->payload());
                                             } else {
                                               hub.ReplyError(*call, "internal-server-error");
                                             }
+                                            if (st != nullptr) hub.AfterVCardWrite(*st);
                                             hub.Release(home, bare);
                                           }));
 }
