@@ -112,9 +112,24 @@ void HubImpl::ReplayForRestore(AccountState& st, xmpp::SessionRef ref, xmpp::Res
                 AppendChildXml(xml, sid);
                 AppendChildXml(xml, DelayXml(config.domain, m.stamp_ms));
                 if (!for_us && !(for_bare && restored.priority >= 0)) {
+                  // A received carbon: the message itself went elsewhere.
                   xml = ReceivedCopy(st->bare, res->full, RootAttr(m.stanza, "type") == "chat", xml);
+                  DeliverTo(*res, std::make_shared<const std::string>(std::move(xml)), {}, m.id);
+                } else {
+                  // If the client never acknowledges it, it is rerouted as a
+                  // live delivery would be (another resource, else offline
+                  // storage), not lost to a client without MAM.
+                  auto r = std::make_shared<Routed>();
+                  r->kind = Kind::kMessage;
+                  r->type = static_cast<uint8_t>(ParseMsgType(RootAttr(m.stanza, "type").value_or("")));
+                  r->offline_ok = true;
+                  r->stamp_ms = m.stamp_ms;  // with the delay stamp in `xml`, which offline storage takes off
+                  r->from = std::string(RootAttr(m.stanza, "from").value_or(""));
+                  r->to = for_us ? res->full : st->bare;
+                  r->xml = std::move(xml);
+                  DeliverTo(
+                      *res, SharedXml(r), [this, r, gone = res->ref] { Reroute(r, gone, 1); }, m.id);
                 }
-                DeliverTo(*res, std::make_shared<const std::string>(std::move(xml)), {}, m.id);
                 res->replayed.push_back(m.id);
                 ++replayed;
               }

@@ -16,6 +16,8 @@
                  another account leaves the token to its owner
     left out     a message the replay leaves out (to another full JID of the account, carbons
                  off) is not taken for replayed: it comes from offline storage
+    expiry       a replayed message the client never acknowledged goes to offline storage
+                 when the resumed session runs out of time, as a live delivery would
     ended        a session that ended for good (a clean close) is not resumed from its stored
                  state while the delete of that state waits behind a held write lock
 """
@@ -284,6 +286,35 @@ class ResumeFromStoreTest(ServerTestCase):
         got = [e for e in a.drain(quiet=1.0) if local(e.tag) == "message"]
         self.assertEqual(bodies_of(got), ["for the desktop"], "delivered from offline storage, once")
         self.wait_db("SELECT count(*) FROM offline_messages WHERE username = ?", (n["alice"],), 0)
+
+    def test_a_replayed_message_never_acknowledged_goes_offline_when_the_session_expires(self):
+        alice, _, alice_pw = self.new_account("rsx")
+        bob, _, bob_pw = self.new_account("rsy")
+        a_stream, a_full = login_plain(self.server, alice, alice_pw, resource="phone")
+        self.addCleanup(a_stream.abort)
+        a_stream.send(f"<enable xmlns='{NS_SM}' resume='true' max='3'/>")
+        enabled = a_stream.recv_until(lambda e: ns_of(e.tag) == NS_SM)
+        self.assertTrue(is_sm(enabled, "enabled"), to_xml(enabled))
+        a = Device(a_stream)
+        a.send("<presence/>")
+        b, _ = login_plain(self.server, bob, bob_pw, resource="desk")
+        self.addCleanup(b.abort)
+        self.send_durably(b, a_full, ["x1"])
+        self.assertEqual(bodies_of([a.recv_until(lambda e: local(e.tag) == "message")]), ["x1"])
+        self.wait_db("SELECT count(*) FROM device_states WHERE username = ?", (alice,), 1)
+        self.server.kill()
+        self.server.start()
+        stream, resumed = self.resume(alice, alice_pw, enabled.get("id"), 0)
+        self.assertTrue(is_sm(resumed, "resumed"), to_xml(resumed))
+        replay = Device(stream)
+        self.assertEqual(bodies_of([replay.recv_until(lambda e: local(e.tag) == "message")]), ["x1"])
+        stream.abort()  # x1 never acknowledged; the session runs out of time (3 s)
+        self.wait_db("SELECT count(*) FROM offline_messages WHERE username = ?", (alice,), 1, timeout=15)
+        later, _ = login_plain(self.server, alice, alice_pw, resource="laptop")
+        self.addCleanup(later.abort)
+        later.send("<presence/>")
+        got = Device(later).recv_until(lambda e: local(e.tag) == "message")
+        self.assertEqual(bodies_of([got]), ["x1"], "from offline storage, as a live delivery would be")
 
     def test_a_session_that_ended_is_not_resumed_while_its_state_is_deleted(self):
         a, token, b, n = self.contacts()
