@@ -192,10 +192,17 @@ std::string Element::Serialize(std::string_view parent_ns) const {
 void Element::SerializeTo(std::string& out, std::string_view parent_ns) const {
   // Streams-namespace elements use the stream header's "stream:" prefix and
   // leave the default namespace, which their children inherit, unchanged.
-  const bool stream_prefix = ns_ == kStreamsNs && parent_ns != kStreamsNs;
+  // So do elements in the XML namespace (a client may write <xml:foo/>),
+  // with the predeclared "xml:": that namespace may not be declared, nor
+  // made the default (Namespaces in XML 1.0, §3), and a declaration would
+  // make the recipient's parser refuse the stream.
+  const std::string_view prefix = ns_ == kStreamsNs && parent_ns != kStreamsNs ? std::string_view("stream:")
+                                  : ns_ == kXmlNs                              ? std::string_view("xml:")
+                                                                               : std::string_view();
+  const bool stream_prefix = !prefix.empty();
   const std::string_view child_ns = stream_prefix ? parent_ns : std::string_view(ns_);
   out.push_back('<');
-  if (stream_prefix) out.append("stream:");
+  out.append(prefix);
   out.append(name_);
   if (!stream_prefix && ns_ != parent_ns) {
     out.append(" xmlns='");
@@ -216,7 +223,7 @@ void Element::SerializeTo(std::string& out, std::string_view parent_ns) const {
     }
   }
   out.append("</");
-  if (stream_prefix) out.append("stream:");
+  out.append(prefix);
   out.append(name_);
   out.push_back('>');
 }

@@ -58,6 +58,24 @@ std::string TinyStream(std::string_view body) { return std::string(kTinyHeader) 
 
 // --- the stream header --------------------------------------------------------
 
+TEST(StreamParserTest, AnElementInTheXmlNamespaceSerialisesWithTheXmlPrefix) {
+  // Found by the fuzzer: such an element was written with the XML namespace
+  // as its default namespace, which no parser accepts, so relaying it would
+  // break the recipient's stream.
+  auto events =
+      Parse(std::string(kHeader) +
+            "<message to='b@x'><xml:note xmlns='urn:other'><y/></xml:note><body>hi</body></message>");
+  ASSERT_EQ(events.size(), 2u);
+  ASSERT_EQ(events[1].kind, Kind::kStanza);
+  const Element& message = events[1].element;
+  std::string text = message.Serialize("jabber:client");
+  EXPECT_EQ(text, "<message to='b@x'><xml:note><y xmlns='urn:other'/></xml:note><body>hi</body></message>");
+  auto again = Parse(std::string(kHeader) + text);
+  ASSERT_EQ(again.size(), 2u);
+  ASSERT_EQ(again[1].kind, Kind::kStanza) << again[1].error_text;
+  EXPECT_EQ(again[1].element, message);
+}
+
 TEST(StreamParserTest, StreamOpenReportsAttributesAndContentNamespace) {
   auto events = Parse(kHeader);
   ASSERT_EQ(events.size(), 1u);

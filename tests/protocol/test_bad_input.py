@@ -1156,5 +1156,26 @@ class SendQueueTest(BadInputCase):
         self.assert_still_serving()
 
 
+class XmlNamespaceElementTest(ServerTestCase):
+    """An element in the XML namespace (<xml:note/>, legal XML) is relayed as the recipient's
+    parser accepts it: written with the predeclared xml: prefix, not with that namespace as
+    a default namespace declaration, which would end the recipient's stream."""
+
+    def test_an_element_in_the_xml_namespace_reaches_the_recipient_intact(self):
+        a_user, _, a_pw = self.new_account("xmlns_a")
+        b_user, _, b_pw = self.new_account("xmlns_b")
+        a, _ = login_plain(self.server, a_user, a_pw, resource="r")
+        self.addCleanup(a.abort)
+        b, b_full = login_plain(self.server, b_user, b_pw, resource="r")
+        self.addCleanup(b.abort)
+        a.send(f"<message to='{b_full}' type='chat' id='x1'><xml:note>n</xml:note><body>hi</body></message>")
+        got = b.recv_until(lambda e: local(e.tag) == "message")
+        self.assertEqual(got.findtext(f"{{{NS_CLIENT}}}body"), "hi")
+        self.assertEqual(got.findtext("{http://www.w3.org/XML/1998/namespace}note"), "n", to_xml(got))
+        b.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        pong = b.recv_until(lambda e: local(e.tag) == "iq" and e.get("id") == "p1")
+        self.assertEqual(pong.get("type"), "result", "the recipient's stream goes on")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
