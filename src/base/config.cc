@@ -236,8 +236,9 @@ const std::vector<Key>& Schema() {
        "Verified entity-capabilities hashes (XEP-0115) kept in memory; a client with an unknown hash is "
        "asked for its features once."},
       {"limits.messages_in_flight", &Limits::messages_in_flight, 1, 1000000, true,
-       "Messages one session may have waiting for their archive write; beyond it the server stops reading "
-       "from that client (TCP backpressure) until writes complete."},
+       "Stanzas one session may have waiting for their store writes (messages for the archive or offline "
+       "storage, IQ sets, subscriptions); beyond it the server stops reading from that client (TCP "
+       "backpressure) until writes complete."},
   };
   return kSchema;
 }
