@@ -189,11 +189,8 @@ void HubImpl::AfterPepPublish(AccountState& st, const std::string& node, const s
   // PEP -> vCard: the picture the metadata names, from the data node.
   auto it = st.pep_nodes.find(kAvatarData);
   if (!hash.empty() && (it == st.pep_nodes.end() || it->second.access_model != "open")) return;
-  auto update = [this](AccountState& st, std::string hash, std::string base64, std::string type) {
-    SetVCardPhoto(st, std::move(hash), std::move(base64), std::move(type));
-  };
   if (hash.empty()) {
-    update(st, {}, {}, {});
+    SetVCardPhoto(st, {}, {}, {});
     return;
   }
   std::string type;
@@ -209,8 +206,8 @@ void HubImpl::AfterPepPublish(AccountState& st, const std::string& node, const s
   store_->GetPepItems(
       st.user, std::string(kAvatarData), {hash}, 1,
       store::Reply<std::vector<store::PepItem>>(
-          loop(st.home).executor(), [this, home = st.home, bare = st.bare, hash, type, update](
-                                        Result<std::vector<store::PepItem>> items) mutable {
+          loop(st.home).executor(), [this, home = st.home, bare = st.bare, hash,
+                                     type](Result<std::vector<store::PepItem>> items) mutable {
             AccountState* st = FindAccount(home, bare);
             if (st == nullptr) return;
             if (items.ok() && !items->empty()) {
@@ -218,7 +215,8 @@ void HubImpl::AfterPepPublish(AccountState& st, const std::string& node, const s
               std::string base64 = data ? WithoutSpace(data->Text()) : std::string();
               std::optional<std::string> bytes = xmpp::Base64Decode(base64);
               // §3: only a picture whose hash is the id it is announced under.
-              if (bytes && Sha1Hex(*bytes) == hash) update(*st, hash, std::move(base64), type.empty() ? "image/png" : type);
+              if (bytes && Sha1Hex(*bytes) == hash)
+                SetVCardPhoto(*st, hash, std::move(base64), type.empty() ? "image/png" : type);
             }
             Release(home, bare);
           }));

@@ -1200,6 +1200,17 @@ class PepAvatarTest : public PepTest {
     ADD_FAILURE() << "no presence from " << from;
     return std::nullopt;
   }
+  // The picture and its announcement, each in an open node (XEP-0084).
+  xml::Element PublishAvatarData(const Session& s) {
+    return Publish(s, kAvatarDataNs, hash_, "<data xmlns='urn:xmpp:avatar:data'>" + base64_ + "</data>",
+                   Field("pubsub#access_model", "open"));
+  }
+  xml::Element PublishAvatarMetadata(const Session& s) {
+    return Publish(s, kAvatarMetadataNs, hash_,
+                   "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='" + hash_ + "' bytes='" +
+                       std::to_string(image_.size()) + "' type='image/png' width='1' height='1'/></metadata>",
+                   Field("pubsub#access_model", "open"));
+  }
   std::optional<xml::Element> StoredVCard(const std::string& user) {
     auto it = store_.vcards().find(user);
     if (it == store_.vcards().end()) return std::nullopt;
@@ -1263,18 +1274,9 @@ TEST_F(PepAvatarTest, AnAvatarWithAnOpenDataNodeBecomesTheVCardPhoto) {
   store_.AddAccount("alice");
   store_.vcards()["alice"] = "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>";
   Session alice = Online("alice", "phone");
-  ASSERT_EQ(Publish(alice, kAvatarDataNs, hash_, "<data xmlns='urn:xmpp:avatar:data'>" + base64_ + "</data>",
-                    Field("pubsub#access_model", "open"))
-                .Attr("type"),
-            "result");
+  ASSERT_EQ(PublishAvatarData(alice).Attr("type"), "result");
   EXPECT_EQ(store_.calls("SetVCard"), 0) << "the data alone changes nothing";
-  ASSERT_EQ(
-      Publish(alice, kAvatarMetadataNs, hash_,
-              "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='" + hash_ + "' bytes='" +
-                  std::to_string(image_.size()) + "' type='image/png' width='1' height='1'/></metadata>",
-              Field("pubsub#access_model", "open"))
-          .Attr("type"),
-      "result");
+  ASSERT_EQ(PublishAvatarMetadata(alice).Attr("type"), "result");
   std::optional<xml::Element> vcard = StoredVCard("alice");
   ASSERT_TRUE(vcard.has_value());
   EXPECT_EQ(vcard->ChildText("FN", "vcard-temp"), "Alice") << "the rest of the vCard is kept";
@@ -1310,21 +1312,12 @@ TEST_F(PepAvatarTest, TheConversionWaitsForAVCardSetInFlightAndKeepsIt) {
   store_.AddAccount("alice");
   store_.vcards()["alice"] = "<vCard xmlns='vcard-temp'><FN>Alice</FN></vCard>";
   Session alice = Online("alice", "phone");
-  ASSERT_EQ(Publish(alice, kAvatarDataNs, hash_, "<data xmlns='urn:xmpp:avatar:data'>" + base64_ + "</data>",
-                    Field("pubsub#access_model", "open"))
-                .Attr("type"),
-            "result");
+  ASSERT_EQ(PublishAvatarData(alice).Attr("type"), "result");
   // The client's new vCard is on its way to the store when the avatar's metadata
   // arrives; the store could answer the conversion's read before that write.
   store_.Hold("SetVCard");
   Send(alice, "<iq type='set' id='v2'><vCard xmlns='vcard-temp'><FN>Alice Smith</FN></vCard></iq>");
-  ASSERT_EQ(
-      Publish(alice, kAvatarMetadataNs, hash_,
-              "<metadata xmlns='urn:xmpp:avatar:metadata'><info id='" + hash_ + "' bytes='" +
-                  std::to_string(image_.size()) + "' type='image/png' width='1' height='1'/></metadata>",
-              Field("pubsub#access_model", "open"))
-          .Attr("type"),
-      "result");
+  ASSERT_EQ(PublishAvatarMetadata(alice).Attr("type"), "result");
   store_.Release();
   Drain();
   std::optional<xml::Element> vcard = StoredVCard("alice");

@@ -9,10 +9,12 @@
 // flight the account's outbox holds newer messages back (FlushOutbox waits
 // for `replaying`), so nothing overtakes the replay; afterwards the
 // resource's `replayed` ids make DeliverTo skip any message the replay
-// already gave it (only those: one it left out may still come). Archive ids follow commit order, so every
-// message committed after the read's snapshot has a larger id than all it returned: the replay and the live
-// stream meet without a gap or an overlap. Then the stored presence is broadcast again as initial presence;
-// its offline delivery leaves out the messages the replay covered.
+// already gave it (only those: one it left out may still come). Archive
+// ids follow commit order, so every message committed after the read's
+// snapshot has a larger id than all it returned: the replay and the live
+// stream meet without a gap or an overlap. Then the stored presence is
+// broadcast again as initial presence; its offline delivery leaves out the
+// messages the replay gave.
 
 #include <spdlog/spdlog.h>
 

@@ -199,12 +199,12 @@ void Element::SerializeTo(std::string& out, std::string_view parent_ns) const {
   const std::string_view prefix = ns_ == kStreamsNs && parent_ns != kStreamsNs ? std::string_view("stream:")
                                   : ns_ == kXmlNs                              ? std::string_view("xml:")
                                                                                : std::string_view();
-  const bool stream_prefix = !prefix.empty();
-  const std::string_view child_ns = stream_prefix ? parent_ns : std::string_view(ns_);
+  const bool prefixed = !prefix.empty();
+  const std::string_view child_ns = prefixed ? parent_ns : std::string_view(ns_);
   out.push_back('<');
   out.append(prefix);
   out.append(name_);
-  if (!stream_prefix && ns_ != parent_ns) {
+  if (!prefixed && ns_ != parent_ns) {
     out.append(" xmlns='");
     AppendEscaped(out, ns_);
     out.push_back('\'');
