@@ -462,6 +462,9 @@ class Store {
 struct SqliteOptions {
   std::string path;
   int64_t commit_batch = 256;  // most writes per group-committed transaction
+  // Archive entries kept in memory (and in their log chunks) before they are
+  // written as posting rows (sqlite/archive_log.h); tests set it low.
+  int64_t archive_index_every = 131072;
 };
 
 // Opens (creating if needed) and migrates the database. Synchronous: for

@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "store/sqlite/archive_log.h"
 #include "store/sqlite/sqlite_connection.h"
 #include "store/sqlite/sqlite_store.h"
 #include "store/store.h"
@@ -248,6 +249,9 @@ Result<CopyReport> CopySqliteToPostgres(const std::string& sqlite_path, const st
 
   // One read snapshot of the source, one transaction on the target.
   if (auto r = (*source)->Exec("BEGIN"); !r.ok()) return r.error();
+  // SQLite keeps the archive as a log with posting lists; PostgreSQL keeps
+  // it as rows. These TEMP tables, named like PostgreSQL's, hold the rows.
+  if (auto r = sqlite::ArchiveLog::ExportV9Tables(**source); !r.ok()) return r.error();
   if (auto r = PgValue(target.conn, "BEGIN"); !r.ok()) return r.error();
   CopyReport report;
   for (const Table& table : Tables()) {

@@ -40,7 +40,7 @@ struct World {
   std::filesystem::path dir;
   boost::asio::io_context io;
   std::unique_ptr<Store> store;
-  int64_t first_id = 1'700'000'000'000'000;
+  std::vector<int64_t> ids;  // as the store assigned them, oldest first
 };
 
 template <class T, class Call>
@@ -99,7 +99,6 @@ World& TheWorld() {
       for (int64_t k = 0; k < n; ++k) {
         int64_t seq = done + k;
         int peer = static_cast<int>(seq % kPeers);
-        int64_t id = w->first_id + seq * 1000;
         std::string stanza = "<message from='" + Peer(peer) +
                              "@localhost/phone' to='owner@localhost' type='chat' id='" + std::to_string(seq) +
                              "'><body>message number " + std::to_string(seq) +
@@ -107,15 +106,18 @@ World& TheWorld() {
                              "id='o" +
                              std::to_string(seq) + "'/></message>";
         std::vector<ArchiveEntry> entries;
+        // Id 0: the store assigns ids, as the server has it archive, so the
+        // log's chunks hold whole group commits as they do in production.
         entries.push_back(
-            {Peer(peer), {id, id / 1000, "owner@localhost", "", true, "o" + std::to_string(seq), stanza}});
-        entries.push_back({"owner", {id, id / 1000, Peer(peer) + "@localhost", "phone", false, "", stanza}});
+            {Peer(peer), {0, 0, "owner@localhost", "", true, "o" + std::to_string(seq), stanza}});
+        entries.push_back({"owner", {0, 0, Peer(peer) + "@localhost", "phone", false, "", stanza}});
         w->store->Archive(std::move(entries),
                           Reply<ArchiveOutcome>(w->io.get_executor(), [&](Result<ArchiveOutcome> r) {
                             if (!r.ok()) {
                               std::fprintf(stderr, "archive: %s\n", r.error().message.c_str());
                               std::exit(1);
                             }
+                            w->ids.push_back(r->id);
                             if (--pending == 0) guard.reset();
                           }));
       }
@@ -188,7 +190,7 @@ void BM_Next50AfterId(benchmark::State& state) {
   RunQueries(state, [&w](int64_t i) {
     ArchiveQuery q;
     q.max = 50;
-    q.after_id = w.first_id + ((i * 7919) % (g_messages - 100)) * 1000;
+    q.after_id = w.ids[static_cast<size_t>((i * 7919) % (g_messages - 100))];
     return q;
   });
 }

@@ -39,6 +39,10 @@ Statement::~Statement() {
   sqlite3_clear_bindings(stmt_);
 }
 
+void Statement::Reset() {
+  if (stmt_ != nullptr) sqlite3_reset(stmt_);
+}
+
 void Statement::BindInt(int index, int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
 
 void Statement::BindText(int index, std::string_view value) {

@@ -58,6 +58,9 @@ class Statement {
   Result<bool> Step();
   // Steps until done, ignoring rows.
   Result<void> Run();
+  // Abandons the remaining rows (and ends the statement's read), without
+  // stepping through them as Run would.
+  void Reset();
 
   int64_t ColumnInt(int column) const;
   std::string ColumnText(int column) const;

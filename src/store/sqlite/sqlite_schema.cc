@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_schema.h"
 
+#include "store/sqlite/archive_log.h"
+
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -220,6 +222,46 @@ CREATE TABLE pep_items (
 CREATE INDEX pep_items_newest ON pep_items(username, node, seq);
 )sql";
 
+// Version 10: the archive as a log and posting lists (archive_log.h has the
+// format and why). The version-9 rows are converted in C++
+// (ArchiveLog::ConvertV9), which then drops the old tables. No foreign keys
+// to accounts: ArchiveLog deletes an owner's entries with the account.
+constexpr const char* kV10 = R"sql(
+CREATE TABLE archive_log (
+  first_id INTEGER PRIMARY KEY CHECK (first_id > 0),
+  last_id INTEGER NOT NULL,
+  live INTEGER NOT NULL
+);
+CREATE INDEX archive_log_by_last ON archive_log(last_id);
+CREATE TABLE archive_log_data (
+  first_id INTEGER PRIMARY KEY,
+  data BLOB NOT NULL
+);
+CREATE TABLE archive_index (
+  username TEXT NOT NULL,
+  last_id INTEGER NOT NULL,
+  first_id INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  entries BLOB NOT NULL,
+  PRIMARY KEY (username, last_id)
+) WITHOUT ROWID;
+CREATE TABLE archive_origins (
+  username TEXT NOT NULL,
+  origin_id TEXT NOT NULL,
+  id INTEGER NOT NULL,
+  PRIMARY KEY (username, origin_id)
+) WITHOUT ROWID;
+CREATE TABLE archive_erased (
+  username TEXT PRIMARY KEY NOT NULL,
+  below_id INTEGER NOT NULL
+);
+CREATE TABLE archive_state (
+  key TEXT PRIMARY KEY NOT NULL,
+  value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO archive_state (key, value) VALUES ('generation', 0), ('indexed_through', 0);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
@@ -230,6 +272,7 @@ constexpr std::array kMigrations = {
     Migration{7, "private XML storage", kV7},
     Migration{8, "archiving preferences", kV8},
     Migration{9, "personal eventing nodes and items", kV9},
+    Migration{10, "message archive as a log with posting lists", kV10, &ArchiveLog::ConvertV9},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {
@@ -272,6 +315,9 @@ Result<void> Apply(Connection& conn, const Migration& migration) {
     if (!version.ok()) return version.error();
     if (*version >= migration.version) return {};  // another process got here first
     if (auto r = conn.Exec(migration.sql); !r.ok()) return r.error();
+    if (migration.convert != nullptr) {
+      if (auto r = migration.convert(conn); !r.ok()) return r.error();
+    }
     if (auto r = CheckForeignKeys(conn); !r.ok()) return r.error();
     std::string set_version = "PRAGMA user_version = " + std::to_string(migration.version);
     if (auto r = conn.Exec(set_version.c_str()); !r.ok()) return r.error();

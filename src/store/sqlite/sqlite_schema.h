@@ -23,6 +23,8 @@ struct Migration {
   int version;              // the version this migration produces
   const char* description;  // for logs and errors
   const char* sql;          // run inside the migration's transaction
+  // Run after `sql`, in the same transaction: a conversion SQL cannot do.
+  Result<void> (*convert)(Connection&) = nullptr;
 };
 
 // "nine" in ASCII; stored in PRAGMA application_id by migration 1.

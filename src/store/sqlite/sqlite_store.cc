@@ -86,6 +86,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   if (options.commit_batch < 1) {
     return MakeError(Errc::kInvalidArgument, "commit_batch must be at least 1");
   }
+  if (options.archive_index_every < 1) {
+    return MakeError(Errc::kInvalidArgument, "archive_index_every must be at least 1");
+  }
   std::filesystem::path parent = std::filesystem::path(options.path).parent_path();
   if (!parent.empty()) {
     std::error_code ec;
@@ -103,15 +106,21 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   // read-only connection cannot switch on.
   auto reader = Connection::Open(options.path, Connection::Mode::kReadOnly, kBusyTimeoutMs);
   if (!reader.ok()) return reader.error();
+  // The archive's tail: what the last process archived and did not index.
+  auto archive = std::make_unique<ArchiveLog>(static_cast<size_t>(options.archive_index_every));
+  if (auto loaded = archive->Load(**writer); !loaded.ok()) {
+    return MakeError(loaded.error().code, options.path + ": " + loaded.error().message);
+  }
   return std::unique_ptr<SqliteStore>(
-      new SqliteStore(options, std::move(writer).value(), std::move(reader).value()));
+      new SqliteStore(options, std::move(writer).value(), std::move(reader).value(), std::move(archive)));
 }
 
 SqliteStore::SqliteStore(SqliteOptions options, std::unique_ptr<Connection> writer,
-                         std::unique_ptr<Connection> reader)
+                         std::unique_ptr<Connection> reader, std::unique_ptr<ArchiveLog> archive)
     : options_(std::move(options)),
       writer_connection_(std::move(writer)),
-      reader_connection_(std::move(reader)) {
+      reader_connection_(std::move(reader)),
+      archive_(std::move(archive)) {
   writer_ = std::thread([this] { WriterLoop(); });
   reader_ = std::thread([this] { ReaderLoop(); });
 }
@@ -128,6 +137,9 @@ void SqliteStore::Close() {
   reads_ready_.notify_all();
   if (writer_.joinable()) writer_.join();
   if (reader_.joinable()) reader_.join();
+  // Indexing the tail now makes the next open quick (nothing to read back).
+  if (writer_connection_ && archive_ && archive_->ArchivedHere() && !archive_->TailEmpty())
+    IndexArchive(true);
   // The reader goes first so the writer's close is the last one and
   // checkpoints the WAL back into the main file.
   reader_connection_.reset();
@@ -175,15 +187,18 @@ void SqliteStore::WriterLoop() {
   while (true) {
     {
       std::unique_lock lock(mu_);
-      writes_ready_.wait(lock, [this] { return closing_ || !writes_.empty(); });
-      if (writes_.empty()) return;  // closing, and everything queued has been committed
+      // An index run under way goes on between group commits, and on its
+      // own when nothing is queued (IndexReady is writer-thread state).
+      writes_ready_.wait(lock, [this] { return closing_ || !writes_.empty() || IndexReady(); });
+      if (writes_.empty() && closing_) return;  // everything queued has been committed; Close indexes
       while (!writes_.empty() && batch.size() < limit) {
         batch.push_back(std::move(writes_.front()));
         writes_.pop_front();
       }
     }
-    CommitBatch(batch);
+    if (!batch.empty()) CommitBatch(batch);
     batch.clear();
+    IndexArchive(false);
   }
 }
 
@@ -196,6 +211,35 @@ Result<void> RunStatement(Connection& conn, std::string_view sql) {
 }
 
 }  // namespace
+
+bool SqliteStore::IndexReady() const {
+  return archive_->IndexDue() &&
+         std::chrono::steady_clock::now() - index_failed_at_ >= std::chrono::seconds(1);
+}
+
+void SqliteStore::IndexArchive(bool force) {
+  Connection& conn = *writer_connection_;
+  // One slice per call, or (force, at close) slices until the tail is
+  // indexed; a failure stops until a second has passed.
+  auto slice = [&]() -> Result<void> {
+    if (auto r = RunStatement(conn, "BEGIN IMMEDIATE"); !r.ok()) return r;
+    if (auto r = archive_->BeginTransaction(conn); !r.ok()) return r;
+    if (auto r = archive_->IndexSlice(conn); !r.ok()) return r;
+    return RunStatement(conn, "COMMIT");
+  };
+  for (int slices = 0; force ? !archive_->TailEmpty() && slices < 100000 : slices < 1 && IndexReady();
+       ++slices) {
+    if (auto r = slice(); !r.ok()) {
+      if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
+      archive_->IndexSliceAborted();
+      index_failed_at_ = std::chrono::steady_clock::now();
+      spdlog::warn("store: indexing the archive's newest messages failed (tried again later): {}",
+                   r.error().message);
+      return;
+    }
+    archive_->IndexSliceCommitted();
+  }
+}
 
 void SqliteStore::CommitBatch(std::vector<std::unique_ptr<Job>>& batch) {
   if (CommitWithoutSavepoints(batch)) return;
@@ -215,8 +259,11 @@ void SqliteStore::CommitBatch(std::vector<std::unique_ptr<Job>>& batch) {
 // database (the archive's last id only moves forward).
 bool SqliteStore::CommitWithoutSavepoints(std::vector<std::unique_ptr<Job>>& batch) {
   Connection& conn = *writer_connection_;
-  if (auto begun = RunStatement(conn, "BEGIN IMMEDIATE"); !begun.ok()) {
+  auto begun = RunStatement(conn, "BEGIN IMMEDIATE");
+  if (begun.ok()) begun = archive_->BeginTransaction(conn);
+  if (!begun.ok()) {
     // Not tried again: BEGIN has already waited out the busy timeout.
+    if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
     spdlog::warn("store: cannot begin a write transaction for {} jobs: {}", batch.size(), begun.error().message);
     FailBatch(batch, begun.error(), {});
     return true;
@@ -226,22 +273,29 @@ bool SqliteStore::CommitWithoutSavepoints(std::vector<std::unique_ptr<Job>>& bat
   ran_ok.reserve(batch.size());
   for (auto& job : batch) {
     const int64_t before = conn.TotalChanges();
+    const ArchiveLog::Mark mark = archive_->mark();
     ran_ok.push_back(job->Run(conn));
     if (ran_ok.back()) continue;
+    archive_->Rewind(mark);
     if (!conn.InAutocommit() && conn.TotalChanges() == before) {
       ++own_failures;  // nothing of it to undo
       continue;
     }
     if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
+    archive_->Aborted();
     return false;
   }
-  if (auto committed = RunStatement(conn, "COMMIT"); !committed.ok()) {
+  auto committed = archive_->EndTransaction(conn);
+  if (committed.ok()) committed = RunStatement(conn, "COMMIT");
+  if (!committed.ok()) {
     // Not run again: a failed COMMIT may or may not have reached the disk.
     if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
+    archive_->Aborted();
     spdlog::warn("store: write transaction of {} jobs failed: {}", batch.size(), committed.error().message);
     FailBatch(batch, committed.error(), ran_ok);
     return true;
   }
+  archive_->Committed();  // before the Replies, so a read they trigger sees it
   FinishBatch(batch, own_failures);
   return true;
 }
@@ -266,7 +320,10 @@ void SqliteStore::CommitWithSavepoints(std::vector<std::unique_ptr<Job>>& batch)
   Connection& conn = *writer_connection_;
   std::vector<bool> ran_ok;
   ran_ok.reserve(batch.size());
-  if (auto begun = RunStatement(conn, "BEGIN IMMEDIATE"); !begun.ok()) {
+  auto begun = RunStatement(conn, "BEGIN IMMEDIATE");
+  if (begun.ok()) begun = archive_->BeginTransaction(conn);
+  if (!begun.ok()) {
+    if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
     spdlog::warn("store: cannot begin a write transaction for {} jobs: {}", batch.size(),
                  begun.error().message);
     FailBatch(batch, begun.error(), ran_ok);
@@ -280,6 +337,7 @@ void SqliteStore::CommitWithSavepoints(std::vector<std::unique_ptr<Job>>& batch)
       abandoned = r.error();
       break;
     }
+    const ArchiveLog::Mark mark = archive_->mark();
     if (job->Run(conn)) {
       ran_ok.push_back(true);
       if (auto r = RunStatement(conn, "RELEASE job"); !r.ok()) {
@@ -290,6 +348,7 @@ void SqliteStore::CommitWithSavepoints(std::vector<std::unique_ptr<Job>>& batch)
     }
     ran_ok.push_back(false);
     ++own_failures;
+    archive_->Rewind(mark);
     if (conn.InAutocommit()) {
       // Some errors (IOERR, FULL, NOMEM, BUSY mid-statement) make SQLite roll
       // back the whole transaction, taking the earlier jobs' work with it.
@@ -306,14 +365,19 @@ void SqliteStore::CommitWithSavepoints(std::vector<std::unique_ptr<Job>>& batch)
   }
 
   if (!abandoned) {
+    if (auto ended = archive_->EndTransaction(conn); !ended.ok()) abandoned = ended.error();
+  }
+  if (!abandoned) {
     if (auto committed = RunStatement(conn, "COMMIT"); !committed.ok()) abandoned = committed.error();
   }
   if (abandoned) {
     if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
+    archive_->Aborted();
     spdlog::warn("store: write transaction of {} jobs failed: {}", batch.size(), abandoned->message);
     FailBatch(batch, *abandoned, ran_ok);
     return;
   }
+  archive_->Committed();
   FinishBatch(batch, own_failures);
 }
 
@@ -470,15 +534,16 @@ void SqliteStore::SetCredentials(std::string username, ScramKeys sha1, ScramKeys
 }
 
 void SqliteStore::DeleteAccount(std::string username, Reply<void> reply) {
-  Write(std::move(reply), [username = std::move(username)](Connection& conn) -> Result<void> {
+  Write(std::move(reply), [this, username = std::move(username)](Connection& conn) -> Result<void> {
     // Roster items, their groups, offline messages and the vCard go with it
-    // through ON DELETE CASCADE.
+    // through ON DELETE CASCADE; the archive has no foreign keys
+    // (archive_log.h), so ArchiveLog deletes the owner's entries.
     auto stmt = conn.Prepare("DELETE FROM accounts WHERE username = ?1");
     if (!stmt.ok()) return stmt.error();
     stmt->BindText(1, username);
     if (auto done = stmt->Run(); !done.ok()) return done;
     if (conn.Changes() == 0) return MakeError(Errc::kNotFound, "no account '" + username + "'");
-    return {};
+    return archive_->DeleteOwner(conn, username);
   });
 }
 
@@ -708,184 +773,22 @@ void SqliteStore::SetVCard(std::string username, std::string vcard_xml, Reply<vo
 
 namespace nines::store::sqlite {
 
-// `origin_id <> ''` repeats the partial index's condition: SQLite uses a
-// partial index only when the query implies its WHERE clause, and it cannot
-// prove that from ?2. Without it every archived message scanned its sender's
-// whole archive (regression test: SqliteArchive.OriginLookupUsesItsIndex).
-const char kFindOriginSql[] =
-    "SELECT id FROM archive WHERE username = ?1 AND origin_id = ?2 AND origin_id <> '' LIMIT 1";
-
 void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) {
   Write(std::move(reply), [this, entries = std::move(entries)](Connection& conn) -> Result<ArchiveOutcome> {
-    if (entries.empty()) return MakeError(Errc::kInvalidArgument, "nothing to archive");
-    const ArchivedMessage& first = entries.front().message;
-    if (first.id < 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
-    for (const ArchiveEntry& entry : entries) {
-      const ArchivedMessage& m = entry.message;
-      if (m.id != first.id || m.stamp_ms != first.stamp_ms || m.stanza != first.stanza) {
-        return MakeError(Errc::kInvalidArgument, "the entries of one Archive call must be one message");
-      }
-    }
-    // A retransmission is recognised by its sender's origin-id before
-    // anything is written, so the batch stays all or none.
-    for (const ArchiveEntry& entry : entries) {
-      if (!entry.message.outgoing || entry.message.origin_id.empty()) continue;
-      auto stmt = conn.Prepare(kFindOriginSql);
-      if (!stmt.ok()) return stmt.error();
-      stmt->BindText(1, entry.username);
-      stmt->BindText(2, entry.message.origin_id);
-      auto row = stmt->Step();
-      if (!row.ok()) return row.error();
-      if (*row) {
-        ArchiveOutcome outcome;
-        outcome.duplicate = true;
-        outcome.existing_id = stmt->ColumnInt(0);
-        (void)stmt->Run();
-        return outcome;
-      }
-    }
-    // Ids assigned here, on the writer thread, follow commit order: a client
-    // that has seen id N live finds every later message after N.
-    int64_t id = first.id;
-    int64_t stamp_ms = first.stamp_ms;
-    if (id == 0) {
-      if (last_archive_id_ < 0) {
-        auto max = conn.Prepare("SELECT coalesce(max(id), 0) FROM archive_messages");
-        if (!max.ok()) return max.error();
-        auto row = max->Step();
-        if (!row.ok()) return row.error();
-        last_archive_id_ = *row ? max->ColumnInt(0) : 0;
-        (void)max->Run();
-      }
-      const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count();
-      id = std::max(now_us, last_archive_id_ + 1);
-      last_archive_id_ = id;
-      stamp_ms = id / 1000;
-    }
-    {
-      auto stmt =
-          conn.Prepare("INSERT INTO archive_messages (id, stamp_ms, owners, stanza) VALUES (?1, ?2, ?3, ?4)");
-      if (!stmt.ok()) return stmt.error();
-      stmt->BindInt(1, id);
-      stmt->BindInt(2, stamp_ms);
-      stmt->BindInt(3, static_cast<int64_t>(entries.size()));
-      stmt->BindText(4, first.stanza);
-      if (auto done = stmt->Run(); !done.ok()) {
-        if (done.error().code == Errc::kConflict) {
-          return MakeError(Errc::kConflict, "archive id " + std::to_string(id) + " is already used");
-        }
-        return done.error();
-      }
-    }
-    for (const ArchiveEntry& entry : entries) {
-      const ArchivedMessage& m = entry.message;
-      auto stmt = conn.Prepare(
-          "INSERT INTO archive (username, id, peer, peer_resource, outgoing, origin_id)"
-          " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-      if (!stmt.ok()) return stmt.error();
-      stmt->BindText(1, entry.username);
-      stmt->BindInt(2, id);
-      stmt->BindText(3, m.peer);
-      stmt->BindText(4, m.peer_resource);
-      stmt->BindInt(5, m.outgoing ? 1 : 0);
-      stmt->BindText(6, m.outgoing ? m.origin_id : std::string());
-      if (auto done = stmt->Run(); !done.ok()) {
-        if (done.error().code == Errc::kConflict) {
-          return MakeError(Errc::kConflict,
-                           "archive id " + std::to_string(id) + " already used for '" + entry.username + "'");
-        }
-        return NoAccountIfForeignKey(done.error(), entry.username);
-      }
-    }
-    ArchiveOutcome outcome;
-    outcome.id = id;
-    return outcome;
+    return archive_->Archive(conn, entries);
   });
 }
 
 void SqliteStore::QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) {
   Read(std::move(reply),
-       [username = std::move(username), query = std::move(query)](Connection& conn) -> Result<ArchivePage> {
-         // The SQL names only the filters in use, so each combination gets
-         // the plan (and cached statement) that fits it.
-         std::string sql =
-             "SELECT a.id, m.stamp_ms, a.peer, a.peer_resource, a.outgoing, a.origin_id, m.stanza"
-             " FROM archive AS a JOIN archive_messages AS m ON m.id = a.id WHERE a.username = ?1";
-         if (!query.with.empty()) sql += " AND a.peer = ?2";
-         if (!query.with_resource.empty()) sql += " AND a.peer_resource = ?3";
-         if (query.after_id) sql += " AND a.id > ?6";
-         if (query.before_id) sql += " AND a.id < ?7";
-         if (!query.ids.empty()) sql += " AND a.id IN (SELECT value FROM json_each(?8))";
-         sql += query.from_end ? " ORDER BY a.id DESC LIMIT ?9" : " ORDER BY a.id ASC LIMIT ?9";
-         auto stmt = conn.Prepare(sql);
-         if (!stmt.ok()) return stmt.error();
-         stmt->BindText(1, username);
-         if (!query.with.empty()) stmt->BindText(2, query.with);
-         if (!query.with_resource.empty()) stmt->BindText(3, query.with_resource);
-         if (query.after_id) stmt->BindInt(6, *query.after_id);
-         if (query.before_id) stmt->BindInt(7, *query.before_id);
-         if (!query.ids.empty()) {
-           std::string json = "[";
-           for (size_t i = 0; i < query.ids.size(); ++i) {
-             if (i > 0) json += ',';
-             json += std::to_string(query.ids[i]);
-           }
-           json += ']';
-           stmt->BindText(8, json);
-         }
-         const int64_t max = std::max<int64_t>(query.max, 0);
-         stmt->BindInt(9, max + 1);  // one more than asked tells whether the page is the last
-         ArchivePage page;
-         while (true) {
-           auto row = stmt->Step();
-           if (!row.ok()) return row.error();
-           if (!*row) break;
-           if (static_cast<int64_t>(page.messages.size()) == max) {
-             page.complete = false;
-             (void)stmt->Run();
-             break;
-           }
-           ArchivedMessage m;
-           m.id = stmt->ColumnInt(0);
-           m.stamp_ms = stmt->ColumnInt(1);
-           m.peer = stmt->ColumnText(2);
-           m.peer_resource = stmt->ColumnText(3);
-           m.outgoing = stmt->ColumnInt(4) != 0;
-           m.origin_id = stmt->ColumnText(5);
-           m.stanza = stmt->ColumnText(6);
-           page.messages.push_back(std::move(m));
-         }
-         if (query.from_end) std::reverse(page.messages.begin(), page.messages.end());
-         return page;
-       });
+       [this, username = std::move(username), query = std::move(query)](
+           Connection& conn) -> Result<ArchivePage> { return archive_->Query(conn, username, query); });
 }
 
 void SqliteStore::PruneArchive(std::string username, int64_t before_id, int64_t keep, Reply<int64_t> reply) {
   Write(std::move(reply),
-        [username = std::move(username), before_id, keep](Connection& conn) -> Result<int64_t> {
-          // conn.Changes() counts the archive rows only, not the trigger's work.
-          int64_t deleted = 0;
-          {
-            auto stmt = conn.Prepare("DELETE FROM archive WHERE username = ?1 AND id < ?2");
-            if (!stmt.ok()) return stmt.error();
-            stmt->BindText(1, username);
-            stmt->BindInt(2, before_id);
-            if (auto done = stmt->Run(); !done.ok()) return done.error();
-            deleted += conn.Changes();
-          }
-          if (keep >= 0) {
-            auto stmt = conn.Prepare(
-                "DELETE FROM archive WHERE username = ?1 AND id <= "
-                "(SELECT id FROM archive WHERE username = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)");
-            if (!stmt.ok()) return stmt.error();
-            stmt->BindText(1, username);
-            stmt->BindInt(2, keep);
-            if (auto done = stmt->Run(); !done.ok()) return done.error();
-            deleted += conn.Changes();
-          }
-          return deleted;
+        [this, username = std::move(username), before_id, keep](Connection& conn) -> Result<int64_t> {
+          return archive_->Prune(conn, username, before_id, keep);
         });
 }
 

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -39,6 +40,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/sqlite/archive_log.h"
 #include "store/sqlite/sqlite_connection.h"
 #include "store/store.h"
 
@@ -131,7 +133,8 @@ class SqliteStore final : public Store {
   class JobImpl;
   using JobQueue = std::deque<std::unique_ptr<Job>>;
 
-  SqliteStore(SqliteOptions options, std::unique_ptr<Connection> writer, std::unique_ptr<Connection> reader);
+  SqliteStore(SqliteOptions options, std::unique_ptr<Connection> writer, std::unique_ptr<Connection> reader,
+              std::unique_ptr<ArchiveLog> archive);
 
   // Queue `fn` (Result<T>(Connection&)) for the writer or the reader thread.
   // After Close() has begun, the Reply gets kUnavailable at once.
@@ -160,7 +163,12 @@ class SqliteStore final : public Store {
   // Counts a committed batch (own_failures of its jobs failed alone) and
   // posts every Reply.
   void FinishBatch(std::vector<std::unique_ptr<Job>>& batch, int64_t own_failures);
-
+  // One slice of an archive index run in a transaction of its own, if one
+  // is due (ArchiveLog::IndexDue); with `force` (at close), slices until the
+  // tail is indexed.
+  void IndexArchive(bool force);
+  // An index slice is due and no failed one is being waited out.
+  bool IndexReady() const;
 
   const SqliteOptions options_;
   // Each connection is touched only by its thread once the threads start,
@@ -179,7 +187,11 @@ class SqliteStore final : public Store {
   std::thread writer_;
   std::thread reader_;
 
-  int64_t last_archive_id_ = -1;  // writer thread only; -1 until read from the database
+  // The archive's format and its in-memory tail (archive_log.h): its writer
+  // side runs on the writer thread, Query on the reader.
+  std::unique_ptr<ArchiveLog> archive_;
+  // When an index run last failed (writer thread): the next waits a second.
+  std::chrono::steady_clock::time_point index_failed_at_{};
   std::atomic<int64_t> transactions_{0};
   std::atomic<int64_t> writes_ok_{0};
   std::atomic<int64_t> writes_failed_{0};

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -68,11 +69,27 @@ struct SqliteFactory {
   Result<std::unique_ptr<Store>> Open() { return OpenSqlite(SqliteOptions{path}); }
 };
 
+// The same with an archive index run after every second entry, so that
+// every archive test sees entries split between posting rows and the
+// in-memory tail (archive_log.h), and rows filled up and merged.
+struct SqliteSmallTailFactory {
+  TempDir dir;
+  std::string path = (dir.path() / "nines.db").string();
+
+  Result<std::unique_ptr<Store>> Open() {
+    SqliteOptions options{path};
+    options.archive_index_every = 2;
+    return OpenSqlite(options);
+  }
+};
+
 }  // namespace
 }  // namespace nines::store::sqlite
 
 namespace nines::store::conformance {
 INSTANTIATE_TYPED_TEST_SUITE_P(Sqlite, StoreConformance, ::testing::Types<sqlite::SqliteFactory>);
+INSTANTIATE_TYPED_TEST_SUITE_P(SqliteSmallTail, StoreConformance,
+                               ::testing::Types<sqlite::SqliteSmallTailFactory>);
 }  // namespace nines::store::conformance
 
 namespace nines::store::sqlite {
@@ -161,22 +178,31 @@ TEST(SqliteArchive, OriginLookupUsesItsIndex) {
     store->Close();
   }
   std::string plan = QueryPlan(path, kFindOriginSql);
-  EXPECT_NE(plan.find("archive_by_origin"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("SEARCH archive_origins USING PRIMARY KEY (username=? AND origin_id=?)"),
+            std::string::npos)
+      << plan;
 }
 
-// The text of a message is kept once and freed when no owner keeps it:
-// pruning one owner keeps it, deleting the other owner's account (ON DELETE
-// CASCADE, which fires the trigger) frees it.
+// Creates the accounts the archive tests write between.
+bool CreateAliceAndBob(boost::asio::io_context& io, Store& store) {
+  for (const char* user : {"alice", "bob"}) {
+    if (!Await<void>(io, [&](Reply<void> r) { store.CreateAccount(MakeAccount(user), std::move(r)); }).ok()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// The text of a message is kept once, in its log chunk, and the chunk is
+// freed when no owner keeps any of its messages: pruning one owner keeps it,
+// deleting the other owner's account frees it.
 TEST(SqliteArchive, MessageTextIsFreedWithItsLastOwner) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
   boost::asio::io_context io;  // outlives the store, see conformance::Await
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
-  for (const char* user : {"alice", "bob"}) {
-    ASSERT_TRUE(
-        Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount(user), std::move(r)); }).ok());
-  }
+  ASSERT_TRUE(CreateAliceAndBob(io, *store));
   for (int i = 0; i < 3; ++i) {
     std::vector<ArchiveEntry> entries = {{"alice", {0, 0, "bob@example.org", "", true, "", "<message/>"}},
                                          {"bob", {0, 0, "alice@example.org", "r", false, "", "<message/>"}}};
@@ -184,7 +210,8 @@ TEST(SqliteArchive, MessageTextIsFreedWithItsLastOwner) {
                   store->Archive(std::move(entries), std::move(r));
                 }).ok());
   }
-  auto texts = [&] { return RawDb(path).Query("SELECT count(*) FROM archive_messages"); };
+  // One Archive per group commit here, so one chunk per message.
+  auto texts = [&] { return RawDb(path).Query("SELECT count(*) FROM archive_log"); };
   EXPECT_EQ(texts(), "3");
   ASSERT_TRUE(Await<int64_t>(io, [&](Reply<int64_t> r) {
                 store->PruneArchive("alice", std::numeric_limits<int64_t>::max(), -1, std::move(r));
@@ -192,7 +219,349 @@ TEST(SqliteArchive, MessageTextIsFreedWithItsLastOwner) {
   EXPECT_EQ(texts(), "3") << "bob still keeps them";
   ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->DeleteAccount("bob", std::move(r)); }).ok());
   EXPECT_EQ(texts(), "0") << "no owner is left";
+  EXPECT_EQ(RawDb(path).Query("SELECT count(*) FROM archive_log_data"), "0");
   store->Close();
+}
+
+std::vector<int64_t> ArchiveIds(boost::asio::io_context& io, Store& store, const std::string& user) {
+  ArchiveQuery query;
+  query.max = 1000;
+  auto page =
+      Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { store.QueryArchive(user, query, std::move(r)); });
+  EXPECT_TRUE(page.ok()) << page.error().message;
+  std::vector<int64_t> ids;
+  if (page.ok()) {
+    for (const ArchivedMessage& m : page->messages) ids.push_back(m.id);
+  }
+  return ids;
+}
+
+int64_t ArchiveOne(boost::asio::io_context& io, Store& store, const std::string& origin_id = "") {
+  std::vector<ArchiveEntry> entries = {
+      {"alice", {0, 0, "bob@example.org", "", true, origin_id, "<message/>"}},
+      {"bob", {0, 0, "alice@example.org", "r", false, "", "<message/>"}}};
+  auto done = Await<ArchiveOutcome>(
+      io, [&](Reply<ArchiveOutcome> r) { store.Archive(std::move(entries), std::move(r)); });
+  EXPECT_TRUE(done.ok()) << done.error().message;
+  return done.ok() ? done->id : 0;
+}
+
+// Entries not yet written as posting rows live in memory and in their log
+// chunk: a process killed before indexing them (its files copied while it
+// runs, as a crash leaves them) reads them back at open, with what was
+// pruned from them still gone and their origin-ids still known.
+TEST(SqliteArchive, TheUnindexedTailSurvivesACrash) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  const std::string copy = (dir.path() / "crashed.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(CreateAliceAndBob(io, *store));
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(ArchiveOne(io, *store, "o" + std::to_string(i)));
+  auto pruned =
+      Await<int64_t>(io, [&](Reply<int64_t> r) { store->PruneArchive("alice", ids[2], -1, std::move(r)); });
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 2);
+  EXPECT_EQ(RawDb(path).Query("SELECT count(*) FROM archive_index"), "0") << "still in the tail";
+  std::filesystem::copy_file(path, copy);
+  std::filesystem::copy_file(path + "-wal", copy + "-wal");
+  store->Close();
+
+  auto crashed = MustOpen({copy});
+  ASSERT_TRUE(crashed);
+  EXPECT_EQ(ArchiveIds(io, *crashed, "alice"), std::vector<int64_t>(ids.begin() + 2, ids.end()));
+  EXPECT_EQ(ArchiveIds(io, *crashed, "bob"), ids);
+  std::vector<ArchiveEntry> again = {{"alice", {0, 0, "bob@example.org", "", true, "o4", "<message/>"}},
+                                     {"bob", {0, 0, "alice@example.org", "r", false, "", "<message/>"}}};
+  auto retransmitted = Await<ArchiveOutcome>(
+      io, [&](Reply<ArchiveOutcome> r) { crashed->Archive(std::move(again), std::move(r)); });
+  ASSERT_TRUE(retransmitted.ok());
+  EXPECT_TRUE(retransmitted->duplicate);
+  EXPECT_EQ(retransmitted->existing_id, ids[4]);
+  const int64_t later = ArchiveOne(io, *crashed);
+  EXPECT_GT(later, ids[4]);
+  crashed->Close();  // indexes the tail
+
+  {
+    RawDb raw(copy);
+    EXPECT_EQ(raw.Query("SELECT count(*) FROM archive_log WHERE first_id >"
+                        " (SELECT value FROM archive_state WHERE key = 'indexed_through')"),
+              "0");
+    EXPECT_EQ(raw.Query("SELECT count(*) FROM archive_erased"), "0");
+  }
+  auto reopened = MustOpen({copy});
+  ASSERT_TRUE(reopened);
+  std::vector<int64_t> alice(ids.begin() + 2, ids.end());
+  alice.push_back(later);
+  EXPECT_EQ(ArchiveIds(io, *reopened, "alice"), alice);
+  std::vector<int64_t> bob = ids;
+  bob.push_back(later);
+  EXPECT_EQ(ArchiveIds(io, *reopened, "bob"), bob);
+  reopened->Close();
+}
+
+// A group commit that archives more than a chunk holds writes several
+// chunks; every message reads back whole, from the tail and from the rows,
+// and pruning across the chunks frees them.
+TEST(SqliteArchive, ABatchLargerThanAChunkSpansChunks) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(CreateAliceAndBob(io, *store));
+  constexpr int kMessages = 40;  // 40 x 4 KiB: at least four chunks
+  auto stanza = [](int i) {
+    return "<message><body>" + std::string(4000, static_cast<char>('a' + i % 26)) + "</body></message>";
+  };
+  std::vector<int64_t> ids(kMessages);
+  Batch batch(io);
+  for (int i = 0; i < kMessages; ++i) {
+    std::vector<ArchiveEntry> entries = {{"alice", {0, 0, "bob@example.org", "", true, "", stanza(i)}},
+                                         {"bob", {0, 0, "alice@example.org", "r", false, "", stanza(i)}}};
+    store->Archive(std::move(entries), batch.Add<ArchiveOutcome>([&ids, i](Result<ArchiveOutcome> r) {
+      ASSERT_TRUE(r.ok()) << r.error().message;
+      ids[i] = r->id;
+    }));
+  }
+  batch.Wait();
+  EXPECT_LT(std::stoi(RawDb(path).Query("SELECT count(*) FROM archive_log")), kMessages)
+      << "messages share chunks";
+  EXPECT_GE(std::stoi(RawDb(path).Query("SELECT count(*) FROM archive_log")), 4);
+  auto check = [&](Store& s, const std::string& user, int from) {
+    ArchiveQuery query;
+    query.max = 100;
+    auto page =
+        Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { s.QueryArchive(user, query, std::move(r)); });
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    ASSERT_EQ(static_cast<int>(page->messages.size()), kMessages - from);
+    for (int i = from; i < kMessages; ++i) {
+      EXPECT_EQ(page->messages[i - from].id, ids[i]);
+      EXPECT_EQ(page->messages[i - from].stanza, stanza(i)) << i;
+    }
+  };
+  check(*store, "alice", 0);
+  store->Close();  // indexes: now from the rows
+  store = MustOpen({path});
+  ASSERT_TRUE(store);
+  check(*store, "bob", 0);
+  for (const char* user : {"alice", "bob"}) {
+    ASSERT_TRUE(Await<int64_t>(io, [&](Reply<int64_t> r) {
+                  store->PruneArchive(user, ids[30], -1, std::move(r));
+                }).ok());
+  }
+  check(*store, "alice", 30);
+  EXPECT_LT(std::stoi(RawDb(path).Query("SELECT count(*) FROM archive_log")), 4) << "pruned chunks are freed";
+  store->Close();
+}
+
+// Index runs over more owners than one slice takes (ArchiveLog::
+// kSliceOwners), interleaved with archiving; then a run that a crash cut
+// short (rows written, chunks still unindexed): every owner's archive reads
+// back exactly once, and pruning it all frees every chunk (the live counts
+// did not count an entry twice).
+TEST(SqliteArchive, SlicedIndexRunsAndAnUnfinishedRunLoseAndRepeatNothing) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  SqliteOptions options{path};
+  options.archive_index_every = 500;
+  auto store = MustOpen(options);
+  ASSERT_TRUE(store);
+  constexpr int kOwners = 300;  // more than two slices
+  auto name = [](int i) { return "u" + std::to_string(i); };
+  std::vector<Account> accounts;
+  for (int i = 0; i < kOwners; ++i) accounts.push_back(MakeAccount(name(i)));
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccounts(accounts, std::move(r)); }).ok());
+  std::map<std::string, std::vector<int64_t>> want;
+  for (int round = 0; round < 10; ++round) {
+    Batch batch(io);
+    for (int i = 0; i < kOwners; ++i) {
+      const std::string from = name(i), to = name((i + 1 + (i * 7 + round) % (kOwners - 1)) % kOwners);
+      std::vector<ArchiveEntry> entries = {{from, {0, 0, to + "@example.org", "", true, "", "<message/>"}},
+                                           {to, {0, 0, from + "@example.org", "", false, "", "<message/>"}}};
+      store->Archive(std::move(entries), batch.Add<ArchiveOutcome>([&, from, to](Result<ArchiveOutcome> r) {
+        ASSERT_TRUE(r.ok()) << r.error().message;
+        want[from].push_back(r->id);
+        want[to].push_back(r->id);
+      }));
+    }
+    batch.Wait();
+  }
+  auto check = [&](Store& s) {
+    for (auto& [owner, ids] : want) {
+      std::sort(ids.begin(), ids.end());
+      ASSERT_EQ(ArchiveIds(io, s, owner), ids) << owner;
+    }
+  };
+  check(*store);
+  EXPECT_NE(RawDb(path).Query("SELECT count(*) FROM archive_index"), "0") << "runs have written rows";
+  store->Close();
+  check(*MustOpen({path}));
+  // As a crash between slices leaves it: the rows are written, the chunks
+  // are not marked.
+  RawDb(path).Exec("UPDATE archive_state SET value = 0 WHERE key = 'indexed_through'");
+  store = MustOpen(options);
+  ASSERT_TRUE(store);
+  check(*store);
+  for (int i = 0; i < kOwners; ++i) {
+    auto pruned = Await<int64_t>(io, [&](Reply<int64_t> r) {
+      store->PruneArchive(name(i), std::numeric_limits<int64_t>::max(), -1, std::move(r));
+    });
+    ASSERT_TRUE(pruned.ok());
+    EXPECT_EQ(*pruned, static_cast<int64_t>(want[name(i)].size())) << name(i);
+  }
+  EXPECT_EQ(RawDb(path).Query("SELECT count(*) FROM archive_log"), "0");
+  EXPECT_EQ(RawDb(path).Query("SELECT count(*) FROM archive_log_data"), "0");
+  EXPECT_EQ(RawDb(path).Query("SELECT count(*) FROM archive_index"), "0");
+  store->Close();
+}
+
+// Another process (the CLI) deleting an account while the server holds the
+// owner's newest entries in its tail: the server reads the tail again
+// before its next write, so the entries are gone and are never indexed.
+TEST(SqliteArchive, AnAccountDeletedByAnotherProcessLeavesTheTail) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto server = MustOpen({path});
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(CreateAliceAndBob(io, *server));
+  const int64_t first = ArchiveOne(io, *server);
+  {
+    auto cli = MustOpen({path});
+    ASSERT_TRUE(cli);
+    ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { cli->DeleteAccount("alice", std::move(r)); }).ok());
+    cli->Close();
+  }
+  ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) {
+                server->CreateAccount(MakeAccount("alice"), std::move(r));
+              }).ok());
+  EXPECT_EQ(ArchiveIds(io, *server, "alice"), std::vector<int64_t>{}) << "a new account starts empty";
+  const int64_t second = ArchiveOne(io, *server);
+  server->Close();
+  auto reopened = MustOpen({path});
+  ASSERT_TRUE(reopened);
+  EXPECT_EQ(ArchiveIds(io, *reopened, "alice"), std::vector<int64_t>{second});
+  EXPECT_EQ(ArchiveIds(io, *reopened, "bob"), (std::vector<int64_t>{first, second}));
+  reopened->Close();
+}
+
+// What is erased from rows whose chunks are still above the indexed mark
+// (an index run that did not finish) stays erased when the chunks are read
+// back, and the chunks' live counts stay right.
+TEST(SqliteArchive, EntriesErasedFromAnUnfinishedRunStayErased) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(CreateAliceAndBob(io, *store));
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(ArchiveOne(io, *store));
+  store->Close();  // indexes everything and moves the mark
+  RawDb(path).Exec("UPDATE archive_state SET value = 0 WHERE key = 'indexed_through'");
+  store = MustOpen({path});
+  ASSERT_TRUE(store);
+  auto pruned = Await<int64_t>(io, [&](Reply<int64_t> r) {
+    store->PruneArchive("alice", std::numeric_limits<int64_t>::max(), -1, std::move(r));
+  });
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 3);
+  store->Close();
+  store = MustOpen({path});
+  ASSERT_TRUE(store);
+  EXPECT_EQ(ArchiveIds(io, *store, "alice"), std::vector<int64_t>{});
+  EXPECT_EQ(ArchiveIds(io, *store, "bob"), ids);
+  pruned = Await<int64_t>(io, [&](Reply<int64_t> r) {
+    store->PruneArchive("bob", std::numeric_limits<int64_t>::max(), -1, std::move(r));
+  });
+  ASSERT_TRUE(pruned.ok());
+  EXPECT_EQ(*pruned, 3);
+  EXPECT_EQ(RawDb(path).Query("SELECT count(*) FROM archive_log"), "0") << "every chunk freed once";
+  store->Close();
+}
+
+// The CLI deleting an account that has nothing archived: the server, which
+// knew the account, no longer archives for it.
+TEST(SqliteArchive, AnAccountDeletedElsewhereIsNoLongerArchivedFor) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto server = MustOpen({path});
+  ASSERT_TRUE(server);
+  ASSERT_TRUE(CreateAliceAndBob(io, *server));
+  ArchiveOne(io, *server);
+  ASSERT_TRUE(Await<int64_t>(io, [&](Reply<int64_t> r) {
+                server->PruneArchive("alice", std::numeric_limits<int64_t>::max(), -1, std::move(r));
+              }).ok());
+  {
+    auto cli = MustOpen({path});
+    ASSERT_TRUE(cli);
+    ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { cli->DeleteAccount("alice", std::move(r)); }).ok());
+    cli->Close();
+  }
+  std::vector<ArchiveEntry> entries = {{"alice", {0, 0, "bob@example.org", "", true, "", "<message/>"}},
+                                       {"bob", {0, 0, "alice@example.org", "r", false, "", "<message/>"}}};
+  auto archived = Await<ArchiveOutcome>(
+      io, [&](Reply<ArchiveOutcome> r) { server->Archive(std::move(entries), std::move(r)); });
+  ASSERT_FALSE(archived.ok());
+  EXPECT_EQ(archived.error().code, Errc::kNotFound);
+  server->Close();
+}
+
+// A version-9 file keeps its archive: each message once, both owners'
+// entries, origin-ids, and the old tables are gone.
+TEST(SqliteSchema, ConvertsAVersion9Archive) {
+  TempDir dir;
+  const std::string path = (dir.path() / "v9.db").string();
+  {
+    RawDb raw(path);
+    for (const Migration& m : Migrations()) {
+      if (m.version > 9) break;
+      raw.Exec(m.sql);
+    }
+    raw.Exec("PRAGMA user_version = 9");
+    raw.Exec(
+        "INSERT INTO accounts VALUES"
+        " ('alice', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0),"
+        " ('bob', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0);"
+        "INSERT INTO archive_messages VALUES (100, 1, 2, '<message><body>a</body></message>'),"
+        " (200, 2, 1, '<message><body>b</body></message>'), (300, 3, 2, '<message><body>c</body></message>');"
+        "INSERT INTO archive VALUES ('alice', 100, 'bob@example.org', '', 1, 'o1'),"
+        " ('bob', 100, 'alice@example.org', 'phone', 0, ''),"
+        " ('bob', 200, 'carol@example.net', '', 1, ''),"
+        " ('alice', 300, 'bob@example.org', '', 0, ''), ('bob', 300, 'alice@example.org', '', 1, 'o3');");
+  }
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  EXPECT_EQ(ArchiveIds(io, *store, "alice"), (std::vector<int64_t>{100, 300}));
+  EXPECT_EQ(ArchiveIds(io, *store, "bob"), (std::vector<int64_t>{100, 200, 300}));
+  ArchiveQuery with;
+  with.with = "carol@example.net";
+  auto page =
+      Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { store->QueryArchive("bob", with, std::move(r)); });
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->messages.size(), 1u);
+  EXPECT_EQ(page->messages[0].id, 200);
+  EXPECT_EQ(page->messages[0].stamp_ms, 2);
+  EXPECT_TRUE(page->messages[0].outgoing);
+  EXPECT_EQ(page->messages[0].stanza, "<message><body>b</body></message>");
+  std::vector<ArchiveEntry> again = {{"bob", {0, 0, "alice@example.org", "", true, "o3", "<message/>"}}};
+  auto retransmitted = Await<ArchiveOutcome>(
+      io, [&](Reply<ArchiveOutcome> r) { store->Archive(std::move(again), std::move(r)); });
+  ASSERT_TRUE(retransmitted.ok());
+  EXPECT_TRUE(retransmitted->duplicate);
+  EXPECT_EQ(retransmitted->existing_id, 300);
+  EXPECT_GT(ArchiveOne(io, *store), 300);
+  store->Close();
+  RawDb raw(path);
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "10");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('archive', 'archive_messages')"),
+            "0");
 }
 
 // LastPepItems runs at every login with the user and all their contacts as
@@ -216,7 +585,7 @@ TEST(SqlitePep, LastItemsUseTheIndexes) {
 }
 
 TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
-  EXPECT_EQ(SqliteSchemaVersion(), 9);
+  EXPECT_EQ(SqliteSchemaVersion(), 10);
   ASSERT_EQ(static_cast<int>(Migrations().size()), SqliteSchemaVersion());
   for (size_t i = 0; i < Migrations().size(); ++i)
     EXPECT_EQ(Migrations()[i].version, static_cast<int>(i) + 1);
@@ -227,14 +596,17 @@ TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "9");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "10");
   EXPECT_EQ(raw.Query("PRAGMA application_id"), std::to_string(kApplicationId));
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(
-      raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('vcards', 'roster_groups', 'archive',"
+      raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('vcards', 'roster_groups', 'archive_log',"
+                " 'archive_log_data', 'archive_index', 'archive_origins', 'archive_erased', 'archive_state',"
                 " 'device_states', 'push_registrations', 'blocklist', 'private_storage', 'archive_prefs',"
                 " 'archive_pref_jids', 'pep_nodes', 'pep_node_groups', 'pep_items')"),
-      "12");
+      "17");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('archive', 'archive_messages')"),
+            "0");
 }
 
 // The v1 schema exactly as the v1 build wrote it, with data, kept here (not
@@ -298,7 +670,7 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   ASSERT_TRUE(store);
   {
     RawDb raw(path);
-    EXPECT_EQ(raw.Query("PRAGMA user_version"), "9");
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "10");
     EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_table_info('roster_items') WHERE name = 'groups_json'"),
               "0");
   }
@@ -360,15 +732,15 @@ TEST(SqliteSchema, RefusesANewerSchemaAndLeavesTheFileAlone) {
   {
     RawDb raw(path);
     raw.Exec(
-        "PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 10;");
+        "PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 11;");
   }
   auto opened = OpenSqlite({path});
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
   EXPECT_NE(opened.error().message.find("newer"), std::string::npos) << opened.error().message;
-  EXPECT_NE(opened.error().message.find("10"), std::string::npos) << opened.error().message;
+  EXPECT_NE(opened.error().message.find("11"), std::string::npos) << opened.error().message;
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "10");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "11");
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "delete") << "a refused file must not be switched to WAL";
 }
 

@@ -1,0 +1,1387 @@
+#include "store/sqlite/archive_log.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+namespace nines::store::sqlite {
+namespace {
+
+constexpr int64_t kNoId = std::numeric_limits<int64_t>::max();
+
+// ---- Encoding: LEB128 varints and length-prefixed strings ----
+
+void PutVarint(std::string& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
+int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
+
+void PutString(std::string& out, std::string_view s) {
+  PutVarint(out, s.size());
+  out.append(s);
+}
+
+// Reads what the Put functions wrote; a truncated or malformed input sets
+// ok() false and yields zeros (the caller reports corruption).
+class Decoder {
+ public:
+  explicit Decoder(std::string_view data) : data_(data) {}
+  bool done() const { return pos_ >= data_.size(); }
+  bool ok() const { return ok_; }
+  size_t pos() const { return pos_; }
+  uint64_t Varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos_ >= data_.size()) break;
+      auto byte = static_cast<uint8_t>(data_[pos_++]);
+      v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if ((byte & 0x80) == 0) return v;
+    }
+    ok_ = false;
+    pos_ = data_.size();
+    return 0;
+  }
+  std::string_view Bytes(size_t n) {
+    if (n > data_.size() - pos_) {
+      ok_ = false;
+      pos_ = data_.size();
+      return {};
+    }
+    std::string_view s = data_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  std::string_view String() { return Bytes(Varint()); }
+
+ private:
+  std::string_view data_;
+  size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+Error Corrupt(std::string_view what) {
+  return MakeError(Errc::kInternal, "the archive is damaged: " + std::string(what) + " cannot be decoded");
+}
+
+// A chunk's record of one message: id, stamp, each owner's fields, then the
+// stanza. Appends to `chunk` and returns the stanza's offset in it.
+size_t AppendRecord(std::string& chunk, int64_t id, int64_t stamp_ms,
+                    const std::vector<ArchiveEntry>& entries) {
+  PutVarint(chunk, static_cast<uint64_t>(id));
+  PutVarint(chunk, ZigZag(stamp_ms));
+  PutVarint(chunk, entries.size());
+  for (const ArchiveEntry& entry : entries) {
+    const ArchivedMessage& m = entry.message;
+    PutString(chunk, entry.username);
+    PutString(chunk, m.peer);
+    PutString(chunk, m.peer_resource);
+    chunk.push_back(m.outgoing ? '\1' : '\0');
+    PutString(chunk, m.outgoing ? std::string_view(m.origin_id) : std::string_view());
+  }
+  const std::string& stanza = entries.front().message.stanza;
+  PutVarint(chunk, stanza.size());
+  const size_t offset = chunk.size();
+  chunk += stanza;
+  return offset;
+}
+
+// Calls fn(owner, posting) for every owner entry of every record in a chunk.
+template <class Fn>
+Result<void> DecodeChunk(int64_t chunk_id, std::string_view data, Fn&& fn) {
+  Decoder in(data);
+  while (!in.done()) {
+    const auto id = static_cast<int64_t>(in.Varint());
+    const int64_t stamp = UnZigZag(in.Varint());
+    const uint64_t owners = in.Varint();
+    if (!in.ok() || owners > data.size()) return Corrupt("a log chunk");
+    struct Owner {
+      std::string_view username, peer, resource, origin;
+      bool outgoing;
+    };
+    std::vector<Owner> list;
+    list.reserve(owners);
+    for (uint64_t i = 0; i < owners; ++i) {
+      Owner o;
+      o.username = in.String();
+      o.peer = in.String();
+      o.resource = in.String();
+      o.outgoing = in.Bytes(1) == std::string_view("\1", 1);
+      o.origin = in.String();
+      list.push_back(o);
+    }
+    const uint64_t length = in.Varint();
+    const size_t offset = in.pos();
+    in.Bytes(length);
+    if (!in.ok()) return Corrupt("a log chunk");
+    for (const Owner& o : list) {
+      ArchiveLog::Posting p;
+      p.id = id;
+      p.stamp_ms = stamp;
+      p.chunk = chunk_id;
+      p.offset = static_cast<uint32_t>(offset);
+      p.length = static_cast<uint32_t>(length);
+      p.outgoing = o.outgoing;
+      p.peer = o.peer;
+      p.peer_resource = o.resource;
+      p.origin_id = o.origin;
+      fn(o.username, std::move(p));
+    }
+  }
+  return {};
+}
+
+// A posting row: its entries in id order, ids as deltas.
+std::string EncodeRow(const std::vector<ArchiveLog::Posting>& entries, size_t begin, size_t end) {
+  std::string out;
+  int64_t prev = 0;
+  for (size_t i = begin; i < end; ++i) {
+    const ArchiveLog::Posting& p = entries[i];
+    PutVarint(out, static_cast<uint64_t>(p.id - prev));
+    prev = p.id;
+    PutVarint(out, ZigZag(p.stamp_ms));
+    PutVarint(out, ZigZag(p.id - p.chunk));
+    PutVarint(out, p.offset);
+    PutVarint(out, p.length);
+    out.push_back(p.outgoing ? '\1' : '\0');
+    PutString(out, p.peer);
+    PutString(out, p.peer_resource);
+    PutString(out, p.origin_id);
+  }
+  return out;
+}
+
+Result<std::vector<ArchiveLog::Posting>> DecodeRow(std::string_view data) {
+  std::vector<ArchiveLog::Posting> entries;
+  Decoder in(data);
+  int64_t prev = 0;
+  while (!in.done()) {
+    ArchiveLog::Posting p;
+    p.id = prev + static_cast<int64_t>(in.Varint());
+    prev = p.id;
+    p.stamp_ms = UnZigZag(in.Varint());
+    p.chunk = p.id - UnZigZag(in.Varint());
+    p.offset = static_cast<uint32_t>(in.Varint());
+    p.length = static_cast<uint32_t>(in.Varint());
+    p.outgoing = in.Bytes(1) == std::string_view("\1", 1);
+    p.peer = in.String();
+    p.peer_resource = in.String();
+    p.origin_id = in.String();
+    if (!in.ok()) return Corrupt("a posting row");
+    entries.push_back(std::move(p));
+  }
+  return entries;
+}
+
+Result<void> InsertRow(Connection& conn, const std::string& owner,
+                       const std::vector<ArchiveLog::Posting>& entries, size_t begin, size_t end) {
+  auto stmt = conn.Prepare(
+      "INSERT INTO archive_index (username, last_id, first_id, count, entries) VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, owner);
+  stmt->BindInt(2, entries[end - 1].id);
+  stmt->BindInt(3, entries[begin].id);
+  stmt->BindInt(4, static_cast<int64_t>(end - begin));
+  stmt->BindBlob(5, EncodeRow(entries, begin, end));
+  return stmt->Run();
+}
+
+Result<void> InsertRows(Connection& conn, const std::string& owner,
+                        const std::vector<ArchiveLog::Posting>& entries) {
+  for (size_t begin = 0; begin < entries.size(); begin += ArchiveLog::kRowEntries) {
+    const size_t end = std::min(entries.size(), begin + ArchiveLog::kRowEntries);
+    if (auto r = InsertRow(conn, owner, entries, begin, end); !r.ok()) return r;
+  }
+  return {};
+}
+
+Result<void> InsertOrigins(Connection& conn, const std::string& owner,
+                           const std::vector<ArchiveLog::Posting>& entries) {
+  for (const ArchiveLog::Posting& p : entries) {
+    if (!p.outgoing || p.origin_id.empty()) continue;
+    auto stmt = conn.Prepare(
+        "INSERT INTO archive_origins (username, origin_id, id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, owner);
+    stmt->BindText(2, p.origin_id);
+    stmt->BindInt(3, p.id);
+    if (auto r = stmt->Run(); !r.ok()) return r;
+  }
+  return {};
+}
+
+// An owner's rows cover disjoint id ranges, so the rows holding ids below
+// `id` are those with last_id < id and at most one more: the first with
+// last_id >= id. Returns that row's last_id (kNoId if there is none), the
+// bound to give a range scan on the primary key.
+Result<int64_t> RowsBelowBound(Connection& conn, const std::string& owner, int64_t id) {
+  if (id == std::numeric_limits<int64_t>::max()) return id;
+  auto stmt = conn.Prepare(
+      "SELECT last_id FROM archive_index WHERE username = ?1 AND last_id >= ?2 ORDER BY last_id LIMIT 1");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, owner);
+  stmt->BindInt(2, id);
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  int64_t bound = *row ? stmt->ColumnInt(0) : std::numeric_limits<int64_t>::max();
+  stmt->Reset();
+  return bound;
+}
+
+// A chunk is two rows: its bookkeeping in archive_log, which index runs
+// and pruning update, and its bytes in archive_log_data, written once (an
+// UPDATE of a row rewrites all of it, overflow pages included).
+Result<void> InsertChunk(Connection& conn, int64_t first_id, int64_t last_id, int64_t live,
+                         std::string_view data) {
+  auto meta = conn.Prepare("INSERT INTO archive_log (first_id, last_id, live) VALUES (?1, ?2, ?3)");
+  if (!meta.ok()) return meta.error();
+  meta->BindInt(1, first_id);
+  meta->BindInt(2, last_id);
+  meta->BindInt(3, live);
+  if (auto r = meta->Run(); !r.ok()) return r;
+  auto bytes = conn.Prepare("INSERT INTO archive_log_data (first_id, data) VALUES (?1, ?2)");
+  if (!bytes.ok()) return bytes.error();
+  bytes->BindInt(1, first_id);
+  bytes->BindBlob(2, data);
+  return bytes->Run();
+}
+
+Result<int64_t> ReadInt(Connection& conn, std::string_view sql) {
+  auto stmt = conn.Prepare(sql);
+  if (!stmt.ok()) return stmt.error();
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  int64_t value = *row ? stmt->ColumnInt(0) : 0;
+  stmt->Reset();
+  return value;
+}
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+constexpr char kGenerationSql[] = "SELECT value FROM archive_state WHERE key = 'generation'";
+// Chunks with a first id above it have entries an index run has not
+// written as rows (all but those of given ids, which go to rows at once).
+constexpr char kIndexedThroughSql[] = "SELECT value FROM archive_state WHERE key = 'indexed_through'";
+
+// The statement that finds an indexed retransmission (query-plan test).
+extern const char kFindOriginSql[];
+const char kFindOriginSql[] = "SELECT id FROM archive_origins WHERE username = ?1 AND origin_id = ?2";
+
+// ---- Conversion from version 9 ----
+
+Result<void> ArchiveLog::ConvertV9(Connection& conn) {
+  auto exists =
+      ReadInt(conn, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'archive_messages'");
+  if (!exists.ok()) return exists.error();
+  if (*exists == 0) return {};
+  auto stmt = conn.Prepare(
+      "SELECT m.id, m.stamp_ms, m.stanza, a.username, a.peer, a.peer_resource, a.outgoing, a.origin_id"
+      " FROM archive_messages AS m JOIN archive AS a ON a.id = m.id ORDER BY m.id, a.username");
+  if (!stmt.ok()) return stmt.error();
+  std::string chunk;
+  int64_t chunk_first = 0, chunk_last = 0, chunk_live = 0;
+  std::unordered_map<std::string, std::vector<Posting>> pending;
+  auto write_chunk = [&]() -> Result<void> {
+    if (chunk.empty()) return {};
+    auto inserted = InsertChunk(conn, chunk_first, chunk_last, chunk_live, chunk);
+    chunk.clear();
+    chunk_live = 0;
+    return inserted;
+  };
+  auto write_owner = [&](const std::string& owner, std::vector<Posting>& entries) -> Result<void> {
+    if (entries.empty()) return {};
+    if (auto r = InsertRows(conn, owner, entries); !r.ok()) return r;
+    if (auto r = InsertOrigins(conn, owner, entries); !r.ok()) return r;
+    entries.clear();
+    return {};
+  };
+  // One message's rows arrive together (ORDER BY m.id).
+  std::vector<ArchiveEntry> message;
+  auto flush_message = [&]() -> Result<void> {
+    if (message.empty()) return {};
+    const ArchivedMessage& first = message.front().message;
+    if (chunk.size() >= kChunkBytes) {
+      if (auto r = write_chunk(); !r.ok()) return r;
+    }
+    if (chunk.empty()) chunk_first = first.id;
+    chunk_last = first.id;
+    const size_t offset = AppendRecord(chunk, first.id, first.stamp_ms, message);
+    for (const ArchiveEntry& entry : message) {
+      Posting p;
+      p.id = first.id;
+      p.stamp_ms = first.stamp_ms;
+      p.chunk = chunk_first;
+      p.offset = static_cast<uint32_t>(offset);
+      p.length = static_cast<uint32_t>(first.stanza.size());
+      p.outgoing = entry.message.outgoing;
+      p.peer = entry.message.peer;
+      p.peer_resource = entry.message.peer_resource;
+      p.origin_id = entry.message.outgoing ? entry.message.origin_id : std::string();
+      auto& list = pending[entry.username];
+      list.push_back(std::move(p));
+      ++chunk_live;
+      if (list.size() >= kRowEntries) {
+        if (auto r = write_owner(entry.username, list); !r.ok()) return r;
+      }
+    }
+    message.clear();
+    return {};
+  };
+  while (true) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    ArchiveEntry entry;
+    entry.username = stmt->ColumnText(3);
+    entry.message.id = stmt->ColumnInt(0);
+    entry.message.stamp_ms = stmt->ColumnInt(1);
+    entry.message.stanza = stmt->ColumnText(2);
+    entry.message.peer = stmt->ColumnText(4);
+    entry.message.peer_resource = stmt->ColumnText(5);
+    entry.message.outgoing = stmt->ColumnInt(6) != 0;
+    entry.message.origin_id = stmt->ColumnText(7);
+    if (!message.empty() && message.front().message.id != entry.message.id) {
+      if (auto r = flush_message(); !r.ok()) return r;
+    }
+    message.push_back(std::move(entry));
+  }
+  if (auto r = flush_message(); !r.ok()) return r;
+  if (auto r = write_chunk(); !r.ok()) return r;
+  for (auto& [owner, entries] : pending) {
+    if (auto r = write_owner(owner, entries); !r.ok()) return r;
+  }
+  auto mark = conn.Prepare(
+      "UPDATE archive_state SET value = (SELECT coalesce(max(last_id), 0) FROM archive_log)"
+      " WHERE key = 'indexed_through'");
+  if (!mark.ok()) return mark.error();
+  if (auto r = mark->Run(); !r.ok()) return r;
+  return conn.Exec("DROP TRIGGER archive_release; DROP TABLE archive; DROP TABLE archive_messages;");
+}
+
+// ---- The tail ----
+
+Result<void> ArchiveLog::ReadUnindexed(Connection& conn, std::unordered_map<std::string, OwnerTail>& tail,
+                                       size_t& size) {
+  std::unordered_map<std::string, int64_t> erased;
+  {
+    auto stmt = conn.Prepare("SELECT username, below_id FROM archive_erased");
+    if (!stmt.ok()) return stmt.error();
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      erased[stmt->ColumnText(0)] = stmt->ColumnInt(1);
+    }
+  }
+  size = 0;
+  auto indexed_through = ReadInt(conn, kIndexedThroughSql);
+  if (!indexed_through.ok()) return indexed_through.error();
+  auto stmt =
+      conn.Prepare("SELECT first_id, data FROM archive_log_data WHERE first_id > ?1 ORDER BY first_id");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindInt(1, *indexed_through);
+  while (true) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    const int64_t chunk_id = stmt->ColumnInt(0);
+    const std::string data = stmt->ColumnBlob(1);
+    auto decoded = DecodeChunk(chunk_id, data, [&](std::string_view owner, Posting p) {
+      std::string name(owner);
+      if (auto it = erased.find(name); it != erased.end() && p.id < it->second) return;
+      OwnerTail& t = tail[name];
+      if (p.outgoing && !p.origin_id.empty()) t.origins[p.origin_id] = p.id;
+      t.entries.push_back(std::move(p));
+      ++size;
+    });
+    if (!decoded.ok()) return decoded;
+  }
+  // Chunks are read in first-id order; explicit ids can still interleave.
+  for (auto& [owner, t] : tail) {
+    std::stable_sort(t.entries.begin(), t.entries.end(),
+                     [](const Posting& a, const Posting& b) { return a.id < b.id; });
+  }
+  // An index run that did not finish (a crash, or another process's run)
+  // wrote some owners' rows without marking their chunks: those entries
+  // are in rows already, and stay only there.
+  for (auto it = tail.begin(); it != tail.end();) {
+    OwnerTail& t = it->second;
+    auto stmt = conn.Prepare("SELECT entries FROM archive_index WHERE username = ?1 AND last_id >= ?2");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, it->first);
+    stmt->BindInt(2, t.entries.front().id);
+    std::vector<int64_t> indexed;
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      auto entries = DecodeRow(stmt->ColumnBlob(0));
+      if (!entries.ok()) return entries.error();
+      for (const Posting& p : *entries) indexed.push_back(p.id);
+    }
+    if (!indexed.empty()) {
+      std::sort(indexed.begin(), indexed.end());
+      const size_t before = t.entries.size();
+      std::erase_if(t.entries, [&](const Posting& p) {
+        if (!std::binary_search(indexed.begin(), indexed.end(), p.id)) return false;
+        if (auto o = t.origins.find(p.origin_id); o != t.origins.end() && o->second == p.id)
+          t.origins.erase(o);
+        return true;
+      });
+      size -= before - t.entries.size();
+    }
+    it = t.entries.empty() ? tail.erase(it) : std::next(it);
+  }
+  return {};
+}
+
+Result<void> ArchiveLog::Load(Connection& conn) {
+  // Everything below from one snapshot: at open (outside a transaction)
+  // another process may be writing meanwhile.
+  const bool own_transaction = conn.InAutocommit();
+  if (own_transaction) {
+    if (auto r = conn.Exec("BEGIN"); !r.ok()) return r;
+  }
+  auto loaded = LoadInSnapshot(conn);
+  if (own_transaction && !conn.InAutocommit()) (void)conn.Exec(loaded.ok() ? "COMMIT" : "ROLLBACK");
+  return loaded;
+}
+
+Result<void> ArchiveLog::LoadInSnapshot(Connection& conn) {
+  std::unordered_map<std::string, OwnerTail> tail;
+  size_t size = 0;
+  if (auto r = ReadUnindexed(conn, tail, size); !r.ok()) return r;
+  run_active_ = false;
+  run_owners_.clear();
+  run_next_ = slice_start_ = 0;
+  auto version = ReadInt(conn, "PRAGMA data_version");
+  if (!version.ok()) return version.error();
+  auto generation = ReadInt(conn, kGenerationSql);
+  if (!generation.ok()) return generation.error();
+  generation_ = *generation;
+  {
+    std::unique_lock lock(mu_);
+    tail_ = std::move(tail);
+    tail_size_ = size;
+  }
+  data_version_ = *version;
+  last_id_ = -1;
+  known_owners_.clear();
+  tail_stale_ = false;
+  return {};
+}
+
+Result<void> ArchiveLog::BeginTransaction(Connection& conn) {
+  auto version = ReadInt(conn, "PRAGMA data_version");
+  if (!version.ok()) return version.error();
+  if (*version == data_version_) return {};
+  // Another connection committed: the CLI adding an account (nothing to do
+  // but forget which accounts exist) or deleting one, which changes the
+  // archive and its generation: then the tail is read again. A process
+  // that does not archive (the CLI) sees the server's commits here, which
+  // do not move the generation: it reads the tail again before it erases.
+  known_owners_.clear();
+  auto generation = ReadInt(conn, kGenerationSql);
+  if (!generation.ok()) return generation.error();
+  if (*generation == generation_) {
+    data_version_ = *version;
+    if (!archived_here_) tail_stale_ = true;
+    return {};
+  }
+  return Load(conn);  // sets data_version_ only once it has read the tail
+}
+
+Result<void> ArchiveLog::BumpGeneration(Connection& conn) {
+  auto stmt =
+      conn.Prepare("UPDATE archive_state SET value = value + 1 WHERE key = 'generation' RETURNING value");
+  if (!stmt.ok()) return stmt.error();
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  generation_ = *row ? stmt->ColumnInt(0) : -1;
+  stmt->Reset();
+  return {};
+}
+
+ArchiveLog::Mark ArchiveLog::mark() const {
+  return Mark{ops_.size(), chunk_.size(), chunk_messages_, chunk_live_, chunk_last_id_};
+}
+
+void ArchiveLog::Rewind(const Mark& mark) {
+  bool erasures = false;
+  for (size_t i = mark.ops; i < ops_.size(); ++i) {
+    const Op& op = ops_[i];
+    erasures = erasures || op.erase;
+    if (op.erase || !op.posting.outgoing || op.posting.origin_id.empty()) continue;
+    if (auto o = batch_origins_.find(OriginKey(op.owner, op.posting.origin_id));
+        o != batch_origins_.end() && o->second == op.posting.id) {
+      batch_origins_.erase(o);
+    }
+  }
+  ops_.resize(mark.ops);
+  if (erasures) {
+    batch_erased_.clear();
+    for (const Op& op : ops_) {
+      if (op.erase) batch_erased_[op.owner] = std::max(batch_erased_[op.owner], op.below_id);
+    }
+  }
+  chunk_.resize(mark.chunk_bytes);
+  chunk_messages_ = mark.chunk_messages;
+  chunk_live_ = mark.chunk_live;
+  chunk_last_id_ = mark.chunk_last_id;
+  if (chunk_messages_ == 0) chunk_first_id_ = 0;
+}
+
+Result<void> ArchiveLog::WriteChunk(Connection& conn) {
+  if (chunk_messages_ > 0 && chunk_live_ > 0) {
+    if (auto r = InsertChunk(conn, chunk_first_id_, chunk_last_id_, chunk_live_, chunk_); !r.ok()) return r;
+  }
+  chunk_.clear();
+  chunk_messages_ = 0;
+  chunk_first_id_ = chunk_last_id_ = chunk_live_ = 0;
+  return {};
+}
+
+Result<void> ArchiveLog::EndTransaction(Connection& conn) { return WriteChunk(conn); }
+
+void ArchiveLog::ApplyOps(std::vector<Op>& ops) {
+  for (Op& op : ops) {
+    if (op.erase) {
+      auto it = tail_.find(op.owner);
+      if (it == tail_.end()) continue;
+      OwnerTail& t = it->second;
+      auto keep_from = std::find_if(t.entries.begin(), t.entries.end(),
+                                    [&](const Posting& p) { return p.id >= op.below_id; });
+      for (auto e = t.entries.begin(); e != keep_from; ++e) {
+        if (auto o = t.origins.find(e->origin_id); o != t.origins.end() && o->second == e->id)
+          t.origins.erase(o);
+      }
+      tail_size_ -= static_cast<size_t>(keep_from - t.entries.begin());
+      t.entries.erase(t.entries.begin(), keep_from);
+      if (t.entries.empty()) tail_.erase(it);
+      continue;
+    }
+    OwnerTail& t = tail_[op.owner];
+    if (op.posting.outgoing && !op.posting.origin_id.empty()) t.origins[op.posting.origin_id] = op.posting.id;
+    if (t.entries.empty() || t.entries.back().id < op.posting.id) {
+      t.entries.push_back(std::move(op.posting));
+    } else {
+      auto at = std::lower_bound(t.entries.begin(), t.entries.end(), op.posting.id,
+                                 [](const Posting& p, int64_t id) { return p.id < id; });
+      t.entries.insert(at, std::move(op.posting));
+    }
+    ++tail_size_;
+  }
+}
+
+void ArchiveLog::Committed() {
+  if (!ops_.empty()) {
+    std::unique_lock lock(mu_);
+    ApplyOps(ops_);
+  }
+  ops_.clear();
+  batch_origins_.clear();
+  batch_erased_.clear();
+  Rewind(Mark{});
+}
+
+void ArchiveLog::Aborted() {
+  // A COMMIT that failed may still have reached the disk, and a bump may
+  // have been rolled back: the next transaction reads the tail again.
+  generation_ = -1;
+  data_version_ = -1;
+  ops_.clear();
+  batch_origins_.clear();
+  batch_erased_.clear();
+  Rewind(Mark{});
+  known_owners_.clear();
+}
+
+// ---- Writing ----
+
+Result<void> ArchiveLog::LoadLastId(Connection& conn) {
+  if (last_id_ >= 0) return {};
+  auto max = ReadInt(conn, "SELECT coalesce(max(last_id), 0) FROM archive_log");
+  if (!max.ok()) return max.error();
+  last_id_ = *max;
+  return {};
+}
+
+Result<bool> ArchiveLog::OwnerExists(Connection& conn, const std::string& owner) {
+  if (known_owners_.contains(owner)) return true;
+  auto stmt = conn.Prepare("SELECT 1 FROM accounts WHERE username = ?1");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, owner);
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  stmt->Reset();
+  if (*row) known_owners_.insert(owner);
+  return *row;
+}
+
+std::string ArchiveLog::OriginKey(const std::string& owner, const std::string& origin_id) {
+  std::string key = owner;
+  key.push_back('\0');
+  key += origin_id;
+  return key;
+}
+
+Result<std::optional<int64_t>> ArchiveLog::FindOrigin(Connection& conn, const std::string& owner,
+                                                      const std::string& origin_id) const {
+  int64_t erased_below = std::numeric_limits<int64_t>::min();
+  if (auto e = batch_erased_.find(owner); e != batch_erased_.end()) erased_below = e->second;
+  if (auto o = batch_origins_.find(OriginKey(owner, origin_id));
+      o != batch_origins_.end() && o->second >= erased_below) {
+    return std::optional<int64_t>(o->second);
+  }
+  if (auto t = tail_.find(owner); t != tail_.end()) {
+    if (auto o = t->second.origins.find(origin_id);
+        o != t->second.origins.end() && o->second >= erased_below) {
+      return std::optional<int64_t>(o->second);
+    }
+  }
+  auto stmt = conn.Prepare(kFindOriginSql);
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, owner);
+  stmt->BindText(2, origin_id);
+  auto row = stmt->Step();
+  if (!row.ok()) return row.error();
+  std::optional<int64_t> found;
+  if (*row) found = stmt->ColumnInt(0);
+  stmt->Reset();
+  return found;
+}
+
+Result<bool> ArchiveLog::IdTaken(Connection& conn, int64_t id) const {
+  for (const Op& op : ops_) {
+    if (!op.erase && op.posting.id == id) return true;
+  }
+  // Chunks whose range covers the id: with explicit ids that can be more
+  // than one (a message's own chunk inside another's range).
+  auto stmt = conn.Prepare(
+      "SELECT l.first_id, d.data FROM archive_log AS l JOIN archive_log_data AS d ON d.first_id = l.first_id"
+      " WHERE l.last_id >= ?1 AND l.first_id <= ?1");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindInt(1, id);
+  while (true) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) return false;
+    const int64_t chunk_id = stmt->ColumnInt(0);
+    if (chunk_id == id) {
+      stmt->Reset();
+      return true;
+    }
+    bool found = false;
+    auto decoded = DecodeChunk(chunk_id, stmt->ColumnBlob(1),
+                               [&](std::string_view, const Posting& p) { found = found || p.id == id; });
+    if (!decoded.ok()) return decoded.error();
+    if (found) {
+      stmt->Reset();
+      return true;
+    }
+  }
+}
+
+Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<ArchiveEntry>& entries) {
+  if (entries.empty()) return MakeError(Errc::kInvalidArgument, "nothing to archive");
+  const ArchivedMessage& first = entries.front().message;
+  if (first.id < 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const ArchivedMessage& m = entries[i].message;
+    if (m.id != first.id || m.stamp_ms != first.stamp_ms || m.stanza != first.stanza) {
+      return MakeError(Errc::kInvalidArgument, "the entries of one Archive call must be one message");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (entries[j].username == entries[i].username) {
+        return MakeError(Errc::kConflict, "archive id " + std::to_string(first.id) + " already used for '" +
+                                              entries[i].username + "'");
+      }
+    }
+  }
+  // A retransmission is recognised by its sender's origin-id before
+  // anything is written, so the batch stays all or none.
+  for (const ArchiveEntry& entry : entries) {
+    if (!entry.message.outgoing || entry.message.origin_id.empty()) continue;
+    auto found = FindOrigin(conn, entry.username, entry.message.origin_id);
+    if (!found.ok()) return found.error();
+    if (*found) {
+      ArchiveOutcome outcome;
+      outcome.duplicate = true;
+      outcome.existing_id = **found;
+      return outcome;
+    }
+  }
+  for (const ArchiveEntry& entry : entries) {
+    auto exists = OwnerExists(conn, entry.username);
+    if (!exists.ok()) return exists.error();
+    if (!*exists) return MakeError(Errc::kNotFound, "no account '" + entry.username + "'");
+  }
+  if (auto r = LoadLastId(conn); !r.ok()) return r.error();
+  int64_t id = first.id;
+  int64_t stamp_ms = first.stamp_ms;
+  int64_t chunk_id = 0;
+  size_t offset = 0;
+  if (id == 0) {
+    // A full chunk is written now and the message starts the next: a
+    // message is read from its chunk by walking the chunk's overflow pages,
+    // so chunks stay small. Nothing after this can fail, so a job that
+    // wrote a chunk never needs Rewind to bring it back.
+    if (chunk_.size() >= kChunkBytes) {
+      if (auto r = WriteChunk(conn); !r.ok()) return r.error();
+    }
+    // Ids assigned here, on the writer thread, follow commit order: a
+    // client that has seen id N live finds every later message after N.
+    id = std::max(NowUs(), last_id_ + 1);
+    last_id_ = id;
+    stamp_ms = id / 1000;
+    if (chunk_messages_ == 0) chunk_first_id_ = id;
+    chunk_id = chunk_first_id_;
+    chunk_last_id_ = id;
+    offset = AppendRecord(chunk_, id, stamp_ms, entries);
+    ++chunk_messages_;
+    chunk_live_ += static_cast<int64_t>(entries.size());
+  } else {
+    // A given id (copies, tests): a chunk of its own, and its entries go
+    // straight to rows (the tail holds only entries of chunks above the
+    // indexed_through mark, which a given id may be anywhere below).
+    auto taken = IdTaken(conn, id);
+    if (!taken.ok()) return taken.error();
+    if (*taken) return MakeError(Errc::kConflict, "archive id " + std::to_string(id) + " is already used");
+    std::string data;
+    offset = AppendRecord(data, id, stamp_ms, entries);
+    if (auto done = InsertChunk(conn, id, id, static_cast<int64_t>(entries.size()), data); !done.ok()) {
+      return done.error();
+    }
+    last_id_ = std::max(last_id_, id);
+    for (const ArchiveEntry& entry : entries) {
+      const std::vector<Posting> one{MakePosting(entry, id, stamp_ms, id, offset)};
+      if (auto r = InsertOrigins(conn, entry.username, one); !r.ok()) return r.error();
+      if (auto r = WriteRows(conn, entry.username, one); !r.ok()) return r.error();
+    }
+    ArchiveOutcome outcome;
+    outcome.id = id;
+    return outcome;
+  }
+  for (const ArchiveEntry& entry : entries) {
+    Op op;
+    op.owner = entry.username;
+    op.posting = MakePosting(entry, id, stamp_ms, chunk_id, offset);
+    const Posting& p = op.posting;
+    if (p.outgoing && !p.origin_id.empty()) batch_origins_[OriginKey(op.owner, p.origin_id)] = id;
+    archived_here_ = true;
+    ops_.push_back(std::move(op));
+  }
+  ArchiveOutcome outcome;
+  outcome.id = id;
+  return outcome;
+}
+
+ArchiveLog::Posting ArchiveLog::MakePosting(const ArchiveEntry& entry, int64_t id, int64_t stamp_ms,
+                                            int64_t chunk, size_t offset) {
+  Posting p;
+  p.id = id;
+  p.stamp_ms = stamp_ms;
+  p.chunk = chunk;
+  p.offset = static_cast<uint32_t>(offset);
+  p.length = static_cast<uint32_t>(entry.message.stanza.size());
+  p.outgoing = entry.message.outgoing;
+  p.peer = entry.message.peer;
+  p.peer_resource = entry.message.peer_resource;
+  if (p.outgoing) p.origin_id = entry.message.origin_id;
+  return p;
+}
+
+std::vector<ArchiveLog::Posting> ArchiveLog::BatchTail(const std::string& owner) const {
+  std::vector<Posting> out;
+  if (auto t = tail_.find(owner); t != tail_.end()) out = t->second.entries;
+  bool sorted = true;
+  for (const Op& op : ops_) {
+    if (op.owner != owner) continue;
+    if (op.erase) {
+      std::erase_if(out, [&](const Posting& p) { return p.id < op.below_id; });
+    } else {
+      if (!out.empty() && out.back().id > op.posting.id) sorted = false;
+      out.push_back(op.posting);
+    }
+  }
+  if (!sorted)
+    std::sort(out.begin(), out.end(), [](const Posting& a, const Posting& b) { return a.id < b.id; });
+  return out;
+}
+
+Result<void> ArchiveLog::Release(Connection& conn, const std::map<int64_t, int64_t>& per_chunk) {
+  for (const auto& [chunk, n] : per_chunk) {
+    if (chunk_messages_ > 0 && chunk == chunk_first_id_) {
+      chunk_live_ -= n;  // the batch's own chunk, not written yet
+      continue;
+    }
+    auto update = conn.Prepare("UPDATE archive_log SET live = live - ?2 WHERE first_id = ?1");
+    if (!update.ok()) return update.error();
+    update->BindInt(1, chunk);
+    update->BindInt(2, n);
+    if (auto r = update->Run(); !r.ok()) return r;
+    auto drop = conn.Prepare("DELETE FROM archive_log WHERE first_id = ?1 AND live <= 0");
+    if (!drop.ok()) return drop.error();
+    drop->BindInt(1, chunk);
+    if (auto r = drop->Run(); !r.ok()) return r;
+    if (conn.Changes() == 0) continue;
+    auto bytes = conn.Prepare("DELETE FROM archive_log_data WHERE first_id = ?1");
+    if (!bytes.ok()) return bytes.error();
+    bytes->BindInt(1, chunk);
+    if (auto r = bytes->Run(); !r.ok()) return r;
+  }
+  return {};
+}
+
+Result<int64_t> ArchiveLog::EraseBelow(Connection& conn, const std::string& owner, int64_t below) {
+  if (tail_stale_) {
+    if (auto r = Load(conn); !r.ok()) return r.error();
+  }
+  if (auto r = LoadLastId(conn); !r.ok()) return r.error();
+  int64_t count = 0;
+  std::map<int64_t, int64_t> per_chunk;
+  // Rows.
+  struct Row {
+    int64_t last_id, first_id;
+    std::string entries;
+  };
+  std::vector<Row> rows;
+  {
+    auto bound = RowsBelowBound(conn, owner, below);
+    if (!bound.ok()) return bound.error();
+    auto stmt = conn.Prepare(
+        "SELECT last_id, first_id, entries FROM archive_index WHERE username = ?1 AND last_id <= ?3"
+        " AND first_id < ?2");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, owner);
+    stmt->BindInt(2, below);
+    stmt->BindInt(3, *bound);
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      rows.push_back(Row{stmt->ColumnInt(0), stmt->ColumnInt(1), stmt->ColumnBlob(2)});
+    }
+  }
+  for (const Row& row : rows) {
+    auto entries = DecodeRow(row.entries);
+    if (!entries.ok()) return entries.error();
+    auto keep_from =
+        std::find_if(entries->begin(), entries->end(), [&](const Posting& p) { return p.id >= below; });
+    for (auto e = entries->begin(); e != keep_from; ++e) ++per_chunk[e->chunk];
+    count += keep_from - entries->begin();
+    auto drop = conn.Prepare("DELETE FROM archive_index WHERE username = ?1 AND last_id = ?2");
+    if (!drop.ok()) return drop.error();
+    drop->BindText(1, owner);
+    drop->BindInt(2, row.last_id);
+    if (auto r = drop->Run(); !r.ok()) return r.error();
+    if (keep_from != entries->end()) {
+      entries->erase(entries->begin(), keep_from);
+      if (auto r = InsertRow(conn, owner, *entries, 0, entries->size()); !r.ok()) return r.error();
+    }
+  }
+  if (!rows.empty()) {
+    auto stmt = conn.Prepare("DELETE FROM archive_origins WHERE username = ?1 AND id < ?2");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, owner);
+    stmt->BindInt(2, below);
+    if (auto r = stmt->Run(); !r.ok()) return r.error();
+  }
+  // The tail, as this batch sees it.
+  int64_t from_tail = 0;
+  for (const Posting& p : BatchTail(owner)) {
+    if (p.id >= below) break;
+    ++per_chunk[p.chunk];
+    ++from_tail;
+  }
+  if (from_tail > 0) {
+    Op op;
+    op.owner = owner;
+    op.erase = true;
+    op.below_id = below;
+    int64_t& erased = batch_erased_[owner];
+    erased = std::max(erased, below);
+    ops_.push_back(std::move(op));
+    count += from_tail;
+  }
+  if (count > 0) {
+    // A restart (or a reload) reads the entries of chunks above the mark
+    // back from the chunks: those in the tail, and those of an unfinished
+    // index run or of given ids, which were rows. Remember what is gone,
+    // without reaching ids not handed out yet.
+    const int64_t tombstone = std::min(below, last_id_ + 1);
+    auto stmt = conn.Prepare(
+        "INSERT INTO archive_erased (username, below_id) VALUES (?1, ?2)"
+        " ON CONFLICT (username) DO UPDATE SET below_id = max(below_id, excluded.below_id)");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, owner);
+    stmt->BindInt(2, tombstone);
+    if (auto r = stmt->Run(); !r.ok()) return r.error();
+  }
+  if (auto r = Release(conn, per_chunk); !r.ok()) return r.error();
+  if (count > 0) {
+    if (auto r = BumpGeneration(conn); !r.ok()) return r.error();
+  }
+  return count;
+}
+
+Result<int64_t> ArchiveLog::Prune(Connection& conn, const std::string& username, int64_t before_id,
+                                  int64_t keep) {
+  if (tail_stale_) {
+    if (auto r = Load(conn); !r.ok()) return r.error();
+  }
+  int64_t below = before_id;
+  if (keep >= 0) {
+    // The id of the newest entry past the `keep` newest: it and everything
+    // older go. Rows are read newest first until the tail and the rows read
+    // so far hold more than `keep` entries at or above the row's first id.
+    std::vector<int64_t> tail_ids;
+    for (const Posting& p : BatchTail(username)) tail_ids.push_back(p.id);
+    std::vector<int64_t> row_ids;
+    auto stmt =
+        conn.Prepare("SELECT first_id, entries FROM archive_index WHERE username = ?1 ORDER BY last_id DESC");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    auto enough = [&](int64_t floor) {
+      auto above = tail_ids.end() - std::lower_bound(tail_ids.begin(), tail_ids.end(), floor);
+      return static_cast<int64_t>(row_ids.size()) + above > keep;
+    };
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      const int64_t first_id = stmt->ColumnInt(0);
+      auto entries = DecodeRow(stmt->ColumnBlob(1));
+      if (!entries.ok()) return entries.error();
+      for (const Posting& p : *entries) row_ids.push_back(p.id);
+      if (enough(first_id)) {
+        stmt->Reset();
+        break;
+      }
+    }
+    std::vector<int64_t> all = std::move(row_ids);
+    all.insert(all.end(), tail_ids.begin(), tail_ids.end());
+    std::sort(all.begin(), all.end(), std::greater<>());
+    if (static_cast<int64_t>(all.size()) > keep) below = std::max(below, all[static_cast<size_t>(keep)] + 1);
+  }
+  return EraseBelow(conn, username, below);
+}
+
+Result<void> ArchiveLog::DeleteOwner(Connection& conn, const std::string& username) {
+  auto erased = EraseBelow(conn, username, kNoId);
+  if (!erased.ok()) return erased.error();
+  known_owners_.erase(username);
+  // Even with nothing archived: a server that archives into this file
+  // must forget that the account exists.
+  if (*erased == 0) return BumpGeneration(conn);
+  return {};
+}
+
+// ---- Indexing ----
+
+Result<void> ArchiveLog::WriteRows(Connection& conn, const std::string& owner,
+                                   const std::vector<Posting>& entries) {
+  // The owner's newest row: entries that reach back into it (given ids)
+  // are merged with every row they overlap; a small one is filled up.
+  auto last = conn.Prepare(
+      "SELECT last_id, count FROM archive_index WHERE username = ?1 ORDER BY last_id DESC LIMIT 1");
+  if (!last.ok()) return last.error();
+  last->BindText(1, owner);
+  auto row = last->Step();
+  if (!row.ok()) return row.error();
+  int64_t reread_from = kNoId;
+  if (*row) {
+    const int64_t last_id = last->ColumnInt(0);
+    const int64_t count = last->ColumnInt(1);
+    if (last_id >= entries.front().id) {
+      reread_from = entries.front().id;
+    } else if (count < static_cast<int64_t>(kRowEntries / 4) &&
+               count + static_cast<int64_t>(entries.size()) <= static_cast<int64_t>(kRowEntries)) {
+      // Only small rows are filled up, and only while the result fits one
+      // row: each entry is rewritten a few times at most.
+      reread_from = last_id;
+    }
+  }
+  last->Reset();
+  if (reread_from == kNoId) return InsertRows(conn, owner, entries);
+  std::vector<Posting> merged = entries;
+  {
+    auto stmt =
+        conn.Prepare("SELECT last_id, entries FROM archive_index WHERE username = ?1 AND last_id >= ?2");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, owner);
+    stmt->BindInt(2, reread_from);
+    std::vector<int64_t> replaced;
+    while (true) {
+      auto r = stmt->Step();
+      if (!r.ok()) return r.error();
+      if (!*r) break;
+      replaced.push_back(stmt->ColumnInt(0));
+      auto old = DecodeRow(stmt->ColumnBlob(1));
+      if (!old.ok()) return old.error();
+      for (Posting& p : *old) merged.push_back(std::move(p));
+    }
+    for (int64_t last_id : replaced) {
+      auto drop = conn.Prepare("DELETE FROM archive_index WHERE username = ?1 AND last_id = ?2");
+      if (!drop.ok()) return drop.error();
+      drop->BindText(1, owner);
+      drop->BindInt(2, last_id);
+      if (auto r = drop->Run(); !r.ok()) return r;
+    }
+    std::stable_sort(merged.begin(), merged.end(),
+                     [](const Posting& a, const Posting& b) { return a.id < b.id; });
+    merged.erase(std::unique(merged.begin(), merged.end(),
+                             [](const Posting& a, const Posting& b) { return a.id == b.id; }),
+                 merged.end());
+  }
+  return InsertRows(conn, owner, merged);
+}
+
+Result<void> ArchiveLog::IndexSlice(Connection& conn) {
+  if (!run_active_) {
+    // A run covers the chunks committed so far: every one has a first id
+    // at most last_id_. Entries of later chunks stay in the tail for the
+    // next run.
+    if (auto r = LoadLastId(conn); !r.ok()) return r;
+    run_active_ = true;
+    run_limit_ = last_id_;
+    run_owners_.clear();
+    run_owners_.reserve(tail_.size());
+    for (const auto& [owner, t] : tail_) run_owners_.push_back(owner);
+    run_next_ = 0;
+  }
+  slice_start_ = run_next_;
+  size_t entries = 0;
+  while (run_next_ < run_owners_.size() && run_next_ - slice_start_ < kSliceOwners &&
+         entries < kSliceEntries) {
+    const std::string& owner = run_owners_[run_next_++];
+    auto t = tail_.find(owner);
+    if (t == tail_.end()) continue;  // pruned or deleted since the run began
+    // Usually every entry is in the run; otherwise the run's are copied.
+    const std::vector<Posting>& all = t->second.entries;
+    std::vector<Posting> some;
+    const bool whole =
+        std::all_of(all.begin(), all.end(), [&](const Posting& p) { return p.chunk <= run_limit_; });
+    if (!whole) {
+      for (const Posting& p : all) {
+        if (p.chunk <= run_limit_) some.push_back(p);
+      }
+    }
+    const std::vector<Posting>& in_run = whole ? all : some;
+    if (in_run.empty()) continue;
+    entries += in_run.size();
+    auto exists = OwnerExists(conn, owner);
+    if (!exists.ok()) return exists.error();
+    if (!*exists) {
+      // Deleted by another process while in this one's tail: released, and
+      // recorded as erased, so that a reload does not read them back.
+      std::map<int64_t, int64_t> per_chunk;
+      for (const Posting& p : in_run) ++per_chunk[p.chunk];
+      if (auto r = Release(conn, per_chunk); !r.ok()) return r;
+      auto erased = conn.Prepare(
+          "INSERT INTO archive_erased (username, below_id) VALUES (?1, ?2)"
+          " ON CONFLICT (username) DO UPDATE SET below_id = max(below_id, excluded.below_id)");
+      if (!erased.ok()) return erased.error();
+      erased->BindText(1, owner);
+      erased->BindInt(2, run_limit_ + 1);
+      if (auto r = erased->Run(); !r.ok()) return r;
+      continue;
+    }
+    if (auto r = InsertOrigins(conn, owner, in_run); !r.ok()) return r;
+    if (auto r = WriteRows(conn, owner, in_run); !r.ok()) return r;
+  }
+  if (auto r = BumpGeneration(conn); !r.ok()) return r;
+  if (run_next_ < run_owners_.size()) return {};
+  // The last slice: the run's chunks are indexed. Erasures stay recorded
+  // while any chunk is not (they may cover entries of later chunks).
+  auto mark = conn.Prepare("UPDATE archive_state SET value = max(value, ?1) WHERE key = 'indexed_through'");
+  if (!mark.ok()) return mark.error();
+  mark->BindInt(1, run_limit_);
+  if (auto r = mark->Run(); !r.ok()) return r;
+  auto clear = conn.Prepare(
+      "DELETE FROM archive_erased WHERE NOT EXISTS (SELECT 1 FROM archive_log WHERE first_id > ?1)");
+  if (!clear.ok()) return clear.error();
+  clear->BindInt(1, run_limit_);
+  return clear->Run();
+}
+
+void ArchiveLog::IndexSliceCommitted() {
+  {
+    std::unique_lock lock(mu_);
+    for (size_t i = slice_start_; i < run_next_; ++i) {
+      auto t = tail_.find(run_owners_[i]);
+      if (t == tail_.end()) continue;
+      OwnerTail& tail = t->second;
+      const size_t before = tail.entries.size();
+      std::erase_if(tail.entries, [&](const Posting& p) {
+        if (p.chunk > run_limit_) return false;
+        if (auto o = tail.origins.find(p.origin_id); o != tail.origins.end() && o->second == p.id)
+          tail.origins.erase(o);
+        return true;
+      });
+      tail_size_ -= before - tail.entries.size();
+      if (tail.entries.empty()) tail_.erase(t);
+    }
+  }
+  slice_start_ = run_next_;
+  if (run_next_ >= run_owners_.size()) {
+    run_active_ = false;
+    run_owners_.clear();
+  }
+}
+
+void ArchiveLog::IndexSliceAborted() {
+  generation_ = -1;
+  data_version_ = -1;
+  run_next_ = slice_start_;
+  known_owners_.clear();
+}
+
+// ---- Export ----
+
+Result<void> ArchiveLog::ExportV9Tables(Connection& conn) {
+  if (auto r = conn.Exec(
+          "CREATE TEMP TABLE archive_messages (id INTEGER PRIMARY KEY, stamp_ms INTEGER NOT NULL,"
+          " owners INTEGER NOT NULL, stanza TEXT NOT NULL);"
+          "CREATE TEMP TABLE archive (username TEXT NOT NULL, id INTEGER NOT NULL, peer TEXT NOT NULL,"
+          " peer_resource TEXT NOT NULL, outgoing INTEGER NOT NULL, origin_id TEXT NOT NULL);");
+      !r.ok()) {
+    return r;
+  }
+  std::unordered_map<int64_t, int64_t> owners;  // id -> entries that keep it
+  auto add = [&](const std::string& owner, const Posting& p) -> Result<void> {
+    auto stmt = conn.Prepare(
+        "INSERT INTO temp.archive (username, id, peer, peer_resource, outgoing, origin_id)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, owner);
+    stmt->BindInt(2, p.id);
+    stmt->BindText(3, p.peer);
+    stmt->BindText(4, p.peer_resource);
+    stmt->BindInt(5, p.outgoing ? 1 : 0);
+    stmt->BindText(6, p.origin_id);
+    ++owners[p.id];
+    return stmt->Run();
+  };
+  {
+    auto stmt = conn.Prepare("SELECT username, entries FROM main.archive_index");
+    if (!stmt.ok()) return stmt.error();
+    while (true) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      const std::string owner = stmt->ColumnText(0);
+      auto entries = DecodeRow(stmt->ColumnBlob(1));
+      if (!entries.ok()) return entries.error();
+      for (const Posting& p : *entries) {
+        if (auto r = add(owner, p); !r.ok()) return r;
+      }
+    }
+  }
+  std::unordered_map<std::string, OwnerTail> tail;
+  size_t size = 0;
+  if (auto r = ReadUnindexed(conn, tail, size); !r.ok()) return r;
+  for (const auto& [owner, t] : tail) {
+    for (const Posting& p : t.entries) {
+      if (auto r = add(owner, p); !r.ok()) return r;
+    }
+  }
+  auto stmt = conn.Prepare("SELECT first_id, data FROM main.archive_log_data");
+  if (!stmt.ok()) return stmt.error();
+  while (true) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    const std::string data = stmt->ColumnBlob(1);
+    int64_t last = 0;
+    Result<void> inserted;
+    auto decoded = DecodeChunk(stmt->ColumnInt(0), data, [&](std::string_view, const Posting& p) {
+      if (p.id == last || !inserted.ok()) return;  // one row per message, not per owner
+      last = p.id;
+      auto kept = owners.find(p.id);
+      if (kept == owners.end()) return;
+      auto insert = conn.Prepare(
+          "INSERT INTO temp.archive_messages (id, stamp_ms, owners, stanza) VALUES (?1, ?2, ?3, ?4)");
+      if (!insert.ok()) {
+        inserted = insert.error();
+        return;
+      }
+      insert->BindInt(1, p.id);
+      insert->BindInt(2, p.stamp_ms);
+      insert->BindInt(3, kept->second);
+      insert->BindText(4, std::string_view(data).substr(p.offset, p.length));
+      inserted = insert->Run();
+    });
+    if (!decoded.ok()) return decoded;
+    if (!inserted.ok()) return inserted;
+  }
+  return {};
+}
+
+// ---- Queries ----
+
+Result<ArchivePage> ArchiveLog::Query(Connection& conn, const std::string& username,
+                                      const ArchiveQuery& query) const {
+  const int64_t max = std::max<int64_t>(query.max, 0);
+  int64_t lo = query.after_id.value_or(std::numeric_limits<int64_t>::min());  // exclusive
+  int64_t hi = query.before_id.value_or(kNoId);                               // exclusive
+  std::vector<int64_t> ids = query.ids;
+  std::sort(ids.begin(), ids.end());
+  if (!ids.empty()) {
+    lo = std::max(lo, ids.front() - 1);
+    hi = std::min(hi, ids.back() + 1);
+  }
+  auto matches = [&](const Posting& p) {
+    if (p.id <= lo || p.id >= hi) return false;
+    if (!query.with.empty() && p.peer != query.with) return false;
+    if (!query.with_resource.empty() && p.peer_resource != query.with_resource) return false;
+    if (!ids.empty() && !std::binary_search(ids.begin(), ids.end(), p.id)) return false;
+    return true;
+  };
+  // The tail first, then the rows (see the header: never miss an entry).
+  std::vector<Posting> found;
+  {
+    std::shared_lock lock(mu_);
+    // Like the rows, only the tail's first max + 1 matches in paging order
+    // can be on the page.
+    if (auto t = tail_.find(username); t != tail_.end()) {
+      const std::vector<Posting>& entries = t->second.entries;
+      int64_t taken = 0;
+      auto take = [&](const Posting& p) {
+        if (!matches(p)) return true;
+        found.push_back(p);
+        return ++taken <= max;
+      };
+      auto by_id = [](const Posting& p, int64_t id) { return p.id < id; };
+      if (query.from_end) {
+        auto end = std::lower_bound(entries.begin(), entries.end(), hi, by_id);
+        for (auto e = std::make_reverse_iterator(end); e != entries.rend() && take(*e);) ++e;
+      } else {
+        auto begin = lo == std::numeric_limits<int64_t>::max()
+                         ? entries.end()
+                         : std::lower_bound(entries.begin(), entries.end(), lo + 1, by_id);
+        for (auto e = begin; e != entries.end() && take(*e);) ++e;
+      }
+    }
+  }
+  {
+    auto bound = RowsBelowBound(conn, username, hi);
+    if (!bound.ok()) return bound.error();
+    auto stmt = conn.Prepare(
+        query.from_end
+            ? "SELECT entries FROM archive_index WHERE username = ?1 AND last_id > ?2 AND last_id <= ?3"
+              " ORDER BY last_id DESC"
+            : "SELECT entries FROM archive_index WHERE username = ?1 AND last_id > ?2 AND last_id <= ?3"
+              " ORDER BY last_id ASC");
+    if (!stmt.ok()) return stmt.error();
+    stmt->BindText(1, username);
+    stmt->BindInt(2, lo);
+    stmt->BindInt(3, *bound);
+    // Rows cover disjoint ranges, so the first max + 1 matches in paging
+    // order are the rows' best; the tail's are merged in below.
+    int64_t from_rows = 0;
+    while (from_rows <= max) {
+      auto row = stmt->Step();
+      if (!row.ok()) return row.error();
+      if (!*row) break;
+      auto entries = DecodeRow(stmt->ColumnBlob(0));
+      if (!entries.ok()) return entries.error();
+      if (query.from_end) std::reverse(entries->begin(), entries->end());
+      for (Posting& p : *entries) {
+        if (from_rows > max) break;
+        if (!matches(p)) continue;
+        found.push_back(std::move(p));
+        ++from_rows;
+      }
+    }
+    stmt->Reset();
+  }
+  std::sort(found.begin(), found.end(), [](const Posting& a, const Posting& b) { return a.id < b.id; });
+  found.erase(std::unique(found.begin(), found.end(),
+                          [](const Posting& a, const Posting& b) { return a.id == b.id; }),
+              found.end());
+  ArchivePage page;
+  if (static_cast<int64_t>(found.size()) > max) {
+    page.complete = false;
+    if (query.from_end) {
+      found.erase(found.begin(), found.end() - max);
+    } else {
+      found.resize(static_cast<size_t>(max));
+    }
+  }
+  // One blob handle per chunk: it keeps the chunk's overflow-page list, so
+  // each further read from it is a direct page access.
+  std::vector<size_t> order(found.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return found[a].chunk != found[b].chunk ? found[a].chunk < found[b].chunk
+                                            : found[a].offset < found[b].offset;
+  });
+  std::vector<std::optional<std::string>> stanzas(found.size());
+  sqlite3_blob* blob = nullptr;
+  int64_t open_chunk = 0;
+  bool chunk_gone = false;
+  Result<void> failed;
+  for (size_t i : order) {
+    const Posting& p = found[i];
+    if (blob == nullptr || p.chunk != open_chunk) {
+      open_chunk = p.chunk;
+      int rc = blob == nullptr
+                   ? sqlite3_blob_open(conn.handle(), "main", "archive_log_data", "data", p.chunk, 0, &blob)
+                   : sqlite3_blob_reopen(blob, p.chunk);
+      chunk_gone = rc == SQLITE_ERROR;  // pruned since the tail was copied
+      if (rc != SQLITE_OK) {
+        sqlite3_blob_close(blob);
+        blob = nullptr;
+        if (chunk_gone) continue;
+        failed = conn.MakeSqliteError(rc, "reading an archived message");
+        break;
+      }
+    } else if (chunk_gone) {
+      continue;
+    }
+    std::string stanza(p.length, '\0');
+    int rc = sqlite3_blob_read(blob, stanza.data(), static_cast<int>(p.length), static_cast<int>(p.offset));
+    if (rc != SQLITE_OK) {
+      failed = conn.MakeSqliteError(rc, "reading an archived message");
+      break;
+    }
+    stanzas[i] = std::move(stanza);
+  }
+  sqlite3_blob_close(blob);
+  if (!failed.ok()) return failed.error();
+  page.messages.reserve(found.size());
+  for (size_t i = 0; i < found.size(); ++i) {
+    if (!stanzas[i]) continue;
+    Posting& p = found[i];
+    ArchivedMessage m;
+    m.id = p.id;
+    m.stamp_ms = p.stamp_ms;
+    m.peer = std::move(p.peer);
+    m.peer_resource = std::move(p.peer_resource);
+    m.outgoing = p.outgoing;
+    m.origin_id = std::move(p.origin_id);
+    m.stanza = std::move(*stanzas[i]);
+    page.messages.push_back(std::move(m));
+  }
+  return page;
+}
+
+}  // namespace nines::store::sqlite

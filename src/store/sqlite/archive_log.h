@@ -1,0 +1,236 @@
+// ArchiveLog: how the SQLite store keeps the message archive (XEP-0313).
+//
+// The format (schema version 10; docs/architecture.md, "The archive on
+// SQLite"):
+//  * archive_log and archive_log_data: the durable log. Each group commit
+//    that archives messages appends a chunk (or a few: at most kChunkBytes
+//    each) holding every message of the batch, each with its owners' fields
+//    and its stanza. A chunk is keyed by its first message's id; its bytes
+//    are in archive_log_data, written once, and archive_log counts the owner
+//    entries that still point into it (`live`); both rows go at 0.
+//  * archive_index: each owner's posting lists. A row holds up to
+//    kRowEntries of one owner's entries (id, stamp, where the stanza is in
+//    the log, peer, resource, direction, origin-id), in id order; an owner's
+//    rows cover disjoint id ranges, keyed by (owner, last id).
+//  * The tail: entries of chunks above archive_state's `indexed_through`
+//    live in memory only (durable in their chunk), and queries merge them
+//    with the rows. When the tail holds SqliteOptions::archive_index_every
+//    entries (131,072), an index run writes them as rows (one or a few per
+//    owner, not one per message), a slice of owners per transaction, and
+//    then moves the mark. At open, the chunks above the mark are read back
+//    into the tail, so a crash loses nothing that was committed.
+//  * archive_origins: (owner, origin-id) of indexed outgoing messages, for
+//    XEP-0359 retransmissions; the tail keeps its own map.
+//  * archive_erased: entries pruned or deleted while still in the tail, so a
+//    restart does not read them back from their chunks. Cleared once no
+//    chunk is above the mark.
+//  * archive_state: the mark, and a generation number that every erasure
+//    and index run moves on, so a process that keeps a tail knows when
+//    another process (the CLI deleting an account) changed the archive
+//    under it.
+//
+// Why: one b-tree entry per owner per message cost the writer ~18 µs per
+// archived message (docs/benchmarks.md, "Archiving: where the writer's time
+// goes"); a chunk per commit and a posting row per owner per index run
+// cost a fraction of that (docs/benchmarks.md, "The archive as a log").
+//
+// Threads: every method but Query runs on the store's writer thread, inside
+// its write transaction. Changes made by a batch's jobs are kept aside
+// (Mark/Rewind per job) and reach the tail that Query reads only at
+// Committed(), after COMMIT. Query runs on the reader thread: it copies the
+// tail's matching entries under a shared lock before its first statement,
+// so that an index run committing in between shows an entry twice (merged
+// away by id), never not at all.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "base/result.h"
+#include "store/sqlite/sqlite_connection.h"
+#include "store/store.h"
+
+namespace nines::store::sqlite {
+
+class ArchiveLog {
+ public:
+  // Entries per posting row.
+  static constexpr size_t kRowEntries = 128;
+  // Bounds of one index slice (a few milliseconds of the writer).
+  static constexpr size_t kSliceOwners = 64;
+  static constexpr size_t kSliceEntries = 16384;
+  // A chunk is closed once it holds this many bytes (a batch may write
+  // several): reading a message walks its chunk's overflow pages.
+  static constexpr size_t kChunkBytes = 32 << 10;
+
+  // An index run starts once the tail holds `index_every` entries.
+  explicit ArchiveLog(size_t index_every) : index_every_(index_every) {}
+
+  // Converts a version-9 archive (archive/archive_messages) into this format
+  // and drops the old tables; part of migration 10's transaction.
+  static Result<void> ConvertV9(Connection& conn);
+
+  // Fills TEMP tables archive_messages and archive in the version-9 layout
+  // from the archive (for `nines store migrate` to PostgreSQL, whose schema
+  // keeps that layout). Needs a transaction for a consistent snapshot.
+  static Result<void> ExportV9Tables(Connection& conn);
+
+  // Writer thread: reads the tail back from the chunks above the mark (less
+  // what rows already hold and what was erased), in one snapshot (its own
+  // read transaction if the caller has none). At open, and when another
+  // process changed the archive.
+  Result<void> Load(Connection& conn);
+
+  // Writer thread, after BEGIN IMMEDIATE: if another connection (another
+  // process) has changed the archive since (its generation, in
+  // archive_state, moved: an account deleted from the CLI), reads the tail
+  // back again.
+  Result<void> BeginTransaction(Connection& conn);
+  // The position of the batch's pending changes, and undoing what a failed
+  // job added after it.
+  struct Mark {
+    size_t ops = 0;
+    size_t chunk_bytes = 0;
+    size_t chunk_messages = 0;
+    int64_t chunk_live = 0;
+    int64_t chunk_last_id = 0;
+  };
+  Mark mark() const;
+  void Rewind(const Mark& mark);
+  // Before COMMIT: writes the batch's chunk.
+  Result<void> EndTransaction(Connection& conn);
+  // After COMMIT: the batch's changes become visible to Query.
+  void Committed();
+  // After a rollback: the batch's changes are dropped.
+  void Aborted();
+
+  // Index runs, in slices: each slice writes up to kSliceOwners owners'
+  // tail entries (of the chunks committed when the run began) as rows, in a
+  // transaction of its own between group commits, so that no run stalls the
+  // writer for long; the last slice marks the run's chunks indexed. A crash
+  // between slices leaves some entries both in rows and in unindexed chunks;
+  // Load keeps those only in the rows. Due while a run is under way, or
+  // once the tail holds `index_every` entries.
+  // Only a process that archives indexes: the CLI (which opens the same
+  // file while the server runs) leaves the server's tail alone.
+  bool IndexDue() const { return archived_here_ && (run_active_ || tail_size_ >= index_every_); }
+  bool ArchivedHere() const { return archived_here_; }
+  bool TailEmpty() const { return tail_size_ == 0; }
+  Result<void> IndexSlice(Connection& conn);
+  void IndexSliceCommitted();  // after its COMMIT
+  void IndexSliceAborted();    // after its ROLLBACK
+
+  // The store's operations (store.h has their contracts).
+  Result<ArchiveOutcome> Archive(Connection& conn, const std::vector<ArchiveEntry>& entries);
+  Result<int64_t> Prune(Connection& conn, const std::string& username, int64_t before_id, int64_t keep);
+  // Deletes all of the owner's entries (account deletion).
+  Result<void> DeleteOwner(Connection& conn, const std::string& username);
+
+  // Reader thread.
+  Result<ArchivePage> Query(Connection& conn, const std::string& username, const ArchiveQuery& query) const;
+
+  // One owner's entry: the message's owner-side fields and where its stanza
+  // is in the log.
+  struct Posting {
+    int64_t id = 0;
+    int64_t stamp_ms = 0;
+    int64_t chunk = 0;    // archive_log.first_id
+    uint32_t offset = 0;  // of the stanza in the chunk's data
+    uint32_t length = 0;  // of the stanza
+    bool outgoing = false;
+    std::string peer;
+    std::string peer_resource;
+    std::string origin_id;  // outgoing only
+  };
+
+ private:
+  struct OwnerTail {
+    std::vector<Posting> entries;  // sorted by id
+    std::unordered_map<std::string, int64_t> origins;
+  };
+  // A batch's pending change: an entry for an owner, or every entry of an
+  // owner below an id erased.
+  struct Op {
+    std::string owner;
+    bool erase = false;
+    int64_t below_id = 0;  // erase
+    Posting posting;       // append
+  };
+
+  // The entries of chunks above the mark that are neither erased nor in
+  // rows already (an index run that did not finish, given ids).
+  static Result<void> ReadUnindexed(Connection& conn, std::unordered_map<std::string, OwnerTail>& tail,
+                                    size_t& size);
+  // Writes the batch's current chunk (if it has live entries) and starts
+  // an empty one.
+  Result<void> WriteChunk(Connection& conn);
+  // Moves archive_state's generation on, in the caller's transaction: every
+  // change other processes must see (erasures, index runs) does.
+  Result<void> BumpGeneration(Connection& conn);
+  // The entry's posting for a message stored under `id` at `offset` of
+  // chunk `chunk`.
+  static Posting MakePosting(const ArchiveEntry& entry, int64_t id, int64_t stamp_ms, int64_t chunk,
+                             size_t offset);
+  static std::string OriginKey(const std::string& owner, const std::string& origin_id);
+  Result<void> LoadInSnapshot(Connection& conn);
+  // Reads max(id) once per process (and after another process wrote).
+  Result<void> LoadLastId(Connection& conn);
+  Result<std::optional<int64_t>> FindOrigin(Connection& conn, const std::string& owner,
+                                            const std::string& origin_id) const;
+  Result<bool> IdTaken(Connection& conn, int64_t id) const;
+  Result<bool> OwnerExists(Connection& conn, const std::string& owner);
+  // The owner's ids in the tail as the batch sees it (committed + ops).
+  std::vector<Posting> BatchTail(const std::string& owner) const;
+  // Erases the owner's entries below `below` from rows, tail and origins;
+  // returns how many.
+  Result<int64_t> EraseBelow(Connection& conn, const std::string& owner, int64_t below);
+  // Takes `n` entries off chunk `chunk`'s live count (the batch's own chunk
+  // in memory), deleting the chunk at 0.
+  Result<void> Release(Connection& conn, const std::map<int64_t, int64_t>& per_chunk);
+  // Writes `entries` (sorted, one owner, ids above every row the owner has
+  // unless `merge`) as posting rows.
+  Result<void> WriteRows(Connection& conn, const std::string& owner, const std::vector<Posting>& entries);
+  void ApplyOps(std::vector<Op>& ops);
+
+  // Committed tail: written by the writer under mu_ (exclusive), read by
+  // Query under mu_ (shared) and by the writer without the lock.
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::string, OwnerTail> tail_;
+  size_t tail_size_ = 0;
+
+  const size_t index_every_;
+  // Writer thread only.
+  int64_t data_version_ = -1;
+  int64_t generation_ = -1;
+  bool archived_here_ = false;
+  // A process that does not archive saw another commit: its tail may be
+  // behind the server's, so it reads it again before erasing.
+  bool tail_stale_ = false;
+  int64_t last_id_ = -1;
+  std::vector<Op> ops_;
+  // What ops_ holds, for lookups per message: (owner, origin-id) of its
+  // entries, and each owner's highest erasure.
+  std::unordered_map<std::string, int64_t> batch_origins_;
+  std::unordered_map<std::string, int64_t> batch_erased_;
+  std::string chunk_;  // the batch's chunk data (server-assigned ids)
+  size_t chunk_messages_ = 0;
+  int64_t chunk_first_id_ = 0;
+  int64_t chunk_last_id_ = 0;
+  int64_t chunk_live_ = 0;
+  std::unordered_set<std::string> known_owners_;
+  // The index run under way: the chunks it covers (first_id <= run_limit_),
+  // the owners it found in the tail, the next to write, and where the
+  // current slice began.
+  bool run_active_ = false;
+  int64_t run_limit_ = 0;
+  std::vector<std::string> run_owners_;
+  size_t run_next_ = 0;
+  size_t slice_start_ = 0;
+};
+
+}  // namespace nines::store::sqlite
