@@ -221,6 +221,26 @@ Result<void> InsertOrigins(Connection& conn, const std::string& owner,
   return {};
 }
 
+Result<void> DeleteRow(Connection& conn, const std::string& owner, int64_t last_id) {
+  auto stmt = conn.Prepare("DELETE FROM archive_index WHERE username = ?1 AND last_id = ?2");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, owner);
+  stmt->BindInt(2, last_id);
+  return stmt->Run();
+}
+
+// Records that the owner's entries below `below_id` are gone, for when the
+// chunks above the mark are read back (archive_erased).
+Result<void> RecordErased(Connection& conn, const std::string& owner, int64_t below_id) {
+  auto stmt = conn.Prepare(
+      "INSERT INTO archive_erased (username, below_id) VALUES (?1, ?2)"
+      " ON CONFLICT (username) DO UPDATE SET below_id = max(below_id, excluded.below_id)");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, owner);
+  stmt->BindInt(2, below_id);
+  return stmt->Run();
+}
+
 // An owner's rows cover disjoint id ranges, so the rows holding ids below
 // `id` are those with last_id < id and at most one more: the first with
 // last_id >= id. Returns that row's last_id (kNoId if there is none), the
@@ -441,8 +461,7 @@ Result<void> ArchiveLog::ReadUnindexed(Connection& conn, std::unordered_map<std:
       const size_t before = t.entries.size();
       std::erase_if(t.entries, [&](const Posting& p) {
         if (!std::binary_search(indexed.begin(), indexed.end(), p.id)) return false;
-        if (auto o = t.origins.find(p.origin_id); o != t.origins.end() && o->second == p.id)
-          t.origins.erase(o);
+        t.ForgetOrigin(p);
         return true;
       });
       size -= before - t.entries.size();
@@ -520,7 +539,7 @@ Result<void> ArchiveLog::BumpGeneration(Connection& conn) {
 }
 
 ArchiveLog::Mark ArchiveLog::mark() const {
-  return Mark{ops_.size(), chunk_.size(), chunk_messages_, chunk_live_, chunk_last_id_};
+  return Mark{ops_.size(), chunk_.size(), chunk_live_, chunk_last_id_};
 }
 
 void ArchiveLog::Rewind(const Mark& mark) {
@@ -542,18 +561,16 @@ void ArchiveLog::Rewind(const Mark& mark) {
     }
   }
   chunk_.resize(mark.chunk_bytes);
-  chunk_messages_ = mark.chunk_messages;
   chunk_live_ = mark.chunk_live;
   chunk_last_id_ = mark.chunk_last_id;
-  if (chunk_messages_ == 0) chunk_first_id_ = 0;
+  if (chunk_.empty()) chunk_first_id_ = 0;
 }
 
 Result<void> ArchiveLog::WriteChunk(Connection& conn) {
-  if (chunk_messages_ > 0 && chunk_live_ > 0) {
+  if (!chunk_.empty() && chunk_live_ > 0) {
     if (auto r = InsertChunk(conn, chunk_first_id_, chunk_last_id_, chunk_live_, chunk_); !r.ok()) return r;
   }
   chunk_.clear();
-  chunk_messages_ = 0;
   chunk_first_id_ = chunk_last_id_ = chunk_live_ = 0;
   return {};
 }
@@ -568,10 +585,7 @@ void ArchiveLog::ApplyOps(std::vector<Op>& ops) {
       OwnerTail& t = it->second;
       auto keep_from = std::find_if(t.entries.begin(), t.entries.end(),
                                     [&](const Posting& p) { return p.id >= op.below_id; });
-      for (auto e = t.entries.begin(); e != keep_from; ++e) {
-        if (auto o = t.origins.find(e->origin_id); o != t.origins.end() && o->second == e->id)
-          t.origins.erase(o);
-      }
+      for (auto e = t.entries.begin(); e != keep_from; ++e) t.ForgetOrigin(*e);
       tail_size_ -= static_cast<size_t>(keep_from - t.entries.begin());
       t.entries.erase(t.entries.begin(), keep_from);
       if (t.entries.empty()) tail_.erase(it);
@@ -751,11 +765,10 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
     id = std::max(NowUs(), last_id_ + 1);
     last_id_ = id;
     stamp_ms = id / 1000;
-    if (chunk_messages_ == 0) chunk_first_id_ = id;
+    if (chunk_.empty()) chunk_first_id_ = id;
     chunk_id = chunk_first_id_;
     chunk_last_id_ = id;
     offset = AppendRecord(chunk_, id, stamp_ms, entries);
-    ++chunk_messages_;
     chunk_live_ += static_cast<int64_t>(entries.size());
   } else {
     // A given id (copies, tests): a chunk of its own, and its entries go
@@ -828,7 +841,7 @@ std::vector<ArchiveLog::Posting> ArchiveLog::BatchTail(const std::string& owner)
 
 Result<void> ArchiveLog::Release(Connection& conn, const std::map<int64_t, int64_t>& per_chunk) {
   for (const auto& [chunk, n] : per_chunk) {
-    if (chunk_messages_ > 0 && chunk == chunk_first_id_) {
+    if (!chunk_.empty() && chunk == chunk_first_id_) {
       chunk_live_ -= n;  // the batch's own chunk, not written yet
       continue;
     }
@@ -887,11 +900,7 @@ Result<int64_t> ArchiveLog::EraseBelow(Connection& conn, const std::string& owne
         std::find_if(entries->begin(), entries->end(), [&](const Posting& p) { return p.id >= below; });
     for (auto e = entries->begin(); e != keep_from; ++e) ++per_chunk[e->chunk];
     count += keep_from - entries->begin();
-    auto drop = conn.Prepare("DELETE FROM archive_index WHERE username = ?1 AND last_id = ?2");
-    if (!drop.ok()) return drop.error();
-    drop->BindText(1, owner);
-    drop->BindInt(2, row.last_id);
-    if (auto r = drop->Run(); !r.ok()) return r.error();
+    if (auto r = DeleteRow(conn, owner, row.last_id); !r.ok()) return r.error();
     if (keep_from != entries->end()) {
       entries->erase(entries->begin(), keep_from);
       if (auto r = InsertRow(conn, owner, *entries, 0, entries->size()); !r.ok()) return r.error();
@@ -926,14 +935,7 @@ Result<int64_t> ArchiveLog::EraseBelow(Connection& conn, const std::string& owne
     // back from the chunks: those in the tail, and those of an unfinished
     // index run or of given ids, which were rows. Remember what is gone,
     // without reaching ids not handed out yet.
-    const int64_t tombstone = std::min(below, last_id_ + 1);
-    auto stmt = conn.Prepare(
-        "INSERT INTO archive_erased (username, below_id) VALUES (?1, ?2)"
-        " ON CONFLICT (username) DO UPDATE SET below_id = max(below_id, excluded.below_id)");
-    if (!stmt.ok()) return stmt.error();
-    stmt->BindText(1, owner);
-    stmt->BindInt(2, tombstone);
-    if (auto r = stmt->Run(); !r.ok()) return r.error();
+    if (auto r = RecordErased(conn, owner, std::min(below, last_id_ + 1)); !r.ok()) return r.error();
   }
   if (auto r = Release(conn, per_chunk); !r.ok()) return r.error();
   if (count > 0) {
@@ -1039,11 +1041,7 @@ Result<void> ArchiveLog::WriteRows(Connection& conn, const std::string& owner,
       for (Posting& p : *old) merged.push_back(std::move(p));
     }
     for (int64_t last_id : replaced) {
-      auto drop = conn.Prepare("DELETE FROM archive_index WHERE username = ?1 AND last_id = ?2");
-      if (!drop.ok()) return drop.error();
-      drop->BindText(1, owner);
-      drop->BindInt(2, last_id);
-      if (auto r = drop->Run(); !r.ok()) return r;
+      if (auto r = DeleteRow(conn, owner, last_id); !r.ok()) return r;
     }
     std::stable_sort(merged.begin(), merged.end(),
                      [](const Posting& a, const Posting& b) { return a.id < b.id; });
@@ -1095,13 +1093,7 @@ Result<void> ArchiveLog::IndexSlice(Connection& conn) {
       std::map<int64_t, int64_t> per_chunk;
       for (const Posting& p : in_run) ++per_chunk[p.chunk];
       if (auto r = Release(conn, per_chunk); !r.ok()) return r;
-      auto erased = conn.Prepare(
-          "INSERT INTO archive_erased (username, below_id) VALUES (?1, ?2)"
-          " ON CONFLICT (username) DO UPDATE SET below_id = max(below_id, excluded.below_id)");
-      if (!erased.ok()) return erased.error();
-      erased->BindText(1, owner);
-      erased->BindInt(2, run_limit_ + 1);
-      if (auto r = erased->Run(); !r.ok()) return r;
+      if (auto r = RecordErased(conn, owner, run_limit_ + 1); !r.ok()) return r;
       continue;
     }
     if (auto r = InsertOrigins(conn, owner, in_run); !r.ok()) return r;
@@ -1132,8 +1124,7 @@ void ArchiveLog::IndexSliceCommitted() {
       const size_t before = tail.entries.size();
       std::erase_if(tail.entries, [&](const Posting& p) {
         if (p.chunk > run_limit_) return false;
-        if (auto o = tail.origins.find(p.origin_id); o != tail.origins.end() && o->second == p.id)
-          tail.origins.erase(o);
+        tail.ForgetOrigin(p);
         return true;
       });
       tail_size_ -= before - tail.entries.size();

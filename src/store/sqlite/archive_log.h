@@ -96,7 +96,6 @@ class ArchiveLog {
   struct Mark {
     size_t ops = 0;
     size_t chunk_bytes = 0;
-    size_t chunk_messages = 0;
     int64_t chunk_live = 0;
     int64_t chunk_last_id = 0;
   };
@@ -152,6 +151,10 @@ class ArchiveLog {
   struct OwnerTail {
     std::vector<Posting> entries;  // sorted by id
     std::unordered_map<std::string, int64_t> origins;
+    // Drops `p`'s origin-id from `origins` if it maps to `p`.
+    void ForgetOrigin(const Posting& p) {
+      if (auto o = origins.find(p.origin_id); o != origins.end() && o->second == p.id) origins.erase(o);
+    }
   };
   // A batch's pending change: an entry for an owner, or every entry of an
   // owner below an id erased.
@@ -218,7 +221,6 @@ class ArchiveLog {
   std::unordered_map<std::string, int64_t> batch_origins_;
   std::unordered_map<std::string, int64_t> batch_erased_;
   std::string chunk_;  // the batch's chunk data (server-assigned ids)
-  size_t chunk_messages_ = 0;
   int64_t chunk_first_id_ = 0;
   int64_t chunk_last_id_ = 0;
   int64_t chunk_live_ = 0;
