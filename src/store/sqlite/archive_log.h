@@ -1,7 +1,7 @@
 // ArchiveLog: how the SQLite store keeps the message archive (XEP-0313).
 //
-// The format (schema version 10; docs/architecture.md, "The archive on
-// SQLite"):
+// The format (schema versions 10 and 11; docs/architecture.md, "The
+// archive on SQLite"):
 //  * archive_log and archive_log_data: the durable log. Each group commit
 //    that archives messages appends a chunk (or a few: at most kChunkBytes
 //    each) holding every message of the batch, each with its owners' fields
@@ -11,7 +11,8 @@
 //  * archive_index: each owner's posting lists. A row holds up to
 //    kRowEntries of one owner's entries (id, stamp, where the stanza is in
 //    the log, peer, resource, direction, origin-id), in id order; an owner's
-//    rows cover disjoint id ranges, keyed by (owner, last id).
+//    rows cover disjoint id ranges, keyed by (owner, last id). Since schema
+//    11 a row lists its peers and resources once (EncodeRow, format 2).
 //  * The tail: entries of chunks above archive_state's `indexed_through`
 //    live in memory only (durable in their chunk), and queries merge them
 //    with the rows. When the tail holds SqliteOptions::archive_index_every

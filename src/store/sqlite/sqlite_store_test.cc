@@ -559,9 +559,87 @@ TEST(SqliteSchema, ConvertsAVersion9Archive) {
   EXPECT_GT(ArchiveOne(io, *store), 300);
   store->Close();
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "10");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "11");
   EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('archive', 'archive_messages')"),
             "0");
+}
+
+// Schema 10 wrote posting rows in format 1 (every field in every entry);
+// schema 11 writes format 2 but must still read them. The version-10 file
+// is written by hand: one chunk holding one message (id 100) that alice
+// sent bob, indexed in a format-1 row.
+TEST(SqliteSchema, ReadsVersion10PostingRows) {
+  TempDir dir;
+  const std::string path = (dir.path() / "v10.db").string();
+  {
+    RawDb raw(path);
+    for (const Migration& m : Migrations()) {
+      if (m.version > 10) break;
+      raw.Exec(m.sql);
+    }
+    raw.Exec("PRAGMA user_version = 10");
+    // The chunk's record: id 100, stamp 1 (zigzag 2), one owner (alice,
+    // peer bob@example.org, no resource, outgoing, origin-id o1), then the
+    // stanza (33 bytes, at offset 31).
+    const std::string stanza_hex = "3c6d6573736167653e3c626f64793e613c2f626f64793e3c2f6d6573736167653e";
+    raw.Exec(
+        "INSERT INTO accounts VALUES"
+        " ('alice', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0),"
+        " ('bob', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0);"
+        "INSERT INTO archive_log VALUES (100, 100, 1);"
+        "INSERT INTO archive_log_data VALUES (100, x'640201' || x'05616c696365' ||"
+        " x'0f626f62406578616d706c652e6f7267' || x'00' || x'01' || x'02' || x'6f31' || x'21' || x'" +
+        stanza_hex +
+        "');"
+        // id 100, stamp zigzag 2, chunk delta 0, offset 31, length 33,
+        // outgoing, peer, resource "", origin-id o1.
+        "INSERT INTO archive_index VALUES ('alice', 100, 100, 1, x'6402001f2101' ||"
+        " x'0f626f62406578616d706c652e6f7267' || x'00' || x'026f31');"
+        "INSERT INTO archive_origins VALUES ('alice', 'o1', 100);"
+        "UPDATE archive_state SET value = 100 WHERE key = 'indexed_through';");
+  }
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  {
+    auto store = MustOpen({path});
+    ASSERT_TRUE(store);
+    auto page = Await<ArchivePage>(
+        io, [&](Reply<ArchivePage> r) { store->QueryArchive("alice", ArchiveQuery{}, std::move(r)); });
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    ASSERT_EQ(page->messages.size(), 1u);
+    const ArchivedMessage& m = page->messages[0];
+    EXPECT_EQ(m.id, 100);
+    EXPECT_EQ(m.stamp_ms, 1);
+    EXPECT_EQ(m.peer, "bob@example.org");
+    EXPECT_TRUE(m.outgoing);
+    EXPECT_EQ(m.origin_id, "o1");
+    EXPECT_EQ(m.stanza, "<message><body>a</body></message>");
+    // A message given an id below the row's is merged with it: the format-1
+    // row is read and written again as format 2.
+    std::vector<ArchiveEntry> older = {
+        {"alice", {50, 7, "carol@example.net", "desk", false, "", "<message><body>z</body></message>"}}};
+    auto added = Await<ArchiveOutcome>(
+        io, [&](Reply<ArchiveOutcome> r) { store->Archive(std::move(older), std::move(r)); });
+    ASSERT_TRUE(added.ok()) << added.error().message;
+    EXPECT_EQ(ArchiveIds(io, *store, "alice"), (std::vector<int64_t>{50, 100}));
+    store->Close();
+  }
+  RawDb raw(path);
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "11");
+  EXPECT_EQ(raw.Query("SELECT hex(substr(entries, 1, 1)) FROM archive_index WHERE username = 'alice'"), "00");
+  auto store = MustOpen({path});
+  ASSERT_TRUE(store);
+  ArchiveQuery with;
+  with.with = "carol@example.net";
+  auto page =
+      Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { store->QueryArchive("alice", with, std::move(r)); });
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->messages.size(), 1u);
+  EXPECT_EQ(page->messages[0].id, 50);
+  EXPECT_EQ(page->messages[0].stamp_ms, 7);
+  EXPECT_EQ(page->messages[0].peer_resource, "desk");
+  EXPECT_EQ(page->messages[0].stanza, "<message><body>z</body></message>");
+  EXPECT_EQ(ArchiveIds(io, *store, "alice"), (std::vector<int64_t>{50, 100}));
+  store->Close();
 }
 
 // LastPepItems runs at every login with the user and all their contacts as
@@ -585,7 +663,7 @@ TEST(SqlitePep, LastItemsUseTheIndexes) {
 }
 
 TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
-  EXPECT_EQ(SqliteSchemaVersion(), 10);
+  EXPECT_EQ(SqliteSchemaVersion(), 11);
   ASSERT_EQ(static_cast<int>(Migrations().size()), SqliteSchemaVersion());
   for (size_t i = 0; i < Migrations().size(); ++i)
     EXPECT_EQ(Migrations()[i].version, static_cast<int>(i) + 1);
@@ -596,7 +674,7 @@ TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "10");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), std::to_string(CurrentVersion()));
   EXPECT_EQ(raw.Query("PRAGMA application_id"), std::to_string(kApplicationId));
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");
   EXPECT_EQ(
@@ -670,7 +748,7 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
   ASSERT_TRUE(store);
   {
     RawDb raw(path);
-    EXPECT_EQ(raw.Query("PRAGMA user_version"), "10");
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), std::to_string(CurrentVersion()));
     EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_table_info('roster_items') WHERE name = 'groups_json'"),
               "0");
   }
@@ -729,18 +807,19 @@ TEST(SqliteSchema, MigratesAVersion1FileWithItsData) {
 TEST(SqliteSchema, RefusesANewerSchemaAndLeavesTheFileAlone) {
   TempDir dir;
   const std::string path = (dir.path() / "future.db").string();
+  const std::string future = std::to_string(CurrentVersion() + 1);
   {
     RawDb raw(path);
-    raw.Exec(
-        "PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = 11;");
+    raw.Exec("PRAGMA application_id = 1852403301; CREATE TABLE from_the_future (x); PRAGMA user_version = " +
+             future + ";");
   }
   auto opened = OpenSqlite({path});
   ASSERT_FALSE(opened.ok());
   EXPECT_EQ(opened.error().code, Errc::kInvalidArgument);
   EXPECT_NE(opened.error().message.find("newer"), std::string::npos) << opened.error().message;
-  EXPECT_NE(opened.error().message.find("11"), std::string::npos) << opened.error().message;
+  EXPECT_NE(opened.error().message.find(future), std::string::npos) << opened.error().message;
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "11");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), future);
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "delete") << "a refused file must not be switched to WAL";
 }
 
