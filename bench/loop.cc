@@ -1292,7 +1292,19 @@ struct Loop::Impl {
           o += ' ';
           o.append(opt.body_size, 'x');
         }
-        o += "</body></message>";
+        o += "</body>";
+        if (opt.origin_id) {
+          o += "<origin-id xmlns='urn:xmpp:sid:0' id='";
+          AppendU64(o, plan.run_id);
+          o += '-';
+          AppendU64(o, Account(i));
+          o += '-';
+          AppendU64(o, k);
+          o += '-';
+          AppendU64(o, seq);
+          o += "'/>";
+        }
+        o += "</message>";
         if (opt.sm && ++t.sm_unrequested >= opt.sm_every) {
           t.sm_unrequested = 0;
           o += "<r xmlns='urn:xmpp:sm:3'/>";

@@ -128,6 +128,9 @@ int ParseOptions(int argc, const char* const* argv, Options& o, std::ostream& ou
   message->add_option("--body-size", o.body_size, "Extra bytes of body per message")
       ->check(CLI::Range(0u, 1u << 20))
       ->capture_default_str();
+  message->add_flag("--origin-id", o.origin_id,
+                    "Put a unique XEP-0359 <origin-id/> in every message, as Conversations, Dino, Gajim "
+                    "and Monal do (the server keeps it for de-duplicating retransmissions)");
   message->add_flag("--sm", o.sm,
                     "Enable XEP-0198 stream management: answer every <r/>, and ask for an ack after every "
                     "--sm-every messages sent");

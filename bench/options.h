@@ -53,6 +53,7 @@ struct Options {
   uint32_t fanout = 1;    // message: peers each client sends to (1 = pairs)
   double grace = 5;       // seconds to wait for stragglers after sending stops
   uint32_t body_size = 0; // extra body bytes per message
+  bool origin_id = false;  // message: an XEP-0359 <origin-id/> in every message, as modern clients send
   bool sm = false;        // XEP-0198: enable stream management and answer every <r/>
   uint32_t sm_every = 1;  // --sm: ask for an ack after every this many messages sent
   bool sm_resume = false; // --sm: ask for resumption too (<enable resume='true'/>)

@@ -4,7 +4,7 @@
 #
 #   bench/setting_cost.sh --what archive|sm|resume-store|build|backend [--clients N] [--duration S] [--rounds R]
 #                         [--rate MSGS_PER_S] [--archive true|false] [--sm-every N]
-#                         [--request-every M] [--baseline PATH]
+#                         [--request-every M] [--baseline PATH] [--origin-id]
 #
 #   archive  archive.enabled = true against false (XEP-0313: delivery after the
 #            durable write). bench/archive_cost.sh is this.
@@ -29,6 +29,9 @@
 #            database each run. Use --archive true: with the archive off the
 #            message path does not touch the store.
 #
+# --origin-id: every message carries an XEP-0359 <origin-id/>, as modern
+# clients send (nines-bench --origin-id), in both runs.
+#
 # Each round runs both settings (alternating which goes first) against a
 # fresh data directory. The server is pinned to CPU 0 and nines-bench to
 # CPU 1 where the machine has two cores, so at the window-16 max the server
@@ -42,6 +45,7 @@ cd "$(dirname "$0")/.."
 NINES=${NINES:-build/release/nines}
 BENCH=${BENCH:-build/release/nines-bench}
 clients=1000 duration=10 rounds=2 rate=0 what= archive_base=false sm_every=1 request_every= baseline=
+origin_args=()
 while (($#)); do
   case "$1" in
     --what) what=$2; shift 2 ;;
@@ -53,6 +57,7 @@ while (($#)); do
     --rounds) rounds=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
     --baseline) baseline=$2; shift 2 ;;
+    --origin-id) origin_args=(--origin-id); shift ;;
     *) echo "usage: $0 --what archive|sm [--clients N] [--duration S] [--rounds R] [--rate R] [--archive B]" >&2
        exit 2 ;;
   esac
@@ -137,7 +142,7 @@ TOML
   for _ in $(seq 100); do grep -q '^ready' "$dir/ready" 2>/dev/null && break; sleep 0.1; done
   local port
   port=$(sed -n 's/.*c2s=127\.0\.0\.1:\([0-9]*\).*/\1/p' "$dir/ready")
-  local args=(message --duration "$duration" "${extra[@]}")
+  local args=(message --duration "$duration" "${extra[@]}" "${origin_args[@]}")
   [ "$kind" = paced ] && args+=(--rate "$rate" --window 0)
   local before after json
   before=$(cpu_ticks "$server_pid")

@@ -353,7 +353,10 @@ class Store {
   // id / 1000; that is how the server archives, so that ids follow commit
   // order whichever thread submitted them. If an outgoing entry carries an
   // origin-id that the same owner's archive already holds, nothing is
-  // written and the outcome says duplicate. kConflict if a given id is
+  // written and the outcome says duplicate: at least among the owner's
+  // newest 2,048 entries (SQLite looks no further back; a client resends
+  // what it has not seen acknowledged, which is its newest), and everywhere
+  // in PostgreSQL. kConflict if a given id is
   // taken; kNotFound if an owner has no account.
   virtual void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) = 0;
   // One page of `username`'s archive; an unknown user has an empty archive.

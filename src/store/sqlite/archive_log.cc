@@ -274,21 +274,6 @@ Result<void> InsertRows(Connection& conn, const std::string& owner,
   return {};
 }
 
-Result<void> InsertOrigins(Connection& conn, const std::string& owner,
-                           const std::vector<ArchiveLog::Posting>& entries) {
-  for (const ArchiveLog::Posting& p : entries) {
-    if (!p.outgoing || p.origin_id.empty()) continue;
-    auto stmt = conn.Prepare(
-        "INSERT INTO archive_origins (username, origin_id, id) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
-    if (!stmt.ok()) return stmt.error();
-    stmt->BindText(1, owner);
-    stmt->BindText(2, p.origin_id);
-    stmt->BindInt(3, p.id);
-    if (auto r = stmt->Run(); !r.ok()) return r;
-  }
-  return {};
-}
-
 Result<void> DeleteRow(Connection& conn, const std::string& owner, int64_t last_id) {
   auto stmt = conn.Prepare("DELETE FROM archive_index WHERE username = ?1 AND last_id = ?2");
   if (!stmt.ok()) return stmt.error();
@@ -368,9 +353,10 @@ constexpr char kGenerationSql[] = "SELECT value FROM archive_state WHERE key = '
 // written as rows (all but those of given ids, which go to rows at once).
 constexpr char kIndexedThroughSql[] = "SELECT value FROM archive_state WHERE key = 'indexed_through'";
 
-// The statement that finds an indexed retransmission (query-plan test).
-extern const char kFindOriginSql[];
-const char kFindOriginSql[] = "SELECT id FROM archive_origins WHERE username = ?1 AND origin_id = ?2";
+// The owner's rows, newest first (query-plan test): retransmissions are
+// looked for in the first few.
+extern const char kNewestRowsSql[];
+const char kNewestRowsSql[] = "SELECT entries FROM archive_index WHERE username = ?1 ORDER BY last_id DESC";
 
 // ---- Conversion from version 9 ----
 
@@ -396,7 +382,6 @@ Result<void> ArchiveLog::ConvertV9(Connection& conn) {
   auto write_owner = [&](const std::string& owner, std::vector<Posting>& entries) -> Result<void> {
     if (entries.empty()) return {};
     if (auto r = InsertRows(conn, owner, entries); !r.ok()) return r;
-    if (auto r = InsertOrigins(conn, owner, entries); !r.ok()) return r;
     entries.clear();
     return {};
   };
@@ -571,6 +556,8 @@ Result<void> ArchiveLog::LoadInSnapshot(Connection& conn) {
   data_version_ = *version;
   last_id_ = -1;
   known_owners_.clear();
+  origin_filters_.clear();
+  origin_filter_size_ = 0;
   tail_stale_ = false;
   return {};
 }
@@ -725,7 +712,7 @@ std::string ArchiveLog::OriginKey(const std::string& owner, const std::string& o
 }
 
 Result<std::optional<int64_t>> ArchiveLog::FindOrigin(Connection& conn, const std::string& owner,
-                                                      const std::string& origin_id) const {
+                                                      const std::string& origin_id) {
   int64_t erased_below = std::numeric_limits<int64_t>::min();
   if (auto e = batch_erased_.find(owner); e != batch_erased_.end()) erased_below = e->second;
   if (auto o = batch_origins_.find(OriginKey(owner, origin_id));
@@ -738,16 +725,84 @@ Result<std::optional<int64_t>> ArchiveLog::FindOrigin(Connection& conn, const st
       return std::optional<int64_t>(o->second);
     }
   }
-  auto stmt = conn.Prepare(kFindOriginSql);
+  // The rows: the filter answers "not there" for almost every new message
+  // without reading them. A hash it holds is checked against the rows
+  // (they reflect this batch's erasures already).
+  auto filter = OriginFilter(conn, owner);
+  if (!filter.ok()) return filter.error();
+  if (!std::binary_search((*filter)->begin(), (*filter)->end(), std::hash<std::string_view>{}(origin_id))) {
+    return std::optional<int64_t>();
+  }
+  std::optional<int64_t> found;
+  auto read = ForNewestRows(conn, owner, [&](const Posting& p) {
+    if (p.outgoing && p.origin_id == origin_id) found = p.id;
+    return !found;
+  });
+  if (!read.ok()) return read.error();
+  return found;
+}
+
+template <class Fn>
+Result<void> ArchiveLog::ForNewestRows(Connection& conn, const std::string& owner, Fn&& fn) const {
+  auto stmt = conn.Prepare(kNewestRowsSql);
   if (!stmt.ok()) return stmt.error();
   stmt->BindText(1, owner);
-  stmt->BindText(2, origin_id);
-  auto row = stmt->Step();
-  if (!row.ok()) return row.error();
-  std::optional<int64_t> found;
-  if (*row) found = stmt->ColumnInt(0);
+  size_t seen = 0;
+  while (seen < kOriginWindow) {
+    auto row = stmt->Step();
+    if (!row.ok()) return row.error();
+    if (!*row) break;
+    auto entries = DecodeRow(stmt->ColumnBlob(0));
+    if (!entries.ok()) return entries.error();
+    for (auto p = entries->rbegin(); p != entries->rend(); ++p) {
+      if (!fn(*p)) {
+        stmt->Reset();
+        return {};
+      }
+    }
+    seen += entries->size();
+  }
   stmt->Reset();
-  return found;
+  return {};
+}
+
+Result<const std::vector<uint64_t>*> ArchiveLog::OriginFilter(Connection& conn, const std::string& owner) {
+  if (auto f = origin_filters_.find(owner); f != origin_filters_.end()) return &f->second;
+  std::vector<uint64_t> hashes;
+  auto read = ForNewestRows(conn, owner, [&](const Posting& p) {
+    if (p.outgoing && !p.origin_id.empty()) hashes.push_back(std::hash<std::string_view>{}(p.origin_id));
+    return true;
+  });
+  if (!read.ok()) return read.error();
+  std::sort(hashes.begin(), hashes.end());
+  hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
+  if (origin_filter_size_ + hashes.size() > kOriginFilterBudget) {
+    origin_filters_.clear();  // filled again from the rows as owners send
+    origin_filter_size_ = 0;
+  }
+  origin_filter_size_ += hashes.size();
+  return &origin_filters_.emplace(owner, std::move(hashes)).first->second;
+}
+
+void ArchiveLog::AddToOriginFilter(const std::string& owner, const std::vector<Posting>& entries) {
+  auto f = origin_filters_.find(owner);
+  if (f == origin_filters_.end()) return;  // filled from the rows when it is needed
+  std::vector<uint64_t>& hashes = f->second;
+  const size_t before = hashes.size();
+  for (const Posting& p : entries) {
+    if (p.outgoing && !p.origin_id.empty()) hashes.push_back(std::hash<std::string_view>{}(p.origin_id));
+  }
+  if (hashes.size() == before) return;
+  std::sort(hashes.begin() + static_cast<std::ptrdiff_t>(before), hashes.end());
+  std::inplace_merge(hashes.begin(), hashes.begin() + static_cast<std::ptrdiff_t>(before), hashes.end());
+  hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
+  origin_filter_size_ += hashes.size() - before;
+  // Past twice the window an owner's filter mostly holds entries it no
+  // longer covers: it is dropped, and read again from the rows.
+  if (hashes.size() > 2 * kOriginWindow) {
+    origin_filter_size_ -= hashes.size();
+    origin_filters_.erase(f);
+  }
 }
 
 Result<bool> ArchiveLog::IdTaken(Connection& conn, int64_t id) const {
@@ -853,7 +908,6 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
     last_id_ = std::max(last_id_, id);
     for (const ArchiveEntry& entry : entries) {
       const std::vector<Posting> one{MakePosting(entry, id, stamp_ms, id, offset)};
-      if (auto r = InsertOrigins(conn, entry.username, one); !r.ok()) return r.error();
       if (auto r = WriteRows(conn, entry.username, one); !r.ok()) return r.error();
     }
     ArchiveOutcome outcome;
@@ -974,13 +1028,6 @@ Result<int64_t> ArchiveLog::EraseBelow(Connection& conn, const std::string& owne
       if (auto r = InsertRow(conn, owner, *entries, 0, entries->size()); !r.ok()) return r.error();
     }
   }
-  if (!rows.empty()) {
-    auto stmt = conn.Prepare("DELETE FROM archive_origins WHERE username = ?1 AND id < ?2");
-    if (!stmt.ok()) return stmt.error();
-    stmt->BindText(1, owner);
-    stmt->BindInt(2, below);
-    if (auto r = stmt->Run(); !r.ok()) return r.error();
-  }
   // The tail, as this batch sees it.
   int64_t from_tail = 0;
   for (const Posting& p : BatchTail(owner)) {
@@ -1090,7 +1137,11 @@ Result<void> ArchiveLog::WriteRows(Connection& conn, const std::string& owner,
     }
   }
   last->Reset();
-  if (reread_from == kNoId) return InsertRows(conn, owner, entries);
+  if (reread_from == kNoId) {
+    if (auto r = InsertRows(conn, owner, entries); !r.ok()) return r;
+    AddToOriginFilter(owner, entries);
+    return {};
+  }
   std::vector<Posting> merged = entries;
   {
     auto stmt =
@@ -1117,7 +1168,9 @@ Result<void> ArchiveLog::WriteRows(Connection& conn, const std::string& owner,
                              [](const Posting& a, const Posting& b) { return a.id == b.id; }),
                  merged.end());
   }
-  return InsertRows(conn, owner, merged);
+  if (auto r = InsertRows(conn, owner, merged); !r.ok()) return r;
+  AddToOriginFilter(owner, entries);
+  return {};
 }
 
 Result<void> ArchiveLog::IndexSlice(Connection& conn) {
@@ -1164,7 +1217,6 @@ Result<void> ArchiveLog::IndexSlice(Connection& conn) {
       if (auto r = RecordErased(conn, owner, run_limit_ + 1); !r.ok()) return r;
       continue;
     }
-    if (auto r = InsertOrigins(conn, owner, in_run); !r.ok()) return r;
     if (auto r = WriteRows(conn, owner, in_run); !r.ok()) return r;
   }
   if (auto r = BumpGeneration(conn); !r.ok()) return r;

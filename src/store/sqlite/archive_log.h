@@ -20,8 +20,13 @@
 //    owner, not one per message), a slice of owners per transaction, and
 //    then moves the mark. At open, the chunks above the mark are read back
 //    into the tail, so a crash loses nothing that was committed.
-//  * archive_origins: (owner, origin-id) of indexed outgoing messages, for
-//    XEP-0359 retransmissions; the tail keeps its own map.
+//  * Retransmissions (XEP-0359 origin-ids) are looked for among the
+//    owner's newest kOriginWindow entries: in the batch, in the tail's
+//    per-owner maps, then in the owner's newest rows, which an in-memory
+//    filter of origin-id hashes per owner (filled from those rows on first
+//    use) rules out without reading them for almost every new message.
+//    Until schema 11 a table held every origin-id ever archived; inserting
+//    into it at random places cost more than the rest of an index run.
 //  * archive_erased: entries pruned or deleted while still in the tail, so a
 //    restart does not read them back from their chunks. Cleared once no
 //    chunk is above the mark.
@@ -68,6 +73,12 @@ class ArchiveLog {
   // A chunk is closed once it holds this many bytes (a batch may write
   // several): reading a message walks its chunk's overflow pages.
   static constexpr size_t kChunkBytes = 32 << 10;
+  // How far back a retransmission is recognised: the owner's newest rows
+  // up to this many entries (besides its whole tail).
+  static constexpr size_t kOriginWindow = 2048;
+  // Origin-id hashes the filters hold over all owners before they are
+  // dropped (and filled again from the rows as owners send): 8 bytes each.
+  static constexpr size_t kOriginFilterBudget = size_t{1} << 21;
 
   // An index run starts once the tail holds `index_every` entries.
   explicit ArchiveLog(size_t index_every) : index_every_(index_every) {}
@@ -185,7 +196,18 @@ class ArchiveLog {
   // Reads max(id) once per process (and after another process wrote).
   Result<void> LoadLastId(Connection& conn);
   Result<std::optional<int64_t>> FindOrigin(Connection& conn, const std::string& owner,
-                                            const std::string& origin_id) const;
+                                            const std::string& origin_id);
+  // Calls fn(posting) for the owner's newest rows' entries, newest row
+  // first, until kOriginWindow entries or fn returns false.
+  template <class Fn>
+  Result<void> ForNewestRows(Connection& conn, const std::string& owner, Fn&& fn) const;
+  // The owner's origin-id filter: the sorted hashes of the origin-ids of
+  // outgoing entries in its newest rows (a superset: entries erased or
+  // fallen out of the window since stay in it until it is dropped).
+  Result<const std::vector<uint64_t>*> OriginFilter(Connection& conn, const std::string& owner);
+  // After `entries` were written as the owner's rows: their origin-ids join
+  // its filter, if it has one.
+  void AddToOriginFilter(const std::string& owner, const std::vector<Posting>& entries);
   Result<bool> IdTaken(Connection& conn, int64_t id) const;
   Result<bool> OwnerExists(Connection& conn, const std::string& owner);
   // The owner's ids in the tail as the batch sees it (committed + ops).
@@ -226,6 +248,8 @@ class ArchiveLog {
   int64_t chunk_last_id_ = 0;
   int64_t chunk_live_ = 0;
   std::unordered_set<std::string> known_owners_;
+  std::unordered_map<std::string, std::vector<uint64_t>> origin_filters_;
+  size_t origin_filter_size_ = 0;  // hashes over all filters
   // The index run under way: the chunks it covers (first_id <= run_limit_),
   // the owners it found in the tail, the next to write, and where the
   // current slice began.

@@ -262,10 +262,12 @@ CREATE TABLE archive_state (
 INSERT INTO archive_state (key, value) VALUES ('generation', 0), ('indexed_through', 0);
 )sql";
 
-// No table changes: archive_index rows written from now on use posting-row
-// format 2 (archive_log.cc, EncodeRow), which builds before this one cannot
-// read. Format-1 rows stay as they are and are still read.
-constexpr const char* kV11 = "-- posting rows in format 2";
+// archive_index rows written from now on use posting-row format 2
+// (archive_log.cc, EncodeRow), which builds before this one cannot read;
+// format-1 rows stay as they are and are still read. Retransmissions are
+// looked for in the owners' newest rows (ArchiveLog::FindOrigin), which
+// hold the origin-ids, so the table of every origin-id goes.
+constexpr const char* kV11 = "DROP TABLE archive_origins;";
 
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
@@ -278,7 +280,7 @@ constexpr std::array kMigrations = {
     Migration{8, "archiving preferences", kV8},
     Migration{9, "personal eventing nodes and items", kV9},
     Migration{10, "message archive as a log with posting lists", kV10, &ArchiveLog::ConvertV9},
-    Migration{11, "compact posting rows in the message archive", kV11},
+    Migration{11, "compact posting rows, no origin-id table in the message archive", kV11},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

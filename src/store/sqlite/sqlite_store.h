@@ -49,9 +49,9 @@ namespace nines::store::sqlite {
 // How long a connection waits for another connection's (or process's) lock.
 inline constexpr int kBusyTimeoutMs = 5000;
 
-// The statement that finds a retransmission by its origin-id (for the
-// query-plan test).
-extern const char kFindOriginSql[];
+// The statement that reads an owner's posting rows newest first, where
+// retransmissions are looked for (for the query-plan test).
+extern const char kNewestRowsSql[];
 // The statement behind LastPepItems (for the query-plan test).
 extern const char kLastPepItemsSql[];
 // Its one-owner, one-node form (the avatar hash read at each login).
