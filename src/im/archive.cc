@@ -503,7 +503,14 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
   if (keep_in) {
     store::ArchiveEntry in;
     in.username = st.user;
-    in.message = {id, stamp, std::string(from.Bare()), std::string(from.resource), false, {}, r->xml};
+    // The stanza goes with the first entry only (store.h: the others share it).
+    in.message = {id,
+                  stamp,
+                  std::string(from.Bare()),
+                  std::string(from.resource),
+                  false,
+                  {},
+                  entries.empty() ? r->xml : std::string()};
     entries.push_back(std::move(in));
   }
   st.outbox.push_back({r, false, true});

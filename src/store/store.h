@@ -348,7 +348,9 @@ class Store {
 
   // Archive (XEP-0313). Writes one message to each entry's owner in one
   // transaction, all or none. The entries must share id, stamp and stanza
-  // (kInvalidArgument otherwise, or for none, or for a negative id). With id
+  // (kInvalidArgument otherwise, or for none, or for a negative id); the
+  // entries after the first may leave the stanza empty to mean the first's
+  // (the server does, saving a copy per message). With id
   // 0 the store assigns the id (see ArchivedMessage) and sets stamp_ms to
   // id / 1000; that is how the server archives, so that ids follow commit
   // order whichever thread submitted them. If an outgoing entry carries an

@@ -1123,6 +1123,28 @@ TYPED_TEST_P(StoreConformance, ArchiveFiltersCombine) {
   EXPECT_EQ(this->Ids(*carol), (std::vector<int64_t>{2, 5}));
 }
 
+// The server passes the stanza with the first entry only (store.h).
+TYPED_TEST_P(StoreConformance, ArchiveEntriesAfterTheFirstShareItsStanza) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  const std::string stanza = "<message type='chat'><body>shared</body></message>";
+  auto done = this->Archive({{"alice", {0, 0, "bob@example.org", "", true, "o-1", stanza}},
+                             {"bob", {0, 0, "alice@example.org", "r", false, "", ""}}});
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  for (const char* owner : {"alice", "bob"}) {
+    auto page = this->QueryArchive(owner, {});
+    ASSERT_TRUE(page.ok());
+    ASSERT_EQ(page->messages.size(), 1u) << owner;
+    EXPECT_EQ(page->messages[0].id, done->id) << owner;
+    EXPECT_EQ(page->messages[0].stanza, stanza) << owner;
+  }
+  // A later entry's stanza, if given, must still be the first's.
+  auto mixed = this->Archive({{"alice", {0, 0, "bob@example.org", "", true, "", stanza}},
+                              {"bob", {0, 0, "alice@example.org", "r", false, "", "<message/>"}}});
+  ASSERT_FALSE(mixed.ok());
+  EXPECT_EQ(mixed.error().code, Errc::kInvalidArgument);
+}
+
 TYPED_TEST_P(StoreConformance, ArchiveRecognisesRetransmissionsByOriginId) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
@@ -1936,9 +1958,9 @@ REGISTER_TYPED_TEST_SUITE_P(
     ConcurrentWritersAreAllDurableAndVisible, AFailingWriteFailsAlone,
     CloseDrainsQueuedWritesAndLaterCallsAreUnavailable, DataSurvivesReopen,
     ArchiveKeepsBothOwnersCopiesInOrder, ArchivePagesForwardAndBack, ArchiveFiltersCombine,
-    ArchiveRecognisesRetransmissionsByOriginId, ArchiveBatchIsAllOrNothing, PruneArchiveByAgeAndCount,
-    AssignedArchiveIdsFollowCommitOrderAndTheClock, ArchiveSurvivesReopen,
-    DeviceStateRoundTripsAndIsReplaced, DeviceStatesNeedAnAccountAndGoWithIt,
+    ArchiveRecognisesRetransmissionsByOriginId, ArchiveEntriesAfterTheFirstShareItsStanza,
+    ArchiveBatchIsAllOrNothing, PruneArchiveByAgeAndCount, AssignedArchiveIdsFollowCommitOrderAndTheClock,
+    ArchiveSurvivesReopen, DeviceStateRoundTripsAndIsReplaced, DeviceStatesNeedAnAccountAndGoWithIt,
     SweepDetachesAttachedRowsAndDropsExpiredOnes, PushRegistrationsRoundTripAndAreReplaced,
     PushRegistrationsDeleteByNodeOrService, PushRegistrationsNeedAnAccountAndGoWithIt,
     BlocklistAddsRemovesAndSorts, BlocklistNeedsAnAccountAndGoesWithIt,

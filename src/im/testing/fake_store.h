@@ -173,6 +173,7 @@ class FakeStore final : public store::Store {
       if (id == 0) id = ++last_archive_id_;  // increasing, like the real stores
       for (auto& e : entries) {
         e.message.id = id;
+        if (e.message.stanza.empty()) e.message.stanza = entries.front().message.stanza;  // store.h
         if (entries.front().message.id == 0) e.message.stamp_ms = id / 1000;
         archive_[e.username].push_back(e.message);
       }

@@ -448,7 +448,8 @@ void PgStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> r
     rows.reserve(entries.size());
     for (const ArchiveEntry& entry : entries) {
       const ArchivedMessage& m = entry.message;
-      if (m.id != first.id || m.stamp_ms != first.stamp_ms || m.stanza != first.stanza) {
+      if (m.id != first.id || m.stamp_ms != first.stamp_ms ||
+          (!m.stanza.empty() && m.stanza != first.stanza)) {
         out = MakeError(Errc::kInvalidArgument, "the entries of one Archive call must be one message");
         return;
       }

@@ -842,7 +842,7 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
   if (first.id < 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
   for (size_t i = 0; i < entries.size(); ++i) {
     const ArchivedMessage& m = entries[i].message;
-    if (m.id != first.id || m.stamp_ms != first.stamp_ms || m.stanza != first.stanza) {
+    if (m.id != first.id || m.stamp_ms != first.stamp_ms || (!m.stanza.empty() && m.stanza != first.stanza)) {
       return MakeError(Errc::kInvalidArgument, "the entries of one Archive call must be one message");
     }
     for (size_t j = 0; j < i; ++j) {
@@ -907,7 +907,7 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
     }
     last_id_ = std::max(last_id_, id);
     for (const ArchiveEntry& entry : entries) {
-      const std::vector<Posting> one{MakePosting(entry, id, stamp_ms, id, offset)};
+      const std::vector<Posting> one{MakePosting(entry, id, stamp_ms, id, offset, first.stanza.size())};
       if (auto r = WriteRows(conn, entry.username, one); !r.ok()) return r.error();
     }
     ArchiveOutcome outcome;
@@ -917,7 +917,7 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
   for (const ArchiveEntry& entry : entries) {
     Op op;
     op.owner = entry.username;
-    op.posting = MakePosting(entry, id, stamp_ms, chunk_id, offset);
+    op.posting = MakePosting(entry, id, stamp_ms, chunk_id, offset, first.stanza.size());
     const Posting& p = op.posting;
     if (p.outgoing && !p.origin_id.empty()) batch_origins_[OriginKey(op.owner, p.origin_id)] = id;
     archived_here_ = true;
@@ -929,13 +929,13 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
 }
 
 ArchiveLog::Posting ArchiveLog::MakePosting(const ArchiveEntry& entry, int64_t id, int64_t stamp_ms,
-                                            int64_t chunk, size_t offset) {
+                                            int64_t chunk, size_t offset, size_t length) {
   Posting p;
   p.id = id;
   p.stamp_ms = stamp_ms;
   p.chunk = chunk;
   p.offset = static_cast<uint32_t>(offset);
-  p.length = static_cast<uint32_t>(entry.message.stanza.size());
+  p.length = static_cast<uint32_t>(length);
   p.outgoing = entry.message.outgoing;
   p.peer = entry.message.peer;
   p.peer_resource = entry.message.peer_resource;

@@ -188,9 +188,9 @@ class ArchiveLog {
   // change other processes must see (erasures, index runs) does.
   Result<void> BumpGeneration(Connection& conn);
   // The entry's posting for a message stored under `id` at `offset` of
-  // chunk `chunk`.
+  // chunk `chunk`, `length` bytes long.
   static Posting MakePosting(const ArchiveEntry& entry, int64_t id, int64_t stamp_ms, int64_t chunk,
-                             size_t offset);
+                             size_t offset, size_t length);
   static std::string OriginKey(const std::string& owner, const std::string& origin_id);
   Result<void> LoadInSnapshot(Connection& conn);
   // Reads max(id) once per process (and after another process wrote).
