@@ -556,8 +556,7 @@ Result<void> ArchiveLog::LoadInSnapshot(Connection& conn) {
   data_version_ = *version;
   last_id_ = -1;
   known_owners_.clear();
-  origin_filters_.clear();
-  origin_filter_size_ = 0;
+  ClearOriginFilters();
   tail_stale_ = false;
   return {};
 }
@@ -680,6 +679,7 @@ void ArchiveLog::Aborted() {
   batch_erased_.clear();
   Rewind(Mark{});
   known_owners_.clear();
+  ClearOriginFilters();  // one may have been filled from rows the rollback brought back
 }
 
 // ---- Writing ----
@@ -776,10 +776,8 @@ Result<const std::vector<uint64_t>*> ArchiveLog::OriginFilter(Connection& conn, 
   if (!read.ok()) return read.error();
   std::sort(hashes.begin(), hashes.end());
   hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
-  if (origin_filter_size_ + hashes.size() > kOriginFilterBudget) {
-    origin_filters_.clear();  // filled again from the rows as owners send
-    origin_filter_size_ = 0;
-  }
+  if (origin_filter_size_ + hashes.size() > kOriginFilterBudget)
+    ClearOriginFilters();  // filled again as owners send
   origin_filter_size_ += hashes.size();
   return &origin_filters_.emplace(owner, std::move(hashes)).first->second;
 }
@@ -1263,6 +1261,7 @@ void ArchiveLog::IndexSliceAborted() {
   data_version_ = -1;
   run_next_ = slice_start_;
   known_owners_.clear();
+  ClearOriginFilters();
 }
 
 // ---- Export ----

@@ -208,6 +208,10 @@ class ArchiveLog {
   // After `entries` were written as the owner's rows: their origin-ids join
   // its filter, if it has one.
   void AddToOriginFilter(const std::string& owner, const std::vector<Posting>& entries);
+  void ClearOriginFilters() {
+    origin_filters_.clear();
+    origin_filter_size_ = 0;
+  }
   Result<bool> IdTaken(Connection& conn, int64_t id) const;
   Result<bool> OwnerExists(Connection& conn, const std::string& owner);
   // The owner's ids in the tail as the batch sees it (committed + ops).
