@@ -169,12 +169,13 @@ class FakeStore final : public store::Store {
       for (auto& e : entries) {
         if (!accounts_.count(e.username)) return MakeError(Errc::kNotFound, "no such account");
       }
+      const bool assigned = entries.front().message.id == 0;
       int64_t id = entries.front().message.id;
-      if (id == 0) id = ++last_archive_id_;  // increasing, like the real stores
+      if (assigned) id = ++last_archive_id_;  // increasing, like the real stores
       for (auto& e : entries) {
         e.message.id = id;
         if (e.message.stanza.empty()) e.message.stanza = entries.front().message.stanza;  // store.h
-        if (entries.front().message.id == 0) e.message.stamp_ms = id / 1000;
+        if (assigned) e.message.stamp_ms = id / 1000;
         archive_[e.username].push_back(e.message);
       }
       store::ArchiveOutcome outcome;

@@ -28,6 +28,15 @@ void PutVarint(std::string& out, uint64_t v) {
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
 int64_t UnZigZag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1); }
 
+// Differences and sums in two's complement, so that extreme values (given
+// ids and stamps, a damaged row) wrap instead of overflowing.
+int64_t WrapSub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+int64_t WrapAdd(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+
 void PutString(std::string& out, std::string_view s) {
   PutVarint(out, s.size());
   out.append(s);
@@ -175,10 +184,10 @@ std::string EncodeRow(const std::vector<ArchiveLog::Posting>& entries, size_t be
   int64_t prev = 0;
   for (size_t i = begin; i < end; ++i) {
     const ArchiveLog::Posting& p = entries[i];
-    PutVarint(body, static_cast<uint64_t>(p.id - prev));
+    PutVarint(body, static_cast<uint64_t>(WrapSub(p.id, prev)));
     prev = p.id;
-    PutVarint(body, ZigZag(p.stamp_ms - p.id / 1000));
-    PutVarint(body, ZigZag(p.id - p.chunk));
+    PutVarint(body, ZigZag(WrapSub(p.stamp_ms, p.id / 1000)));
+    PutVarint(body, ZigZag(WrapSub(p.id, p.chunk)));
     PutVarint(body, p.offset);
     PutVarint(body, p.length);
     const bool origin = !p.origin_id.empty();
@@ -215,10 +224,10 @@ Result<std::vector<ArchiveLog::Posting>> DecodeRow(std::string_view data) {
     entries.reserve(ArchiveLog::kRowEntries);
     while (!in.done()) {
       ArchiveLog::Posting p;
-      p.id = prev + static_cast<int64_t>(in.Varint());
+      p.id = WrapAdd(prev, static_cast<int64_t>(in.Varint()));
       prev = p.id;
-      p.stamp_ms = p.id / 1000 + UnZigZag(in.Varint());
-      p.chunk = p.id - UnZigZag(in.Varint());
+      p.stamp_ms = WrapAdd(p.id / 1000, UnZigZag(in.Varint()));
+      p.chunk = WrapSub(p.id, UnZigZag(in.Varint()));
       p.offset = static_cast<uint32_t>(in.Varint());
       p.length = static_cast<uint32_t>(in.Varint());
       const uint8_t flags = in.Byte();
@@ -236,10 +245,10 @@ Result<std::vector<ArchiveLog::Posting>> DecodeRow(std::string_view data) {
   }
   while (!in.done()) {
     ArchiveLog::Posting p;
-    p.id = prev + static_cast<int64_t>(in.Varint());
+    p.id = WrapAdd(prev, static_cast<int64_t>(in.Varint()));
     prev = p.id;
     p.stamp_ms = UnZigZag(in.Varint());
-    p.chunk = p.id - UnZigZag(in.Varint());
+    p.chunk = WrapSub(p.id, UnZigZag(in.Varint()));
     p.offset = static_cast<uint32_t>(in.Varint());
     p.length = static_cast<uint32_t>(in.Varint());
     p.outgoing = in.Bytes(1) == std::string_view("\1", 1);
@@ -733,10 +742,11 @@ Result<std::optional<int64_t>> ArchiveLog::FindOrigin(Connection& conn, const st
   if (!std::binary_search((*filter)->begin(), (*filter)->end(), std::hash<std::string_view>{}(origin_id))) {
     return std::optional<int64_t>();
   }
+  // The oldest copy in the window, as the tail and PostgreSQL answer.
   std::optional<int64_t> found;
   auto read = ForNewestRows(conn, owner, [&](const Posting& p) {
     if (p.outgoing && p.origin_id == origin_id) found = p.id;
-    return !found;
+    return true;
   });
   if (!read.ok()) return read.error();
   return found;
@@ -776,10 +786,10 @@ Result<const std::vector<uint64_t>*> ArchiveLog::OriginFilter(Connection& conn, 
   if (!read.ok()) return read.error();
   std::sort(hashes.begin(), hashes.end());
   hashes.erase(std::unique(hashes.begin(), hashes.end()), hashes.end());
-  if (origin_filter_size_ + hashes.size() > kOriginFilterBudget)
-    ClearOriginFilters();  // filled again as owners send
   origin_filter_size_ += hashes.size();
-  return &origin_filters_.emplace(owner, std::move(hashes)).first->second;
+  auto* filter = &origin_filters_.emplace(owner, std::move(hashes)).first->second;
+  TrimOriginFilters(owner);
+  return filter;
 }
 
 void ArchiveLog::AddToOriginFilter(const std::string& owner, const std::vector<Posting>& entries) {
@@ -800,6 +810,25 @@ void ArchiveLog::AddToOriginFilter(const std::string& owner, const std::vector<P
   if (hashes.size() > 2 * kOriginWindow) {
     origin_filter_size_ -= hashes.size();
     origin_filters_.erase(f);
+    return;
+  }
+  TrimOriginFilters(owner);
+}
+
+void ArchiveLog::TrimOriginFilters(const std::string& keep) {
+  if (origin_filter_size_ + origin_filters_.size() <= kOriginFilterBudget) return;
+  // Over the budget (a filter's node counts as one hash): other owners'
+  // filters go, in the map's order, until half of it is left; they are read
+  // again from the rows when their owners next send.
+  for (auto f = origin_filters_.begin();
+       f != origin_filters_.end() &&
+       origin_filter_size_ + origin_filters_.size() > kOriginFilterBudget / 2;) {
+    if (f->first == keep) {
+      ++f;
+      continue;
+    }
+    origin_filter_size_ -= f->second.size();
+    f = origin_filters_.erase(f);
   }
 }
 

@@ -208,6 +208,9 @@ class ArchiveLog {
   // After `entries` were written as the owner's rows: their origin-ids join
   // its filter, if it has one.
   void AddToOriginFilter(const std::string& owner, const std::vector<Posting>& entries);
+  // Drops other owners' filters while the filters are over
+  // kOriginFilterBudget.
+  void TrimOriginFilters(const std::string& keep);
   void ClearOriginFilters() {
     origin_filters_.clear();
     origin_filter_size_ = 0;
