@@ -469,6 +469,45 @@ TEST(SqliteArchive, SlicedIndexRunsAndAnUnfinishedRunLoseAndRepeatNothing) {
   store->Close();
 }
 
+// `nines store migrate` reads the archive through ExportV9Tables. After an
+// index run that did not finish, entries are both in rows and in chunks
+// above the mark: each must be exported once, with its message once.
+TEST(SqliteArchive, ExportAfterAnUnfinishedRunListsEachEntryOnce) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  {
+    auto store = MustOpen({path});
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(CreateAliceAndBob(io, *store));
+    for (int i = 0; i < 10; ++i) ArchiveOne(io, *store, "o" + std::to_string(i));
+    store->Close();  // indexes all ten
+  }
+  // As a crash between the last slice's rows and the mark leaves it.
+  RawDb(path).Exec("UPDATE archive_state SET value = 0 WHERE key = 'indexed_through'");
+  auto conn = Connection::Open(path, Connection::Mode::kReadOnly, kBusyTimeoutMs);
+  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  ASSERT_TRUE((*conn)->Exec("BEGIN").ok());
+  auto exported = ArchiveLog::ExportV9Tables(**conn);
+  ASSERT_TRUE(exported.ok()) << exported.error().message;
+  auto count = [&](const char* sql) {
+    auto stmt = (*conn)->Prepare(sql);
+    EXPECT_TRUE(stmt.ok());
+    if (!stmt.ok()) return int64_t{-1};
+    auto row = stmt->Step();
+    EXPECT_TRUE(row.ok() && *row);
+    const int64_t n = stmt->ColumnInt(0);
+    stmt->Reset();
+    return n;
+  };
+  EXPECT_EQ(count("SELECT count(*) FROM temp.archive"), 20);
+  EXPECT_EQ(count("SELECT count(*) FROM (SELECT DISTINCT username, id FROM temp.archive)"), 20);
+  EXPECT_EQ(count("SELECT count(*) FROM temp.archive_messages"), 10);
+  EXPECT_EQ(count("SELECT count(*) FROM temp.archive_messages WHERE owners = 2"), 10);
+  EXPECT_EQ(count("SELECT count(*) FROM temp.archive WHERE outgoing = 1 AND origin_id LIKE 'o%'"), 10);
+  ASSERT_TRUE((*conn)->Exec("ROLLBACK").ok());
+}
+
 // Another process (the CLI) deleting an account while the server holds the
 // owner's newest entries in its tail: the server reads the tail again
 // before its next write, so the entries are gone and are never indexed.
@@ -562,6 +601,20 @@ TEST(SqliteArchive, AnAccountDeletedElsewhereIsNoLongerArchivedFor) {
   server->Close();
 }
 
+// An old file as build `version` left it: its migrations' tables, its
+// user_version, and accounts alice and bob (dummy keys).
+void WriteSchemaWithAliceAndBob(RawDb& raw, int version) {
+  for (const Migration& m : Migrations()) {
+    if (m.version > version) break;
+    raw.Exec(m.sql);
+  }
+  raw.Exec("PRAGMA user_version = " + std::to_string(version));
+  raw.Exec(
+      "INSERT INTO accounts VALUES"
+      " ('alice', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0),"
+      " ('bob', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0);");
+}
+
 // A version-9 file keeps its archive: each message once, both owners'
 // entries, origin-ids, and the old tables are gone.
 TEST(SqliteSchema, ConvertsAVersion9Archive) {
@@ -569,15 +622,8 @@ TEST(SqliteSchema, ConvertsAVersion9Archive) {
   const std::string path = (dir.path() / "v9.db").string();
   {
     RawDb raw(path);
-    for (const Migration& m : Migrations()) {
-      if (m.version > 9) break;
-      raw.Exec(m.sql);
-    }
-    raw.Exec("PRAGMA user_version = 9");
+    WriteSchemaWithAliceAndBob(raw, 9);
     raw.Exec(
-        "INSERT INTO accounts VALUES"
-        " ('alice', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0),"
-        " ('bob', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0);"
         "INSERT INTO archive_messages VALUES (100, 1, 2, '<message><body>a</body></message>'),"
         " (200, 2, 1, '<message><body>b</body></message>'), (300, 3, 2, '<message><body>c</body></message>');"
         "INSERT INTO archive VALUES ('alice', 100, 'bob@example.org', '', 1, 'o1'),"
@@ -623,19 +669,12 @@ TEST(SqliteSchema, ReadsVersion10PostingRows) {
   const std::string path = (dir.path() / "v10.db").string();
   {
     RawDb raw(path);
-    for (const Migration& m : Migrations()) {
-      if (m.version > 10) break;
-      raw.Exec(m.sql);
-    }
-    raw.Exec("PRAGMA user_version = 10");
+    WriteSchemaWithAliceAndBob(raw, 10);
     // The chunk's record: id 100, stamp 1 (zigzag 2), one owner (alice,
     // peer bob@example.org, no resource, outgoing, origin-id o1), then the
     // stanza (33 bytes, at offset 31).
     const std::string stanza_hex = "3c6d6573736167653e3c626f64793e613c2f626f64793e3c2f6d6573736167653e";
     raw.Exec(
-        "INSERT INTO accounts VALUES"
-        " ('alice', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0),"
-        " ('bob', x'00', 4096, x'01', x'02', x'03', 4096, x'04', x'05', 1, 0);"
         "INSERT INTO archive_log VALUES (100, 100, 1);"
         "INSERT INTO archive_log_data VALUES (100, x'640201' || x'05616c696365' ||"
         " x'0f626f62406578616d706c652e6f7267' || x'00' || x'01' || x'02' || x'6f31' || x'21' || x'" +
