@@ -601,6 +601,14 @@ TEST(SqliteArchive, AnAccountDeletedElsewhereIsNoLongerArchivedFor) {
   server->Close();
 }
 
+// `owner`'s archive with one peer (a MAM `with` filter).
+Result<ArchivePage> ArchiveWith(boost::asio::io_context& io, Store& store, const std::string& owner,
+                                const std::string& peer) {
+  ArchiveQuery with;
+  with.with = peer;
+  return Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { store.QueryArchive(owner, with, std::move(r)); });
+}
+
 // An old file as build `version` left it: its migrations' tables, its
 // user_version, and accounts alice and bob (dummy keys).
 void WriteSchemaWithAliceAndBob(RawDb& raw, int version) {
@@ -636,10 +644,7 @@ TEST(SqliteSchema, ConvertsAVersion9Archive) {
   ASSERT_TRUE(store);
   EXPECT_EQ(ArchiveIds(io, *store, "alice"), (std::vector<int64_t>{100, 300}));
   EXPECT_EQ(ArchiveIds(io, *store, "bob"), (std::vector<int64_t>{100, 200, 300}));
-  ArchiveQuery with;
-  with.with = "carol@example.net";
-  auto page =
-      Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { store->QueryArchive("bob", with, std::move(r)); });
+  auto page = ArchiveWith(io, *store, "bob", "carol@example.net");
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(page->messages.size(), 1u);
   EXPECT_EQ(page->messages[0].id, 200);
@@ -655,7 +660,7 @@ TEST(SqliteSchema, ConvertsAVersion9Archive) {
   EXPECT_GT(ArchiveOne(io, *store), 300);
   store->Close();
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "11");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), std::to_string(CurrentVersion()));
   EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name IN ('archive', 'archive_messages')"),
             "0");
 }
@@ -713,14 +718,11 @@ TEST(SqliteSchema, ReadsVersion10PostingRows) {
     store->Close();
   }
   RawDb raw(path);
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "11");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), std::to_string(CurrentVersion()));
   EXPECT_EQ(raw.Query("SELECT hex(substr(entries, 1, 1)) FROM archive_index WHERE username = 'alice'"), "00");
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
-  ArchiveQuery with;
-  with.with = "carol@example.net";
-  auto page =
-      Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { store->QueryArchive("alice", with, std::move(r)); });
+  auto page = ArchiveWith(io, *store, "alice", "carol@example.net");
   ASSERT_TRUE(page.ok());
   ASSERT_EQ(page->messages.size(), 1u);
   EXPECT_EQ(page->messages[0].id, 50);
