@@ -538,13 +538,9 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
                 it->carbons_sent = true;
                 SentCarbons(r, outcome->id, home);
               } else {
-                auto archived = std::make_shared<Routed>(*r);
+                // A copy of r with our stanza-id in its text (r's text is not copied twice).
+                auto archived = std::make_shared<Routed>(*r, WithStanzaId(r->xml, bare, outcome->id));
                 archived->done.reset();  // only the original counts for the sender
-                std::string sid = "<stanza-id xmlns='urn:xmpp:sid:0'";
-                AppendAttr(sid, "by", bare);
-                AppendAttr(sid, "id", std::to_string(outcome->id));
-                sid.append("/>");
-                AppendChildXml(archived->xml, sid);
                 archived->archive_id = outcome->id;
                 it->routed = std::move(archived);
                 it->carbons_sent = true;

@@ -104,14 +104,7 @@ void HubImpl::SentCarbons(const RoutedPtr& r, int64_t archive_id, size_t current
     for (const auto& res : st.resources) {
       if (!res.carbons || !res.available || res.ref == r->origin) continue;
       if (inner.empty()) {
-        inner = r->xml;
-        if (archive_id != 0) {
-          std::string sid = "<stanza-id xmlns='urn:xmpp:sid:0'";
-          AppendAttr(sid, "by", st.bare);
-          AppendAttr(sid, "id", std::to_string(archive_id));
-          sid.append("/>");
-          AppendChildXml(inner, sid);
-        }
+        inner = archive_id != 0 ? WithStanzaId(r->xml, st.bare, archive_id) : r->xml;
       }
       DeliverTo(res, std::make_shared<const std::string>(
                          Wrap(st.bare, res.full, "sent", TypeName(r->msg_type()), inner)));

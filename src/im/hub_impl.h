@@ -91,8 +91,10 @@ class OriginNotifier {
 };
 
 // A stanza on its way between loops: serialised once, with the few fields
-// routing and error replies need. Immutable once shared.
-struct Routed {
+// routing and error replies need. Immutable once shared. RoutedFields is
+// everything but the text, so that a copy with other text (an archived
+// message with its stanza-id) does not copy the text twice.
+struct RoutedFields {
   Kind kind = Kind::kMessage;
   uint8_t type = 0;         // MsgType, PresType or IqType
   bool offline_ok = false;  // a message XEP-0160 storage would keep
@@ -113,11 +115,18 @@ struct Routed {
   // a message that is not archived has been handed to its sessions (which
   // may hold the stanza until their client acknowledges it, XEP-0198).
   mutable std::shared_ptr<OriginNotifier> done;
-  std::string xml;  // the stanza, serialised for a jabber:client stream
 
   MsgType msg_type() const { return static_cast<MsgType>(type); }
   PresType pres_type() const { return static_cast<PresType>(type); }
   IqType iq_type() const { return static_cast<IqType>(type); }
+};
+
+struct Routed : RoutedFields {
+  std::string xml;  // the stanza, serialised for a jabber:client stream
+
+  Routed() = default;
+  // `fields` with `text` as the stanza.
+  Routed(const RoutedFields& fields, std::string text) : RoutedFields(fields), xml(std::move(text)) {}
 };
 using RoutedPtr = std::shared_ptr<const Routed>;
 

@@ -106,12 +106,7 @@ void HubImpl::ReplayForRestore(AccountState& st, xmpp::SessionRef ref, xmpp::Res
                 const bool for_us = own.compare(5, own.size() - 6, *to) == 0;
                 const bool for_bare = to_bare.compare(5, to_bare.size() - 6, *to) == 0;
                 if (!for_us && !(for_bare && restored.priority >= 0) && !restored.carbons) continue;
-                std::string xml = m.stanza;
-                std::string sid = "<stanza-id xmlns='urn:xmpp:sid:0'";
-                AppendAttr(sid, "by", st->bare);
-                AppendAttr(sid, "id", std::to_string(m.id));
-                sid.append("/>");
-                AppendChildXml(xml, sid);
+                std::string xml = WithStanzaId(m.stanza, st->bare, m.id);
                 AppendChildXml(xml, DelayXml(config.domain, m.stamp_ms));
                 if (!for_us && !(for_bare && restored.priority >= 0)) {
                   // A received carbon: the message itself went elsewhere.

@@ -1,5 +1,6 @@
 #include "im/stanza_text.h"
 
+#include <charconv>
 #include <chrono>
 #include <ctime>
 
@@ -73,6 +74,32 @@ bool AppendChildXml(std::string& stanza, std::string_view child_xml) {
   if (close == std::string::npos || stanza.back() != '>') return false;
   stanza.insert(close, child_xml);
   return true;
+}
+
+void AppendStanzaIdXml(std::string& out, std::string_view by, int64_t id) {
+  out.append("<stanza-id xmlns='urn:xmpp:sid:0'");
+  AppendAttr(out, "by", by);
+  char digits[24];
+  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, id);
+  out.append(" id='").append(digits, end).append("'/>");
+}
+
+std::string WithStanzaId(std::string_view stanza, std::string_view by, int64_t id) {
+  const size_t close = stanza.rfind("</");
+  if (close == std::string_view::npos || stanza.ends_with("/>") || !stanza.starts_with('<') ||
+      !stanza.ends_with('>')) {
+    std::string out(stanza);
+    std::string sid;
+    AppendStanzaIdXml(sid, by, id);
+    AppendChildXml(out, sid);
+    return out;
+  }
+  std::string out;
+  out.reserve(stanza.size() + by.size() + 80);
+  out.append(stanza.substr(0, close));
+  AppendStanzaIdXml(out, by, id);
+  out.append(stanza.substr(close));
+  return out;
 }
 
 std::string FormatTimestamp(int64_t unix_ms) {

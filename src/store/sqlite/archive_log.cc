@@ -18,11 +18,14 @@ constexpr int64_t kNoId = std::numeric_limits<int64_t>::max();
 // ---- Encoding: LEB128 varints and length-prefixed strings ----
 
 void PutVarint(std::string& out, uint64_t v) {
+  char bytes[10];  // one append: a byte-by-byte push_back cost a capacity check each
+  size_t n = 0;
   while (v >= 0x80) {
-    out.push_back(static_cast<char>((v & 0x7f) | 0x80));
+    bytes[n++] = static_cast<char>((v & 0x7f) | 0x80);
     v >>= 7;
   }
-  out.push_back(static_cast<char>(v));
+  bytes[n++] = static_cast<char>(v);
+  out.append(bytes, n);
 }
 
 uint64_t ZigZag(int64_t v) { return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63); }
