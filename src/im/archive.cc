@@ -519,9 +519,10 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
       std::move(entries),
       store::Reply<store::ArchiveOutcome>(
           loop(st.home).executor(),
-          [this, home = st.home, bare = st.bare, r, keep_in](Result<store::ArchiveOutcome> outcome) {
-            AccountState* st = FindAccount(home, bare);
-            if (st == nullptr) return;  // cannot happen: busy > 0 keeps the state
+          // busy > 0 keeps the state (MaybeEvict), so it is still there.
+          [this, st = &st, r, keep_in](Result<store::ArchiveOutcome> outcome) {
+            const std::string& bare = st->bare;
+            const size_t home = st->home;
             --st->busy;
             auto it = std::find_if(st->outbox.begin(), st->outbox.end(),
                                    [&](const AccountState::Pending& p) { return !p.ready && p.routed == r; });
