@@ -6,6 +6,7 @@
 
 #include <array>
 #include <string>
+#include <vector>
 
 namespace nines::store::sqlite {
 namespace {
@@ -316,29 +317,19 @@ Result<void> CheckForeignKeys(Connection& conn) {
   return {};
 }
 
-Result<void> Apply(Connection& conn, const Migration& migration) {
-  if (auto r = conn.Exec("BEGIN IMMEDIATE"); !r.ok()) return r.error();
-  auto attempt = [&]() -> Result<void> {
-    auto version = ReadPragmaInt(conn, "PRAGMA user_version");
-    if (!version.ok()) return version.error();
-    if (*version >= migration.version) return {};  // another process got here first
-    if (auto r = conn.Exec(migration.sql); !r.ok()) return r.error();
-    if (migration.convert != nullptr) {
-      if (auto r = migration.convert(conn); !r.ok()) return r.error();
-    }
-    if (auto r = CheckForeignKeys(conn); !r.ok()) return r.error();
-    std::string set_version = "PRAGMA user_version = " + std::to_string(migration.version);
-    if (auto r = conn.Exec(set_version.c_str()); !r.ok()) return r.error();
-    return conn.Exec("COMMIT");
+// Migration `migration` inside the caller's transaction.
+Result<void> Step(Connection& conn, const Migration& migration) {
+  auto fail = [&](const Error& error) {
+    return MakeError(error.code, "schema migration to version " + std::to_string(migration.version) + " (" +
+                                     migration.description + ") failed: " + error.message);
   };
-  auto result = attempt();
-  if (!result.ok()) {
-    if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
-    return MakeError(result.error().code, "schema migration to version " + std::to_string(migration.version) +
-                                              " (" + migration.description +
-                                              ") failed: " + result.error().message);
+  if (auto r = conn.Exec(migration.sql); !r.ok()) return fail(r.error());
+  if (migration.convert != nullptr) {
+    if (auto r = migration.convert(conn); !r.ok()) return fail(r.error());
   }
-  if (!conn.InAutocommit()) return conn.Exec("COMMIT");  // the "already done" path
+  if (auto r = CheckForeignKeys(conn); !r.ok()) return fail(r.error());
+  std::string set_version = "PRAGMA user_version = " + std::to_string(migration.version);
+  if (auto r = conn.Exec(set_version.c_str()); !r.ok()) return fail(r.error());
   return {};
 }
 
@@ -348,7 +339,10 @@ std::span<const Migration> Migrations() { return kMigrations; }
 
 int CurrentVersion() { return kMigrations.back().version; }
 
-Result<int> Migrate(Connection& conn) {
+Result<int> Migrate(Connection& conn) { return Migrate(conn, kMigrations); }
+
+Result<int> Migrate(Connection& conn, std::span<const Migration> migrations) {
+  const int newest = migrations.empty() ? 0 : migrations.back().version;
   // Reading the header first also turns "not a database" into a clean error
   // before we try to change anything.
   auto application_id = ReadPragmaInt(conn, "PRAGMA application_id");
@@ -360,20 +354,40 @@ Result<int> Migrate(Connection& conn) {
   }
   auto found = ReadPragmaInt(conn, "PRAGMA user_version");
   if (!found.ok()) return found.error();
-  if (*found > CurrentVersion()) {
+  if (*found > newest) {
     return MakeError(Errc::kInvalidArgument, "the database schema version is " + std::to_string(*found) +
                                                  ", newer than this build of nines supports (" +
-                                                 std::to_string(CurrentVersion()) +
+                                                 std::to_string(newest) +
                                                  "); run a newer nines or restore a backup");
   }
   if (*found < 0) {
     return MakeError(Errc::kInvalidArgument, "invalid database schema version " + std::to_string(*found));
   }
   if (auto r = SetWal(conn); !r.ok()) return r.error();
-  for (const Migration& migration : kMigrations) {
-    if (migration.version <= *found) continue;
-    if (auto r = Apply(conn, migration); !r.ok()) return r.error();
-    spdlog::info("store: database schema at version {} ({})", migration.version, migration.description);
+  if (*found == newest) return static_cast<int>(*found);
+  // Every pending migration in one transaction: a crash or a failure leaves
+  // the file as it was, never between two versions (where an older build
+  // that knows the in-between version could misread what a later step of
+  // this upgrade already wrote). The version is read again inside it, in
+  // case another process migrated the file meanwhile.
+  if (auto r = conn.Exec("BEGIN IMMEDIATE"); !r.ok()) return r.error();
+  std::vector<const Migration*> applied;
+  auto attempt = [&]() -> Result<void> {
+    auto version = ReadPragmaInt(conn, "PRAGMA user_version");
+    if (!version.ok()) return version.error();
+    for (const Migration& migration : migrations) {
+      if (migration.version <= *version) continue;
+      if (auto r = Step(conn, migration); !r.ok()) return r;
+      applied.push_back(&migration);
+    }
+    return conn.Exec("COMMIT");
+  };
+  if (auto r = attempt(); !r.ok()) {
+    if (!conn.InAutocommit()) (void)conn.Exec("ROLLBACK");
+    return r.error();
+  }
+  for (const Migration* migration : applied) {
+    spdlog::info("store: database schema at version {} ({})", migration->version, migration->description);
   }
   return static_cast<int>(*found);
 }

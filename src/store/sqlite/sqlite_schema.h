@@ -2,8 +2,9 @@
 //
 // The file's schema version is PRAGMA user_version; PRAGMA application_id
 // marks the file as a nines database. Migration N takes version N-1 to N and
-// runs in its own BEGIN IMMEDIATE transaction, which also sets user_version,
-// so a crash mid-upgrade leaves the file at the last completed version. A new
+// sets user_version. Every migration an open needs runs in one BEGIN
+// IMMEDIATE transaction, so a crash or a failure mid-upgrade leaves the file
+// at the version it had, never between two. A new
 // file is built by running every migration from 1, so the upgrade path is the
 // only path and is exercised by every test.
 //
@@ -36,12 +37,16 @@ std::span<const Migration> Migrations();
 // The newest version, i.e. Migrations().back().version.
 int CurrentVersion();
 
-// Puts the file into WAL mode, then brings it up to CurrentVersion().
+// Puts the file into WAL mode, then brings it up to CurrentVersion(), all
+// pending migrations in one transaction (a file already at the newest
+// version is left as it is).
 // Safe against another process migrating the same file at the same time:
-// each step re-reads the version inside its write transaction.
+// the version is read again inside the write transaction.
 // Fails with kInvalidArgument if the file belongs to another application or
 // has a version newer than this build knows; with the SQLite error mapped
 // otherwise. Returns the version the file had before.
 Result<int> Migrate(Connection& conn);
+// The same with another list (tests).
+Result<int> Migrate(Connection& conn, std::span<const Migration> migrations);
 
 }  // namespace nines::store::sqlite

@@ -915,6 +915,43 @@ TEST(SqliteSchema, RefusesANewerSchemaAndLeavesTheFileAlone) {
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "delete") << "a refused file must not be switched to WAL";
 }
 
+// All pending migrations run in one transaction: when a later one fails,
+// the earlier ones of the same upgrade are rolled back too, and the file
+// keeps its version (no build ever sees it between two versions).
+TEST(SqliteSchema, AFailedUpgradeLeavesTheFileAtItsVersion) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  const Migration first[] = {
+      {1, "first", "PRAGMA application_id = 1852403301; CREATE TABLE one (x);"},
+  };
+  const Migration all[] = {
+      first[0],
+      {2, "second", "CREATE TABLE two (x); INSERT INTO one VALUES (1);"},
+      {3, "third, which fails", "INSERT INTO no_such_table VALUES (1);"},
+  };
+  {
+    auto conn = Connection::Open(path, Connection::Mode::kReadWrite, 1000);
+    ASSERT_TRUE(conn.ok()) << conn.error().message;
+    auto done = Migrate(**conn, first);
+    ASSERT_TRUE(done.ok()) << done.error().message;
+    EXPECT_EQ(*done, 0);
+  }
+  {
+    auto conn = Connection::Open(path, Connection::Mode::kReadWrite, 1000);
+    ASSERT_TRUE(conn.ok()) << conn.error().message;
+    auto failed = Migrate(**conn, all);
+    ASSERT_FALSE(failed.ok());
+    EXPECT_NE(failed.error().message.find("version 3 (third, which fails)"), std::string::npos)
+        << failed.error().message;
+    EXPECT_TRUE((*conn)->InAutocommit()) << "the failed upgrade must not leave a transaction open";
+  }
+  RawDb raw(path);
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM sqlite_schema WHERE name = 'two'"), "0")
+      << "migration 2 ran in the failed upgrade's transaction";
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM one"), "0");
+}
+
 TEST(SqliteSchema, RefusesFilesThatAreNotOurs) {
   TempDir dir;
   const std::string other = (dir.path() / "other.db").string();
