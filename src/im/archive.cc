@@ -515,44 +515,73 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
   }
   st.outbox.push_back({r, false, true});
   ++st.busy;
-  store_->Archive(
-      std::move(entries),
-      store::Reply<store::ArchiveOutcome>(
-          loop(st.home).executor(),
-          // busy > 0 keeps the state (MaybeEvict), so it is still there.
-          [this, st = &st, r, keep_in](Result<store::ArchiveOutcome> outcome) {
-            const std::string& bare = st->bare;
-            const size_t home = st->home;
-            --st->busy;
-            auto it = std::find_if(st->outbox.begin(), st->outbox.end(),
-                                   [&](const AccountState::Pending& p) { return !p.ready && p.routed == r; });
-            if (it != st->outbox.end()) {
-              it->ready = true;
-              if (!outcome.ok()) {
-                spdlog::warn("im: archiving a message for {} failed: {}", bare, outcome.error().message);
-                Bounce(*r, "internal-server-error", "the message could not be stored");
-                it->deliver = false;
-              } else if (outcome->duplicate) {
-                it->deliver = false;  // a retransmission: the first copy went out
-              } else if (!keep_in) {
-                // Only the sender keeps it: delivered as it came, no stanza-id of ours.
-                it->carbons_sent = true;
-                SentCarbons(r, outcome->id, home);
+  Shard& sh = shard(st.home);
+  if (sh.archive_calls.empty()) {
+    boost::asio::post(loop(st.home).executor(), [this, home = st.home] { FlushArchiveCalls(home); });
+  }
+  sh.archive_calls.push_back(std::move(entries));
+  sh.archive_waits.push_back({&st, r, keep_in});
+}
+
+void HubImpl::FlushArchiveCalls(size_t home) {
+  Shard& sh = shard(home);
+  if (sh.archive_calls.empty()) return;
+  std::vector<std::vector<store::ArchiveEntry>> calls;
+  calls.swap(sh.archive_calls);
+  std::vector<ArchiveWait> waits;
+  waits.swap(sh.archive_waits);
+  store_->ArchiveMany(
+      std::move(calls),
+      store::Reply<std::vector<Result<store::ArchiveOutcome>>>(
+          loop(home).executor(),
+          [this, waits = std::move(waits)](Result<std::vector<Result<store::ArchiveOutcome>>> outcomes) {
+            for (size_t i = 0; i < waits.size(); ++i) {
+              if (!outcomes.ok()) {
+                Archived(waits[i], outcomes.error());
+              } else if (i >= outcomes->size()) {
+                Archived(waits[i],
+                         MakeError(Errc::kInternal, "the store returned fewer archive outcomes than calls"));
               } else {
-                // A copy of r with our stanza-id in its text (r's text is not copied twice).
-                auto archived = std::make_shared<Routed>(*r, WithStanzaId(r->xml, bare, outcome->id));
-                archived->done.reset();  // only the original counts for the sender
-                archived->archive_id = outcome->id;
-                it->routed = std::move(archived);
-                it->carbons_sent = true;
-                SentCarbons(r, outcome->id, home);
+                Archived(waits[i], std::move((*outcomes)[i]));
               }
             }
-            ++st->running;
-            FlushOutbox(*st);
-            --st->running;
-            MaybeEvict(*st);
           }));
+}
+
+void HubImpl::Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> outcome) {
+  AccountState* st = wait.st;
+  const RoutedPtr& r = wait.r;
+  const std::string& bare = st->bare;
+  const size_t home = st->home;
+  --st->busy;
+  auto it = std::find_if(st->outbox.begin(), st->outbox.end(),
+                         [&](const AccountState::Pending& p) { return !p.ready && p.routed == r; });
+  if (it != st->outbox.end()) {
+    it->ready = true;
+    if (!outcome.ok()) {
+      spdlog::warn("im: archiving a message for {} failed: {}", bare, outcome.error().message);
+      Bounce(*r, "internal-server-error", "the message could not be stored");
+      it->deliver = false;
+    } else if (outcome->duplicate) {
+      it->deliver = false;  // a retransmission: the first copy went out
+    } else if (!wait.keep_in) {
+      // Only the sender keeps it: delivered as it came, no stanza-id of ours.
+      it->carbons_sent = true;
+      SentCarbons(r, outcome->id, home);
+    } else {
+      // A copy of r with our stanza-id in its text (r's text is not copied twice).
+      auto archived = std::make_shared<Routed>(*r, WithStanzaId(r->xml, bare, outcome->id));
+      archived->done.reset();  // only the original counts for the sender
+      archived->archive_id = outcome->id;
+      it->routed = std::move(archived);
+      it->carbons_sent = true;
+      SentCarbons(r, outcome->id, home);
+    }
+  }
+  ++st->running;
+  FlushOutbox(*st);
+  --st->running;
+  MaybeEvict(*st);
 }
 
 bool ArchivePolicy::Archives(std::string_view peer) const {

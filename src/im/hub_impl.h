@@ -153,6 +153,12 @@ class HubImpl {
   // ---------------------------------------------------------------------
   // Shared plumbing (hub_impl.cc)
 
+  // A message ArchiveThenDeliver sent to the store, waiting for its outcome.
+  struct ArchiveWait {
+    AccountState* st;  // kept by busy > 0 (MaybeEvict)
+    RoutedPtr r;
+    bool keep_in;  // the recipient keeps it: delivered with our stanza-id
+  };
   struct Shard {
     std::shared_ptr<const Config> config;  // snapshot, refreshed by the loop tick
     std::unordered_map<std::string, std::unique_ptr<AccountState>, StringHash, std::equal_to<>> accounts;
@@ -160,6 +166,10 @@ class HubImpl {
     // they send (block list, archiving preferences), by session id; only
     // for accounts that have either (AccountState::HasSessionSettings).
     std::unordered_map<uint64_t, SessionSettings> session_settings;
+    // Archive calls made in this pass of the loop (ArchiveThenDeliver), and
+    // who waits for each; FlushArchiveCalls sends them.
+    std::vector<std::vector<store::ArchiveEntry>> archive_calls;
+    std::vector<ArchiveWait> archive_waits;
   };
 
   net::Loop& loop(size_t index) { return loops_->loop(index); }
@@ -301,6 +311,12 @@ class HubImpl {
   // be, then delivered (MessageToAccount) in arrival order with a
   // <stanza-id/>. Takes the place of MessageToAccount for new messages.
   void ArchiveThenDeliver(AccountState& st, const RoutedPtr& r);
+  // Sends the Archive calls this loop made since the last time as one
+  // Store::ArchiveMany (posted by the first of them, so it runs after the
+  // handlers that were ready with it).
+  void FlushArchiveCalls(size_t home);
+  // The outcome of one of them: delivers (FlushOutbox), or bounces.
+  void Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> outcome);
   // Delivers the outbox's leading entries whose archive write is done.
   void FlushOutbox(AccountState& st);
   // Retention (archive.retention_*), when an account loads.

@@ -361,6 +361,42 @@ class Store {
   // in PostgreSQL. kConflict if a given id is
   // taken; kNotFound if an owner has no account.
   virtual void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) = 0;
+  // Many Archive calls at once (each one message, as above), with one
+  // outcome per call, in order: one call's failure leaves the others alone.
+  // A backend that can write them as one job overrides it (SQLite: the
+  // server's loop sends what it archived in one pass, instead of a job, a
+  // Reply and a completion per message); the default makes one Archive call
+  // each and replies once all have. A reply that is an error (the store is
+  // closed, the transaction failed) is every call's outcome.
+  virtual void ArchiveMany(std::vector<std::vector<ArchiveEntry>> calls,
+                           Reply<std::vector<Result<ArchiveOutcome>>> reply) {
+    if (calls.empty()) {
+      reply(std::vector<Result<ArchiveOutcome>>{});
+      return;
+    }
+    struct State {
+      std::vector<std::optional<Result<ArchiveOutcome>>> outcomes;
+      size_t left = 0;
+      std::optional<Reply<std::vector<Result<ArchiveOutcome>>>> reply;
+    };
+    auto state = std::make_shared<State>();
+    state->outcomes.resize(calls.size());
+    state->left = calls.size();
+    const boost::asio::any_io_executor executor = reply.executor();
+    state->reply.emplace(std::move(reply));
+    for (size_t i = 0; i < calls.size(); ++i) {
+      // Each Reply runs on `executor`, so the last one may Invoke the whole.
+      Archive(std::move(calls[i]),
+              Reply<ArchiveOutcome>(executor, [state, i](Result<ArchiveOutcome> outcome) {
+                state->outcomes[i].emplace(std::move(outcome));
+                if (--state->left != 0) return;
+                std::vector<Result<ArchiveOutcome>> all;
+                all.reserve(state->outcomes.size());
+                for (auto& o : state->outcomes) all.push_back(std::move(*o));
+                state->reply->Invoke(std::move(all));
+              }));
+    }
+  }
   // One page of `username`'s archive; an unknown user has an empty archive.
   virtual void QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) = 0;
   // Deletes `username`'s archived messages with an id below `before_id`

@@ -245,6 +245,11 @@ class StoreConformance : public ::testing::Test {
     return Await<ArchiveOutcome>(
         io_, [&](Reply<ArchiveOutcome> r) { store_->Archive(std::move(entries), std::move(r)); });
   }
+  Result<std::vector<Result<ArchiveOutcome>>> ArchiveMany(std::vector<std::vector<ArchiveEntry>> calls) {
+    return Await<std::vector<Result<ArchiveOutcome>>>(io_, [&](Reply<std::vector<Result<ArchiveOutcome>>> r) {
+      store_->ArchiveMany(std::move(calls), std::move(r));
+    });
+  }
   Result<ArchivePage> QueryArchive(const std::string& username, ArchiveQuery query) {
     return Await<ArchivePage>(
         io_, [&](Reply<ArchivePage> r) { store_->QueryArchive(username, std::move(query), std::move(r)); });
@@ -1145,6 +1150,45 @@ TYPED_TEST_P(StoreConformance, ArchiveEntriesAfterTheFirstShareItsStanza) {
   EXPECT_EQ(mixed.error().code, Errc::kInvalidArgument);
 }
 
+// Many calls at once: one outcome per call, in order; a failing call (an
+// owner with no account) leaves the others written; a retransmission within
+// the same batch is recognised; ids follow the calls' order.
+TYPED_TEST_P(StoreConformance, ArchiveManyGivesEachCallItsOutcome) {
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
+  NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
+  auto message = [](const char* from, const char* to, const std::string& body, const char* origin) {
+    const std::string stanza = "<message type='chat'><body>" + body + "</body></message>";
+    return std::vector<ArchiveEntry>{
+        {from, {0, 0, std::string(to) + "@example.org", "r", true, origin, stanza}},
+        {to, {0, 0, std::string(from) + "@example.org", "r", false, "", ""}}};
+  };
+  std::vector<std::vector<ArchiveEntry>> calls;
+  calls.push_back(message("alice", "bob", "one", "o-1"));
+  calls.push_back(message("alice", "nobody", "lost", ""));  // no such account
+  calls.push_back(message("bob", "alice", "two", ""));
+  calls.push_back(message("alice", "bob", "one again", "o-1"));  // a retransmission of the first
+  auto outcomes = this->ArchiveMany(std::move(calls));
+  ASSERT_TRUE(outcomes.ok()) << outcomes.error().message;
+  ASSERT_EQ(outcomes->size(), 4u);
+  ASSERT_TRUE((*outcomes)[0].ok()) << (*outcomes)[0].error().message;
+  EXPECT_FALSE((*outcomes)[0]->duplicate);
+  ASSERT_FALSE((*outcomes)[1].ok());
+  EXPECT_EQ((*outcomes)[1].error().code, Errc::kNotFound);
+  ASSERT_TRUE((*outcomes)[2].ok()) << (*outcomes)[2].error().message;
+  EXPECT_GT((*outcomes)[2]->id, (*outcomes)[0]->id);
+  ASSERT_TRUE((*outcomes)[3].ok()) << (*outcomes)[3].error().message;
+  EXPECT_TRUE((*outcomes)[3]->duplicate);
+  EXPECT_EQ((*outcomes)[3]->existing_id, (*outcomes)[0]->id);
+  for (const char* owner : {"alice", "bob"}) {
+    auto page = this->QueryArchive(owner, {});
+    ASSERT_TRUE(page.ok());
+    EXPECT_EQ(this->Ids(*page), (std::vector<int64_t>{(*outcomes)[0]->id, (*outcomes)[2]->id})) << owner;
+  }
+  auto none = this->ArchiveMany({});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
 TYPED_TEST_P(StoreConformance, ArchiveRecognisesRetransmissionsByOriginId) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
@@ -1959,14 +2003,14 @@ REGISTER_TYPED_TEST_SUITE_P(
     CloseDrainsQueuedWritesAndLaterCallsAreUnavailable, DataSurvivesReopen,
     ArchiveKeepsBothOwnersCopiesInOrder, ArchivePagesForwardAndBack, ArchiveFiltersCombine,
     ArchiveRecognisesRetransmissionsByOriginId, ArchiveEntriesAfterTheFirstShareItsStanza,
-    ArchiveBatchIsAllOrNothing, PruneArchiveByAgeAndCount, AssignedArchiveIdsFollowCommitOrderAndTheClock,
-    ArchiveSurvivesReopen, DeviceStateRoundTripsAndIsReplaced, DeviceStatesNeedAnAccountAndGoWithIt,
-    SweepDetachesAttachedRowsAndDropsExpiredOnes, PushRegistrationsRoundTripAndAreReplaced,
-    PushRegistrationsDeleteByNodeOrService, PushRegistrationsNeedAnAccountAndGoWithIt,
-    BlocklistAddsRemovesAndSorts, BlocklistNeedsAnAccountAndGoesWithIt,
-    PrivateStorageRoundTripsReplacesAndIsBounded, ArchivePrefsDefaultRoundTripAndCheck,
-    PepNodesAreCreatedReplacedAndListed, PepNodeCountIsBoundedForNewNodesOnly,
-    LoweringPepMaxItemsPrunesTheOldest, DeletePepNodeTakesItsItems,
+    ArchiveManyGivesEachCallItsOutcome, ArchiveBatchIsAllOrNothing, PruneArchiveByAgeAndCount,
+    AssignedArchiveIdsFollowCommitOrderAndTheClock, ArchiveSurvivesReopen, DeviceStateRoundTripsAndIsReplaced,
+    DeviceStatesNeedAnAccountAndGoWithIt, SweepDetachesAttachedRowsAndDropsExpiredOnes,
+    PushRegistrationsRoundTripAndAreReplaced, PushRegistrationsDeleteByNodeOrService,
+    PushRegistrationsNeedAnAccountAndGoWithIt, BlocklistAddsRemovesAndSorts,
+    BlocklistNeedsAnAccountAndGoesWithIt, PrivateStorageRoundTripsReplacesAndIsBounded,
+    ArchivePrefsDefaultRoundTripAndCheck, PepNodesAreCreatedReplacedAndListed,
+    PepNodeCountIsBoundedForNewNodesOnly, LoweringPepMaxItemsPrunesTheOldest, DeletePepNodeTakesItsItems,
     PublishPepItemCreatesTheNodeOnceAndKeepsItsConfig, RepublishingAPepItemMakesItNewestAndOldItemsArePruned,
     SetPepItemsLeavesExactlyTheGivenItems, GetPepItemsByIdsOrNewestFirst, RetractAndPurgePepItems,
     LastPepItemsAcrossOwnersAndNodes, PepWritesNeedAnAccountAndPepDataGoesWithIt,

@@ -779,6 +779,30 @@ void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcom
   });
 }
 
+void SqliteStore::ArchiveMany(std::vector<std::vector<ArchiveEntry>> calls,
+                              Reply<std::vector<Result<ArchiveOutcome>>> reply) {
+  Write(std::move(reply),
+        [this, calls = std::move(calls)](Connection& conn) -> Result<std::vector<Result<ArchiveOutcome>>> {
+          std::vector<Result<ArchiveOutcome>> outcomes;
+          outcomes.reserve(calls.size());
+          for (const std::vector<ArchiveEntry>& entries : calls) {
+            const int64_t before = conn.TotalChanges();
+            const ArchiveLog::Mark mark = archive_->mark();
+            auto outcome = archive_->Archive(conn, entries);
+            if (!outcome.ok()) {
+              archive_->Rewind(mark);
+              // A call that failed after changing rows cannot be undone on
+              // its own: the job fails, and the batch runs again with a
+              // savepoint per job (CommitBatch). Archive fails before it
+              // writes (store.h), so this is for errors SQLite itself hits.
+              if (conn.InAutocommit() || conn.TotalChanges() != before) return outcome.error();
+            }
+            outcomes.push_back(std::move(outcome));
+          }
+          return outcomes;
+        });
+}
+
 void SqliteStore::QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) {
   Read(std::move(reply),
        [this, username = std::move(username), query = std::move(query)](
