@@ -492,7 +492,7 @@ Result<void> ArchiveLog::ReadUnindexed(Connection& conn, std::unordered_map<std:
       std::string name(owner);
       if (auto it = erased.find(name); it != erased.end() && p.id < it->second) return;
       OwnerTail& t = tail[name];
-      if (p.outgoing && !p.origin_id.empty()) t.origins[p.origin_id] = p.id;
+      t.AddOrigin(p);
       t.entries.push_back(std::move(p));
       ++size;
     });
@@ -614,8 +614,8 @@ void ArchiveLog::Rewind(const Mark& mark) {
     const Op& op = ops_[i];
     erasures = erasures || op.erase;
     if (op.erase || !op.posting.outgoing || op.posting.origin_id.empty()) continue;
-    if (auto o = batch_origins_.find(OriginKey(op.owner, op.posting.origin_id));
-        o != batch_origins_.end() && o->second == op.posting.id) {
+    if (auto o = batch_origins_.find(BatchOriginKey(op.owner, OriginHash(op.posting.origin_id)));
+        o != batch_origins_.end() && o->second == i) {
       batch_origins_.erase(o);
     }
   }
@@ -661,7 +661,7 @@ void ArchiveLog::ApplyOps(std::vector<Op>& ops) {
     // Sized once for what an owner gathered between index runs: growing
     // from empty moved every posting several times, mostly cache misses.
     if (t.entries.capacity() == 0) t.entries.reserve(owner_entries_hint_);
-    if (op.posting.outgoing && !op.posting.origin_id.empty()) t.origins[op.posting.origin_id] = op.posting.id;
+    t.AddOrigin(op.posting);
     if (t.entries.empty() || t.entries.back().id < op.posting.id) {
       t.entries.push_back(std::move(op.posting));
     } else {
@@ -719,33 +719,28 @@ Result<bool> ArchiveLog::OwnerExists(Connection& conn, const std::string& owner)
   return *row;
 }
 
-std::string ArchiveLog::OriginKey(const std::string& owner, const std::string& origin_id) {
-  std::string key = owner;
-  key.push_back('\0');
-  key += origin_id;
-  return key;
-}
-
 Result<std::optional<int64_t>> ArchiveLog::FindOrigin(Connection& conn, const std::string& owner,
                                                       const std::string& origin_id) {
+  const uint64_t hash = OriginHash(origin_id);
   int64_t erased_below = std::numeric_limits<int64_t>::min();
   if (auto e = batch_erased_.find(owner); e != batch_erased_.end()) erased_below = e->second;
-  if (auto o = batch_origins_.find(OriginKey(owner, origin_id));
-      o != batch_origins_.end() && o->second >= erased_below) {
-    return std::optional<int64_t>(o->second);
+  if (auto o = batch_origins_.find(BatchOriginKey(owner, hash));
+      o != batch_origins_.end() && o->second < ops_.size()) {
+    const Op& op = ops_[o->second];
+    if (!op.erase && op.owner == owner && op.posting.origin_id == origin_id &&
+        op.posting.id >= erased_below) {
+      return std::optional<int64_t>(op.posting.id);
+    }
   }
   if (auto t = tail_.find(owner); t != tail_.end()) {
-    if (auto o = t->second.origins.find(origin_id);
-        o != t->second.origins.end() && o->second >= erased_below) {
-      return std::optional<int64_t>(o->second);
-    }
+    if (auto id = t->second.FindOrigin(hash, origin_id); id && *id >= erased_below) return id;
   }
   // The rows: the filter answers "not there" for almost every new message
   // without reading them. A hash it holds is checked against the rows
   // (they reflect this batch's erasures already).
   auto filter = OriginFilter(conn, owner);
   if (!filter.ok()) return filter.error();
-  if (!std::binary_search((*filter)->begin(), (*filter)->end(), std::hash<std::string_view>{}(origin_id))) {
+  if (!std::binary_search((*filter)->begin(), (*filter)->end(), hash)) {
     return std::optional<int64_t>();
   }
   // The oldest copy in the window, as the tail and PostgreSQL answer.
@@ -786,7 +781,7 @@ Result<const std::vector<uint64_t>*> ArchiveLog::OriginFilter(Connection& conn, 
   if (auto f = origin_filters_.find(owner); f != origin_filters_.end()) return &f->second;
   std::vector<uint64_t> hashes;
   auto read = ForNewestRows(conn, owner, [&](const Posting& p) {
-    if (p.outgoing && !p.origin_id.empty()) hashes.push_back(std::hash<std::string_view>{}(p.origin_id));
+    if (p.outgoing && !p.origin_id.empty()) hashes.push_back(OriginHash(p.origin_id));
     return true;
   });
   if (!read.ok()) return read.error();
@@ -804,7 +799,7 @@ void ArchiveLog::AddToOriginFilter(const std::string& owner, const std::vector<P
   std::vector<uint64_t>& hashes = f->second;
   const size_t before = hashes.size();
   for (const Posting& p : entries) {
-    if (p.outgoing && !p.origin_id.empty()) hashes.push_back(std::hash<std::string_view>{}(p.origin_id));
+    if (p.outgoing && !p.origin_id.empty()) hashes.push_back(OriginHash(p.origin_id));
   }
   if (hashes.size() == before) return;
   std::sort(hashes.begin() + static_cast<std::ptrdiff_t>(before), hashes.end());
@@ -952,7 +947,8 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
     op.owner = entry.username;
     op.posting = MakePosting(entry, id, stamp_ms, chunk_id, offset, first.stanza.size());
     const Posting& p = op.posting;
-    if (p.outgoing && !p.origin_id.empty()) batch_origins_[OriginKey(op.owner, p.origin_id)] = id;
+    if (p.outgoing && !p.origin_id.empty())
+      batch_origins_[BatchOriginKey(op.owner, OriginHash(p.origin_id))] = ops_.size();
     archived_here_ = true;
     ops_.push_back(std::move(op));
   }
@@ -1279,6 +1275,13 @@ void ArchiveLog::IndexSliceCommitted() {
       if (t == tail_.end()) continue;
       OwnerTail& tail = t->second;
       const size_t before = tail.entries.size();
+      // Usually the run took all of them: the owner's tail goes as a whole.
+      if (std::all_of(tail.entries.begin(), tail.entries.end(),
+                      [&](const Posting& p) { return p.chunk <= run_limit_; })) {
+        tail_size_ -= before;
+        tail_.erase(t);
+        continue;
+      }
       std::erase_if(tail.entries, [&](const Posting& p) {
         if (p.chunk > run_limit_) return false;
         tail.ForgetOrigin(p);

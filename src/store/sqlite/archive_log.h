@@ -49,10 +49,13 @@
 // away by id), never not at all.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -160,12 +163,32 @@ class ArchiveLog {
   };
 
  private:
+  // Origin-ids are looked up by this hash (the tail's maps, the batch's map
+  // and the filters alike, so a message hashes its origin-id once). A hit is
+  // checked against the entry's own origin-id, so a collision can never
+  // take a new message for a retransmission; at worst (two origin-ids of
+  // one owner with the same 64-bit hash) the older one is no longer found.
+  static uint64_t OriginHash(std::string_view origin_id) { return std::hash<std::string_view>{}(origin_id); }
   struct OwnerTail {
-    std::vector<Posting> entries;  // sorted by id
-    std::unordered_map<std::string, int64_t> origins;
+    std::vector<Posting> entries;                   // sorted by id
+    std::unordered_map<uint64_t, int64_t> origins;  // OriginHash -> id, outgoing entries with one
+    void AddOrigin(const Posting& p) {
+      if (p.outgoing && !p.origin_id.empty()) origins[OriginHash(p.origin_id)] = p.id;
+    }
     // Drops `p`'s origin-id from `origins` if it maps to `p`.
     void ForgetOrigin(const Posting& p) {
-      if (auto o = origins.find(p.origin_id); o != origins.end() && o->second == p.id) origins.erase(o);
+      if (p.origin_id.empty()) return;
+      if (auto o = origins.find(OriginHash(p.origin_id)); o != origins.end() && o->second == p.id)
+        origins.erase(o);
+    }
+    // The id of the entry with this origin-id (hashed to `hash`), if any.
+    std::optional<int64_t> FindOrigin(uint64_t hash, std::string_view origin_id) const {
+      auto o = origins.find(hash);
+      if (o == origins.end()) return std::nullopt;
+      auto e = std::lower_bound(entries.begin(), entries.end(), o->second,
+                                [](const Posting& p, int64_t id) { return p.id < id; });
+      if (e == entries.end() || e->id != o->second || e->origin_id != origin_id) return std::nullopt;
+      return o->second;
     }
   };
   // A batch's pending change: an entry for an owner, or every entry of an
@@ -191,7 +214,10 @@ class ArchiveLog {
   // chunk `chunk`, `length` bytes long.
   static Posting MakePosting(const ArchiveEntry& entry, int64_t id, int64_t stamp_ms, int64_t chunk,
                              size_t offset, size_t length);
-  static std::string OriginKey(const std::string& owner, const std::string& origin_id);
+  // batch_origins_'s key for an owner's origin-id hash.
+  static uint64_t BatchOriginKey(std::string_view owner, uint64_t origin_hash) {
+    return origin_hash ^ (std::hash<std::string_view>{}(owner)*0x9E3779B97F4A7C15ULL);
+  }
   Result<void> LoadInSnapshot(Connection& conn);
   // Reads max(id) once per process (and after another process wrote).
   Result<void> LoadLastId(Connection& conn);
@@ -251,7 +277,7 @@ class ArchiveLog {
   std::vector<Op> ops_;
   // What ops_ holds, for lookups per message: (owner, origin-id) of its
   // entries, and each owner's highest erasure.
-  std::unordered_map<std::string, int64_t> batch_origins_;
+  std::unordered_map<uint64_t, size_t> batch_origins_;  // BatchOriginKey -> index in ops_
   std::unordered_map<std::string, int64_t> batch_erased_;
   std::string chunk_;  // the batch's chunk data (server-assigned ids)
   int64_t chunk_first_id_ = 0;
