@@ -605,7 +605,7 @@ Result<void> ArchiveLog::BumpGeneration(Connection& conn) {
 }
 
 ArchiveLog::Mark ArchiveLog::mark() const {
-  return Mark{ops_.size(), chunk_.size(), chunk_live_, chunk_last_id_};
+  return Mark{ops_.size(), chunk_.size(), chunk_live_, chunk_last_id_, chunks_written_};
 }
 
 void ArchiveLog::Rewind(const Mark& mark) {
@@ -626,6 +626,13 @@ void ArchiveLog::Rewind(const Mark& mark) {
       if (op.erase) batch_erased_[op.owner] = std::max(batch_erased_[op.owner], op.below_id);
     }
   }
+  if (chunks_written_ != mark.chunks_written) {
+    // The chunk the mark points into was written and cleared since: its
+    // bytes cannot be brought back, and ROLLBACK TO may have undone the
+    // write. EndTransaction fails the transaction instead.
+    unrewindable_ = true;
+    return;
+  }
   chunk_.resize(mark.chunk_bytes);
   chunk_live_ = mark.chunk_live;
   chunk_last_id_ = mark.chunk_last_id;
@@ -633,6 +640,7 @@ void ArchiveLog::Rewind(const Mark& mark) {
 }
 
 Result<void> ArchiveLog::WriteChunk(Connection& conn) {
+  if (!chunk_.empty()) ++chunks_written_;
   if (!chunk_.empty() && chunk_live_ > 0) {
     if (auto r = InsertChunk(conn, chunk_first_id_, chunk_last_id_, chunk_live_, chunk_); !r.ok()) return r;
   }
@@ -641,7 +649,13 @@ Result<void> ArchiveLog::WriteChunk(Connection& conn) {
   return {};
 }
 
-Result<void> ArchiveLog::EndTransaction(Connection& conn) { return WriteChunk(conn); }
+Result<void> ArchiveLog::EndTransaction(Connection& conn) {
+  if (unrewindable_) {
+    return MakeError(Errc::kInternal,
+                     "a failed archive write in this transaction cannot be undone on its own");
+  }
+  return WriteChunk(conn);
+}
 
 void ArchiveLog::ApplyOps(std::vector<Op>& ops) {
   for (Op& op : ops) {
@@ -658,9 +672,6 @@ void ArchiveLog::ApplyOps(std::vector<Op>& ops) {
       continue;
     }
     OwnerTail& t = tail_[op.owner];
-    // Sized once for what an owner gathered between index runs: growing
-    // from empty moved every posting several times, mostly cache misses.
-    if (t.entries.capacity() == 0) t.entries.reserve(owner_entries_hint_);
     t.AddOrigin(op.posting);
     if (t.entries.empty() || t.entries.back().id < op.posting.id) {
       t.entries.push_back(std::move(op.posting));
@@ -681,6 +692,8 @@ void ArchiveLog::Committed() {
   ops_.clear();
   batch_origins_.clear();
   batch_erased_.clear();
+  chunks_written_ = 0;
+  unrewindable_ = false;
   Rewind(Mark{});
 }
 
@@ -692,6 +705,8 @@ void ArchiveLog::Aborted() {
   ops_.clear();
   batch_origins_.clear();
   batch_erased_.clear();
+  chunks_written_ = 0;
+  unrewindable_ = false;
   Rewind(Mark{});
   known_owners_.clear();
   ClearOriginFilters();  // one may have been filled from rows the rollback brought back
@@ -1210,9 +1225,11 @@ Result<void> ArchiveLog::IndexSlice(Connection& conn) {
     if (auto r = LoadLastId(conn); !r.ok()) return r;
     run_active_ = true;
     run_limit_ = last_id_;
-    if (!tail_.empty()) {
-      const size_t average = tail_size_ / tail_.size();
-      owner_entries_hint_ = std::clamp<size_t>(average + average / 4, 1, 2 * kRowEntries);
+    // Owners the last run emptied and that got nothing since go now; the
+    // others kept their capacity (IndexSliceCommitted).
+    {
+      std::unique_lock lock(mu_);
+      std::erase_if(tail_, [](const auto& item) { return item.second.entries.empty(); });
     }
     run_owners_.clear();
     run_owners_.reserve(tail_.size());
@@ -1275,11 +1292,15 @@ void ArchiveLog::IndexSliceCommitted() {
       if (t == tail_.end()) continue;
       OwnerTail& tail = t->second;
       const size_t before = tail.entries.size();
-      // Usually the run took all of them: the owner's tail goes as a whole.
+      // Usually the run took all of them: emptied as a whole, and kept,
+      // with its capacity, for the owner's next entries (growing a list
+      // from nothing moved every posting several times, mostly cache
+      // misses); the next run drops it if it is still empty then.
       if (std::all_of(tail.entries.begin(), tail.entries.end(),
                       [&](const Posting& p) { return p.chunk <= run_limit_; })) {
         tail_size_ -= before;
-        tail_.erase(t);
+        tail.entries.clear();
+        tail.origins.clear();
         continue;
       }
       std::erase_if(tail.entries, [&](const Posting& p) {

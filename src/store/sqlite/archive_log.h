@@ -113,10 +113,14 @@ class ArchiveLog {
     size_t chunk_bytes = 0;
     int64_t chunk_live = 0;
     int64_t chunk_last_id = 0;
+    size_t chunks_written = 0;  // in this transaction, before the mark
   };
   Mark mark() const;
   void Rewind(const Mark& mark);
-  // Before COMMIT: writes the batch's chunk.
+  // Before COMMIT: writes the batch's chunk. Fails if a Rewind went back
+  // past a chunk written in this transaction (a job of many Archive calls
+  // whose later call failed after an earlier one wrote the chunk): the
+  // chunk's bytes are no longer in memory, so the transaction must go.
   Result<void> EndTransaction(Connection& conn);
   // After COMMIT: the batch's changes become visible to Query.
   void Committed();
@@ -261,9 +265,6 @@ class ArchiveLog {
   mutable std::shared_mutex mu_;
   std::unordered_map<std::string, OwnerTail> tail_;
   size_t tail_size_ = 0;
-  // The capacity a new owner's tail starts with: a quarter above the
-  // average an owner had when the last index run began (writer thread).
-  size_t owner_entries_hint_ = 1;
 
   const size_t index_every_;
   // Writer thread only.
@@ -280,6 +281,8 @@ class ArchiveLog {
   std::unordered_map<uint64_t, size_t> batch_origins_;  // BatchOriginKey -> index in ops_
   std::unordered_map<std::string, int64_t> batch_erased_;
   std::string chunk_;  // the batch's chunk data (server-assigned ids)
+  size_t chunks_written_ = 0;  // by this transaction
+  bool unrewindable_ = false;  // a Rewind crossed a chunk write: EndTransaction fails
   int64_t chunk_first_id_ = 0;
   int64_t chunk_last_id_ = 0;
   int64_t chunk_live_ = 0;

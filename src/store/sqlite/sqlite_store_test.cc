@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "store/sqlite/archive_log.h"
 #include "store/sqlite/sqlite_connection.h"
 #include "store/sqlite/sqlite_schema.h"
 #include "store/store_conformance.h"
@@ -405,6 +406,57 @@ TEST(SqliteArchive, ABatchLargerThanAChunkSpansChunks) {
   check(*store, "alice", 30);
   EXPECT_LT(std::stoi(RawDb(path).Query("SELECT count(*) FROM archive_log")), 4) << "pruned chunks are freed";
   store->Close();
+}
+
+// A job of many Archive calls (Store::ArchiveMany) whose later call fails
+// after an earlier one wrote the batch's chunk cannot be rewound on its own:
+// the chunk's bytes are gone from memory (and ROLLBACK TO would undo the
+// write), so the transaction must fail instead of committing postings that
+// point into a chunk it never wrote.
+TEST(SqliteArchive, ARewindPastAChunkWriteFailsTheTransaction) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  {
+    boost::asio::io_context io;
+    auto store = MustOpen({path});
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(CreateAliceAndBob(io, *store));
+    store->Close();
+  }
+  auto conn = Connection::Open(path, Connection::Mode::kReadWrite, 1000);
+  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  ArchiveLog log(1 << 20);
+  ASSERT_TRUE(log.Load(**conn).ok());
+  auto message = [](int i) {
+    const std::string stanza =
+        "<message><body>" + std::string(4000, static_cast<char>('a' + i)) + "</body></message>";
+    return std::vector<ArchiveEntry>{{"alice", {0, 0, "bob@example.org", "", true, "", stanza}},
+                                     {"bob", {0, 0, "alice@example.org", "r", false, "", ""}}};
+  };
+  auto transaction = [&](bool rewind_past_a_chunk) -> Result<void> {
+    if (auto r = (*conn)->Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
+    if (auto r = log.BeginTransaction(**conn); !r.ok()) return r;
+    ArchiveLog::Mark mark;
+    for (int i = 0; i < 10; ++i) {  // 10 x 4 KB: the ninth call writes the first 32 KB chunk
+      if (i == 1) mark = log.mark();
+      if (auto r = log.Archive(**conn, message(i)); !r.ok()) return r.error();
+    }
+    if (rewind_past_a_chunk) log.Rewind(mark);
+    if (auto r = log.EndTransaction(**conn); !r.ok()) return r;
+    return (*conn)->Exec("COMMIT");
+  };
+  auto failed = transaction(true);
+  EXPECT_FALSE(failed.ok()) << "a rewind past a chunk write must not commit";
+  if (!(*conn)->InAutocommit()) {
+    ASSERT_TRUE((*conn)->Exec("ROLLBACK").ok());
+  }
+  log.Aborted();
+  EXPECT_EQ(RawDb(path).Query("SELECT count(*) FROM archive_log"), "0");
+  // The next transaction is not affected.
+  auto done = transaction(false);
+  ASSERT_TRUE(done.ok()) << done.error().message;
+  log.Committed();
+  EXPECT_EQ(RawDb(path).Query("SELECT sum(live) FROM archive_log"), "20");
 }
 
 // Index runs over more owners than one slice takes (ArchiveLog::
