@@ -487,20 +487,28 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
     }
     return;
   }
+  st.outbox.push_back({r, false, true});
+  ++st.busy;
+  QueueArchiveCall(st, {&st, r, keep_out, keep_in});
+}
+
+void HubImpl::QueueArchiveCall(AccountState& st, ArchiveWait wait) {
   // The store assigns the id (id 0): ids then follow commit order, which a
   // device paging from the last id it saw relies on.
   const int64_t id = 0;
   const int64_t stamp = 0;
-  JidView to = SplitJid(r->to);
+  const Routed& r = *wait.r;
+  JidView from = SplitJid(r.from);
+  JidView to = SplitJid(r.to);
   std::vector<store::ArchiveEntry> entries;
   entries.reserve(2);
-  if (keep_out) {
+  if (wait.keep_out) {
     store::ArchiveEntry out;
     out.username = std::string(from.local);
-    out.message = {id, stamp, std::string(to.Bare()), std::string(to.resource), true, r->origin_id, r->xml};
+    out.message = {id, stamp, std::string(to.Bare()), std::string(to.resource), true, r.origin_id, r.xml};
     entries.push_back(std::move(out));
   }
-  if (keep_in) {
+  if (wait.keep_in) {
     store::ArchiveEntry in;
     in.username = st.user;
     // The stanza goes with the first entry only (store.h: the others share it).
@@ -510,17 +518,15 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
                   std::string(from.resource),
                   false,
                   {},
-                  entries.empty() ? r->xml : std::string()};
+                  entries.empty() ? r.xml : std::string()};
     entries.push_back(std::move(in));
   }
-  st.outbox.push_back({r, false, true});
-  ++st.busy;
   Shard& sh = shard(st.home);
   if (sh.archive_calls.empty()) {
     boost::asio::post(loop(st.home).executor(), [this, home = st.home] { FlushArchiveCalls(home); });
   }
   sh.archive_calls.push_back(std::move(entries));
-  sh.archive_waits.push_back({&st, r, keep_in});
+  sh.archive_waits.push_back(std::move(wait));
 }
 
 void HubImpl::FlushArchiveCalls(size_t home) {
@@ -553,6 +559,16 @@ void HubImpl::Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> ou
   const RoutedPtr& r = wait.r;
   const std::string& bare = st->bare;
   const size_t home = st->home;
+  if (!outcome.ok() && outcome.error().code == Errc::kNotFound && wait.keep_out && wait.keep_in) {
+    // The local sender's account is gone (deleted just after sending, from
+    // a loop whose store calls do not wait for this one's): the message
+    // is still the recipient's, so it is archived for the recipient alone.
+    // Its place in the outbox, and busy, stay as they are.
+    ArchiveWait again = wait;
+    again.keep_out = false;
+    QueueArchiveCall(*st, std::move(again));
+    return;
+  }
   --st->busy;
   auto it = std::find_if(st->outbox.begin(), st->outbox.end(),
                          [&](const AccountState::Pending& p) { return !p.ready && p.routed == r; });

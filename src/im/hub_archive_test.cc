@@ -248,6 +248,23 @@ TEST_F(ArchiveTest, ArchiveFailureIsReportedAndNothingIsDelivered) {
   EXPECT_EQ(errors[0].Attr("id"), "lost");
 }
 
+// The sender's account went between sending and archiving (deleted from
+// another loop): the write fails for the sender's entry, and the message is
+// archived for its recipient alone and delivered, not bounced.
+TEST_F(ArchiveTest, AMessageWhoseSenderIsGoneIsStillTheRecipients) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  store_.FailNext("Archive", Errc::kNotFound);
+  Send(alice, "<message to='bob@example.com' type='chat' id='last'><body>bye</body></message>");
+  auto got = GotNamed(bob, "message");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].ChildText("body"), "bye");
+  ASSERT_NE(got[0].Child("stanza-id", "urn:xmpp:sid:0"), nullptr);
+  ASSERT_EQ(store_.archive("bob").size(), 1u);
+  EXPECT_TRUE(store_.archive("alice").empty());
+  EXPECT_TRUE(GotNamed(alice, "message", "error").empty()) << "not bounced";
+}
+
 TEST_F(ArchiveTest, OfflineMessagesAreArchivedToo) {
   Session alice = Online("alice");
   store_.AddAccount("bob");

@@ -157,7 +157,8 @@ class HubImpl {
   struct ArchiveWait {
     AccountState* st;  // kept by busy > 0 (MaybeEvict)
     RoutedPtr r;
-    bool keep_in;  // the recipient keeps it: delivered with our stanza-id
+    bool keep_out;  // the local sender's archive keeps it
+    bool keep_in;   // the recipient keeps it: delivered with our stanza-id
   };
   struct Shard {
     std::shared_ptr<const Config> config;  // snapshot, refreshed by the loop tick
@@ -315,6 +316,9 @@ class HubImpl {
   // Store::ArchiveMany (posted by the first of them, so it runs after the
   // handlers that were ready with it).
   void FlushArchiveCalls(size_t home);
+  // Adds the store call for `wait` (its entries built from wait.r) to the
+  // loop's list, posting FlushArchiveCalls if the list was empty.
+  void QueueArchiveCall(AccountState& st, ArchiveWait wait);
   // The outcome of one of them: delivers (FlushOutbox), or bounces.
   void Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> outcome);
   // Delivers the outbox's leading entries whose archive write is done.

@@ -691,18 +691,24 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
     }
     Block();
     auto copy = std::make_shared<const Element>(iq.Clone());
-    context_.store.DeleteAccount(
-        username_, store::Reply<void>(loop_.executor(), [self = shared_from_this(), copy](Result<void> r) {
-          if (self->state_ != State::kClosed) {
-            if (r.ok()) {
-              self->SendOwnStanza(MakeIqResult(*copy).Serialize(ns::kClient));
-              self->CloseWithStreamError("not-authorized", "the account has been removed");
-            } else {
-              self->SendStanzaError(*copy, "wait", "internal-server-error");
+    // Posted, so that it reaches the store after what this pass of the loop
+    // already handed to it: the hub sends a pass's archive writes from a
+    // handler posted behind the stanzas (im/archive.cc), and a message the
+    // client sent before <remove/> must still be archived and delivered.
+    boost::asio::post(loop_.executor(), [self = shared_from_this(), copy] {
+      self->context_.store.DeleteAccount(
+          self->username_, store::Reply<void>(self->loop_.executor(), [self, copy](Result<void> r) {
+            if (self->state_ != State::kClosed) {
+              if (r.ok()) {
+                self->SendOwnStanza(MakeIqResult(*copy).Serialize(ns::kClient));
+                self->CloseWithStreamError("not-authorized", "the account has been removed");
+              } else {
+                self->SendStanzaError(*copy, "wait", "internal-server-error");
+              }
             }
-          }
-          self->Unblock();
-        }));
+            self->Unblock();
+          }));
+    });
     return true;
   }
   std::string username_text = query->ChildText("username", ns::kRegister);

@@ -706,6 +706,27 @@ class RegistrationTest(RawTestCase):
         self.assertEqual(register(again, user, new_password()).get("type"), "result")
 
 
+    def test_message_sent_just_before_remove_is_delivered(self):
+        # The message and the <remove/> arrive in one read. The hub hands a
+        # pass's archive writes to the store once the pass is done, so the
+        # deletion must wait for that too: otherwise the sender's archive is
+        # gone when the message is written, and its recipient never gets it.
+        user, password = unique_user("leaving"), new_password()
+        stream = self.track(connect_starttls(self.server))
+        self.assertEqual(register(stream, user, password).get("type"), "result")
+        peer, peer_bare, peer_pw = self.new_account("stays")
+        b = self.login(peer, peer_pw)
+        b.available()
+        a = self.login(user, password)
+        a.send(f"<message to='{peer_bare}' type='chat' id='last1'><body>goodbye</body></message>"
+               f"<iq type='set' id='unreg2'><query xmlns='{NS_REGISTER}'><remove/></query></iq>")
+        reply = a.expect(answer_to("unreg2"), "the answer to <remove/>")
+        self.assertEqual(reply.get("type"), "result", to_xml(reply))
+        got = b.expect(message_with_body("goodbye"), "the message sent just before <remove/>")
+        self.assertEqual(got.get("id"), "last1", to_xml(got))
+        self.assertNotIn(user, account_list(self.server))
+
+
 class RegistrationLimitTest(RawTestCase):
     SERVER_CONFIG = {"registration": {"enabled": True}, "limits": {"registrations_per_ip": 2}}
 
