@@ -171,79 +171,43 @@ constexpr uint8_t kRowFormat2 = 0;
 constexpr uint8_t kPostingOutgoing = 1;
 constexpr uint8_t kPostingOrigin = 2;
 
-size_t VarintSize(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-// The index of `s` in `list`, or list.size() if it is not there.
-size_t IndexIn(const std::vector<std::string_view>& list, std::string_view s) {
+// The index of `s` in `list`, appending it if new.
+size_t Intern(std::vector<std::string_view>& list, std::string_view s) {
   for (size_t i = 0; i < list.size(); ++i) {
     if (list[i] == s) return i;
   }
-  return list.size();
+  list.push_back(s);
+  return list.size() - 1;
 }
 
-// Builds one posting row (format 2) entry by entry, up to kRowEntries
-// entries and kRowBytes bytes: archive_index is a WITHOUT ROWID table,
-// whose leaf keeps at most about a quarter of a 4 KiB page of a row (1,002
-// bytes with its key) and moves the rest of a longer row to an overflow page
-// of its own, which every write of the row then rewrites too.
-class RowEncoder {
- public:
-  // Adds `p` if the row stays within the bounds; a first entry always fits.
-  bool Add(const ArchiveLog::Posting& p) {
-    if (count_ >= ArchiveLog::kRowEntries) return false;
-    const size_t peer = IndexIn(peers_, p.peer);
-    const size_t resource = IndexIn(resources_, p.peer_resource);
-    entry_.clear();
-    PutVarint(entry_, static_cast<uint64_t>(WrapSub(p.id, prev_)));
-    PutVarint(entry_, ZigZag(WrapSub(p.stamp_ms, p.id / 1000)));
-    PutVarint(entry_, ZigZag(WrapSub(p.id, p.chunk)));
-    PutVarint(entry_, p.offset);
-    PutVarint(entry_, p.length);
+std::string EncodeRow(const std::vector<ArchiveLog::Posting>& entries, size_t begin, size_t end) {
+  std::vector<std::string_view> peers, resources;
+  std::string body;
+  body.reserve((end - begin) * 16);
+  int64_t prev = 0;
+  for (size_t i = begin; i < end; ++i) {
+    const ArchiveLog::Posting& p = entries[i];
+    PutVarint(body, static_cast<uint64_t>(WrapSub(p.id, prev)));
+    prev = p.id;
+    PutVarint(body, ZigZag(WrapSub(p.stamp_ms, p.id / 1000)));
+    PutVarint(body, ZigZag(WrapSub(p.id, p.chunk)));
+    PutVarint(body, p.offset);
+    PutVarint(body, p.length);
     const bool origin = !p.origin_id.empty();
-    entry_.push_back(static_cast<char>((p.outgoing ? kPostingOutgoing : 0) | (origin ? kPostingOrigin : 0)));
-    PutVarint(entry_, peer);
-    PutVarint(entry_, resource);
-    if (origin) PutString(entry_, p.origin_id);
-    size_t lists = lists_bytes_;
-    if (peer == peers_.size()) lists += VarintSize(p.peer.size()) + p.peer.size();
-    if (resource == resources_.size()) lists += VarintSize(p.peer_resource.size()) + p.peer_resource.size();
-    // 1 format byte and the two list lengths (a few bytes at most).
-    if (count_ > 0 && 1 + 4 + lists + body_.size() + entry_.size() > ArchiveLog::kRowBytes) return false;
-    if (peer == peers_.size()) peers_.push_back(p.peer);
-    if (resource == resources_.size()) resources_.push_back(p.peer_resource);
-    lists_bytes_ = lists;
-    body_ += entry_;
-    prev_ = p.id;
-    ++count_;
-    return true;
+    body.push_back(static_cast<char>((p.outgoing ? kPostingOutgoing : 0) | (origin ? kPostingOrigin : 0)));
+    PutVarint(body, Intern(peers, p.peer));
+    PutVarint(body, Intern(resources, p.peer_resource));
+    if (origin) PutString(body, p.origin_id);
   }
-  size_t count() const { return count_; }
-  std::string Finish() const {
-    std::string out;
-    out.reserve(5 + lists_bytes_ + body_.size());
-    out.push_back(static_cast<char>(kRowFormat2));
-    PutVarint(out, peers_.size());
-    for (std::string_view peer : peers_) PutString(out, peer);
-    PutVarint(out, resources_.size());
-    for (std::string_view resource : resources_) PutString(out, resource);
-    out += body_;
-    return out;
-  }
-
- private:
-  std::vector<std::string_view> peers_, resources_;  // views into the postings added
-  size_t lists_bytes_ = 0;
-  std::string body_, entry_;
-  int64_t prev_ = 0;
-  size_t count_ = 0;
-};
+  std::string out;
+  out.push_back(static_cast<char>(kRowFormat2));
+  PutVarint(out, peers.size());
+  for (std::string_view peer : peers) PutString(out, peer);
+  PutVarint(out, resources.size());
+  for (std::string_view resource : resources) PutString(out, resource);
+  out += body;
+  return out;
+}
 
 Result<std::vector<ArchiveLog::Posting>> DecodeRow(std::string_view data) {
   std::vector<ArchiveLog::Posting> entries;
@@ -300,26 +264,24 @@ Result<std::vector<ArchiveLog::Posting>> DecodeRow(std::string_view data) {
   return entries;
 }
 
-// Writes `entries` (sorted, one owner) as rows, each as many entries as
-// RowEncoder takes.
+Result<void> InsertRow(Connection& conn, const std::string& owner,
+                       const std::vector<ArchiveLog::Posting>& entries, size_t begin, size_t end) {
+  auto stmt = conn.Prepare(
+      "INSERT INTO archive_index (username, last_id, first_id, count, entries) VALUES (?1, ?2, ?3, ?4, ?5)");
+  if (!stmt.ok()) return stmt.error();
+  stmt->BindText(1, owner);
+  stmt->BindInt(2, entries[end - 1].id);
+  stmt->BindInt(3, entries[begin].id);
+  stmt->BindInt(4, static_cast<int64_t>(end - begin));
+  stmt->BindBlob(5, EncodeRow(entries, begin, end));
+  return stmt->Run();
+}
+
 Result<void> InsertRows(Connection& conn, const std::string& owner,
                         const std::vector<ArchiveLog::Posting>& entries) {
-  size_t begin = 0;
-  while (begin < entries.size()) {
-    RowEncoder row;
-    size_t end = begin;
-    while (end < entries.size() && row.Add(entries[end])) ++end;
-    auto stmt = conn.Prepare(
-        "INSERT INTO archive_index (username, last_id, first_id, count, entries) VALUES (?1, ?2, ?3, ?4, "
-        "?5)");
-    if (!stmt.ok()) return stmt.error();
-    stmt->BindText(1, owner);
-    stmt->BindInt(2, entries[end - 1].id);
-    stmt->BindInt(3, entries[begin].id);
-    stmt->BindInt(4, static_cast<int64_t>(end - begin));
-    stmt->BindBlob(5, row.Finish());
-    if (auto r = stmt->Run(); !r.ok()) return r;
-    begin = end;
+  for (size_t begin = 0; begin < entries.size(); begin += ArchiveLog::kRowEntries) {
+    const size_t end = std::min(entries.size(), begin + ArchiveLog::kRowEntries);
+    if (auto r = InsertRow(conn, owner, entries, begin, end); !r.ok()) return r;
   }
   return {};
 }
@@ -1107,7 +1069,7 @@ Result<int64_t> ArchiveLog::EraseBelow(Connection& conn, const std::string& owne
     if (auto r = DeleteRow(conn, owner, row.last_id); !r.ok()) return r.error();
     if (keep_from != entries->end()) {
       entries->erase(entries->begin(), keep_from);
-      if (auto r = InsertRows(conn, owner, *entries); !r.ok()) return r.error();
+      if (auto r = InsertRow(conn, owner, *entries, 0, entries->size()); !r.ok()) return r.error();
     }
   }
   // The tail, as this batch sees it.

@@ -10,10 +10,9 @@
 //    entries that still point into it (`live`); both rows go at 0.
 //  * archive_index: each owner's posting lists. A row holds up to
 //    kRowEntries of one owner's entries (id, stamp, where the stanza is in
-//    the log, peer, resource, direction, origin-id) in at most kRowBytes,
-//    in id order; an owner's rows cover disjoint id ranges, keyed by
-//    (owner, last id). Since schema 11 a row lists its peers and resources
-//    once (RowEncoder, format 2).
+//    the log, peer, resource, direction, origin-id), in id order; an owner's
+//    rows cover disjoint id ranges, keyed by (owner, last id). Since schema
+//    11 a row lists its peers and resources once (EncodeRow, format 2).
 //  * The tail: entries of chunks above archive_state's `indexed_through`
 //    live in memory only (durable in their chunk), and queries merge them
 //    with the rows. When the tail holds SqliteOptions::archive_index_every
@@ -69,10 +68,8 @@ namespace nines::store::sqlite {
 
 class ArchiveLog {
  public:
-  // Entries per posting row, and bytes (RowEncoder in archive_log.cc: a
-  // longer row leaves its b-tree leaf for an overflow page).
+  // Entries per posting row.
   static constexpr size_t kRowEntries = 128;
-  static constexpr size_t kRowBytes = 900;
   // Bounds of one index slice (a few milliseconds of the writer).
   static constexpr size_t kSliceOwners = 64;
   static constexpr size_t kSliceEntries = 16384;

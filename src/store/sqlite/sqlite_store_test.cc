@@ -408,67 +408,6 @@ TEST(SqliteArchive, ABatchLargerThanAChunkSpansChunks) {
   store->Close();
 }
 
-// Posting rows stay within ArchiveLog::kRowBytes, however long and varied
-// the peers and resources: a longer row would leave its b-tree leaf for an
-// overflow page. An owner's archive then spans many rows and reads back
-// whole, in order, and by peer.
-TEST(SqliteArchive, PostingRowsStayWithinTheirByteBound) {
-  TempDir dir;
-  const std::string path = (dir.path() / "nines.db").string();
-  boost::asio::io_context io;  // outlives the store, see conformance::Await
-  auto store = MustOpen({path});
-  ASSERT_TRUE(store);
-  ASSERT_TRUE(CreateAliceAndBob(io, *store));
-  constexpr int kMessages = 600, kPeers = 40;
-  auto peer = [](int i) {
-    return "a-contact-with-a-rather-long-name-" + std::to_string(i % kPeers) + "@chat.example.org";
-  };
-  Batch batch(io);
-  std::vector<int64_t> ids(kMessages);
-  for (int i = 0; i < kMessages; ++i) {
-    std::vector<ArchiveEntry> entries = {
-        {"alice",
-         {0, 0, peer(i), "device-" + std::to_string(i % 7) + "-0123456789abcdef", i % 2 == 0, "",
-          "<message><body>" + std::to_string(i) + "</body></message>"}}};
-    store->Archive(std::move(entries), batch.Add<ArchiveOutcome>([&ids, i](Result<ArchiveOutcome> r) {
-      ASSERT_TRUE(r.ok()) << r.error().message;
-      ids[i] = r->id;
-    }));
-  }
-  batch.Wait();
-  store->Close();  // indexes the tail: everything is in rows now
-  {
-    RawDb raw(path);
-    EXPECT_LE(std::stoi(raw.Query("SELECT max(length(entries)) FROM archive_index")),
-              static_cast<int>(ArchiveLog::kRowBytes));
-    EXPECT_GT(std::stoi(raw.Query("SELECT count(*) FROM archive_index WHERE username = 'alice'")),
-              kMessages / static_cast<int>(ArchiveLog::kRowEntries) + 1)
-        << "rows are cut by bytes before they reach kRowEntries";
-    EXPECT_EQ(raw.Query("SELECT sum(count) FROM archive_index WHERE username = 'alice'"),
-              std::to_string(kMessages));
-  }
-  store = MustOpen({path});
-  ASSERT_TRUE(store);
-  ArchiveQuery all;
-  all.max = kMessages + 10;
-  auto page =
-      Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { store->QueryArchive("alice", all, std::move(r)); });
-  ASSERT_TRUE(page.ok()) << page.error().message;
-  ASSERT_EQ(static_cast<int>(page->messages.size()), kMessages);
-  for (int i = 0; i < kMessages; ++i) {
-    EXPECT_EQ(page->messages[i].id, ids[i]);
-    EXPECT_EQ(page->messages[i].peer, peer(i));
-    EXPECT_EQ(page->messages[i].outgoing, i % 2 == 0);
-  }
-  ArchiveQuery with = all;
-  with.with = peer(3);
-  page =
-      Await<ArchivePage>(io, [&](Reply<ArchivePage> r) { store->QueryArchive("alice", with, std::move(r)); });
-  ASSERT_TRUE(page.ok()) << page.error().message;
-  EXPECT_EQ(static_cast<int>(page->messages.size()), kMessages / kPeers);
-  store->Close();
-}
-
 // A job of many Archive calls (Store::ArchiveMany) whose later call fails
 // after an earlier one wrote the batch's chunk cannot be rewound on its own:
 // the chunk's bytes are gone from memory (and ROLLBACK TO would undo the
