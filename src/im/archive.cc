@@ -489,10 +489,11 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
   }
   st.outbox.push_back({r, false, true});
   ++st.busy;
-  QueueArchiveCall(st, {&st, r, keep_out, keep_in});
+  QueueArchiveCall({&st, r, keep_out, keep_in});
 }
 
-void HubImpl::QueueArchiveCall(AccountState& st, ArchiveWait wait) {
+void HubImpl::QueueArchiveCall(ArchiveWait wait) {
+  const AccountState& st = *wait.st;
   // The store assigns the id (id 0): ids then follow commit order, which a
   // device paging from the last id it saw relies on.
   const int64_t id = 0;
@@ -566,7 +567,7 @@ void HubImpl::Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> ou
     // Its place in the outbox, and busy, stay as they are.
     ArchiveWait again = wait;
     again.keep_out = false;
-    QueueArchiveCall(*st, std::move(again));
+    QueueArchiveCall(std::move(again));
     return;
   }
   --st->busy;

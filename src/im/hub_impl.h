@@ -316,9 +316,10 @@ class HubImpl {
   // Store::ArchiveMany (posted by the first of them, so it runs after the
   // handlers that were ready with it).
   void FlushArchiveCalls(size_t home);
-  // Adds the store call for `wait` (its entries built from wait.r) to the
-  // loop's list, posting FlushArchiveCalls if the list was empty.
-  void QueueArchiveCall(AccountState& st, ArchiveWait wait);
+  // Adds the store call for `wait` (its entries built from wait.r, for the
+  // account wait.st) to that loop's list, posting FlushArchiveCalls if the
+  // list was empty.
+  void QueueArchiveCall(ArchiveWait wait);
   // The outcome of one of them: delivers (FlushOutbox), or bounces.
   void Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> outcome);
   // Delivers the outbox's leading entries whose archive write is done.

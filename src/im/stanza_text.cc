@@ -76,6 +76,8 @@ bool AppendChildXml(std::string& stanza, std::string_view child_xml) {
   return true;
 }
 
+namespace {
+
 void AppendStanzaIdXml(std::string& out, std::string_view by, int64_t id) {
   out.append("<stanza-id xmlns='urn:xmpp:sid:0'");
   AppendAttr(out, "by", by);
@@ -83,6 +85,8 @@ void AppendStanzaIdXml(std::string& out, std::string_view by, int64_t id) {
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, id);
   out.append(" id='").append(digits, end).append("'/>");
 }
+
+}  // namespace
 
 std::string WithStanzaId(std::string_view stanza, std::string_view by, int64_t id) {
   const size_t close = stanza.rfind("</");

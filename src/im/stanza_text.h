@@ -34,11 +34,9 @@ std::optional<std::string_view> RootAttr(std::string_view stanza, std::string_vi
 // unchanged, if the text does not end like a serialised element.
 bool AppendChildXml(std::string& stanza, std::string_view child_xml);
 
-// Appends <stanza-id xmlns='urn:xmpp:sid:0' by='<by>' id='<id>'/> (XEP-0359).
-void AppendStanzaIdXml(std::string& out, std::string_view by, int64_t id);
-
-// `stanza` with that <stanza-id/> as the root's last child (AppendChildXml),
-// built in one allocation: once for every archived message.
+// `stanza` with <stanza-id xmlns='urn:xmpp:sid:0' by='<by>' id='<id>'/>
+// (XEP-0359) as the root's last child (AppendChildXml), built in one
+// allocation: once for every archived message.
 std::string WithStanzaId(std::string_view stanza, std::string_view by, int64_t id);
 
 // XEP-0082 DateTime in UTC with milliseconds: 2024-05-01T12:34:56.789Z.
