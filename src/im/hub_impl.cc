@@ -576,10 +576,8 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
     Resource* res = st.FindByName(to.resource);
     if (res != nullptr && !(res->ref == exclude)) {
       // §8.5.3.1: a connected resource that matches gets it whatever it is.
-      std::function<void()> on_gone;
-      if (chat_or_normal) {
-        on_gone = [this, r, gone = res->ref, hops] { Reroute(r, gone, hops + 1); };
-      }
+      xmpp::OnGone on_gone;
+      if (chat_or_normal) on_gone = ReroutingOnGone(*r, hops + 1);
       xmpp::SessionRef target = res->ref;
       DeliverTo(*res, SharedXml(r), std::move(on_gone), hops == 0 ? r->archive_id : 0);
       r->done.reset();  // handed over: the sender may count it as handled
@@ -636,10 +634,10 @@ void HubImpl::MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bar
   std::vector<xmpp::SessionRef> delivered;
   for (const auto& res : st.resources) {
     if (!res.available || res.priority != best || res.ref == exclude) continue;
-    std::function<void()> on_gone;
+    xmpp::OnGone on_gone;
     // With one target a racing logout would lose the message: send it round
     // again. With several, the others have it.
-    if (count == 1) on_gone = [this, r, gone = res.ref, hops] { Reroute(r, gone, hops + 1); };
+    if (count == 1) on_gone = ReroutingOnGone(*r, hops + 1);
     // Rerouted copies arrive out of order: only first deliveries move a
     // resumption cursor (SessionPort::Deliver).
     DeliverTo(res, xml, std::move(on_gone), hops == 0 ? r->archive_id : 0);
@@ -665,6 +663,49 @@ void HubImpl::Reroute(RoutedPtr r, xmpp::SessionRef gone, int hops) {
       MessageToAccount(st, r, true, gone, hops);
     });
   });
+}
+
+xmpp::OnGone HubImpl::ReroutingOnGone(const Routed& r, int hops) {
+  xmpp::RerouteInfo info;
+  info.origin_id = r.origin.id;
+  info.origin_loop = r.origin.loop;
+  info.has_origin = r.has_origin;
+  info.external = r.external;
+  info.offline_ok = r.offline_ok;
+  info.type = r.type;
+  info.hops = static_cast<uint8_t>(std::min(hops, 255));
+  info.stamp_ms = r.stamp_ms;
+  return xmpp::OnGone(this, info);
+}
+
+void HubImpl::RerouteText(xmpp::SessionRef gone, std::string_view xml, const xmpp::RerouteInfo& info) {
+  // Only messages get here (ReroutingOnGone), with the text a session was
+  // given, which this server serialised: from, to and id are read back from
+  // its root's start tag (not a parse of the whole stanza, which would be
+  // held to other limits than the stream that took it, and cost more for a
+  // session ending with thousands unacknowledged). What the text does not
+  // say (the sender's session, first receipt) came along in `info`. Fields
+  // a reroute does not use (archive and carbon eligibility, origin-id) stay
+  // unset: a rerouted message is never archived or carbon-copied again.
+  auto to = RootAttrText(xml, "to");
+  if (!to) {
+    spdlog::error("im: a message to reroute from session {} has no readable 'to'; dropped: {}", gone.id,
+                  xml.substr(0, 200));
+    return;
+  }
+  auto r = std::make_shared<Routed>();
+  r->kind = Kind::kMessage;
+  r->type = info.type;
+  r->offline_ok = info.offline_ok;
+  r->has_origin = info.has_origin;
+  r->external = info.external;
+  r->origin = xmpp::SessionRef{info.origin_loop, info.origin_id};
+  r->stamp_ms = info.stamp_ms;
+  r->from = RootAttrText(xml, "from").value_or("");
+  r->to = std::move(*to);
+  r->id = RootAttrText(xml, "id").value_or("");
+  r->xml = std::string(xml);
+  Reroute(std::move(r), gone, info.hops);
 }
 
 void HubImpl::IqToFullJid(size_t home, const RoutedPtr& r) {
@@ -856,7 +897,7 @@ bool HubImpl::ClientPresenceEntry(xmpp::SessionRef ref, const xmpp::Jid& from, x
 // Delivery helpers
 
 void HubImpl::DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml,
-                        std::function<void()> on_gone, int64_t archive_id) {
+                        xmpp::OnGone on_gone, int64_t archive_id) {
   if (resource.Replayed(archive_id)) return;  // replayed already
   port_->Deliver(resource.ref, std::move(xml), std::move(on_gone), archive_id);
 }

@@ -133,10 +133,14 @@ using RoutedPtr = std::shared_ptr<const Routed>;
 // The serialised stanza of `r`, sharing r's lifetime (no copy).
 inline std::shared_ptr<const std::string> SharedXml(const RoutedPtr& r) { return {r, &r->xml}; }
 
-class HubImpl {
+class HubImpl final : public xmpp::Rerouter {
  public:
   explicit HubImpl(HubDeps deps);
   ~HubImpl();
+
+  // xmpp::Rerouter: a message a session could not deliver (its OnGone from
+  // ReroutingOnGone), rebuilt from its text and routed round again (Reroute).
+  void RerouteText(xmpp::SessionRef gone, std::string_view xml, const xmpp::RerouteInfo& info) override;
 
   // xmpp::Hub, called on the session's loop.
   void Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::string& requested,
@@ -212,8 +216,8 @@ class HubImpl {
   // Queues `xml` for one resource's session. `archive_id`: see
   // SessionPort::Deliver; a message the resource was already given by a
   // restore's replay (Resource::Replayed) is skipped.
-  void DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml,
-                 std::function<void()> on_gone = {}, int64_t archive_id = 0);
+  void DeliverTo(const Resource& resource, std::shared_ptr<const std::string> xml, xmpp::OnGone on_gone = {},
+                 int64_t archive_id = 0);
   // Delivers to every available resource of the account.
   void DeliverToAvailable(AccountState& st, const std::shared_ptr<const std::string>& xml);
   // Routes a stanza to its 'to' (local account, server, or remote). Runs on
@@ -514,6 +518,9 @@ class HubImpl {
   void MessageToAccount(AccountState& st, const RoutedPtr& r, bool as_bare, xmpp::SessionRef exclude,
                         int hops);
   void Reroute(RoutedPtr r, xmpp::SessionRef gone, int hops);
+  // What a session does with message `r` if it cannot deliver it: Reroute
+  // with `hops`, from the stanza's text (the session keeps only that).
+  xmpp::OnGone ReroutingOnGone(const Routed& r, int hops);
   void IqToFullJid(size_t home, const RoutedPtr& r);
   void SendToSessionError(xmpp::SessionRef ref, const xml::Element& stanza, std::string_view condition);
 

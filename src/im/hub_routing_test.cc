@@ -215,6 +215,53 @@ TEST_F(RoutingTest, RacingLogoutReroutesTheMessage) {
   EXPECT_EQ(store_.offline("alice").size(), 1u);
 }
 
+// A session that cannot deliver a message hands back only its text
+// (xmpp::OnGone): the reroute reads from, to and id back from it, escapes
+// and all, and gives the next resource the very same stanza.
+TEST_F(RoutingTest, AReroutedMessageIsTheSameStanza) {
+  Session first = Online("alice", "first", 5);
+  Session second = Online("alice", "second", 1);
+  Session bob = Online("bob", "b&'<>\"");
+  Forget(first);
+  Forget(second);
+  Forget(bob);
+  port_->SetGone(first.ref);
+  Send(bob,
+       "<message to='alice@example.com' type='chat' id='a&amp;&apos;&lt;'><body>x &amp; y</body></message>");
+  auto got = port_->TakeRaw(second.ref);
+  ASSERT_EQ(got.size(), 1u);
+  auto message = testing::Parse(got[0]);
+  EXPECT_EQ(message.Attr("from"), "bob@example.com/b&'<>\"");
+  EXPECT_EQ(message.Attr("id"), "a&'<");
+  EXPECT_EQ(message.ChildText("body"), "x & y");
+  // Rerouted once more (the second resource is gone too), it is stored as it came.
+  port_->SetGone(second.ref);
+  Send(bob, "<message to='alice@example.com' type='chat' id='again'><body>z</body></message>");
+  ASSERT_EQ(store_.offline("alice").size(), 1u);
+  auto stored = testing::Parse(store_.offline("alice")[0].stanza);
+  EXPECT_EQ(stored.Attr("from"), "bob@example.com/b&'<>\"");
+  EXPECT_EQ(stored.Attr("id"), "again");
+  EXPECT_TRUE(Got(bob).empty()) << "no error for the sender";
+}
+
+// What the text does not say comes along with it: a rerouted message that
+// cannot be kept is refused to the session that sent it.
+TEST_F(RoutingTest, AReroutedMessageThatCannotBeKeptIsRefusedToItsSender) {
+  Config c = DefaultConfig();
+  c.limits.offline_messages = 0;
+  MakeHub(c);
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  Forget(alice);
+  Forget(bob);
+  port_->SetGone(alice.ref);
+  Send(bob, "<message to='alice@example.com' type='chat' id='lost?'><body>x</body></message>");
+  auto got = Got(bob);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].Attr("id"), "lost?");
+  EXPECT_EQ(ErrorCondition(got[0]), "service-unavailable");
+}
+
 TEST_F(RoutingTest, IqToFullJidIsDelivered) {
   Session alice = Online("alice", "a");
   Session bob = Online("bob", "b");

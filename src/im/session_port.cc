@@ -9,7 +9,7 @@ namespace {
 class SessionsPort final : public SessionPort {
  public:
   explicit SessionsPort(xmpp::Sessions* sessions) : sessions_(sessions) {}
-  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone,
+  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, xmpp::OnGone on_gone,
                int64_t archive_id) override {
     sessions_->Deliver(ref, std::move(xml), std::move(on_gone), archive_id);
   }

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "xmpp/on_gone.h"
 #include "xmpp/session_ref.h"
 
 namespace nines::xmpp {
@@ -24,13 +25,15 @@ class SessionPort {
  public:
   virtual ~SessionPort() = default;
   // Queues one serialised stanza for the session. If the session no longer
-  // exists, `on_gone` (if set) runs on the session's former loop instead.
+  // exists, `on_gone` (if set) runs on the session's former loop instead;
+  // a session with XEP-0198 enabled runs it if it ends before its client
+  // acknowledged the stanza (xmpp/on_gone.h).
   // `archive_id`: for an incoming message the account archived (delivered
   // as is, or as a received carbon) its archive id, else 0. Those reach a
   // session in increasing id order; the session's resumption cursor
   // follows them (xmpp::C2sSession::SendStanza).
-  virtual void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml,
-                       std::function<void()> on_gone, int64_t archive_id = 0) = 0;
+  virtual void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, xmpp::OnGone on_gone,
+                       int64_t archive_id = 0) = 0;
   // Closes the session with a stream error condition (e.g. "conflict").
   virtual void Kick(xmpp::SessionRef ref, std::string condition) = 0;
   // The stanza `ticket`, for which HandleStanza returned true, is finished

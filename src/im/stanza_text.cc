@@ -57,6 +57,62 @@ std::optional<std::string_view> RootAttr(std::string_view stanza, std::string_vi
   return std::nullopt;
 }
 
+std::optional<std::string> RootAttrText(std::string_view stanza, std::string_view name) {
+  auto raw = RootAttr(stanza, name);
+  if (!raw) return std::nullopt;
+  std::string out;
+  out.reserve(raw->size());
+  size_t at = 0;
+  while (at < raw->size()) {
+    size_t amp = raw->find('&', at);
+    out.append(raw->substr(at, amp - at));
+    if (amp == std::string_view::npos) break;
+    size_t semi = raw->find(';', amp);
+    if (semi == std::string_view::npos) return std::nullopt;
+    std::string_view entity = raw->substr(amp + 1, semi - amp - 1);
+    if (entity == "amp") {
+      out.push_back('&');
+    } else if (entity == "lt") {
+      out.push_back('<');
+    } else if (entity == "gt") {
+      out.push_back('>');
+    } else if (entity == "quot") {
+      out.push_back('"');
+    } else if (entity == "apos") {
+      out.push_back('\'');
+    } else if (entity.size() >= 2 && entity[0] == '#') {
+      const bool hex = entity[1] == 'x';
+      std::string_view digits = entity.substr(hex ? 2 : 1);
+      uint32_t code = 0;
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), code, hex ? 16 : 10);
+      if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() || code > 0x10FFFF ||
+          (code >= 0xD800 && code <= 0xDFFF)) {
+        return std::nullopt;
+      }
+      // UTF-8.
+      if (code < 0x80) {
+        out.push_back(static_cast<char>(code));
+      } else if (code < 0x800) {
+        out.push_back(static_cast<char>(0xC0 | (code >> 6)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+      } else if (code < 0x10000) {
+        out.push_back(static_cast<char>(0xE0 | (code >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+      } else {
+        out.push_back(static_cast<char>(0xF0 | (code >> 18)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+      }
+    } else {
+      return std::nullopt;
+    }
+    at = semi + 1;
+  }
+  return out;
+}
+
 bool AppendChildXml(std::string& stanza, std::string_view child_xml) {
   if (stanza.size() < 4 || stanza.front() != '<') return false;
   if (stanza.ends_with("/>")) {

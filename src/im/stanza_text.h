@@ -28,6 +28,10 @@ std::string WithTo(std::string_view stanza, std::string_view to);
 // The value of the root element's attribute `name` as serialised (still
 // escaped: compare it with a value passed through AppendAttr), or nullopt.
 std::optional<std::string_view> RootAttr(std::string_view stanza, std::string_view name);
+// The same attribute's value as text: the escapes this server's serialiser
+// writes (the five entities and decimal or hex character references) undone.
+// nullopt if there is no such attribute or an escape is not one of those.
+std::optional<std::string> RootAttrText(std::string_view stanza, std::string_view name);
 
 // Appends `child_xml` as the last child of the root element of `stanza`
 // (turning <x .../> into <x ...>child</x>). Returns false, leaving `stanza`

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "im/jid_view.h"
+#include "xml/element.h"
 
 namespace nines::im {
 namespace {
@@ -24,6 +25,24 @@ TEST(StanzaTextTest, RootAttrReadsOnlyTheRootsAttributes) {
   std::string escaped;
   AppendAttr(escaped, "to", "b@x/it's");
   EXPECT_EQ(escaped, " to='b@x/it&apos;s'") << "values compare in their escaped form";
+}
+
+// What the serialiser escapes, RootAttrText gives back: the way a session's
+// kept text is read again for a reroute (HubImpl::RerouteText).
+TEST(StanzaTextTest, RootAttrTextUndoesTheSerialisersEscapes) {
+  const std::string tricky = "b@x/&<>\"' tab\tlf\ncr\r \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80";
+  xml::Element m("message", "jabber:client");
+  m.SetAttr("from", tricky);
+  m.SetAttr("id", "plain");
+  std::string text;
+  m.SerializeTo(text, "jabber:client");
+  EXPECT_EQ(RootAttrText(text, "from"), tricky) << text;
+  EXPECT_EQ(RootAttrText(text, "id"), "plain");
+  EXPECT_EQ(RootAttrText(text, "to"), std::nullopt);
+  EXPECT_EQ(RootAttrText("<message id='&#x41;&#66;&#x1F600;'/>", "id"), "AB\xF0\x9F\x98\x80");
+  EXPECT_EQ(RootAttrText("<message id='&nbsp;'/>", "id"), std::nullopt) << "not an escape we write";
+  EXPECT_EQ(RootAttrText("<message id='a&amp'/>", "id"), std::nullopt);
+  EXPECT_EQ(RootAttrText("<message id='&#xD800;'/>", "id"), std::nullopt);
 }
 
 TEST(StanzaTextTest, AppendChildXml) {

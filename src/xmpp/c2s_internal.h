@@ -9,10 +9,12 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "store/store.h"
 #include "xmpp/ack_counter.h"
 #include "xmpp/c2s_session.h"
+#include "xmpp/unacked_stanzas.h"
 
 namespace nines::xmpp {
 
@@ -31,13 +33,8 @@ struct C2sSession::StreamManagement {
   // RunAfter sends it alone. Acks are cumulative, so a newer one replaces it.
   std::string ack_waiting;
   // Outbound: server to client.
-  struct Unacked {
-    std::shared_ptr<const std::string> xml;
-    std::function<void()> on_gone;
-    int64_t archive_id = 0;  // see SessionPort::Deliver: moves the device cursor once acknowledged
-  };
-  uint64_t acked = 0;           // stanzas the client has acknowledged
-  std::deque<Unacked> unacked;  // sent (or held while detached), in order
+  uint64_t acked = 0;      // stanzas the client has acknowledged
+  UnackedStanzas unacked;  // sent (or held while detached), in order
   bool request_outstanding = false;
   // Detached: the connection is gone, the session waits to be resumed.
   bool detached = false;

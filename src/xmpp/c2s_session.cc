@@ -956,6 +956,7 @@ bool C2sSession::CheckDeadlines() {
   }
   if (stanza_started_ || blocked_ > 0 || now - last_read_ < kCompactAfterIdleSeconds) return false;
   bool freed = parser_.Compact();
+  if (sm_ && sm_->unacked.Release()) freed = true;
   if (!writing_ && out_offset_ == out_.size() && out_.capacity() > std::string().capacity()) {
     // The last burst's capacity, kept for nothing while idle. Only a buffer
     // of some size is worth a heap trim (base/memory.h).
@@ -975,7 +976,8 @@ void C2sSession::Finish() {
   // Released from a later handler: the caller's stack may still use `this`.
   if (in_flight_keep_alive_) loop_.Post([keep = std::move(in_flight_keep_alive_)] {});
   // Sent but unacknowledged, then held back (CSI): in the order they came.
-  std::deque<StreamManagement::Unacked> unacked;
+  UnackedStanzas unacked;
+  std::unique_ptr<std::list<Held>> held = std::move(held_);
   if (sm_) {
     if (sm_->device) {
       EndDevice();  // the token stays, ended, until the stored state is gone
@@ -983,11 +985,7 @@ void C2sSession::Finish() {
       context_.resume_tokens.Remove(sm_->token, ref_);
     }
     if (sm_->keep_alive) loop_.Post([keep = std::move(sm_->keep_alive)] {});
-    unacked = std::move(sm_->unacked);
-  }
-  if (held_) {
-    for (auto& h : *held_) unacked.push_back({std::move(h.xml), std::move(h.on_gone), h.archive_id});
-    held_.reset();
+    unacked = std::exchange(sm_->unacked, {});
   }
   pending_.clear();
   if (was_bound) context_.hub->Unbind(ref_, jid_);
@@ -999,10 +997,18 @@ void C2sSession::Finish() {
   // XEP-0198 §4: what the client never acknowledged it may never have got.
   // The hub reroutes those messages (to another resource or offline storage).
   size_t rerouted = 0;
-  for (auto& stanza : unacked) {
+  unacked.ForEach([&](std::string_view xml, UnackedStanzas::Entry& stanza) {
     if (stanza.on_gone) {
-      stanza.on_gone();
+      stanza.on_gone.Run(ref_, xml);
       ++rerouted;
+    }
+  });
+  if (held) {
+    for (auto& h : *held) {
+      if (h.on_gone) {
+        h.on_gone.Run(ref_, *h.xml);
+        ++rerouted;
+      }
     }
   }
   if (rerouted > 0) spdlog::debug("[C{}] {} unacknowledged messages rerouted", ref_.id, rerouted);
@@ -1029,8 +1035,7 @@ bool C2sSession::HandleCsi(const Element& element) {
   return true;
 }
 
-bool C2sSession::HoldForCsi(std::shared_ptr<const std::string>& xml, std::function<void()>& on_gone,
-                            int64_t archive_id) {
+bool C2sSession::HoldForCsi(std::shared_ptr<const std::string>& xml, OnGone& on_gone, int64_t archive_id) {
   CsiClass what = ClassifyForCsi(*xml);
   if (what.important) {
     FlushHeld();  // what came before it first

@@ -26,10 +26,11 @@
 //   answers <r/> with the count handled, where a stanza the hub took as
 //   pending counts only once StanzaDone(ticket) says it is durable (G1);
 //   the count is of a prefix, so an ack never covers a stanza still waiting.
-//   Stanzas it sends are kept, with the hub's on_gone, until the client
-//   acknowledges them. If the session ends with some unacknowledged, their
-//   on_gone runs (the hub reroutes the message to another resource or to
-//   offline storage), so nothing is lost by a dropped connection.
+//   Stanzas it sends are kept (their bytes, in one buffer:
+//   UnackedStanzas), with the hub's OnGone, until the client acknowledges
+//   them. If the session ends with some unacknowledged, their OnGone runs
+//   (the hub reroutes the message to another resource or to offline
+//   storage), so nothing is lost by a dropped connection.
 //   With resumption, a connection lost while bound detaches the session
 //   instead of ending it: it stays bound (and keeps its keep-alive itself)
 //   for the resume timeout, collecting stanzas. A new connection that
@@ -56,6 +57,7 @@
 #include "net/transport.h"
 #include "xml/stream_parser.h"
 #include "xmpp/jid/jid.h"
+#include "xmpp/on_gone.h"
 #include "xmpp/sasl/sasl.h"
 #include "xmpp/server_context.h"
 #include "xmpp/session_ref.h"
@@ -75,11 +77,10 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // Queues serialised XML for the peer and writes what the socket takes.
   void Send(std::string_view xml);
   // Queues one stanza from the hub (Sessions::Deliver). With stream
-  // management the session keeps it, with `on_gone`, until the client
+  // management the session keeps its text, with `on_gone`, until the client
   // acknowledges it, and runs `on_gone` if the session ends first.
   // `archive_id`: see im::SessionPort::Deliver.
-  void SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone = {},
-                  int64_t archive_id = 0);
+  void SendStanza(std::shared_ptr<const std::string> xml, OnGone on_gone = {}, int64_t archive_id = 0);
   // Sends <stream:error> with an RFC 6120 §4.9.3 condition (and an optional
   // application-specific condition element), closes the stream.
   void CloseWithStreamError(std::string_view condition, std::string_view text = {},
@@ -129,13 +130,13 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   struct Held {
     std::string collapse_key;
     std::shared_ptr<const std::string> xml;
-    std::function<void()> on_gone;
+    OnGone on_gone;
     int64_t archive_id = 0;
   };
   bool HandleCsi(const xml::Element& element);
   // Holds a stanza for an inactive client; false: it is important, send it
   // (after flushing what is held).
-  bool HoldForCsi(std::shared_ptr<const std::string>& xml, std::function<void()>& on_gone, int64_t archive_id);
+  bool HoldForCsi(std::shared_ptr<const std::string>& xml, OnGone& on_gone, int64_t archive_id);
   void FlushHeld();
   bool HandleSm(const xml::Element& element);
   void HandleEnable(const xml::Element& enable);

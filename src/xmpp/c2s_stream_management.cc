@@ -51,19 +51,24 @@ std::optional<uint32_t> ParseU32(std::string_view text) {
 // ---------------------------------------------------------------------------
 // Stream management (XEP-0198)
 
-void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::function<void()> on_gone,
-                            int64_t archive_id) {
+void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, OnGone on_gone, int64_t archive_id) {
   if (state_ == State::kClosed || (state_ == State::kClosing && !sm_)) {
     // The stream has ended (or its end is being written): the hub routes
     // the message elsewhere rather than lose it after </stream:stream>.
-    if (on_gone) on_gone();
+    if (on_gone) on_gone.Run(ref_, *xml);
     return;
   }
   if (state_ == State::kClosing) {
-    sm_->unacked.push_back({std::move(xml), std::move(on_gone), archive_id});  // rerouted by Finish()
+    sm_->unacked.Push(*xml, std::move(on_gone), archive_id);  // rerouted by Finish()
     return;
   }
   if (inactive_ && HoldForCsi(xml, on_gone, archive_id)) return;
+  if (state_ == State::kClosed || state_ == State::kClosing) {
+    // Flushing what CSI held ended the stream (a write over the send queue,
+    // say): this one goes where the stream's end sends it (the top).
+    SendStanza(std::move(xml), std::move(on_gone), archive_id);
+    return;
+  }
   if (archive_id != 0) last_archive_id_ = archive_id;
   if (!sm_) {
     // Deliveries that reach this session in one pass of the loop (a burst
@@ -75,8 +80,8 @@ void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::functio
     FlushLater();
     return;
   }
-  const std::string& bytes = *xml;
-  sm_->unacked.push_back({std::move(xml), std::move(on_gone), archive_id});
+  // Kept as bytes (UnackedStanzas); `xml` and what it keeps alive go now.
+  sm_->unacked.Push(*xml, std::move(on_gone), archive_id);
   if (static_cast<int64_t>(sm_->unacked.size()) > config_->sm_max_unacked) {
     if (AllowPeerWarning()) {
       spdlog::info("[C{}] {}: over {} unacknowledged stanzas; ending the session", ref_.id, jid_.Full(),
@@ -89,7 +94,7 @@ void C2sSession::SendStanza(std::shared_ptr<const std::string> xml, std::functio
   // One write for the stanza and the request that may follow it.
   const bool batching = in_read_;
   in_read_ = true;
-  Send(bytes);
+  Send(*xml);
   if (!sm_->request_outstanding && static_cast<int64_t>(sm_->unacked.size()) >= config_->sm_request_every) {
     RequestAck();
   }
@@ -264,7 +269,7 @@ bool C2sSession::ApplyAck(uint32_t h) {
       PersistDevice();
     }
   }
-  sm_->unacked.erase(sm_->unacked.begin(), sm_->unacked.begin() + delta);
+  sm_->unacked.Drop(delta);
   sm_->acked += delta;
   sm_->request_outstanding = false;
   return true;
@@ -490,7 +495,9 @@ void C2sSession::CompleteResume() {
   // SmAdvance saw to it that the store has this count (with a device).
   Send(fmt::format("<resumed xmlns='urn:xmpp:sm:3' h='{}' previd='{}'/>",
                    static_cast<uint32_t>(sm_->inbound.handled()), sm_->token));
-  for (const auto& stanza : sm_->unacked) Send(*stanza.xml);
+  // All of them in one Send, from a copy: a failed write may end the
+  // session, which takes the kept stanzas away for rerouting.
+  if (!sm_->unacked.empty()) Send(std::string(sm_->unacked.text()));
   if (!sm_->unacked.empty()) RequestAck();
   Unblock();  // posts a read, which holds the session from now on
   // Unless a write above failed (the new connection was reset meanwhile):
@@ -713,11 +720,11 @@ void C2sSession::Restored(Result<Jid> jid) {
                  jid.error().message);
     context_.resume_tokens.Remove(sm_->token, ref_);
     // Not bound (any more): what reached us meanwhile goes elsewhere.
-    auto unacked = std::move(sm_->unacked);
+    UnackedStanzas unacked = std::exchange(sm_->unacked, {});
     sm_.reset();
-    for (auto& stanza : unacked) {
-      if (stanza.on_gone) stanza.on_gone();
-    }
+    unacked.ForEach([this](std::string_view xml, UnackedStanzas::Entry& stanza) {
+      if (stanza.on_gone) stanza.on_gone.Run(ref_, xml);
+    });
     state_ = State::kFeatures;
     SmFailed("item-not-found");
     Unblock();

@@ -9,7 +9,7 @@ namespace nines::xmpp {
 
 Sessions::Sessions(net::LoopPool& loops) : loops_(loops), tables_(loops.size()), components_(loops.size()) {}
 
-void Sessions::Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone,
+void Sessions::Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, OnGone on_gone,
                        int64_t archive_id) {
   auto& loop = loops_.loop(ref.loop);
   auto run = [this, ref, xml = std::move(xml), on_gone = std::move(on_gone), archive_id]() mutable {
@@ -18,7 +18,7 @@ void Sessions::Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, s
     } else if (ComponentSession* c = FindComponent(ref)) {
       c->SendStanza(*xml);
     } else if (on_gone) {
-      on_gone();
+      on_gone.Run(ref, *xml);
     }
   };
   if (loop.InLoop()) {

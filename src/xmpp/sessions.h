@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "net/loop_pool.h"
+#include "xmpp/on_gone.h"
 #include "xmpp/session_ref.h"
 
 namespace nines::xmpp {
@@ -37,7 +38,7 @@ class Sessions {
   // A session with XEP-0198 enabled keeps `on_gone` until its client
   // acknowledges the stanza, and runs it if the session ends first.
   // `archive_id`: see im::SessionPort::Deliver.
-  void Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone = {},
+  void Deliver(SessionRef ref, std::shared_ptr<const std::string> xml, OnGone on_gone = {},
                int64_t archive_id = 0);
 
   // Closes the session with a stream error condition (e.g. "conflict").

@@ -391,6 +391,35 @@ class StreamManagementTest(ServerTestCase):
         got = self.bodies(b, 60, timeout=20)
         self.assertEqual(sorted(got), sorted(f"u{i}" for i in range(60)), "nothing lost")
 
+    def test_cut_off_while_sending_what_client_state_indication_held_loses_nothing(self):
+        """XEP-0352 holds receipts for an inactive client; a message with a body sends them all
+        first, and going over max_unacked on the way ends the session: the receipts and the
+        message that let them out are all rerouted to offline storage."""
+        user, bare, password = self.new_account("smcsi")
+        peer, peer_bare, peer_password = self.new_account("smcsi_p")
+        a, full = self.login(user, password)
+        self.assertTrue(is_sm(self.enable(a, resume=False), "enabled"))
+        a.send("<presence/>")
+        a.send("<inactive xmlns='urn:xmpp:csi:0'/>")
+        a.send("<iq type='get' id='csi-sync'><ping xmlns='urn:xmpp:ping'/></iq>")  # handled in order
+        a.recv_until(lambda e: e.get("id") == "csi-sync")
+        p, _ = self.login(peer, peer_password)
+        for i in range(55):  # held (csi.max_held is 500); max_unacked = 50 in this class
+            p.send(f"<message to='{full}' id='r{i}'><received xmlns='urn:xmpp:receipts' id='x{i}'/></message>")
+        p.send(message(full, "let-out", "let-out"))
+        err = a.recv_until(lambda e: local(e.tag) == "error", timeout=20)
+        self.assertIsNotNone(err.find("{urn:ietf:params:xml:ns:xmpp-streams}policy-violation"), to_xml(err))
+        b, _ = self.login(user, password, resource="again")
+        b.send("<presence/>")
+        got = []
+        deadline = time.monotonic() + 20
+        while len(got) < 56:
+            elem = b.recv(max(0.01, deadline - time.monotonic()))
+            if local(elem.tag) == "message":
+                receipt = elem.find("{urn:xmpp:receipts}received")
+                got.append(receipt.get("id") if receipt is not None else elem.findtext("{jabber:client}body"))
+        self.assertEqual(sorted(got), sorted([f"x{i}" for i in range(55)] + ["let-out"]), "nothing lost")
+
 
 class AckDelayTest(ServerTestCase):
     """stream_management.ack_delay_ms: the answer to a client's <r/> waits, at most that long, for

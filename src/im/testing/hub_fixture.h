@@ -56,10 +56,13 @@ class FakePort final : public SessionPort {
     int64_t archive_id = 0;
   };
 
-  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, std::function<void()> on_gone,
+  void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, xmpp::OnGone on_gone,
                int64_t archive_id) override {
     if (gone_.count(ref.id) != 0) {
-      if (on_gone) loops_.loop(ref.loop).Post(std::move(on_gone));
+      if (on_gone) {
+        loops_.loop(ref.loop).Post(
+            [ref, xml = std::move(xml), on_gone = std::move(on_gone)]() mutable { on_gone.Run(ref, *xml); });
+      }
       return;
     }
     deliveries_.push_back(Delivery{ref, *xml, archive_id});
