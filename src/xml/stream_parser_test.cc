@@ -1012,6 +1012,45 @@ TEST(StreamParserTest, SmShortcutsOnlyAtTheTopLevelAndInTheExactForms) {
   EXPECT_EQ(events[1].element.name(), "r");
   EXPECT_EQ(parser.SmShortcuts(), 1u) << "the tail after a completed stanza is at the top level";
 
+  // Between stanzas in one write, once the stream has sent one of them (a
+  // stream without XEP-0198 is not searched): inside a stanza (or in CDATA,
+  // or escaped in a value), expat's.
+  for (std::string_view between :
+       {"<message id='3'><body>a</body></message><r xmlns='urn:xmpp:sm:3'/><message "
+        "id='4'><body>b</body></message>",
+        "<message id='5'/><a xmlns=\"urn:xmpp:sm:3\" h=\"9\"/><r xmlns='urn:xmpp:sm:3'/><message id='6'/>"
+        "<r xmlns='urn:xmpp:sm:3'/><message id='7'/>"}) {
+    StreamParser whole({});
+    StreamParser bytes({});
+    FeedAll(whole, kHeader);
+    FeedAll(bytes, kHeader);
+    auto first_a = FeedAll(whole, between);
+    auto first_b = FeedBytes(bytes, between);
+    ExpectSameEvents(first_a, first_b);
+    EXPECT_EQ(whole.SmShortcuts(), 0u) << "not before the stream has used XEP-0198: " << between;
+    auto a = FeedAll(whole, between);
+    auto b = FeedBytes(bytes, between);
+    ExpectSameEvents(a, b);
+    EXPECT_GE(whole.SmShortcuts(), 1u) << between;
+  }
+  for (std::string_view inside :
+       {"<message id='4'><body>x</body><r xmlns='urn:xmpp:sm:3'/></message><message id='5'/>",
+        "<message id='6'><body><![CDATA[<r xmlns='urn:xmpp:sm:3'/>]]></body></message><message id='7'/>",
+        "<message id='8' a='&lt;r xmlns=&apos;urn:xmpp:sm:3&apos;/>'/><message id='9'/>"}) {
+    StreamParser whole({});
+    StreamParser bytes({});
+    FeedAll(whole, kHeader);
+    FeedAll(bytes, kHeader);
+    FeedAll(whole, "<message id='0'/><r xmlns='urn:xmpp:sm:3'/>");  // the stream uses XEP-0198
+    FeedAll(bytes, "<message id='0'/><r xmlns='urn:xmpp:sm:3'/>");
+    const uint64_t before = whole.SmShortcuts();
+    auto a = FeedAll(whole, inside);
+    auto b = FeedBytes(bytes, inside);
+    ASSERT_EQ(a.size(), 2u) << inside;
+    ExpectSameEvents(a, b);
+    EXPECT_EQ(whole.SmShortcuts(), before) << inside;
+  }
+
   for (std::string_view other : {"<r xmlns='urn:xmpp:sm:3' />", "<a h='1' xmlns='urn:xmpp:sm:3'/>",
                                  "<a xmlns='urn:xmpp:sm:3' h='12345678901'/>",
                                  "<a xmlns='urn:xmpp:sm:3' h=''/>", "<r xmlns='urn:xmpp:sm:3\"/>"}) {
