@@ -687,15 +687,7 @@ struct StreamParser::Impl {
     if (scanning) {
       // A large token is pending in expat: hand input over only once it may
       // complete that token.
-      if (!scanner.Scan(data)) {
-        if (data.size() > Allowance()) {
-          Fail(ParseError::kPolicyViolation, TooLargeText());
-        } else {
-          Hold(data);
-        }
-        Finish();
-        return;
-      }
+      if (!ScanOrHold(data)) return;
       if (!deferred.empty()) {
         std::string held = TakeHeld();
         held.append(data);
@@ -711,8 +703,10 @@ struct StreamParser::Impl {
     // a stanza, and expat gets it with what follows. Between stanzas they
     // are looked for only once the stream has sent one (sm_seen): the search
     // costs about a third of an instruction per byte.
+    // Not while the scanner follows a large token: it has seen all of `data`
+    // already, and a split would restart it part way.
     bool first = true;
-    while (phase == Phase::kOpen) {
+    while (phase == Phase::kOpen && !scanning) {
       const size_t start = sm_seen ? NextSmShortcut(data, 1) : first ? TrailingSmShortcut(data) : 0;
       first = false;
       if (start == 0) break;
@@ -721,9 +715,17 @@ struct StreamParser::Impl {
         Finish();
         return;
       }
-      const std::string_view rest = data.substr(start);
-      const std::string_view after = PeelSmShortcuts(rest);
-      data = after;
+      data = data.substr(start);
+      if (Pending() != 0 || scanning || in_cdata) {
+        // A token is open across it (a comment, say, which expat refuses
+        // in its time): not a form to take, and no more splitting, which
+        // would make expat scan that token again from its start each time.
+        // The rest goes to expat in one piece, past the scanner if it has
+        // just started to follow the token.
+        if (scanning && !ScanOrHold(data)) return;
+        break;
+      }
+      data = PeelSmShortcuts(data);
       if (data.empty()) {
         Finish();
         return;
@@ -731,6 +733,20 @@ struct StreamParser::Impl {
     }
     ParseAndTrack(data);
     Finish();
+  }
+
+  // While a large token is pending (scanning): lets `data` through to expat
+  // only if it may end that token; otherwise holds it (or fails, past the
+  // allowance) and finishes the call. True: go on and parse `data`.
+  bool ScanOrHold(std::string_view data) {
+    if (scanner.Scan(data)) return true;
+    if (data.size() > Allowance()) {
+      Fail(ParseError::kPolicyViolation, TooLargeText());
+    } else {
+      Hold(data);
+    }
+    Finish();
+    return false;
   }
 
   // True when the next input byte starts a top-level element: the stream is
