@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include <fmt/format.h>
+#include <unicode/utf8.h>
 
 #include "xml/element.h"
 #include "xml/stream_parser.h"
@@ -89,22 +90,10 @@ std::optional<std::string> RootAttrText(std::string_view stanza, std::string_vie
           (code >= 0xD800 && code <= 0xDFFF)) {
         return std::nullopt;
       }
-      // UTF-8.
-      if (code < 0x80) {
-        out.push_back(static_cast<char>(code));
-      } else if (code < 0x800) {
-        out.push_back(static_cast<char>(0xC0 | (code >> 6)));
-        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
-      } else if (code < 0x10000) {
-        out.push_back(static_cast<char>(0xE0 | (code >> 12)));
-        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
-      } else {
-        out.push_back(static_cast<char>(0xF0 | (code >> 18)));
-        out.push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
-        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
-      }
+      uint8_t utf8[U8_MAX_LENGTH];
+      int32_t length = 0;
+      U8_APPEND_UNSAFE(utf8, length, static_cast<UChar32>(code));  // a scalar value: checked above
+      out.append(reinterpret_cast<const char*>(utf8), static_cast<size_t>(length));
     } else {
       return std::nullopt;
     }
