@@ -34,7 +34,7 @@ using nines::xmpp::SessionRef;
 
 class NullPort final : public nines::im::SessionPort {
  public:
-  void Deliver(SessionRef, std::shared_ptr<const std::string> xml, std::function<void()>, int64_t) override {
+  void Deliver(SessionRef, std::shared_ptr<const std::string> xml, nines::xmpp::OnGone, int64_t) override {
     bytes += xml->size();
   }
   void Kick(SessionRef, std::string) override {}
