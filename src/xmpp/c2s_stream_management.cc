@@ -495,9 +495,22 @@ void C2sSession::CompleteResume() {
   // SmAdvance saw to it that the store has this count (with a device).
   Send(fmt::format("<resumed xmlns='urn:xmpp:sm:3' h='{}' previd='{}'/>",
                    static_cast<uint32_t>(sm_->inbound.handled()), sm_->token));
-  // All of them in one Send, from a copy: a failed write may end the
-  // session, which takes the kept stanzas away for rerouting.
-  if (!sm_->unacked.empty()) Send(std::string(sm_->unacked.text()));
+  // One Send per stanza, as the socket takes them (a single Send of them all
+  // would be held to limits.send_queue at once), from a copy: a failed
+  // write may end the session, which takes the kept stanzas away.
+  if (!sm_->unacked.empty()) {
+    const std::string kept(sm_->unacked.text());
+    std::vector<uint32_t> sizes;
+    sizes.reserve(sm_->unacked.size());
+    sm_->unacked.ForEach(
+        [&sizes](std::string_view xml, UnackedStanzas::Entry&) { sizes.push_back(xml.size()); });
+    size_t at = 0;
+    for (uint32_t size : sizes) {
+      if (state_ == State::kClosed || !Attached()) break;
+      Send(std::string_view(kept).substr(at, size));
+      at += size;
+    }
+  }
   if (!sm_->unacked.empty()) RequestAck();
   Unblock();  // posts a read, which holds the session from now on
   // Unless a write above failed (the new connection was reset meanwhile):
