@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <chrono>
 #include <limits>
@@ -494,51 +495,35 @@ void HubImpl::ArchiveThenDeliver(AccountState& st, const RoutedPtr& r) {
 
 void HubImpl::QueueArchiveCall(ArchiveWait wait) {
   const AccountState& st = *wait.st;
-  // The store assigns the id (id 0): ids then follow commit order, which a
-  // device paging from the last id it saw relies on.
-  const int64_t id = 0;
-  const int64_t stamp = 0;
+  // The store assigns the id (ArchiveBatch: id 0): ids then follow commit
+  // order, which a device paging from the last id it saw relies on.
   const Routed& r = *wait.r;
   JidView from = SplitJid(r.from);
   JidView to = SplitJid(r.to);
-  std::vector<store::ArchiveEntry> entries;
-  entries.reserve(2);
-  if (wait.keep_out) {
-    store::ArchiveEntry out;
-    out.username = std::string(from.local);
-    out.message = {id, stamp, std::string(to.Bare()), std::string(to.resource), true, r.origin_id, r.xml};
-    entries.push_back(std::move(out));
-  }
-  if (wait.keep_in) {
-    store::ArchiveEntry in;
-    in.username = st.user;
-    // The stanza goes with the first entry only (store.h: the others share it).
-    in.message = {id,
-                  stamp,
-                  std::string(from.Bare()),
-                  std::string(from.resource),
-                  false,
-                  {},
-                  entries.empty() ? r.xml : std::string()};
-    entries.push_back(std::move(in));
-  }
+  std::array<store::ArchiveBatch::Entry, 2> entries;
+  size_t n = 0;
+  if (wait.keep_out) entries[n++] = {from.local, to.Bare(), to.resource, true, r.origin_id};
+  if (wait.keep_in) entries[n++] = {st.user, from.Bare(), from.resource, false, {}};
   Shard& sh = shard(st.home);
-  if (sh.archive_calls.empty()) {
+  if (sh.archive_batch.empty()) {
     boost::asio::post(loop(st.home).executor(), [this, home = st.home] { FlushArchiveCalls(home); });
   }
-  sh.archive_calls.push_back(std::move(entries));
+  sh.archive_batch.Add(r.xml, std::span(entries.data(), n));
   sh.archive_waits.push_back(std::move(wait));
 }
 
 void HubImpl::FlushArchiveCalls(size_t home) {
   Shard& sh = shard(home);
-  if (sh.archive_calls.empty()) return;
-  std::vector<std::vector<store::ArchiveEntry>> calls;
-  calls.swap(sh.archive_calls);
-  std::vector<ArchiveWait> waits;
-  waits.swap(sh.archive_waits);
+  if (sh.archive_batch.empty()) return;
+  store::ArchiveBatch batch = std::move(sh.archive_batch);
+  std::vector<ArchiveWait> waits = std::move(sh.archive_waits);
+  // The next pass's batch starts with room for one like this.
+  sh.archive_batch = store::ArchiveBatch();
+  sh.archive_batch.ReserveLike(batch);
+  sh.archive_waits = std::vector<ArchiveWait>();
+  sh.archive_waits.reserve(waits.size());
   store_->ArchiveMany(
-      std::move(calls),
+      std::move(batch),
       store::Reply<std::vector<Result<store::ArchiveOutcome>>>(
           loop(home).executor(),
           [this, waits = std::move(waits)](Result<std::vector<Result<store::ArchiveOutcome>>> outcomes) {

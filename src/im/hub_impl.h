@@ -173,7 +173,7 @@ class HubImpl final : public xmpp::Rerouter {
     std::unordered_map<uint64_t, SessionSettings> session_settings;
     // Archive calls made in this pass of the loop (ArchiveThenDeliver), and
     // who waits for each; FlushArchiveCalls sends them.
-    std::vector<std::vector<store::ArchiveEntry>> archive_calls;
+    store::ArchiveBatch archive_batch;
     std::vector<ArchiveWait> archive_waits;
   };
 

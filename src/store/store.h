@@ -39,7 +39,9 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -159,6 +161,92 @@ struct ArchiveOutcome {
   bool duplicate = false;
   int64_t existing_id = 0;
   int64_t id = 0;  // the id the message was stored under (not a duplicate)
+};
+
+// Messages for Store::ArchiveMany, each with a store-assigned id (Archive
+// with id 0), laid out in one buffer: the server's loop adds what it
+// archives in a pass, so that neither it nor the store allocates a string
+// or a vector per message (docs/benchmarks.md, "Archiving: one buffer per
+// pass").
+class ArchiveBatch {
+ public:
+  // One owner's side of a message: an ArchiveEntry without the id, stamp
+  // and stanza, which a message's entries share.
+  struct Entry {
+    std::string_view username;
+    std::string_view peer;
+    std::string_view peer_resource;
+    bool outgoing = false;
+    std::string_view origin_id;  // outgoing entries only
+  };
+
+  // Adds one message, `stanza`, kept by each of `entries` (Archive's rules
+  // apply: at least one entry, one per owner).
+  void Add(std::string_view stanza, std::span<const Entry> entries) {
+    MessageRec m;
+    m.stanza = Put(stanza);
+    m.first = entries_.size();
+    m.count = entries.size();
+    for (const Entry& e : entries) {
+      entries_.push_back({Put(e.username), Put(e.peer), Put(e.peer_resource),
+                          Put(e.outgoing ? e.origin_id : std::string_view()), e.outgoing});
+    }
+    messages_.push_back(m);
+  }
+  size_t size() const { return messages_.size(); }
+  bool empty() const { return messages_.empty(); }
+  // Bytes of text held (stanzas and names).
+  size_t bytes() const { return text_.size(); }
+  std::string_view stanza(size_t message) const { return View(messages_[message].stanza); }
+  size_t entries(size_t message) const { return messages_[message].count; }
+  Entry entry(size_t message, size_t i) const {
+    const EntryRec& e = entries_[messages_[message].first + i];
+    return {View(e.username), View(e.peer), View(e.resource), e.outgoing, View(e.origin)};
+  }
+  // Message `message` as the entries of one Archive call (stores without a
+  // batch of their own make one call per message).
+  std::vector<ArchiveEntry> Call(size_t message) const {
+    std::vector<ArchiveEntry> call;
+    for (size_t i = 0; i < entries(message); ++i) {
+      const Entry e = entry(message, i);
+      call.push_back({std::string(e.username),
+                      {0, 0, std::string(e.peer), std::string(e.peer_resource), e.outgoing,
+                       std::string(e.origin_id), i == 0 ? std::string(stanza(message)) : std::string()}});
+    }
+    return call;
+  }
+  // Room for as many messages and bytes as `other` holds, so that a batch
+  // the size of the last one does not grow step by step.
+  void ReserveLike(const ArchiveBatch& other) {
+    text_.reserve(other.text_.size());
+    entries_.reserve(other.entries_.size());
+    messages_.reserve(other.messages_.size());
+  }
+
+ private:
+  struct Span {
+    size_t offset = 0;
+    size_t size = 0;
+  };
+  struct EntryRec {
+    Span username, peer, resource, origin;
+    bool outgoing = false;
+  };
+  struct MessageRec {
+    Span stanza;
+    size_t first = 0;
+    size_t count = 0;
+  };
+  Span Put(std::string_view s) {
+    Span span{text_.size(), s.size()};
+    text_.append(s);
+    return span;
+  }
+  std::string_view View(Span s) const { return std::string_view(text_).substr(s.offset, s.size); }
+
+  std::string text_;
+  std::vector<EntryRec> entries_;
+  std::vector<MessageRec> messages_;
 };
 
 // A MAM query (XEP-0313 with #extended and XEP-0059 paging). All filters are
@@ -361,16 +449,16 @@ class Store {
   // in PostgreSQL. kConflict if a given id is
   // taken; kNotFound if an owner has no account.
   virtual void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) = 0;
-  // Many Archive calls at once (each one message, as above), with one
-  // outcome per call, in order: one call's failure leaves the others alone.
-  // A backend that can write them as one job overrides it (SQLite: the
-  // server's loop sends what it archived in one pass, instead of a job, a
-  // Reply and a completion per message); the default makes one Archive call
-  // each and replies once all have. A reply that is an error (the store is
-  // closed, the transaction failed) is every call's outcome.
-  virtual void ArchiveMany(std::vector<std::vector<ArchiveEntry>> calls,
-                           Reply<std::vector<Result<ArchiveOutcome>>> reply) {
-    if (calls.empty()) {
+  // Many messages at once, each as one Archive call with id 0, with one
+  // outcome per message, in order: one message's failure leaves the others
+  // alone. A backend that can write them as one job overrides it (SQLite:
+  // the server's loop sends what it archived in one pass, instead of a
+  // job, a Reply and a completion per message); the default makes one
+  // Archive call each and replies once all have. A reply that is an error
+  // (the store is closed, the transaction failed) is every message's
+  // outcome.
+  virtual void ArchiveMany(ArchiveBatch batch, Reply<std::vector<Result<ArchiveOutcome>>> reply) {
+    if (batch.empty()) {
       reply(std::vector<Result<ArchiveOutcome>>{});
       return;
     }
@@ -380,14 +468,13 @@ class Store {
       std::optional<Reply<std::vector<Result<ArchiveOutcome>>>> reply;
     };
     auto state = std::make_shared<State>();
-    state->outcomes.resize(calls.size());
-    state->left = calls.size();
+    state->outcomes.resize(batch.size());
+    state->left = batch.size();
     const boost::asio::any_io_executor executor = reply.executor();
     state->reply.emplace(std::move(reply));
-    for (size_t i = 0; i < calls.size(); ++i) {
+    for (size_t i = 0; i < batch.size(); ++i) {
       // Each Reply runs on `executor`, so the last one may Invoke the whole.
-      Archive(std::move(calls[i]),
-              Reply<ArchiveOutcome>(executor, [state, i](Result<ArchiveOutcome> outcome) {
+      Archive(batch.Call(i), Reply<ArchiveOutcome>(executor, [state, i](Result<ArchiveOutcome> outcome) {
                 state->outcomes[i].emplace(std::move(outcome));
                 if (--state->left != 0) return;
                 std::vector<Result<ArchiveOutcome>> all;

@@ -245,9 +245,9 @@ class StoreConformance : public ::testing::Test {
     return Await<ArchiveOutcome>(
         io_, [&](Reply<ArchiveOutcome> r) { store_->Archive(std::move(entries), std::move(r)); });
   }
-  Result<std::vector<Result<ArchiveOutcome>>> ArchiveMany(std::vector<std::vector<ArchiveEntry>> calls) {
+  Result<std::vector<Result<ArchiveOutcome>>> ArchiveMany(ArchiveBatch batch) {
     return Await<std::vector<Result<ArchiveOutcome>>>(io_, [&](Reply<std::vector<Result<ArchiveOutcome>>> r) {
-      store_->ArchiveMany(std::move(calls), std::move(r));
+      store_->ArchiveMany(std::move(batch), std::move(r));
     });
   }
   Result<ArchivePage> QueryArchive(const std::string& username, ArchiveQuery query) {
@@ -1156,18 +1156,25 @@ TYPED_TEST_P(StoreConformance, ArchiveEntriesAfterTheFirstShareItsStanza) {
 TYPED_TEST_P(StoreConformance, ArchiveManyGivesEachCallItsOutcome) {
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("alice")));
   NINES_ASSERT_OK(this->CreateAccount(MakeAccount("bob")));
-  auto message = [](const char* from, const char* to, const std::string& body, const char* origin) {
+  ArchiveBatch batch;
+  auto message = [&](const char* from, const char* to, const std::string& body, const char* origin) {
     const std::string stanza = "<message type='chat'><body>" + body + "</body></message>";
-    return std::vector<ArchiveEntry>{
-        {from, {0, 0, std::string(to) + "@example.org", "r", true, origin, stanza}},
-        {to, {0, 0, std::string(from) + "@example.org", "r", false, "", ""}}};
+    const std::string to_bare = std::string(to) + "@example.org";
+    const std::string from_bare = std::string(from) + "@example.org";
+    const ArchiveBatch::Entry entries[] = {{from, to_bare, "r", true, origin},
+                                           {to, from_bare, "r", false, {}}};
+    batch.Add(stanza, entries);
   };
-  std::vector<std::vector<ArchiveEntry>> calls;
-  calls.push_back(message("alice", "bob", "one", "o-1"));
-  calls.push_back(message("alice", "nobody", "lost", ""));  // no such account
-  calls.push_back(message("bob", "alice", "two", ""));
-  calls.push_back(message("alice", "bob", "one again", "o-1"));  // a retransmission of the first
-  auto outcomes = this->ArchiveMany(std::move(calls));
+  message("alice", "bob", "one", "o-1");
+  message("alice", "nobody", "lost", "");  // no such account
+  message("bob", "alice", "two", "");
+  message("alice", "bob", "one again", "o-1");  // a retransmission of the first
+  ASSERT_EQ(batch.size(), 4u);
+  EXPECT_EQ(batch.stanza(2), "<message type='chat'><body>two</body></message>")
+      << "the batch keeps its own copy";
+  EXPECT_EQ(batch.entry(3, 0).origin_id, "o-1");
+  EXPECT_EQ(batch.entry(3, 1).peer, "alice@example.org");
+  auto outcomes = this->ArchiveMany(std::move(batch));
   ASSERT_TRUE(outcomes.ok()) << outcomes.error().message;
   ASSERT_EQ(outcomes->size(), 4u);
   ASSERT_TRUE((*outcomes)[0].ok()) << (*outcomes)[0].error().message;
@@ -1184,7 +1191,7 @@ TYPED_TEST_P(StoreConformance, ArchiveManyGivesEachCallItsOutcome) {
     ASSERT_TRUE(page.ok());
     EXPECT_EQ(this->Ids(*page), (std::vector<int64_t>{(*outcomes)[0]->id, (*outcomes)[2]->id})) << owner;
   }
-  auto none = this->ArchiveMany({});
+  auto none = this->ArchiveMany(ArchiveBatch());
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
 }

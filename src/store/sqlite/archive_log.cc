@@ -93,24 +93,33 @@ Error Corrupt(std::string_view what) {
 
 // A chunk's record of one message: id, stamp, each owner's fields, then the
 // stanza. Appends to `chunk` and returns the stanza's offset in it.
-size_t AppendRecord(std::string& chunk, int64_t id, int64_t stamp_ms,
-                    const std::vector<ArchiveEntry>& entries) {
+size_t AppendRecord(std::string& chunk, int64_t id, int64_t stamp_ms, std::string_view stanza,
+                    std::span<const ArchiveBatch::Entry> entries) {
   PutVarint(chunk, static_cast<uint64_t>(id));
   PutVarint(chunk, ZigZag(stamp_ms));
   PutVarint(chunk, entries.size());
-  for (const ArchiveEntry& entry : entries) {
-    const ArchivedMessage& m = entry.message;
+  for (const ArchiveBatch::Entry& entry : entries) {
     PutString(chunk, entry.username);
-    PutString(chunk, m.peer);
-    PutString(chunk, m.peer_resource);
-    chunk.push_back(m.outgoing ? '\1' : '\0');
-    PutString(chunk, m.outgoing ? std::string_view(m.origin_id) : std::string_view());
+    PutString(chunk, entry.peer);
+    PutString(chunk, entry.peer_resource);
+    chunk.push_back(entry.outgoing ? '\1' : '\0');
+    PutString(chunk, entry.outgoing ? entry.origin_id : std::string_view());
   }
-  const std::string& stanza = entries.front().message.stanza;
   PutVarint(chunk, stanza.size());
   const size_t offset = chunk.size();
   chunk += stanza;
   return offset;
+}
+
+// An Archive call's entries as views into it.
+std::vector<ArchiveBatch::Entry> EntryViews(const std::vector<ArchiveEntry>& entries) {
+  std::vector<ArchiveBatch::Entry> views;
+  views.reserve(entries.size());
+  for (const ArchiveEntry& e : entries) {
+    views.push_back(
+        {e.username, e.message.peer, e.message.peer_resource, e.message.outgoing, e.message.origin_id});
+  }
+  return views;
 }
 
 // Calls fn(owner, posting) for every owner entry of every record in a chunk.
@@ -407,7 +416,7 @@ Result<void> ArchiveLog::ConvertV9(Connection& conn) {
     }
     if (chunk.empty()) chunk_first = first.id;
     chunk_last = first.id;
-    const size_t offset = AppendRecord(chunk, first.id, first.stamp_ms, message);
+    const size_t offset = AppendRecord(chunk, first.id, first.stamp_ms, first.stanza, EntryViews(message));
     for (const ArchiveEntry& entry : message) {
       Posting p;
       p.id = first.id;
@@ -462,8 +471,7 @@ Result<void> ArchiveLog::ConvertV9(Connection& conn) {
 
 // ---- The tail ----
 
-Result<void> ArchiveLog::ReadUnindexed(Connection& conn, std::unordered_map<std::string, OwnerTail>& tail,
-                                       size_t& size) {
+Result<void> ArchiveLog::ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& tail, size_t& size) {
   std::unordered_map<std::string, int64_t> erased;
   {
     auto stmt = conn.Prepare("SELECT username, below_id FROM archive_erased");
@@ -549,7 +557,7 @@ Result<void> ArchiveLog::Load(Connection& conn) {
 }
 
 Result<void> ArchiveLog::LoadInSnapshot(Connection& conn) {
-  std::unordered_map<std::string, OwnerTail> tail;
+  OwnerMap<OwnerTail> tail;
   size_t size = 0;
   if (auto r = ReadUnindexed(conn, tail, size); !r.ok()) return r;
   run_active_ = false;
@@ -722,7 +730,7 @@ Result<void> ArchiveLog::LoadLastId(Connection& conn) {
   return {};
 }
 
-Result<bool> ArchiveLog::OwnerExists(Connection& conn, const std::string& owner) {
+Result<bool> ArchiveLog::OwnerExists(Connection& conn, std::string_view owner) {
   if (known_owners_.contains(owner)) return true;
   auto stmt = conn.Prepare("SELECT 1 FROM accounts WHERE username = ?1");
   if (!stmt.ok()) return stmt.error();
@@ -730,12 +738,12 @@ Result<bool> ArchiveLog::OwnerExists(Connection& conn, const std::string& owner)
   auto row = stmt->Step();
   if (!row.ok()) return row.error();
   stmt->Reset();
-  if (*row) known_owners_.insert(owner);
+  if (*row) known_owners_.emplace(owner);
   return *row;
 }
 
-Result<std::optional<int64_t>> ArchiveLog::FindOrigin(Connection& conn, const std::string& owner,
-                                                      const std::string& origin_id) {
+Result<std::optional<int64_t>> ArchiveLog::FindOrigin(Connection& conn, std::string_view owner,
+                                                      std::string_view origin_id) {
   const uint64_t hash = OriginHash(origin_id);
   int64_t erased_below = std::numeric_limits<int64_t>::min();
   if (auto e = batch_erased_.find(owner); e != batch_erased_.end()) erased_below = e->second;
@@ -769,7 +777,7 @@ Result<std::optional<int64_t>> ArchiveLog::FindOrigin(Connection& conn, const st
 }
 
 template <class Fn>
-Result<void> ArchiveLog::ForNewestRows(Connection& conn, const std::string& owner, Fn&& fn) const {
+Result<void> ArchiveLog::ForNewestRows(Connection& conn, std::string_view owner, Fn&& fn) const {
   auto stmt = conn.Prepare(kNewestRowsSql);
   if (!stmt.ok()) return stmt.error();
   stmt->BindText(1, owner);
@@ -792,7 +800,7 @@ Result<void> ArchiveLog::ForNewestRows(Connection& conn, const std::string& owne
   return {};
 }
 
-Result<const std::vector<uint64_t>*> ArchiveLog::OriginFilter(Connection& conn, const std::string& owner) {
+Result<const std::vector<uint64_t>*> ArchiveLog::OriginFilter(Connection& conn, std::string_view owner) {
   if (auto f = origin_filters_.find(owner); f != origin_filters_.end()) return &f->second;
   std::vector<uint64_t> hashes;
   auto read = ForNewestRows(conn, owner, [&](const Posting& p) {
@@ -831,7 +839,7 @@ void ArchiveLog::AddToOriginFilter(const std::string& owner, const std::vector<P
   TrimOriginFilters(owner);
 }
 
-void ArchiveLog::TrimOriginFilters(const std::string& keep) {
+void ArchiveLog::TrimOriginFilters(std::string_view keep) {
   if (origin_filter_size_ + origin_filters_.size() <= kOriginFilterBudget) return;
   // Over the budget (a filter's node counts as one hash): other owners'
   // filters go, in the map's order, until half of it is left; they are read
@@ -882,24 +890,33 @@ Result<bool> ArchiveLog::IdTaken(Connection& conn, int64_t id) const {
 Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<ArchiveEntry>& entries) {
   if (entries.empty()) return MakeError(Errc::kInvalidArgument, "nothing to archive");
   const ArchivedMessage& first = entries.front().message;
-  if (first.id < 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const ArchivedMessage& m = entries[i].message;
+  for (const ArchiveEntry& entry : entries) {
+    const ArchivedMessage& m = entry.message;
     if (m.id != first.id || m.stamp_ms != first.stamp_ms || (!m.stanza.empty() && m.stanza != first.stanza)) {
       return MakeError(Errc::kInvalidArgument, "the entries of one Archive call must be one message");
     }
+  }
+  return Archive(conn, first.id, first.stamp_ms, first.stanza, EntryViews(entries));
+}
+
+Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, int64_t id, int64_t stamp_ms,
+                                           std::string_view stanza,
+                                           std::span<const ArchiveBatch::Entry> entries) {
+  if (entries.empty()) return MakeError(Errc::kInvalidArgument, "nothing to archive");
+  if (id < 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
+  for (size_t i = 0; i < entries.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       if (entries[j].username == entries[i].username) {
-        return MakeError(Errc::kConflict, "archive id " + std::to_string(first.id) + " already used for '" +
-                                              entries[i].username + "'");
+        return MakeError(Errc::kConflict, "archive id " + std::to_string(id) + " already used for '" +
+                                              std::string(entries[i].username) + "'");
       }
     }
   }
   // A retransmission is recognised by its sender's origin-id before
   // anything is written, so the batch stays all or none.
-  for (const ArchiveEntry& entry : entries) {
-    if (!entry.message.outgoing || entry.message.origin_id.empty()) continue;
-    auto found = FindOrigin(conn, entry.username, entry.message.origin_id);
+  for (const ArchiveBatch::Entry& entry : entries) {
+    if (!entry.outgoing || entry.origin_id.empty()) continue;
+    auto found = FindOrigin(conn, entry.username, entry.origin_id);
     if (!found.ok()) return found.error();
     if (*found) {
       ArchiveOutcome outcome;
@@ -908,14 +925,12 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
       return outcome;
     }
   }
-  for (const ArchiveEntry& entry : entries) {
+  for (const ArchiveBatch::Entry& entry : entries) {
     auto exists = OwnerExists(conn, entry.username);
     if (!exists.ok()) return exists.error();
-    if (!*exists) return MakeError(Errc::kNotFound, "no account '" + entry.username + "'");
+    if (!*exists) return MakeError(Errc::kNotFound, "no account '" + std::string(entry.username) + "'");
   }
   if (auto r = LoadLastId(conn); !r.ok()) return r.error();
-  int64_t id = first.id;
-  int64_t stamp_ms = first.stamp_ms;
   int64_t chunk_id = 0;
   size_t offset = 0;
   if (id == 0) {
@@ -934,7 +949,7 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
     if (chunk_.empty()) chunk_first_id_ = id;
     chunk_id = chunk_first_id_;
     chunk_last_id_ = id;
-    offset = AppendRecord(chunk_, id, stamp_ms, entries);
+    offset = AppendRecord(chunk_, id, stamp_ms, stanza, entries);
     chunk_live_ += static_cast<int64_t>(entries.size());
   } else {
     // A given id (copies, tests): a chunk of its own, and its entries go
@@ -944,35 +959,34 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<A
     if (!taken.ok()) return taken.error();
     if (*taken) return MakeError(Errc::kConflict, "archive id " + std::to_string(id) + " is already used");
     std::string data;
-    offset = AppendRecord(data, id, stamp_ms, entries);
+    offset = AppendRecord(data, id, stamp_ms, stanza, entries);
     if (auto done = InsertChunk(conn, id, id, static_cast<int64_t>(entries.size()), data); !done.ok()) {
       return done.error();
     }
     last_id_ = std::max(last_id_, id);
-    for (const ArchiveEntry& entry : entries) {
-      const std::vector<Posting> one{MakePosting(entry, id, stamp_ms, id, offset, first.stanza.size())};
-      if (auto r = WriteRows(conn, entry.username, one); !r.ok()) return r.error();
+    for (const ArchiveBatch::Entry& entry : entries) {
+      const std::vector<Posting> one{MakePosting(entry, id, stamp_ms, id, offset, stanza.size())};
+      if (auto r = WriteRows(conn, std::string(entry.username), one); !r.ok()) return r.error();
     }
     ArchiveOutcome outcome;
     outcome.id = id;
     return outcome;
   }
-  for (const ArchiveEntry& entry : entries) {
-    Op op;
+  for (const ArchiveBatch::Entry& entry : entries) {
+    Op& op = ops_.emplace_back();
     op.owner = entry.username;
-    op.posting = MakePosting(entry, id, stamp_ms, chunk_id, offset, first.stanza.size());
+    op.posting = MakePosting(entry, id, stamp_ms, chunk_id, offset, stanza.size());
     const Posting& p = op.posting;
     if (p.outgoing && !p.origin_id.empty())
-      batch_origins_[BatchOriginKey(op.owner, OriginHash(p.origin_id))] = ops_.size();
+      batch_origins_[BatchOriginKey(op.owner, OriginHash(p.origin_id))] = ops_.size() - 1;
     archived_here_ = true;
-    ops_.push_back(std::move(op));
   }
   ArchiveOutcome outcome;
   outcome.id = id;
   return outcome;
 }
 
-ArchiveLog::Posting ArchiveLog::MakePosting(const ArchiveEntry& entry, int64_t id, int64_t stamp_ms,
+ArchiveLog::Posting ArchiveLog::MakePosting(const ArchiveBatch::Entry& entry, int64_t id, int64_t stamp_ms,
                                             int64_t chunk, size_t offset, size_t length) {
   Posting p;
   p.id = id;
@@ -980,10 +994,10 @@ ArchiveLog::Posting ArchiveLog::MakePosting(const ArchiveEntry& entry, int64_t i
   p.chunk = chunk;
   p.offset = static_cast<uint32_t>(offset);
   p.length = static_cast<uint32_t>(length);
-  p.outgoing = entry.message.outgoing;
-  p.peer = entry.message.peer;
-  p.peer_resource = entry.message.peer_resource;
-  if (p.outgoing) p.origin_id = entry.message.origin_id;
+  p.outgoing = entry.outgoing;
+  p.peer = entry.peer;
+  p.peer_resource = entry.peer_resource;
+  if (p.outgoing) p.origin_id = entry.origin_id;
   return p;
 }
 
@@ -1368,7 +1382,7 @@ Result<void> ArchiveLog::ExportV9Tables(Connection& conn) {
       }
     }
   }
-  std::unordered_map<std::string, OwnerTail> tail;
+  OwnerMap<OwnerTail> tail;
   size_t size = 0;
   if (auto r = ReadUnindexed(conn, tail, size); !r.ok()) return r;
   for (const auto& [owner, t] : tail) {

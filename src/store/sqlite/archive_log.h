@@ -54,6 +54,7 @@
 #include <map>
 #include <optional>
 #include <shared_mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -145,6 +146,11 @@ class ArchiveLog {
 
   // The store's operations (store.h has their contracts).
   Result<ArchiveOutcome> Archive(Connection& conn, const std::vector<ArchiveEntry>& entries);
+  // Archive of one message: `stanza` under `id` (0: assigned here, with
+  // its stamp) for each of `entries`, which point into the caller's memory
+  // (an ArchiveBatch, or the ArchiveEntry vector above).
+  Result<ArchiveOutcome> Archive(Connection& conn, int64_t id, int64_t stamp_ms, std::string_view stanza,
+                                 std::span<const ArchiveBatch::Entry> entries);
   Result<int64_t> Prune(Connection& conn, const std::string& username, int64_t before_id, int64_t keep);
   // Deletes all of the owner's entries (account deletion).
   Result<void> DeleteOwner(Connection& conn, const std::string& username);
@@ -173,6 +179,14 @@ class ArchiveLog {
   // take a new message for a retransmission; at worst (two origin-ids of
   // one owner with the same 64-bit hash) the older one is no longer found.
   static uint64_t OriginHash(std::string_view origin_id) { return std::hash<std::string_view>{}(origin_id); }
+  // Owner-keyed maps are looked up by string_view (an ArchiveBatch's
+  // names) without making a string.
+  struct OwnerHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  template <class V>
+  using OwnerMap = std::unordered_map<std::string, V, OwnerHash, std::equal_to<>>;
   struct OwnerTail {
     std::vector<Posting> entries;                   // sorted by id
     std::unordered_map<uint64_t, int64_t> origins;  // OriginHash -> id, outgoing entries with one
@@ -206,8 +220,7 @@ class ArchiveLog {
 
   // The entries of chunks above the mark that are neither erased nor in
   // rows already (an index run that did not finish, given ids).
-  static Result<void> ReadUnindexed(Connection& conn, std::unordered_map<std::string, OwnerTail>& tail,
-                                    size_t& size);
+  static Result<void> ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& tail, size_t& size);
   // Writes the batch's current chunk (if it has live entries) and starts
   // an empty one.
   Result<void> WriteChunk(Connection& conn);
@@ -216,7 +229,7 @@ class ArchiveLog {
   Result<void> BumpGeneration(Connection& conn);
   // The entry's posting for a message stored under `id` at `offset` of
   // chunk `chunk`, `length` bytes long.
-  static Posting MakePosting(const ArchiveEntry& entry, int64_t id, int64_t stamp_ms, int64_t chunk,
+  static Posting MakePosting(const ArchiveBatch::Entry& entry, int64_t id, int64_t stamp_ms, int64_t chunk,
                              size_t offset, size_t length);
   // batch_origins_'s key for an owner's origin-id hash.
   static uint64_t BatchOriginKey(std::string_view owner, uint64_t origin_hash) {
@@ -225,28 +238,28 @@ class ArchiveLog {
   Result<void> LoadInSnapshot(Connection& conn);
   // Reads max(id) once per process (and after another process wrote).
   Result<void> LoadLastId(Connection& conn);
-  Result<std::optional<int64_t>> FindOrigin(Connection& conn, const std::string& owner,
-                                            const std::string& origin_id);
+  Result<std::optional<int64_t>> FindOrigin(Connection& conn, std::string_view owner,
+                                            std::string_view origin_id);
   // Calls fn(posting) for the owner's newest rows' entries, newest row
   // first, until kOriginWindow entries or fn returns false.
   template <class Fn>
-  Result<void> ForNewestRows(Connection& conn, const std::string& owner, Fn&& fn) const;
+  Result<void> ForNewestRows(Connection& conn, std::string_view owner, Fn&& fn) const;
   // The owner's origin-id filter: the sorted hashes of the origin-ids of
   // outgoing entries in its newest rows (a superset: entries erased or
   // fallen out of the window since stay in it until it is dropped).
-  Result<const std::vector<uint64_t>*> OriginFilter(Connection& conn, const std::string& owner);
+  Result<const std::vector<uint64_t>*> OriginFilter(Connection& conn, std::string_view owner);
   // After `entries` were written as the owner's rows: their origin-ids join
   // its filter, if it has one.
   void AddToOriginFilter(const std::string& owner, const std::vector<Posting>& entries);
   // Drops other owners' filters while the filters are over
   // kOriginFilterBudget.
-  void TrimOriginFilters(const std::string& keep);
+  void TrimOriginFilters(std::string_view keep);
   void ClearOriginFilters() {
     origin_filters_.clear();
     origin_filter_size_ = 0;
   }
   Result<bool> IdTaken(Connection& conn, int64_t id) const;
-  Result<bool> OwnerExists(Connection& conn, const std::string& owner);
+  Result<bool> OwnerExists(Connection& conn, std::string_view owner);
   // The owner's ids in the tail as the batch sees it (committed + ops).
   std::vector<Posting> BatchTail(const std::string& owner) const;
   // Erases the owner's entries below `below` from rows, tail and origins;
@@ -263,7 +276,7 @@ class ArchiveLog {
   // Committed tail: written by the writer under mu_ (exclusive), read by
   // Query under mu_ (shared) and by the writer without the lock.
   mutable std::shared_mutex mu_;
-  std::unordered_map<std::string, OwnerTail> tail_;
+  OwnerMap<OwnerTail> tail_;
   size_t tail_size_ = 0;
 
   const size_t index_every_;
@@ -279,15 +292,15 @@ class ArchiveLog {
   // What ops_ holds, for lookups per message: (owner, origin-id) of its
   // entries, and each owner's highest erasure.
   std::unordered_map<uint64_t, size_t> batch_origins_;  // BatchOriginKey -> index in ops_
-  std::unordered_map<std::string, int64_t> batch_erased_;
+  OwnerMap<int64_t> batch_erased_;
   std::string chunk_;  // the batch's chunk data (server-assigned ids)
   size_t chunks_written_ = 0;  // by this transaction
   bool unrewindable_ = false;  // a Rewind crossed a chunk write: EndTransaction fails
   int64_t chunk_first_id_ = 0;
   int64_t chunk_last_id_ = 0;
   int64_t chunk_live_ = 0;
-  std::unordered_set<std::string> known_owners_;
-  std::unordered_map<std::string, std::vector<uint64_t>> origin_filters_;
+  std::unordered_set<std::string, OwnerHash, std::equal_to<>> known_owners_;
+  OwnerMap<std::vector<uint64_t>> origin_filters_;
   size_t origin_filter_size_ = 0;  // hashes over all filters
   // The index run under way: the chunks it covers (first_id <= run_limit_),
   // the owners it found in the tail, the next to write, and where the

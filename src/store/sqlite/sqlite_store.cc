@@ -779,20 +779,22 @@ void SqliteStore::Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcom
   });
 }
 
-void SqliteStore::ArchiveMany(std::vector<std::vector<ArchiveEntry>> calls,
-                              Reply<std::vector<Result<ArchiveOutcome>>> reply) {
+void SqliteStore::ArchiveMany(ArchiveBatch batch, Reply<std::vector<Result<ArchiveOutcome>>> reply) {
   Write(std::move(reply),
-        [this, calls = std::move(calls)](Connection& conn) -> Result<std::vector<Result<ArchiveOutcome>>> {
+        [this, batch = std::move(batch)](Connection& conn) -> Result<std::vector<Result<ArchiveOutcome>>> {
           std::vector<Result<ArchiveOutcome>> outcomes;
-          outcomes.reserve(calls.size());
-          for (const std::vector<ArchiveEntry>& entries : calls) {
+          outcomes.reserve(batch.size());
+          std::vector<ArchiveBatch::Entry> entries;
+          for (size_t i = 0; i < batch.size(); ++i) {
+            entries.clear();
+            for (size_t j = 0; j < batch.entries(i); ++j) entries.push_back(batch.entry(i, j));
             const int64_t before = conn.TotalChanges();
             const ArchiveLog::Mark mark = archive_->mark();
-            auto outcome = archive_->Archive(conn, entries);
+            auto outcome = archive_->Archive(conn, 0, 0, batch.stanza(i), entries);
             if (!outcome.ok()) {
               archive_->Rewind(mark);
-              // A call that failed after changing rows cannot be undone on
-              // its own: the job fails, and the batch runs again with a
+              // A message that failed after changing rows cannot be undone
+              // on its own: the job fails, and the batch runs again with a
               // savepoint per job (CommitBatch). Archive fails before it
               // writes (store.h), so this is for errors SQLite itself hits.
               if (conn.InAutocommit() || conn.TotalChanges() != before) return outcome.error();

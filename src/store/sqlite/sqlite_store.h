@@ -92,9 +92,8 @@ class SqliteStore final : public Store {
   void GetVCard(std::string username, Reply<std::string> reply) override;
   void SetVCard(std::string username, std::string vcard_xml, Reply<void> reply) override;
   void Archive(std::vector<ArchiveEntry> entries, Reply<ArchiveOutcome> reply) override;
-  // One job for all the calls (they commit together).
-  void ArchiveMany(std::vector<std::vector<ArchiveEntry>> calls,
-                   Reply<std::vector<Result<ArchiveOutcome>>> reply) override;
+  // One job for the whole batch (its messages commit together).
+  void ArchiveMany(ArchiveBatch batch, Reply<std::vector<Result<ArchiveOutcome>>> reply) override;
   void QueryArchive(std::string username, ArchiveQuery query, Reply<ArchivePage> reply) override;
   void PruneArchive(std::string username, int64_t before_id, int64_t keep, Reply<int64_t> reply) override;
   void PutDeviceState(DeviceState state, Reply<void> reply) override;
