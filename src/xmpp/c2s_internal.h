@@ -2,6 +2,7 @@
 // c2s_session.cc and c2s_stream_management.cc (nothing else includes it).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -32,6 +33,9 @@ struct C2sSession::StreamManagement {
   // output to ride with: the next Send() takes it along, or the loop's
   // RunAfter sends it alone. Acks are cumulative, so a newer one replaces it.
   std::string ack_waiting;
+  // When ack_waiting last went from empty to set: what its wait counts
+  // from (an answer that replaces a waiting one keeps the older start).
+  std::chrono::steady_clock::time_point ack_waiting_since;
   // Outbound: server to client.
   uint64_t acked = 0;      // stanzas the client has acknowledged
   UnackedStanzas unacked;  // sent (or held while detached), in order

@@ -118,6 +118,14 @@ void C2sSession::SendAckAfter(std::chrono::milliseconds delay) {
     self->ack_flush_due_ = false;
     // Gone if a write took it along; otherwise the <a/> goes out alone.
     if (!self->sm_ || self->sm_->ack_waiting.empty()) return;
+    // The answer this wait was armed for rode with a write, and a newer one
+    // has waited less than the delay: it gets the rest of its own.
+    const auto full = std::chrono::milliseconds(self->config_->sm_ack_delay_ms);
+    const auto waited = std::chrono::steady_clock::now() - self->sm_->ack_waiting_since;
+    if (waited < full) {
+      self->SendAckAfter(std::chrono::ceil<std::chrono::milliseconds>(full - waited));
+      return;
+    }
     self->Send(std::string_view());
   });
 }
@@ -237,6 +245,7 @@ void C2sSession::SmAdvance() {
     ack.append(digits, end);
     ack += "'/>";
     if (config_->sm_ack_delay_ms > 0) {
+      if (sm_->ack_waiting.empty()) sm_->ack_waiting_since = std::chrono::steady_clock::now();
       sm_->ack_waiting = std::move(ack);
       SendAckAfter(std::chrono::milliseconds(config_->sm_ack_delay_ms));
       return;

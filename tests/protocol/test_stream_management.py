@@ -486,6 +486,30 @@ class AckDelayTest(ServerTestCase):
         self.assertLess(waited, 0.9, "the <a/> went out with the delivery, before its delay ran out")
 
 
+    def test_a_later_answer_gets_its_own_full_delay(self):
+        # The first answer rides with a delivery; the wait armed for it must
+        # not cut the next answer's short (it used to send that one alone
+        # when the first one's delay ran out).
+        a, full = self.login_enabled("delaytwo")
+        peer, peer_bare, peer_password = self.new_account("delaytwosnd")
+        p, _ = login_plain(self.server, peer, peer_password, resource="p")
+        self.addCleanup(p.abort)
+        a.send(f"<r xmlns='{NS_SM}'/>")
+        time.sleep(0.2)  # the server has read the <r/> by now
+        p.send(message(full, "hello", "t1"))
+        got = [a.recv(), a.recv()]
+        kinds = ["a" if is_sm(e, "a") else e.findtext("{jabber:client}body") for e in got]
+        self.assertEqual(kinds, ["a", "hello"], "the first <a/> rode with the delivery")
+        time.sleep(0.4)  # 0.6 s into the first answer's delay
+        start = time.monotonic()
+        a.send(message(peer_bare + "/p", "to the peer", "t2") + f"<r xmlns='{NS_SM}'/>")
+        late = a.recv_until(lambda e: is_sm(e, "a"))
+        waited = time.monotonic() - start
+        self.assertEqual(late.get("h"), "1")
+        self.assertGreaterEqual(waited, 0.9, "the second <a/> waited its own delay, not the rest of the first's")
+        self.assertLess(waited, 5)
+
+
 class SlixmppStreamManagementTest(AsyncServerTestCase):
 
     async def test_slixmpp_plugin_enables_and_counts(self):
