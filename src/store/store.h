@@ -165,9 +165,9 @@ struct ArchiveOutcome {
 
 // Messages for Store::ArchiveMany, each with a store-assigned id (Archive
 // with id 0), laid out in one buffer: the server's loop adds what it
-// archives in a pass, so that neither it nor the store allocates a string
-// or a vector per message (docs/benchmarks.md, "Archiving: one buffer per
-// pass").
+// archives in a pass without a string or a vector per message, and a store
+// that writes the batch as one job reads the fields in place
+// (docs/benchmarks.md, "Archiving: one buffer per pass").
 class ArchiveBatch {
  public:
   // One owner's side of a message: an ArchiveEntry without the id, stamp
@@ -181,7 +181,8 @@ class ArchiveBatch {
   };
 
   // Adds one message, `stanza`, kept by each of `entries` (Archive's rules
-  // apply: at least one entry, one per owner).
+  // apply: at least one entry, one per owner). The views must not point
+  // into this batch: adding may move its text.
   void Add(std::string_view stanza, std::span<const Entry> entries) {
     MessageRec m;
     m.stanza = Put(stanza);

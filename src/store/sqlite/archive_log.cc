@@ -890,10 +890,17 @@ Result<bool> ArchiveLog::IdTaken(Connection& conn, int64_t id) const {
 Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, const std::vector<ArchiveEntry>& entries) {
   if (entries.empty()) return MakeError(Errc::kInvalidArgument, "nothing to archive");
   const ArchivedMessage& first = entries.front().message;
-  for (const ArchiveEntry& entry : entries) {
-    const ArchivedMessage& m = entry.message;
+  if (first.id < 0) return MakeError(Errc::kInvalidArgument, "archive ids must be positive");
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const ArchivedMessage& m = entries[i].message;
     if (m.id != first.id || m.stamp_ms != first.stamp_ms || (!m.stanza.empty() && m.stanza != first.stanza)) {
       return MakeError(Errc::kInvalidArgument, "the entries of one Archive call must be one message");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (entries[j].username == entries[i].username) {
+        return MakeError(Errc::kConflict, "archive id " + std::to_string(first.id) + " already used for '" +
+                                              entries[i].username + "'");
+      }
     }
   }
   return Archive(conn, first.id, first.stamp_ms, first.stanza, EntryViews(entries));
