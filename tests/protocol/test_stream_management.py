@@ -500,6 +500,9 @@ class AckDelayTest(ServerTestCase):
         got = [a.recv(), a.recv()]
         kinds = ["a" if is_sm(e, "a") else e.findtext("{jabber:client}body") for e in got]
         self.assertEqual(kinds, ["a", "hello"], "the first <a/> rode with the delivery")
+        # Acknowledged, so the server's once-a-second check has no <r/> to
+        # send this client (the second <a/> would ride with it).
+        a.send(f"<a xmlns='{NS_SM}' h='1'/>")
         time.sleep(0.4)  # 0.6 s into the first answer's delay
         start = time.monotonic()
         a.send(message(peer_bare + "/p", "to the peer", "t2") + f"<r xmlns='{NS_SM}'/>")
