@@ -27,18 +27,13 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/string_hash.h"
 #include "im/caps.h"
 #include "im/unique_function.h"
 #include "store/store.h"
 #include "xmpp/session_ref.h"
 
 namespace nines::im {
-
-// Heterogeneous lookup for maps keyed by std::string.
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>()(s); }
-};
 
 // An account's XEP-0191 block list, immutable once shared: the account's
 // home loop replaces it whole, and hands the same pointer to its sessions'

@@ -62,6 +62,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/string_hash.h"
 #include "store/sqlite/sqlite_connection.h"
 #include "store/store.h"
 
@@ -181,12 +182,8 @@ class ArchiveLog {
   static uint64_t OriginHash(std::string_view origin_id) { return std::hash<std::string_view>{}(origin_id); }
   // Owner-keyed maps are looked up by string_view (an ArchiveBatch's
   // names) without making a string.
-  struct OwnerHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
   template <class V>
-  using OwnerMap = std::unordered_map<std::string, V, OwnerHash, std::equal_to<>>;
+  using OwnerMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
   struct OwnerTail {
     std::vector<Posting> entries;                   // sorted by id
     std::unordered_map<uint64_t, int64_t> origins;  // OriginHash -> id, outgoing entries with one
@@ -299,7 +296,7 @@ class ArchiveLog {
   int64_t chunk_first_id_ = 0;
   int64_t chunk_last_id_ = 0;
   int64_t chunk_live_ = 0;
-  std::unordered_set<std::string, OwnerHash, std::equal_to<>> known_owners_;
+  std::unordered_set<std::string, StringHash, std::equal_to<>> known_owners_;
   OwnerMap<std::vector<uint64_t>> origin_filters_;
   size_t origin_filter_size_ = 0;  // hashes over all filters
   // The index run under way: the chunks it covers (first_id <= run_limit_),

@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "base/result.h"
+#include "base/string_hash.h"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -123,15 +124,10 @@ class Connection {
  private:
   explicit Connection(sqlite3* db) : db_(db) {}
 
-  struct SqlHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>()(s); }
-  };
-
   sqlite3* db_;
   // Prepared statements by SQL text. Owned keys: some SQL is built at run
   // time (archive queries name only the filters they use).
-  std::unordered_map<std::string, sqlite3_stmt*, SqlHash, std::equal_to<>> statements_;
+  std::unordered_map<std::string, sqlite3_stmt*, StringHash, std::equal_to<>> statements_;
 };
 
 }  // namespace nines::store::sqlite
