@@ -3,7 +3,9 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <cassert>
 #include <chrono>
+#include <deque>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -92,23 +94,43 @@ Error Corrupt(std::string_view what) {
 }
 
 // A chunk's record of one message: id, stamp, each owner's fields, then the
-// stanza. Appends to `chunk` and returns the stanza's offset in it.
+// stanza. Appends to `chunk` and returns the stanza's offset in it; if
+// `fields` is given, fields[i] receives the offsets of entries[i]'s peer,
+// resource and origin-id in it.
 size_t AppendRecord(std::string& chunk, int64_t id, int64_t stamp_ms, std::string_view stanza,
-                    std::span<const ArchiveBatch::Entry> entries) {
+                    std::span<const ArchiveBatch::Entry> entries, std::array<size_t, 3>* fields = nullptr) {
   PutVarint(chunk, static_cast<uint64_t>(id));
   PutVarint(chunk, ZigZag(stamp_ms));
   PutVarint(chunk, entries.size());
   for (const ArchiveBatch::Entry& entry : entries) {
     PutString(chunk, entry.username);
-    PutString(chunk, entry.peer);
-    PutString(chunk, entry.peer_resource);
+    PutVarint(chunk, entry.peer.size());
+    if (fields != nullptr) (*fields)[0] = chunk.size();
+    chunk.append(entry.peer);
+    PutVarint(chunk, entry.peer_resource.size());
+    if (fields != nullptr) (*fields)[1] = chunk.size();
+    chunk.append(entry.peer_resource);
     chunk.push_back(entry.outgoing ? '\1' : '\0');
-    PutString(chunk, entry.outgoing ? entry.origin_id : std::string_view());
+    const std::string_view origin = entry.outgoing ? entry.origin_id : std::string_view();
+    PutVarint(chunk, origin.size());
+    if (fields != nullptr) (*fields++)[2] = chunk.size();
+    chunk.append(origin);
   }
   PutVarint(chunk, stanza.size());
   const size_t offset = chunk.size();
   chunk += stanza;
   return offset;
+}
+
+// At least the bytes AppendRecord appends for a message.
+size_t RecordBound(std::string_view stanza, std::span<const ArchiveBatch::Entry> entries) {
+  constexpr size_t kVarint = 10;
+  size_t n = 4 * kVarint + stanza.size();
+  for (const ArchiveBatch::Entry& entry : entries) {
+    n += 4 * kVarint + 1 + entry.username.size() + entry.peer.size() + entry.peer_resource.size() +
+         entry.origin_id.size();
+  }
+  return n;
 }
 
 // An Archive call's entries as views into it.
@@ -218,6 +240,9 @@ std::string EncodeRow(const std::vector<ArchiveLog::Posting>& entries, size_t be
   return out;
 }
 
+// The postings point into `data`, which must outlive them (so a temporary
+// string is refused).
+Result<std::vector<ArchiveLog::Posting>> DecodeRow(std::string&&) = delete;
 Result<std::vector<ArchiveLog::Posting>> DecodeRow(std::string_view data) {
   std::vector<ArchiveLog::Posting> entries;
   Decoder in(data);
@@ -392,7 +417,12 @@ Result<void> ArchiveLog::ConvertV9(Connection& conn) {
   if (!stmt.ok()) return stmt.error();
   std::string chunk;
   int64_t chunk_first = 0, chunk_last = 0, chunk_live = 0;
-  std::unordered_map<std::string, std::vector<Posting>> pending;
+  // Each owner's entries not written yet, and the strings they point into.
+  struct Pending {
+    std::vector<Posting> entries;
+    std::deque<std::string> strings;
+  };
+  std::unordered_map<std::string, Pending> pending;
   auto write_chunk = [&]() -> Result<void> {
     if (chunk.empty()) return {};
     auto inserted = InsertChunk(conn, chunk_first, chunk_last, chunk_live, chunk);
@@ -400,10 +430,11 @@ Result<void> ArchiveLog::ConvertV9(Connection& conn) {
     chunk_live = 0;
     return inserted;
   };
-  auto write_owner = [&](const std::string& owner, std::vector<Posting>& entries) -> Result<void> {
-    if (entries.empty()) return {};
-    if (auto r = InsertRows(conn, owner, entries); !r.ok()) return r;
-    entries.clear();
+  auto write_owner = [&](const std::string& owner, Pending& list) -> Result<void> {
+    if (list.entries.empty()) return {};
+    if (auto r = InsertRows(conn, owner, list.entries); !r.ok()) return r;
+    list.entries.clear();
+    list.strings.clear();
     return {};
   };
   // One message's rows arrive together (ORDER BY m.id).
@@ -425,13 +456,13 @@ Result<void> ArchiveLog::ConvertV9(Connection& conn) {
       p.offset = static_cast<uint32_t>(offset);
       p.length = static_cast<uint32_t>(first.stanza.size());
       p.outgoing = entry.message.outgoing;
-      p.peer = entry.message.peer;
-      p.peer_resource = entry.message.peer_resource;
-      p.origin_id = entry.message.outgoing ? entry.message.origin_id : std::string();
       auto& list = pending[entry.username];
-      list.push_back(std::move(p));
+      p.peer = list.strings.emplace_back(entry.message.peer);
+      p.peer_resource = list.strings.emplace_back(entry.message.peer_resource);
+      if (entry.message.outgoing) p.origin_id = list.strings.emplace_back(entry.message.origin_id);
+      list.entries.push_back(p);
       ++chunk_live;
-      if (list.size() >= kRowEntries) {
+      if (list.entries.size() >= kRowEntries) {
         if (auto r = write_owner(entry.username, list); !r.ok()) return r;
       }
     }
@@ -471,7 +502,8 @@ Result<void> ArchiveLog::ConvertV9(Connection& conn) {
 
 // ---- The tail ----
 
-Result<void> ArchiveLog::ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& tail, size_t& size) {
+Result<void> ArchiveLog::ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& tail, size_t& size,
+                                       Buffers& buffers) {
   std::unordered_map<std::string, int64_t> erased;
   {
     auto stmt = conn.Prepare("SELECT username, below_id FROM archive_erased");
@@ -495,13 +527,14 @@ Result<void> ArchiveLog::ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& ta
     if (!row.ok()) return row.error();
     if (!*row) break;
     const int64_t chunk_id = stmt->ColumnInt(0);
-    const std::string data = stmt->ColumnBlob(1);
-    auto decoded = DecodeChunk(chunk_id, data, [&](std::string_view owner, Posting p) {
+    const std::string* data = buffers.emplace_back(std::make_unique<std::string>(stmt->ColumnBlob(1))).get();
+    auto decoded = DecodeChunk(chunk_id, *data, [&](std::string_view owner, Posting p) {
       std::string name(owner);
       if (auto it = erased.find(name); it != erased.end() && p.id < it->second) return;
       OwnerTail& t = tail[name];
+      p.buffer = data;
       t.AddOrigin(p);
-      t.entries.push_back(std::move(p));
+      t.entries.push_back(p);
       ++size;
     });
     if (!decoded.ok()) return decoded;
@@ -525,7 +558,7 @@ Result<void> ArchiveLog::ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& ta
       auto row = stmt->Step();
       if (!row.ok()) return row.error();
       if (!*row) break;
-      auto entries = DecodeRow(stmt->ColumnBlob(0));
+      auto entries = DecodeRow(stmt->ColumnBlobView(0));
       if (!entries.ok()) return entries.error();
       for (const Posting& p : *entries) indexed.push_back(p.id);
     }
@@ -559,7 +592,8 @@ Result<void> ArchiveLog::Load(Connection& conn) {
 Result<void> ArchiveLog::LoadInSnapshot(Connection& conn) {
   OwnerMap<OwnerTail> tail;
   size_t size = 0;
-  if (auto r = ReadUnindexed(conn, tail, size); !r.ok()) return r;
+  Buffers buffers;
+  if (auto r = ReadUnindexed(conn, tail, size, buffers); !r.ok()) return r;
   run_active_ = false;
   run_owners_.clear();
   run_next_ = slice_start_ = 0;
@@ -573,6 +607,8 @@ Result<void> ArchiveLog::LoadInSnapshot(Connection& conn) {
     tail_ = std::move(tail);
     tail_size_ = size;
   }
+  for (auto& buffer : buffers) buffers_.push_back(std::move(buffer));
+  DropUnusedBuffers();
   data_version_ = *version;
   last_id_ = -1;
   known_owners_.clear();
@@ -613,7 +649,7 @@ Result<void> ArchiveLog::BumpGeneration(Connection& conn) {
 }
 
 ArchiveLog::Mark ArchiveLog::mark() const {
-  return Mark{ops_.size(), chunk_.size(), chunk_live_, chunk_last_id_, chunks_written_};
+  return Mark{ops_.size(), chunk_->size(), chunk_live_, chunk_last_id_, chunks_written_};
 }
 
 void ArchiveLog::Rewind(const Mark& mark) {
@@ -641,20 +677,39 @@ void ArchiveLog::Rewind(const Mark& mark) {
     unrewindable_ = true;
     return;
   }
-  chunk_.resize(mark.chunk_bytes);
+  chunk_->resize(mark.chunk_bytes);  // no posting left points past it
   chunk_live_ = mark.chunk_live;
   chunk_last_id_ = mark.chunk_last_id;
-  if (chunk_.empty()) chunk_first_id_ = 0;
+  if (chunk_->empty()) chunk_first_id_ = 0;
 }
 
 Result<void> ArchiveLog::WriteChunk(Connection& conn) {
-  if (!chunk_.empty()) ++chunks_written_;
-  if (!chunk_.empty() && chunk_live_ > 0) {
-    if (auto r = InsertChunk(conn, chunk_first_id_, chunk_last_id_, chunk_live_, chunk_); !r.ok()) return r;
+  if (!chunk_->empty()) ++chunks_written_;
+  if (!chunk_->empty() && chunk_live_ > 0) {
+    if (auto r = InsertChunk(conn, chunk_first_id_, chunk_last_id_, chunk_live_, *chunk_); !r.ok()) return r;
   }
-  chunk_.clear();
+  if (!chunk_->empty()) {
+    // The batch's postings point into it: kept until none does.
+    buffers_.push_back(std::move(chunk_));
+    chunk_ = std::make_unique<std::string>();
+  }
   chunk_first_id_ = chunk_last_id_ = chunk_live_ = 0;
   return {};
+}
+
+void ArchiveLog::DropUnusedBuffers() {
+  std::unordered_set<const std::string*> used;
+  const std::string* last = nullptr;
+  auto note = [&](const Posting& p) {
+    if (p.buffer != last) used.insert(last = p.buffer);
+  };
+  for (const auto& [owner, t] : tail_) {
+    for (const Posting& p : t.entries) note(p);
+  }
+  for (const Op& op : ops_) {
+    if (!op.erase) note(op.posting);
+  }
+  std::erase_if(buffers_, [&](const std::unique_ptr<std::string>& b) { return !used.contains(b.get()); });
 }
 
 Result<void> ArchiveLog::EndTransaction(Connection& conn) {
@@ -786,7 +841,7 @@ Result<void> ArchiveLog::ForNewestRows(Connection& conn, std::string_view owner,
     auto row = stmt->Step();
     if (!row.ok()) return row.error();
     if (!*row) break;
-    auto entries = DecodeRow(stmt->ColumnBlob(0));
+    auto entries = DecodeRow(stmt->ColumnBlobView(0));
     if (!entries.ok()) return entries.error();
     for (auto p = entries->rbegin(); p != entries->rend(); ++p) {
       if (!fn(*p)) {
@@ -877,7 +932,7 @@ Result<bool> ArchiveLog::IdTaken(Connection& conn, int64_t id) const {
       return true;
     }
     bool found = false;
-    auto decoded = DecodeChunk(chunk_id, stmt->ColumnBlob(1),
+    auto decoded = DecodeChunk(chunk_id, stmt->ColumnBlobView(1),
                                [&](std::string_view, const Posting& p) { found = found || p.id == id; });
     if (!decoded.ok()) return decoded.error();
     if (found) {
@@ -943,20 +998,26 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, int64_t id, int64_t
   if (id == 0) {
     // A full chunk is written now and the message starts the next: a
     // message is read from its chunk by walking the chunk's overflow pages,
-    // so chunks stay small. Nothing after this can fail, so a job that
-    // wrote a chunk never needs Rewind to bring it back.
-    if (chunk_.size() >= kChunkBytes) {
+    // so chunks stay small. So is one the record would grow past its
+    // capacity: the batch's postings point into it. Nothing after this can
+    // fail, so a job that wrote a chunk never needs Rewind to bring it back.
+    const size_t bound = RecordBound(stanza, entries);
+    if (!chunk_->empty() && (chunk_->size() >= kChunkBytes || chunk_->size() + bound > chunk_->capacity())) {
       if (auto r = WriteChunk(conn); !r.ok()) return r.error();
     }
+    if (chunk_->empty() && chunk_->capacity() < bound) chunk_->reserve(std::max(kChunkCapacity, bound));
     // Ids assigned here, on the writer thread, follow commit order: a
     // client that has seen id N live finds every later message after N.
     id = std::max(NowUs(), last_id_ + 1);
     last_id_ = id;
     stamp_ms = id / 1000;
-    if (chunk_.empty()) chunk_first_id_ = id;
+    if (chunk_->empty()) chunk_first_id_ = id;
     chunk_id = chunk_first_id_;
     chunk_last_id_ = id;
-    offset = AppendRecord(chunk_, id, stamp_ms, stanza, entries);
+    field_offsets_.resize(entries.size());
+    [[maybe_unused]] const size_t capacity = chunk_->capacity();
+    offset = AppendRecord(*chunk_, id, stamp_ms, stanza, entries, field_offsets_.data());
+    assert(chunk_->capacity() == capacity);  // not moved: the batch's postings point into it
     chunk_live_ += static_cast<int64_t>(entries.size());
   } else {
     // A given id (copies, tests): a chunk of its own, and its entries go
@@ -979,11 +1040,19 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, int64_t id, int64_t
     outcome.id = id;
     return outcome;
   }
-  for (const ArchiveBatch::Entry& entry : entries) {
+  // The batch's postings point into the chunk's copy of their strings.
+  const char* data = chunk_->data();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const ArchiveBatch::Entry& entry = entries[i];
     Op& op = ops_.emplace_back();
     op.owner = entry.username;
-    op.posting = MakePosting(entry, id, stamp_ms, chunk_id, offset, stanza.size());
-    const Posting& p = op.posting;
+    Posting& p = op.posting;
+    p = MakePosting(entry, id, stamp_ms, chunk_id, offset, stanza.size());
+    const auto& [peer, resource, origin] = field_offsets_[i];
+    p.peer = std::string_view(data + peer, p.peer.size());
+    p.peer_resource = std::string_view(data + resource, p.peer_resource.size());
+    p.origin_id = std::string_view(data + origin, p.origin_id.size());
+    p.buffer = chunk_.get();
     if (p.outgoing && !p.origin_id.empty())
       batch_origins_[BatchOriginKey(op.owner, OriginHash(p.origin_id))] = ops_.size() - 1;
     archived_here_ = true;
@@ -1028,7 +1097,7 @@ std::vector<ArchiveLog::Posting> ArchiveLog::BatchTail(const std::string& owner)
 
 Result<void> ArchiveLog::Release(Connection& conn, const std::map<int64_t, int64_t>& per_chunk) {
   for (const auto& [chunk, n] : per_chunk) {
-    if (!chunk_.empty() && chunk == chunk_first_id_) {
+    if (!chunk_->empty() && chunk == chunk_first_id_) {
       chunk_live_ -= n;  // the batch's own chunk, not written yet
       continue;
     }
@@ -1150,7 +1219,7 @@ Result<int64_t> ArchiveLog::Prune(Connection& conn, const std::string& username,
       if (!row.ok()) return row.error();
       if (!*row) break;
       const int64_t first_id = stmt->ColumnInt(0);
-      auto entries = DecodeRow(stmt->ColumnBlob(1));
+      auto entries = DecodeRow(stmt->ColumnBlobView(1));
       if (!entries.ok()) return entries.error();
       for (const Posting& p : *entries) row_ids.push_back(p.id);
       if (enough(first_id)) {
@@ -1208,6 +1277,7 @@ Result<void> ArchiveLog::WriteRows(Connection& conn, const std::string& owner,
     return {};
   }
   std::vector<Posting> merged = entries;
+  std::deque<std::string> rows;  // the replaced rows' bytes, which their postings point into
   {
     auto stmt =
         conn.Prepare("SELECT last_id, entries FROM archive_index WHERE username = ?1 AND last_id >= ?2");
@@ -1220,9 +1290,9 @@ Result<void> ArchiveLog::WriteRows(Connection& conn, const std::string& owner,
       if (!r.ok()) return r.error();
       if (!*r) break;
       replaced.push_back(stmt->ColumnInt(0));
-      auto old = DecodeRow(stmt->ColumnBlob(1));
+      auto old = DecodeRow(rows.emplace_back(stmt->ColumnBlob(1)));
       if (!old.ok()) return old.error();
-      for (Posting& p : *old) merged.push_back(std::move(p));
+      merged.insert(merged.end(), old->begin(), old->end());
     }
     for (int64_t last_id : replaced) {
       if (auto r = DeleteRow(conn, owner, last_id); !r.ok()) return r;
@@ -1337,6 +1407,7 @@ void ArchiveLog::IndexSliceCommitted() {
   if (run_next_ >= run_owners_.size()) {
     run_active_ = false;
     run_owners_.clear();
+    DropUnusedBuffers();  // the run's chunks have left the tail
   }
 }
 
@@ -1382,7 +1453,7 @@ Result<void> ArchiveLog::ExportV9Tables(Connection& conn) {
       if (!row.ok()) return row.error();
       if (!*row) break;
       const std::string owner = stmt->ColumnText(0);
-      auto entries = DecodeRow(stmt->ColumnBlob(1));
+      auto entries = DecodeRow(stmt->ColumnBlobView(1));
       if (!entries.ok()) return entries.error();
       for (const Posting& p : *entries) {
         if (auto r = add(owner, p); !r.ok()) return r;
@@ -1391,7 +1462,8 @@ Result<void> ArchiveLog::ExportV9Tables(Connection& conn) {
   }
   OwnerMap<OwnerTail> tail;
   size_t size = 0;
-  if (auto r = ReadUnindexed(conn, tail, size); !r.ok()) return r;
+  Buffers buffers;
+  if (auto r = ReadUnindexed(conn, tail, size, buffers); !r.ok()) return r;
   for (const auto& [owner, t] : tail) {
     for (const Posting& p : t.entries) {
       if (auto r = add(owner, p); !r.ok()) return r;
@@ -1450,7 +1522,25 @@ Result<ArchivePage> ArchiveLog::Query(Connection& conn, const std::string& usern
     return true;
   };
   // The tail first, then the rows (see the header: never miss an entry).
-  std::vector<Posting> found;
+  // Copied out with their strings: a tail posting's chunk bytes may go once
+  // the lock is released, a row's once the statement steps on.
+  struct Found {
+    int64_t id, stamp_ms, chunk;
+    uint32_t offset, length;
+    bool outgoing;
+    std::string peer, peer_resource, origin_id;
+    explicit Found(const Posting& p)
+        : id(p.id),
+          stamp_ms(p.stamp_ms),
+          chunk(p.chunk),
+          offset(p.offset),
+          length(p.length),
+          outgoing(p.outgoing),
+          peer(p.peer),
+          peer_resource(p.peer_resource),
+          origin_id(p.origin_id) {}
+  };
+  std::vector<Found> found;
   {
     std::shared_lock lock(mu_);
     // Like the rows, only the tail's first max + 1 matches in paging order
@@ -1460,7 +1550,7 @@ Result<ArchivePage> ArchiveLog::Query(Connection& conn, const std::string& usern
       int64_t taken = 0;
       auto take = [&](const Posting& p) {
         if (!matches(p)) return true;
-        found.push_back(p);
+        found.emplace_back(p);
         return ++taken <= max;
       };
       auto by_id = [](const Posting& p, int64_t id) { return p.id < id; };
@@ -1495,29 +1585,29 @@ Result<ArchivePage> ArchiveLog::Query(Connection& conn, const std::string& usern
       auto row = stmt->Step();
       if (!row.ok()) return row.error();
       if (!*row) break;
-      auto entries = DecodeRow(stmt->ColumnBlob(0));
+      auto entries = DecodeRow(stmt->ColumnBlobView(0));
       if (!entries.ok()) return entries.error();
       if (query.from_end) std::reverse(entries->begin(), entries->end());
-      for (Posting& p : *entries) {
+      for (const Posting& p : *entries) {
         if (from_rows > max) break;
         if (!matches(p)) continue;
-        found.push_back(std::move(p));
+        found.emplace_back(p);
         ++from_rows;
       }
     }
     stmt->Reset();
   }
-  std::sort(found.begin(), found.end(), [](const Posting& a, const Posting& b) { return a.id < b.id; });
-  found.erase(std::unique(found.begin(), found.end(),
-                          [](const Posting& a, const Posting& b) { return a.id == b.id; }),
-              found.end());
+  std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.id < b.id; });
+  found.erase(
+      std::unique(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.id == b.id; }),
+      found.end());
   ArchivePage page;
   if (static_cast<int64_t>(found.size()) > max) {
     page.complete = false;
     if (query.from_end) {
       found.erase(found.begin(), found.end() - max);
     } else {
-      found.resize(static_cast<size_t>(max));
+      found.erase(found.begin() + max, found.end());
     }
   }
   // One blob handle per chunk: it keeps the chunk's overflow-page list, so
@@ -1534,7 +1624,7 @@ Result<ArchivePage> ArchiveLog::Query(Connection& conn, const std::string& usern
   bool chunk_gone = false;
   Result<void> failed;
   for (size_t i : order) {
-    const Posting& p = found[i];
+    const Found& p = found[i];
     if (blob == nullptr || p.chunk != open_chunk) {
       open_chunk = p.chunk;
       int rc = blob == nullptr
@@ -1564,7 +1654,7 @@ Result<ArchivePage> ArchiveLog::Query(Connection& conn, const std::string& usern
   page.messages.reserve(found.size());
   for (size_t i = 0; i < found.size(); ++i) {
     if (!stanzas[i]) continue;
-    Posting& p = found[i];
+    Found& p = found[i];
     ArchivedMessage m;
     m.id = p.id;
     m.stamp_ms = p.stamp_ms;

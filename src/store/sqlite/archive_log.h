@@ -50,8 +50,10 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <shared_mutex>
 #include <span>
@@ -160,7 +162,14 @@ class ArchiveLog {
   Result<ArchivePage> Query(Connection& conn, const std::string& username, const ArchiveQuery& query) const;
 
   // One owner's entry: the message's owner-side fields and where its stanza
-  // is in the log.
+  // is in the log. Trivially copyable: the strings are views. A posting of
+  // the tail or of a batch points into the bytes of its chunk, which the log
+  // keeps in memory (`buffer`) while any such posting may point into it
+  // (DropUnusedBuffers); any other posting (a decoded row, an Archive call's
+  // entries) points into memory its maker keeps alive while it is used.
+  // Copying three strings per entry, on every step from the batch to the
+  // tail to the rows, was about a seventh of the writer thread
+  // (docs/benchmarks.md, fourteenth session).
   struct Posting {
     int64_t id = 0;
     int64_t stamp_ms = 0;
@@ -168,9 +177,10 @@ class ArchiveLog {
     uint32_t offset = 0;  // of the stanza in the chunk's data
     uint32_t length = 0;  // of the stanza
     bool outgoing = false;
-    std::string peer;
-    std::string peer_resource;
-    std::string origin_id;  // outgoing only
+    std::string_view peer;
+    std::string_view peer_resource;
+    std::string_view origin_id;           // outgoing only
+    const std::string* buffer = nullptr;  // the chunk bytes the views point into, if the log's
   };
 
  private:
@@ -215,9 +225,20 @@ class ArchiveLog {
     Posting posting;       // append
   };
 
+  // Chunk bytes kept in memory for the postings that point into them.
+  using Buffers = std::vector<std::unique_ptr<std::string>>;
   // The entries of chunks above the mark that are neither erased nor in
-  // rows already (an index run that did not finish, given ids).
-  static Result<void> ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& tail, size_t& size);
+  // rows already (an index run that did not finish, given ids). Their
+  // postings point into the chunks' bytes, which are added to `buffers`.
+  static Result<void> ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& tail, size_t& size,
+                                    Buffers& buffers);
+  // Frees the chunk buffers no posting of the tail or of the batch points
+  // into (after an index run, and after the tail was read again).
+  void DropUnusedBuffers();
+  // A new chunk buffer's capacity: a chunk closes at kChunkBytes, or
+  // earlier if the next record would not fit (a buffer never grows, so that
+  // the batch's postings can point into it).
+  static constexpr size_t kChunkCapacity = kChunkBytes + (8 << 10);
   // Writes the batch's current chunk (if it has live entries) and starts
   // an empty one.
   Result<void> WriteChunk(Connection& conn);
@@ -225,7 +246,7 @@ class ArchiveLog {
   // change other processes must see (erasures, index runs) does.
   Result<void> BumpGeneration(Connection& conn);
   // The entry's posting for a message stored under `id` at `offset` of
-  // chunk `chunk`, `length` bytes long.
+  // chunk `chunk`, `length` bytes long; its strings are the entry's views.
   static Posting MakePosting(const ArchiveBatch::Entry& entry, int64_t id, int64_t stamp_ms, int64_t chunk,
                              size_t offset, size_t length);
   // batch_origins_'s key for an owner's origin-id hash.
@@ -290,7 +311,13 @@ class ArchiveLog {
   // entries, and each owner's highest erasure.
   std::unordered_map<uint64_t, size_t> batch_origins_;  // BatchOriginKey -> index in ops_
   OwnerMap<int64_t> batch_erased_;
-  std::string chunk_;  // the batch's chunk data (server-assigned ids)
+  // The batch's chunk data (server-assigned ids): never null, and never
+  // grown past its capacity while the batch's postings point into it.
+  std::unique_ptr<std::string> chunk_ = std::make_unique<std::string>();
+  // Earlier chunks' bytes, for the tail's postings (DropUnusedBuffers).
+  Buffers buffers_;
+  // Where AppendRecord put each entry's strings (reused).
+  std::vector<std::array<size_t, 3>> field_offsets_;
   size_t chunks_written_ = 0;  // by this transaction
   bool unrewindable_ = false;  // a Rewind crossed a chunk write: EndTransaction fails
   int64_t chunk_first_id_ = 0;

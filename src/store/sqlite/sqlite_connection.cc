@@ -46,7 +46,9 @@ void Statement::Reset() {
 void Statement::BindInt(int index, int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
 
 void Statement::BindText(int index, std::string_view value) {
-  sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  // An empty text binds as '', never NULL, whatever the view's data().
+  sqlite3_bind_text64(stmt_, index, value.empty() ? "" : value.data(), value.size(), SQLITE_TRANSIENT,
+                      SQLITE_UTF8);
 }
 
 void Statement::BindBlob(int index, std::string_view value) {
@@ -81,10 +83,12 @@ std::string Statement::ColumnText(int column) const {
   return text == nullptr ? std::string() : std::string(text, static_cast<size_t>(size));
 }
 
-std::string Statement::ColumnBlob(int column) const {
+std::string Statement::ColumnBlob(int column) const { return std::string(ColumnBlobView(column)); }
+
+std::string_view Statement::ColumnBlobView(int column) const {
   const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, column));
   int size = sqlite3_column_bytes(stmt_, column);
-  return data == nullptr ? std::string() : std::string(data, static_cast<size_t>(size));
+  return data == nullptr ? std::string_view() : std::string_view(data, static_cast<size_t>(size));
 }
 
 // ---- Connection ----

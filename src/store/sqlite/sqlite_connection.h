@@ -66,6 +66,9 @@ class Statement {
   int64_t ColumnInt(int column) const;
   std::string ColumnText(int column) const;
   std::string ColumnBlob(int column) const;
+  // The column's bytes in place: valid until the statement steps, is reset
+  // or is finalized.
+  std::string_view ColumnBlobView(int column) const;
 
  private:
   sqlite3* db_;

@@ -459,6 +459,134 @@ TEST(SqliteArchive, ARewindPastAChunkWriteFailsTheTransaction) {
   EXPECT_EQ(RawDb(path).Query("SELECT sum(live) FROM archive_log"), "20");
 }
 
+// The tail's postings point into their chunks' bytes, which the log keeps
+// in memory only while a posting may (ArchiveLog::DropUnusedBuffers). Many
+// index runs, a prune, and a reopen that reads an unindexed tail back: every
+// message still reads back with its own peer, resource and origin-id (long
+// enough to live outside a string's inline buffer), whether it came from the
+// tail or from the rows, through Archive and through ArchiveMany.
+TEST(SqliteArchive, EntriesKeepTheirStringsAcrossIndexRunsAndReloads) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  const std::string copy = (dir.path() / "crashed.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  SqliteOptions options{path};
+  options.archive_index_every = 40;
+  constexpr int kOwners = 6;
+  auto name = [](int i) { return "owner-with-a-long-name-" + std::to_string(i); };
+  std::vector<Account> accounts;
+  for (int i = 0; i < kOwners; ++i) accounts.push_back(MakeAccount(name(i)));
+  struct Want {
+    std::string peer, resource, origin_id, stanza;
+    bool outgoing;
+  };
+  std::map<std::string, std::map<int64_t, Want>> want;
+  auto check = [&](Store& store) {
+    for (const auto& [owner, messages] : want) {
+      ArchiveQuery query;
+      query.max = 10000;
+      auto page = Await<ArchivePage>(
+          io, [&](Reply<ArchivePage> r) { store.QueryArchive(owner, query, std::move(r)); });
+      ASSERT_TRUE(page.ok()) << page.error().message;
+      ASSERT_EQ(page->messages.size(), messages.size()) << owner;
+      for (const ArchivedMessage& m : page->messages) {
+        auto w = messages.find(m.id);
+        ASSERT_NE(w, messages.end()) << owner << " " << m.id;
+        EXPECT_EQ(m.peer, w->second.peer) << owner << " " << m.id;
+        EXPECT_EQ(m.peer_resource, w->second.resource) << owner << " " << m.id;
+        EXPECT_EQ(m.origin_id, w->second.origin_id) << owner << " " << m.id;
+        EXPECT_EQ(m.outgoing, w->second.outgoing) << owner << " " << m.id;
+        EXPECT_EQ(m.stanza, w->second.stanza) << owner << " " << m.id;
+      }
+    }
+  };
+  int n = 0;
+  // One round: every owner sends one message to the next, through Archive
+  // on even rounds and ArchiveMany on odd ones.
+  auto round = [&](Store& store, int r) {
+    std::vector<std::tuple<std::string, std::string, std::string, std::string, std::string>> sent;
+    for (int i = 0; i < kOwners; ++i, ++n) {
+      sent.emplace_back(
+          name(i), name((i + 1) % kOwners), "a-resource-long-enough-" + std::to_string(n),
+          "an-origin-id-long-enough-" + std::to_string(n),
+          "<message id='" + std::to_string(n) + "'><body>" + std::string(n % 300, 'x') + "</body></message>");
+    }
+    auto record = [&](size_t k, int64_t id) {
+      const auto& [from, to, resource, origin, stanza] = sent[k];
+      want[from][id] = Want{to + "@example.org", "", origin, stanza, true};
+      want[to][id] = Want{from + "@example.org", resource, "", stanza, false};
+    };
+    if (r % 2 == 0) {
+      for (size_t k = 0; k < sent.size(); ++k) {
+        const auto& [from, to, resource, origin, stanza] = sent[k];
+        std::vector<ArchiveEntry> entries = {
+            {from, {0, 0, to + "@example.org", "", true, origin, stanza}},
+            {to, {0, 0, from + "@example.org", resource, false, "", stanza}}};
+        auto done = Await<ArchiveOutcome>(
+            io, [&](Reply<ArchiveOutcome> reply) { store.Archive(std::move(entries), std::move(reply)); });
+        ASSERT_TRUE(done.ok()) << done.error().message;
+        record(k, done->id);
+      }
+      return;
+    }
+    ArchiveBatch batch;
+    std::vector<std::string> peers;
+    for (const auto& [from, to, resource, origin, stanza] : sent) {
+      peers.push_back(to + "@example.org");
+      peers.push_back(from + "@example.org");
+    }
+    for (size_t k = 0; k < sent.size(); ++k) {
+      const auto& [from, to, resource, origin, stanza] = sent[k];
+      const ArchiveBatch::Entry entries[] = {{from, peers[2 * k], "", true, origin},
+                                             {to, peers[2 * k + 1], resource, false, ""}};
+      batch.Add(stanza, entries);
+    }
+    auto done =
+        Await<std::vector<Result<ArchiveOutcome>>>(io, [&](Reply<std::vector<Result<ArchiveOutcome>>> reply) {
+          store.ArchiveMany(std::move(batch), std::move(reply));
+        });
+    ASSERT_TRUE(done.ok()) << done.error().message;
+    ASSERT_EQ(done->size(), sent.size());
+    for (size_t k = 0; k < sent.size(); ++k) {
+      ASSERT_TRUE((*done)[k].ok()) << (*done)[k].error().message;
+      record(k, (*done)[k]->id);
+    }
+  };
+  {
+    auto store = MustOpen(options);
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(Await<void>(io, [&](Reply<void> r) { store->CreateAccounts(accounts, std::move(r)); }).ok());
+    for (int r = 0; r < 40; ++r) {  // 480 entries: a dozen index runs, each dropping its chunks' bytes
+      round(*store, r);
+      if (r % 7 == 0) check(*store);
+    }
+    check(*store);
+    // A prune takes entries out of the rows and the tail alike.
+    const std::string pruned = name(2);
+    auto erased =
+        Await<int64_t>(io, [&](Reply<int64_t> r) { store->PruneArchive(pruned, 0, 5, std::move(r)); });
+    ASSERT_TRUE(erased.ok()) << erased.error().message;
+    while (want[pruned].size() > 5) want[pruned].erase(want[pruned].begin());
+    for (int r = 40; r < 45; ++r) round(*store, r);
+    check(*store);
+    // The files as a crash leaves them: the newest entries only in their
+    // chunks, read back into the tail at the next open.
+    std::filesystem::copy_file(path, copy);
+    std::filesystem::copy_file(path + "-wal", copy + "-wal");
+    store->Close();
+  }
+  options.path = copy;
+  {
+    auto store = MustOpen(options);
+    ASSERT_TRUE(store);
+    check(*store);
+    for (int r = 45; r < 60; ++r) round(*store, r);
+    check(*store);
+    store->Close();
+  }
+  check(*MustOpen(options));
+}
+
 // Index runs over more owners than one slice takes (ArchiveLog::
 // kSliceOwners), interleaved with archiving; then a run that a crash cut
 // short (rows written, chunks still unindexed): every owner's archive reads
