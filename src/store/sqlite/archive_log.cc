@@ -1325,6 +1325,8 @@ Result<void> ArchiveLog::IndexSlice(Connection& conn) {
     run_owners_.clear();
     run_owners_.reserve(tail_.size());
     for (const auto& [owner, t] : tail_) run_owners_.push_back(owner);
+    // In name order, a slice's owners' index entries share pages.
+    std::sort(run_owners_.begin(), run_owners_.end());
     run_next_ = 0;
   }
   slice_start_ = run_next_;

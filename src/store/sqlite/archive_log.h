@@ -1,6 +1,6 @@
 // ArchiveLog: how the SQLite store keeps the message archive (XEP-0313).
 //
-// The format (schema versions 10 and 11; docs/architecture.md, "The
+// The format (schema versions 10 to 12; docs/architecture.md, "The
 // archive on SQLite"):
 //  * archive_log and archive_log_data: the durable log. Each group commit
 //    that archives messages appends a chunk (or a few: at most kChunkBytes
@@ -12,7 +12,9 @@
 //    kRowEntries of one owner's entries (id, stamp, where the stanza is in
 //    the log, peer, resource, direction, origin-id), in id order; an owner's
 //    rows cover disjoint id ranges, keyed by (owner, last id). Since schema
-//    11 a row lists its peers and resources once (EncodeRow, format 2).
+//    11 a row lists its peers and resources once (EncodeRow, format 2);
+//    since 12 the rows are a rowid table appended in write order, the key
+//    an index (a keyed row spilled to an overflow page of its own).
 //  * The tail: entries of chunks above archive_state's `indexed_through`
 //    live in memory only (durable in their chunk), and queries merge them
 //    with the rows. When the tail holds SqliteOptions::archive_index_every

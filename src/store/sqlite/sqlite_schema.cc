@@ -270,6 +270,29 @@ INSERT INTO archive_state (key, value) VALUES ('generation', 0), ('indexed_throu
 // hold the origin-ids, so the table of every origin-id goes.
 constexpr const char* kV11 = "DROP TABLE archive_origins;";
 
+// Posting rows in a rowid table, appended in the order index runs write
+// them, with the (owner, last id) key as an index. Keyed by owner in a
+// WITHOUT ROWID table, a row of 128 entries (about 1.3 KB) outgrew the
+// b-tree's inline limit for a 4 KiB page (about 1 KB) and spilled to an
+// overflow page of its own, and each owner's new rows went into a leaf in
+// the middle of the tree: an index run rewrote a page or two per owner for
+// about 1.4 KB of entries. Appended, rows fill their pages, and the index
+// entries are small (docs/benchmarks.md, fourteenth session).
+constexpr const char* kV12 = R"sql(
+CREATE TABLE archive_index_v12 (
+  username TEXT NOT NULL,
+  last_id INTEGER NOT NULL,
+  first_id INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  entries BLOB NOT NULL
+);
+INSERT INTO archive_index_v12 (username, last_id, first_id, count, entries)
+  SELECT username, last_id, first_id, count, entries FROM archive_index ORDER BY last_id;
+DROP TABLE archive_index;
+ALTER TABLE archive_index_v12 RENAME TO archive_index;
+CREATE UNIQUE INDEX archive_index_by_owner ON archive_index(username, last_id);
+)sql";
+
 constexpr std::array kMigrations = {
     Migration{1, "accounts, roster, offline messages", kV1},
     Migration{2, "roster groups table, pending subscribe stanza, vCards", kV2},
@@ -282,6 +305,7 @@ constexpr std::array kMigrations = {
     Migration{9, "personal eventing nodes and items", kV9},
     Migration{10, "message archive as a log with posting lists", kV10, &ArchiveLog::ConvertV9},
     Migration{11, "compact posting rows, no origin-id table in the message archive", kV11},
+    Migration{12, "message archive posting rows appended in write order", kV12},
 };
 
 Result<int64_t> ReadPragmaInt(Connection& conn, std::string_view sql) {

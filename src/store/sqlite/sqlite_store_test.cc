@@ -179,7 +179,9 @@ TEST(SqliteArchive, NewestRowsUseTheKey) {
     store->Close();
   }
   std::string plan = QueryPlan(path, kNewestRowsSql);
-  EXPECT_NE(plan.find("SEARCH archive_index USING PRIMARY KEY (username=?)"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("SEARCH archive_index USING INDEX archive_index_by_owner (username=?)"),
+            std::string::npos)
+      << plan;
   EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
 }
 
@@ -900,6 +902,12 @@ TEST(SqliteSchema, ReadsVersion10PostingRows) {
   RawDb raw(path);
   EXPECT_EQ(raw.Query("PRAGMA user_version"), std::to_string(CurrentVersion()));
   EXPECT_EQ(raw.Query("SELECT hex(substr(entries, 1, 1)) FROM archive_index WHERE username = 'alice'"), "00");
+  // Since version 12 the rows are a rowid table with the key as an index.
+  EXPECT_EQ(
+      raw.Query(
+          "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'archive_index_by_owner'"),
+      "1");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM pragma_index_list('archive_index') WHERE origin = 'pk'"), "0");
   auto store = MustOpen({path});
   ASSERT_TRUE(store);
   auto page = ArchiveWith(io, *store, "alice", "carol@example.net");
@@ -934,7 +942,7 @@ TEST(SqlitePep, LastItemsUseTheIndexes) {
 }
 
 TEST(SqliteSchema, FreshFileIsAtTheCurrentVersionInWalMode) {
-  EXPECT_EQ(SqliteSchemaVersion(), 11);
+  EXPECT_EQ(SqliteSchemaVersion(), 12);
   ASSERT_EQ(static_cast<int>(Migrations().size()), SqliteSchemaVersion());
   for (size_t i = 0; i < Migrations().size(); ++i)
     EXPECT_EQ(Migrations()[i].version, static_cast<int>(i) + 1);
