@@ -527,12 +527,14 @@ Result<void> ArchiveLog::ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& ta
     if (!row.ok()) return row.error();
     if (!*row) break;
     const int64_t chunk_id = stmt->ColumnInt(0);
-    const std::string* data = buffers.emplace_back(std::make_unique<std::string>(stmt->ColumnBlob(1))).get();
-    auto decoded = DecodeChunk(chunk_id, *data, [&](std::string_view owner, Posting p) {
+    ChunkBuffer* buffer = NewBuffer(buffers);
+    buffer->bytes = stmt->ColumnBlobView(1);
+    auto decoded = DecodeChunk(chunk_id, buffer->bytes, [&](std::string_view owner, Posting p) {
       std::string name(owner);
       if (auto it = erased.find(name); it != erased.end() && p.id < it->second) return;
       OwnerTail& t = tail[name];
-      p.buffer = data;
+      p.buffer = buffer;
+      ++buffer->refs;
       t.AddOrigin(p);
       t.entries.push_back(p);
       ++size;
@@ -568,12 +570,14 @@ Result<void> ArchiveLog::ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& ta
       std::erase_if(t.entries, [&](const Posting& p) {
         if (!std::binary_search(indexed.begin(), indexed.end(), p.id)) return false;
         t.ForgetOrigin(p);
+        --p.buffer->refs;
         return true;
       });
       size -= before - t.entries.size();
     }
     it = t.entries.empty() ? tail.erase(it) : std::next(it);
   }
+  std::erase_if(buffers, [](const ChunkBuffer& b) { return b.refs == 0; });
   return {};
 }
 
@@ -607,8 +611,23 @@ Result<void> ArchiveLog::LoadInSnapshot(Connection& conn) {
     tail_ = std::move(tail);
     tail_size_ = size;
   }
-  for (auto& buffer : buffers) buffers_.push_back(std::move(buffer));
-  DropUnusedBuffers();
+  // The old tail's chunks stay only for the batch's postings (a reload in
+  // the middle of a transaction, EraseBelow): the new tail has its own.
+  std::unordered_set<const ChunkBuffer*> kept{chunk_};
+  for (const Op& op : ops_) {
+    if (!op.erase) kept.insert(op.posting.buffer);
+  }
+  for (auto b = buffers_.begin(); b != buffers_.end();) {
+    if (!kept.contains(&*b)) {
+      b = buffers_.erase(b);
+      continue;
+    }
+    b->refs = 0;
+    ++b;
+  }
+  std::erase_if(closed_, [&](const ChunkBuffer* b) { return !kept.contains(b); });
+  unreferenced_.clear();
+  buffers_.splice(buffers_.end(), buffers);
   data_version_ = *version;
   last_id_ = -1;
   known_owners_.clear();
@@ -649,7 +668,7 @@ Result<void> ArchiveLog::BumpGeneration(Connection& conn) {
 }
 
 ArchiveLog::Mark ArchiveLog::mark() const {
-  return Mark{ops_.size(), chunk_->size(), chunk_live_, chunk_last_id_, chunks_written_};
+  return Mark{ops_.size(), chunk_->bytes.size(), chunk_live_, chunk_last_id_, chunks_written_};
 }
 
 void ArchiveLog::Rewind(const Mark& mark) {
@@ -677,39 +696,63 @@ void ArchiveLog::Rewind(const Mark& mark) {
     unrewindable_ = true;
     return;
   }
-  chunk_->resize(mark.chunk_bytes);  // no posting left points past it
+  chunk_->bytes.resize(mark.chunk_bytes);  // no posting left points past it
   chunk_live_ = mark.chunk_live;
   chunk_last_id_ = mark.chunk_last_id;
-  if (chunk_->empty()) chunk_first_id_ = 0;
+  if (chunk_->bytes.empty()) chunk_first_id_ = 0;
 }
 
 Result<void> ArchiveLog::WriteChunk(Connection& conn) {
-  if (!chunk_->empty()) ++chunks_written_;
-  if (!chunk_->empty() && chunk_live_ > 0) {
-    if (auto r = InsertChunk(conn, chunk_first_id_, chunk_last_id_, chunk_live_, *chunk_); !r.ok()) return r;
+  std::string& bytes = chunk_->bytes;
+  if (!bytes.empty()) ++chunks_written_;
+  if (!bytes.empty() && chunk_live_ > 0) {
+    if (auto r = InsertChunk(conn, chunk_first_id_, chunk_last_id_, chunk_live_, bytes); !r.ok()) return r;
   }
-  if (!chunk_->empty()) {
-    // The batch's postings point into it: kept until none does.
-    buffers_.push_back(std::move(chunk_));
-    chunk_ = std::make_unique<std::string>();
+  if (!bytes.empty()) {
+    // The batch's postings point into it: kept while they or the tail's do.
+    if (bytes.capacity() > 2 * bytes.size()) {
+      // A small chunk (a small group commit): its postings move to a copy
+      // of its size, and the buffer takes the next chunk.
+      ChunkBuffer* fit = NewBuffer(buffers_);
+      fit->bytes.assign(bytes);
+      const char* from = bytes.data();
+      const char* to = fit->bytes.data();
+      auto moved = [&](std::string_view v) { return std::string_view(to + (v.data() - from), v.size()); };
+      for (Op& op : ops_) {
+        Posting& p = op.posting;
+        if (op.erase || p.buffer != chunk_) continue;
+        p.peer = moved(p.peer);
+        p.peer_resource = moved(p.peer_resource);
+        p.origin_id = moved(p.origin_id);
+        p.buffer = fit;
+      }
+      bytes.clear();
+      closed_.push_back(fit);
+    } else {
+      closed_.push_back(chunk_);
+      chunk_ = NewBuffer(buffers_);
+    }
   }
   chunk_first_id_ = chunk_last_id_ = chunk_live_ = 0;
   return {};
 }
 
-void ArchiveLog::DropUnusedBuffers() {
-  std::unordered_set<const std::string*> used;
-  const std::string* last = nullptr;
-  auto note = [&](const Posting& p) {
-    if (p.buffer != last) used.insert(last = p.buffer);
-  };
-  for (const auto& [owner, t] : tail_) {
-    for (const Posting& p : t.entries) note(p);
+ArchiveLog::ChunkBuffer* ArchiveLog::NewBuffer(Buffers& buffers) {
+  ChunkBuffer& b = buffers.emplace_back();
+  b.self = std::prev(buffers.end());
+  return &b;
+}
+
+void ArchiveLog::FreeUnreferenced() {
+  std::vector<ChunkBuffer*> candidates = std::move(unreferenced_);
+  candidates.insert(candidates.end(), closed_.begin(), closed_.end());
+  unreferenced_.clear();
+  closed_.clear();
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  for (ChunkBuffer* b : candidates) {
+    if (b->refs == 0 && b != chunk_) buffers_.erase(b->self);
   }
-  for (const Op& op : ops_) {
-    if (!op.erase) note(op.posting);
-  }
-  std::erase_if(buffers_, [&](const std::unique_ptr<std::string>& b) { return !used.contains(b.get()); });
 }
 
 Result<void> ArchiveLog::EndTransaction(Connection& conn) {
@@ -728,7 +771,10 @@ void ArchiveLog::ApplyOps(std::vector<Op>& ops) {
       OwnerTail& t = it->second;
       auto keep_from = std::find_if(t.entries.begin(), t.entries.end(),
                                     [&](const Posting& p) { return p.id >= op.below_id; });
-      for (auto e = t.entries.begin(); e != keep_from; ++e) t.ForgetOrigin(*e);
+      for (auto e = t.entries.begin(); e != keep_from; ++e) {
+        t.ForgetOrigin(*e);
+        Unref(*e);
+      }
       tail_size_ -= static_cast<size_t>(keep_from - t.entries.begin());
       t.entries.erase(t.entries.begin(), keep_from);
       if (t.entries.empty()) tail_.erase(it);
@@ -736,6 +782,7 @@ void ArchiveLog::ApplyOps(std::vector<Op>& ops) {
     }
     OwnerTail& t = tail_[op.owner];
     t.AddOrigin(op.posting);
+    if (op.posting.buffer != nullptr) ++op.posting.buffer->refs;
     if (t.entries.empty() || t.entries.back().id < op.posting.id) {
       t.entries.push_back(std::move(op.posting));
     } else {
@@ -758,6 +805,7 @@ void ArchiveLog::Committed() {
   chunks_written_ = 0;
   unrewindable_ = false;
   Rewind(Mark{});
+  FreeUnreferenced();
 }
 
 void ArchiveLog::Aborted() {
@@ -771,6 +819,7 @@ void ArchiveLog::Aborted() {
   chunks_written_ = 0;
   unrewindable_ = false;
   Rewind(Mark{});
+  FreeUnreferenced();  // the chunks this transaction closed
   known_owners_.clear();
   ClearOriginFilters();  // one may have been filled from rows the rollback brought back
 }
@@ -1002,22 +1051,25 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, int64_t id, int64_t
     // capacity: the batch's postings point into it. Nothing after this can
     // fail, so a job that wrote a chunk never needs Rewind to bring it back.
     const size_t bound = RecordBound(stanza, entries);
-    if (!chunk_->empty() && (chunk_->size() >= kChunkBytes || chunk_->size() + bound > chunk_->capacity())) {
+    std::string& bytes = chunk_->bytes;
+    if (!bytes.empty() && (bytes.size() >= kChunkBytes || bytes.size() + bound > bytes.capacity())) {
       if (auto r = WriteChunk(conn); !r.ok()) return r.error();
     }
-    if (chunk_->empty() && chunk_->capacity() < bound) chunk_->reserve(std::max(kChunkCapacity, bound));
+    if (chunk_->bytes.empty() && chunk_->bytes.capacity() < bound) {
+      chunk_->bytes.reserve(std::max(kChunkCapacity, bound));
+    }
     // Ids assigned here, on the writer thread, follow commit order: a
     // client that has seen id N live finds every later message after N.
     id = std::max(NowUs(), last_id_ + 1);
     last_id_ = id;
     stamp_ms = id / 1000;
-    if (chunk_->empty()) chunk_first_id_ = id;
+    if (chunk_->bytes.empty()) chunk_first_id_ = id;
     chunk_id = chunk_first_id_;
     chunk_last_id_ = id;
     field_offsets_.resize(entries.size());
-    [[maybe_unused]] const size_t capacity = chunk_->capacity();
-    offset = AppendRecord(*chunk_, id, stamp_ms, stanza, entries, field_offsets_.data());
-    assert(chunk_->capacity() == capacity);  // not moved: the batch's postings point into it
+    [[maybe_unused]] const char* data = chunk_->bytes.data();
+    offset = AppendRecord(chunk_->bytes, id, stamp_ms, stanza, entries, field_offsets_.data());
+    assert(chunk_->bytes.data() == data);  // not moved: the batch's postings point into it
     chunk_live_ += static_cast<int64_t>(entries.size());
   } else {
     // A given id (copies, tests): a chunk of its own, and its entries go
@@ -1041,7 +1093,7 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, int64_t id, int64_t
     return outcome;
   }
   // The batch's postings point into the chunk's copy of their strings.
-  const char* data = chunk_->data();
+  const char* data = chunk_->bytes.data();
   for (size_t i = 0; i < entries.size(); ++i) {
     const ArchiveBatch::Entry& entry = entries[i];
     Op& op = ops_.emplace_back();
@@ -1052,7 +1104,7 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, int64_t id, int64_t
     p.peer = std::string_view(data + peer, p.peer.size());
     p.peer_resource = std::string_view(data + resource, p.peer_resource.size());
     p.origin_id = std::string_view(data + origin, p.origin_id.size());
-    p.buffer = chunk_.get();
+    p.buffer = chunk_;
     if (p.outgoing && !p.origin_id.empty())
       batch_origins_[BatchOriginKey(op.owner, OriginHash(p.origin_id))] = ops_.size() - 1;
     archived_here_ = true;
@@ -1097,7 +1149,7 @@ std::vector<ArchiveLog::Posting> ArchiveLog::BatchTail(const std::string& owner)
 
 Result<void> ArchiveLog::Release(Connection& conn, const std::map<int64_t, int64_t>& per_chunk) {
   for (const auto& [chunk, n] : per_chunk) {
-    if (!chunk_->empty() && chunk == chunk_first_id_) {
+    if (!chunk_->bytes.empty() && chunk == chunk_first_id_) {
       chunk_live_ -= n;  // the batch's own chunk, not written yet
       continue;
     }
@@ -1392,6 +1444,7 @@ void ArchiveLog::IndexSliceCommitted() {
       if (std::all_of(tail.entries.begin(), tail.entries.end(),
                       [&](const Posting& p) { return p.chunk <= run_limit_; })) {
         tail_size_ -= before;
+        for (const Posting& p : tail.entries) Unref(p);
         tail.entries.clear();
         tail.origins.clear();
         continue;
@@ -1399,17 +1452,18 @@ void ArchiveLog::IndexSliceCommitted() {
       std::erase_if(tail.entries, [&](const Posting& p) {
         if (p.chunk > run_limit_) return false;
         tail.ForgetOrigin(p);
+        Unref(p);
         return true;
       });
       tail_size_ -= before - tail.entries.size();
       if (tail.entries.empty()) tail_.erase(t);
     }
   }
+  FreeUnreferenced();  // chunks whose every posting is in rows now
   slice_start_ = run_next_;
   if (run_next_ >= run_owners_.size()) {
     run_active_ = false;
     run_owners_.clear();
-    DropUnusedBuffers();  // the run's chunks have left the tail
   }
 }
 

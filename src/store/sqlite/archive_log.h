@@ -54,6 +54,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -90,7 +91,7 @@ class ArchiveLog {
   static constexpr size_t kOriginFilterBudget = size_t{1} << 21;
 
   // An index run starts once the tail holds `index_every` entries.
-  explicit ArchiveLog(size_t index_every) : index_every_(index_every) {}
+  explicit ArchiveLog(size_t index_every) : index_every_(index_every) { chunk_ = NewBuffer(buffers_); }
 
   // Converts a version-9 archive (archive/archive_messages) into this format
   // and drops the old tables; part of migration 10's transaction.
@@ -145,6 +146,13 @@ class ArchiveLog {
   bool IndexDue() const { return archived_here_ && (run_active_ || tail_size_ >= index_every_); }
   bool ArchivedHere() const { return archived_here_; }
   bool TailEmpty() const { return tail_size_ == 0; }
+  // Bytes the chunk buffers hold (capacity), the one being filled included:
+  // about the tail's share of the log (tests, diagnostics).
+  size_t BufferBytes() const {
+    size_t n = 0;
+    for (const ChunkBuffer& b : buffers_) n += b.bytes.capacity();
+    return n;
+  }
   Result<void> IndexSlice(Connection& conn);
   void IndexSliceCommitted();  // after its COMMIT
   void IndexSliceAborted();    // after its ROLLBACK
@@ -163,11 +171,13 @@ class ArchiveLog {
   // Reader thread.
   Result<ArchivePage> Query(Connection& conn, const std::string& username, const ArchiveQuery& query) const;
 
+  // A chunk's bytes, kept in memory while postings point into them.
+  struct ChunkBuffer;
   // One owner's entry: the message's owner-side fields and where its stanza
   // is in the log. Trivially copyable: the strings are views. A posting of
-  // the tail or of a batch points into the bytes of its chunk, which the log
-  // keeps in memory (`buffer`) while any such posting may point into it
-  // (DropUnusedBuffers); any other posting (a decoded row, an Archive call's
+  // the tail or of a batch points into the bytes of its chunk (`buffer`),
+  // which the log keeps while the batch or the tail holds such a posting
+  // (ChunkBuffer::refs); any other posting (a decoded row, an Archive call's
   // entries) points into memory its maker keeps alive while it is used.
   // Copying three strings per entry, on every step from the batch to the
   // tail to the rows, was about a seventh of the writer thread
@@ -182,7 +192,12 @@ class ArchiveLog {
     std::string_view peer;
     std::string_view peer_resource;
     std::string_view origin_id;           // outgoing only
-    const std::string* buffer = nullptr;  // the chunk bytes the views point into, if the log's
+    ChunkBuffer* buffer = nullptr;        // the chunk bytes the views point into, if the log's
+  };
+  struct ChunkBuffer {
+    std::string bytes;
+    size_t refs = 0;  // postings of the tail that point into it
+    std::list<ChunkBuffer>::iterator self;
   };
 
  private:
@@ -227,19 +242,26 @@ class ArchiveLog {
     Posting posting;       // append
   };
 
-  // Chunk bytes kept in memory for the postings that point into them.
-  using Buffers = std::vector<std::unique_ptr<std::string>>;
+  using Buffers = std::list<ChunkBuffer>;  // addresses stay put
+  static ChunkBuffer* NewBuffer(Buffers& buffers);
   // The entries of chunks above the mark that are neither erased nor in
   // rows already (an index run that did not finish, given ids). Their
-  // postings point into the chunks' bytes, which are added to `buffers`.
+  // postings point into the chunks' bytes, which are added to `buffers`
+  // with their counts.
   static Result<void> ReadUnindexed(Connection& conn, OwnerMap<OwnerTail>& tail, size_t& size,
                                     Buffers& buffers);
-  // Frees the chunk buffers no posting of the tail or of the batch points
-  // into (after an index run, and after the tail was read again).
-  void DropUnusedBuffers();
+  // A posting leaves the tail: its chunk's count goes down, and a chunk
+  // no posting points into any more is freed by FreeUnreferenced.
+  void Unref(const Posting& p) {
+    if (p.buffer != nullptr && --p.buffer->refs == 0) unreferenced_.push_back(p.buffer);
+  }
+  // Frees the chunks closed in the transaction (Committed, Aborted) and
+  // those Unref left without postings, if nothing points into them now.
+  void FreeUnreferenced();
   // A new chunk buffer's capacity: a chunk closes at kChunkBytes, or
   // earlier if the next record would not fit (a buffer never grows, so that
-  // the batch's postings can point into it).
+  // the batch's postings can point into it). A chunk closed well short of
+  // its capacity (a small group commit) is kept as a copy of its size.
   static constexpr size_t kChunkCapacity = kChunkBytes + (8 << 10);
   // Writes the batch's current chunk (if it has live entries) and starts
   // an empty one.
@@ -313,11 +335,15 @@ class ArchiveLog {
   // entries, and each owner's highest erasure.
   std::unordered_map<uint64_t, size_t> batch_origins_;  // BatchOriginKey -> index in ops_
   OwnerMap<int64_t> batch_erased_;
-  // The batch's chunk data (server-assigned ids): never null, and never
-  // grown past its capacity while the batch's postings point into it.
-  std::unique_ptr<std::string> chunk_ = std::make_unique<std::string>();
-  // Earlier chunks' bytes, for the tail's postings (DropUnusedBuffers).
+  // Every chunk buffer: the one being filled, and closed ones the batch's
+  // or the tail's postings point into.
   Buffers buffers_;
+  // The batch's chunk data (server-assigned ids), in buffers_: never null,
+  // and never grown past its capacity while the batch's postings point
+  // into it.
+  ChunkBuffer* chunk_ = nullptr;
+  std::vector<ChunkBuffer*> closed_;        // in this transaction: freed unless the tail took postings
+  std::vector<ChunkBuffer*> unreferenced_;  // by Unref
   // Where AppendRecord put each entry's strings (reused).
   std::vector<std::array<size_t, 3>> field_offsets_;
   size_t chunks_written_ = 0;  // by this transaction

@@ -410,6 +410,69 @@ TEST(SqliteArchive, ABatchLargerThanAChunkSpansChunks) {
   store->Close();
 }
 
+// The tail's postings point into their chunks' bytes in memory
+// (ArchiveLog::ChunkBuffer). A group commit of one message must not keep a
+// whole chunk's buffer per message until the next index run (a quiet
+// server commits one message at a time), and entries pruned from the tail
+// must let their chunks' bytes go without waiting for one.
+TEST(SqliteArchive, ChunkBuffersHoldAboutWhatTheTailPointsInto) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  {
+    boost::asio::io_context io;
+    auto store = MustOpen({path});
+    ASSERT_TRUE(store);
+    ASSERT_TRUE(CreateAliceAndBob(io, *store));
+    store->Close();
+  }
+  auto conn = Connection::Open(path, Connection::Mode::kReadWrite, 1000);
+  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  ArchiveLog log(1 << 20);  // no index run here
+  ASSERT_TRUE(log.Load(**conn).ok());
+  auto commit = [&](const std::function<Result<void>()>& job) -> Result<void> {
+    if (auto r = (*conn)->Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
+    if (auto r = log.BeginTransaction(**conn); !r.ok()) return r;
+    if (auto r = job(); !r.ok()) return r;
+    if (auto r = log.EndTransaction(**conn); !r.ok()) return r;
+    if (auto r = (*conn)->Exec("COMMIT"); !r.ok()) return r;
+    log.Committed();
+    return {};
+  };
+  const std::string stanza = "<message><body>" + std::string(200, 'x') + "</body></message>";
+  constexpr int kMessages = 300;
+  for (int i = 0; i < kMessages; ++i) {
+    auto done = commit([&]() -> Result<void> {
+      std::vector<ArchiveEntry> entries = {
+          {"alice", {0, 0, "bob@example.org", "", true, "origin-" + std::to_string(i), stanza}},
+          {"bob", {0, 0, "alice@example.org", "a-resource", false, "", ""}}};
+      auto r = log.Archive(**conn, entries);
+      if (!r.ok()) return r.error();
+      return {};
+    });
+    ASSERT_TRUE(done.ok()) << done.error().message;
+  }
+  // About 300 bytes of chunk per message, not a 40 KiB buffer each.
+  EXPECT_LT(log.BufferBytes(), ArchiveLog::kChunkBytes * 2 + kMessages * 1024) << log.BufferBytes();
+  // Still readable: every message of both owners, with its strings.
+  ArchiveQuery all;
+  all.max = 1000;
+  auto tail = log.Query(**conn, "bob", all);
+  ASSERT_TRUE(tail.ok()) << tail.error().message;
+  ASSERT_EQ(tail->messages.size(), static_cast<size_t>(kMessages));
+  EXPECT_EQ(tail->messages.back().peer_resource, "a-resource");
+  EXPECT_EQ(tail->messages.back().stanza, stanza);
+  // Pruned from the tail for both owners: no posting points into a chunk.
+  for (const char* owner : {"alice", "bob"}) {
+    auto pruned = commit([&]() -> Result<void> {
+      auto r = log.Prune(**conn, owner, std::numeric_limits<int64_t>::max(), -1);
+      if (!r.ok()) return r.error();
+      return {};
+    });
+    ASSERT_TRUE(pruned.ok()) << pruned.error().message;
+  }
+  EXPECT_LE(log.BufferBytes(), 2 * ArchiveLog::kChunkBytes) << "only the buffer the next chunk fills";
+}
+
 // A job of many Archive calls (Store::ArchiveMany) whose later call fails
 // after an earlier one wrote the batch's chunk cannot be rewound on its own:
 // the chunk's bytes are gone from memory (and ROLLBACK TO would undo the
