@@ -410,6 +410,20 @@ TEST(SqliteArchive, ABatchLargerThanAChunkSpansChunks) {
   store->Close();
 }
 
+// A database with alice and bob, opened as a bare connection, for tests
+// that drive ArchiveLog themselves (null on failure).
+std::unique_ptr<Connection> ConnectionWithAliceAndBob(const std::string& path) {
+  {
+    boost::asio::io_context io;
+    auto store = MustOpen({path});
+    if (!store || !CreateAliceAndBob(io, *store)) return nullptr;
+    store->Close();
+  }
+  auto conn = Connection::Open(path, Connection::Mode::kReadWrite, 1000);
+  EXPECT_TRUE(conn.ok()) << conn.error().message;
+  return conn.ok() ? std::move(*conn) : nullptr;
+}
+
 // The tail's postings point into their chunks' bytes in memory
 // (ArchiveLog::ChunkBuffer). A group commit of one message must not keep a
 // whole chunk's buffer per message until the next index run (a quiet
@@ -418,23 +432,16 @@ TEST(SqliteArchive, ABatchLargerThanAChunkSpansChunks) {
 TEST(SqliteArchive, ChunkBuffersHoldAboutWhatTheTailPointsInto) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
-  {
-    boost::asio::io_context io;
-    auto store = MustOpen({path});
-    ASSERT_TRUE(store);
-    ASSERT_TRUE(CreateAliceAndBob(io, *store));
-    store->Close();
-  }
-  auto conn = Connection::Open(path, Connection::Mode::kReadWrite, 1000);
-  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  auto conn = ConnectionWithAliceAndBob(path);
+  ASSERT_TRUE(conn);
   ArchiveLog log(1 << 20);  // no index run here
-  ASSERT_TRUE(log.Load(**conn).ok());
+  ASSERT_TRUE(log.Load(*conn).ok());
   auto commit = [&](const std::function<Result<void>()>& job) -> Result<void> {
-    if (auto r = (*conn)->Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
-    if (auto r = log.BeginTransaction(**conn); !r.ok()) return r;
+    if (auto r = conn->Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
+    if (auto r = log.BeginTransaction(*conn); !r.ok()) return r;
     if (auto r = job(); !r.ok()) return r;
-    if (auto r = log.EndTransaction(**conn); !r.ok()) return r;
-    if (auto r = (*conn)->Exec("COMMIT"); !r.ok()) return r;
+    if (auto r = log.EndTransaction(*conn); !r.ok()) return r;
+    if (auto r = conn->Exec("COMMIT"); !r.ok()) return r;
     log.Committed();
     return {};
   };
@@ -445,7 +452,7 @@ TEST(SqliteArchive, ChunkBuffersHoldAboutWhatTheTailPointsInto) {
       std::vector<ArchiveEntry> entries = {
           {"alice", {0, 0, "bob@example.org", "", true, "origin-" + std::to_string(i), stanza}},
           {"bob", {0, 0, "alice@example.org", "a-resource", false, "", ""}}};
-      auto r = log.Archive(**conn, entries);
+      auto r = log.Archive(*conn, entries);
       if (!r.ok()) return r.error();
       return {};
     });
@@ -456,7 +463,7 @@ TEST(SqliteArchive, ChunkBuffersHoldAboutWhatTheTailPointsInto) {
   // Still readable: every message of both owners, with its strings.
   ArchiveQuery all;
   all.max = 1000;
-  auto tail = log.Query(**conn, "bob", all);
+  auto tail = log.Query(*conn, "bob", all);
   ASSERT_TRUE(tail.ok()) << tail.error().message;
   ASSERT_EQ(tail->messages.size(), static_cast<size_t>(kMessages));
   EXPECT_EQ(tail->messages.back().peer_resource, "a-resource");
@@ -464,7 +471,7 @@ TEST(SqliteArchive, ChunkBuffersHoldAboutWhatTheTailPointsInto) {
   // Pruned from the tail for both owners: no posting points into a chunk.
   for (const char* owner : {"alice", "bob"}) {
     auto pruned = commit([&]() -> Result<void> {
-      auto r = log.Prune(**conn, owner, std::numeric_limits<int64_t>::max(), -1);
+      auto r = log.Prune(*conn, owner, std::numeric_limits<int64_t>::max(), -1);
       if (!r.ok()) return r.error();
       return {};
     });
@@ -481,17 +488,10 @@ TEST(SqliteArchive, ChunkBuffersHoldAboutWhatTheTailPointsInto) {
 TEST(SqliteArchive, ARewindPastAChunkWriteFailsTheTransaction) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
-  {
-    boost::asio::io_context io;
-    auto store = MustOpen({path});
-    ASSERT_TRUE(store);
-    ASSERT_TRUE(CreateAliceAndBob(io, *store));
-    store->Close();
-  }
-  auto conn = Connection::Open(path, Connection::Mode::kReadWrite, 1000);
-  ASSERT_TRUE(conn.ok()) << conn.error().message;
+  auto conn = ConnectionWithAliceAndBob(path);
+  ASSERT_TRUE(conn);
   ArchiveLog log(1 << 20);
-  ASSERT_TRUE(log.Load(**conn).ok());
+  ASSERT_TRUE(log.Load(*conn).ok());
   auto message = [](int i) {
     const std::string stanza =
         "<message><body>" + std::string(4000, static_cast<char>('a' + i)) + "</body></message>";
@@ -499,21 +499,21 @@ TEST(SqliteArchive, ARewindPastAChunkWriteFailsTheTransaction) {
                                      {"bob", {0, 0, "alice@example.org", "r", false, "", ""}}};
   };
   auto transaction = [&](bool rewind_past_a_chunk) -> Result<void> {
-    if (auto r = (*conn)->Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
-    if (auto r = log.BeginTransaction(**conn); !r.ok()) return r;
+    if (auto r = conn->Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
+    if (auto r = log.BeginTransaction(*conn); !r.ok()) return r;
     ArchiveLog::Mark mark;
     for (int i = 0; i < 10; ++i) {  // 10 x 4 KB: the ninth call writes the first 32 KB chunk
       if (i == 1) mark = log.mark();
-      if (auto r = log.Archive(**conn, message(i)); !r.ok()) return r.error();
+      if (auto r = log.Archive(*conn, message(i)); !r.ok()) return r.error();
     }
     if (rewind_past_a_chunk) log.Rewind(mark);
-    if (auto r = log.EndTransaction(**conn); !r.ok()) return r;
-    return (*conn)->Exec("COMMIT");
+    if (auto r = log.EndTransaction(*conn); !r.ok()) return r;
+    return conn->Exec("COMMIT");
   };
   auto failed = transaction(true);
   EXPECT_FALSE(failed.ok()) << "a rewind past a chunk write must not commit";
-  if (!(*conn)->InAutocommit()) {
-    ASSERT_TRUE((*conn)->Exec("ROLLBACK").ok());
+  if (!conn->InAutocommit()) {
+    ASSERT_TRUE(conn->Exec("ROLLBACK").ok());
   }
   log.Aborted();
   EXPECT_EQ(RawDb(path).Query("SELECT count(*) FROM archive_log"), "0");
