@@ -1051,8 +1051,8 @@ Result<ArchiveOutcome> ArchiveLog::Archive(Connection& conn, int64_t id, int64_t
     // capacity: the batch's postings point into it. Nothing after this can
     // fail, so a job that wrote a chunk never needs Rewind to bring it back.
     const size_t bound = RecordBound(stanza, entries);
-    std::string& bytes = chunk_->bytes;
-    if (!bytes.empty() && (bytes.size() >= kChunkBytes || bytes.size() + bound > bytes.capacity())) {
+    const size_t used = chunk_->bytes.size();  // WriteChunk may give chunk_ a new buffer
+    if (used > 0 && (used >= kChunkBytes || used + bound > chunk_->bytes.capacity())) {
       if (auto r = WriteChunk(conn); !r.ok()) return r.error();
     }
     if (chunk_->bytes.empty() && chunk_->bytes.capacity() < bound) {
