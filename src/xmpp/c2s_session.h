@@ -209,7 +209,7 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   bool authenticated_ = false;
   bool reading_ = false;  // a read wait is armed
   bool writing_ = false;  // a write wait is armed
-  bool in_read_ = false;  // inside OnReadable: flush once at the end
+  bool in_read_ = false;  // inside OnReadable: output waits for FlushLater at the end
   bool counted_ = false;  // holds a ConnectionCounter slot
   bool stanza_started_ = false;
   bool stream_restarted_ = false;
