@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <limits>
@@ -571,13 +572,27 @@ void HubImpl::Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> ou
       it->carbons_sent = true;
       SentCarbons(r, outcome->id, home);
     } else {
-      // A copy of r with our stanza-id in its text (r's text is not copied twice).
-      auto archived = std::make_shared<Routed>(*r, WithStanzaId(r->xml, bare, outcome->id));
-      archived->done.reset();  // only the original counts for the sender
-      archived->archive_id = outcome->id;
-      it->routed = std::move(archived);
+      // The sender's other devices get the text as it came (SentCarbons
+      // adds the sender's own stanza-id), so they go first.
       it->carbons_sent = true;
       SentCarbons(r, outcome->id, home);
+      if (r.use_count() == 2) {
+        // Held only by `wait` and the outbox, both on this loop: no other
+        // thread can be reading it (a holder elsewhere would count too; the
+        // fence orders a holder's last release before these writes), so it
+        // takes the stanza-id in place instead of being copied.
+        std::atomic_thread_fence(std::memory_order_acquire);
+        auto& archived = const_cast<Routed&>(*r);
+        InsertStanzaId(archived.xml, bare, outcome->id);
+        archived.archive_id = outcome->id;
+        archived.done.reset();  // the sender hears it is done (durable)
+      } else {
+        // A copy of r with our stanza-id in its text (r's text is not copied twice).
+        auto archived = std::make_shared<Routed>(*r, WithStanzaId(r->xml, bare, outcome->id));
+        archived->done.reset();  // only the original counts for the sender
+        archived->archive_id = outcome->id;
+        it->routed = std::move(archived);
+      }
     }
   }
   ++st->running;

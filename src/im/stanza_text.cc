@@ -1,7 +1,9 @@
 #include "im/stanza_text.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -123,32 +125,74 @@ bool AppendChildXml(std::string& stanza, std::string_view child_xml) {
 
 namespace {
 
-void AppendStanzaIdXml(std::string& out, std::string_view by, int64_t id) {
-  out.append("<stanza-id xmlns='urn:xmpp:sid:0'");
-  AppendAttr(out, "by", by);
+// <stanza-id xmlns='urn:xmpp:sid:0' by='<by>' id='<id>'/>: one for every
+// archived message, so it is built from a few large pieces in one
+// allocation.
+constexpr std::string_view kStanzaIdOpen = "<stanza-id xmlns='urn:xmpp:sid:0' by='";
+constexpr std::string_view kStanzaIdMiddle = "' id='";
+constexpr std::string_view kStanzaIdClose = "'/>";
+constexpr size_t kStanzaIdFixed = kStanzaIdOpen.size() + kStanzaIdMiddle.size() + kStanzaIdClose.size();
+
+std::string StanzaIdXml(std::string_view by, int64_t id) {
+  std::string out;
+  out.reserve(kStanzaIdFixed + by.size() + 24);
+  out.append(kStanzaIdOpen);
+  xml::AppendEscaped(out, by);
   char digits[24];
   auto [end, ec] = std::to_chars(digits, digits + sizeof digits, id);
-  out.append(" id='").append(digits, end).append("'/>");
+  out.append(kStanzaIdMiddle).append(digits, end).append(kStanzaIdClose);
+  return out;
+}
+
+// Where <stanza-id/> goes in `stanza`: before the root's end tag. npos if
+// the text does not end like a serialised element with children or text
+// (AppendChildXml's general case handles the rest).
+size_t StanzaIdPosition(std::string_view stanza) {
+  if (!stanza.starts_with('<') || !stanza.ends_with('>') || stanza.ends_with("/>"))
+    return std::string_view::npos;
+  return stanza.rfind("</");
 }
 
 }  // namespace
 
 std::string WithStanzaId(std::string_view stanza, std::string_view by, int64_t id) {
-  const size_t close = stanza.rfind("</");
-  if (close == std::string_view::npos || stanza.ends_with("/>") || !stanza.starts_with('<') ||
-      !stanza.ends_with('>')) {
+  const std::string sid = StanzaIdXml(by, id);
+  const size_t close = StanzaIdPosition(stanza);
+  if (close == std::string_view::npos) {
     std::string out(stanza);
-    std::string sid;
-    AppendStanzaIdXml(sid, by, id);
     AppendChildXml(out, sid);
     return out;
   }
   std::string out;
-  out.reserve(stanza.size() + by.size() + 80);
-  out.append(stanza.substr(0, close));
-  AppendStanzaIdXml(out, by, id);
-  out.append(stanza.substr(close));
+  out.reserve(stanza.size() + sid.size());
+  out.append(stanza.substr(0, close)).append(sid).append(stanza.substr(close));
   return out;
+}
+
+void InsertStanzaId(std::string& stanza, std::string_view by, int64_t id) {
+  const size_t close = StanzaIdPosition(stanza);
+  const bool plain = std::none_of(by.begin(), by.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == '&' || c == '<' || c == '>' || c == '"' || c == '\'';
+  });
+  if (close == std::string::npos || !plain) {
+    std::string with = WithStanzaId(stanza, by, id);
+    stanza.swap(with);
+    return;
+  }
+  // The usual case, without a temporary: the end tag moves up and the
+  // element's pieces are copied into the gap.
+  char digits[24];
+  const auto [digits_end, ec] = std::to_chars(digits, digits + sizeof digits, id);
+  const std::string_view id_text(digits, static_cast<size_t>(digits_end - digits));
+  const size_t added = kStanzaIdFixed + by.size() + id_text.size();
+  const size_t tail = stanza.size() - close;
+  stanza.resize(stanza.size() + added);
+  char* at = stanza.data() + close;
+  std::memmove(at + added, at, tail);
+  for (std::string_view piece : {kStanzaIdOpen, by, kStanzaIdMiddle, id_text, kStanzaIdClose}) {
+    std::memcpy(at, piece.data(), piece.size());
+    at += piece.size();
+  }
 }
 
 std::string FormatTimestamp(int64_t unix_ms) {

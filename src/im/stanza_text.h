@@ -42,6 +42,8 @@ bool AppendChildXml(std::string& stanza, std::string_view child_xml);
 // (XEP-0359) as the root's last child (AppendChildXml), built in one
 // allocation: once for every archived message.
 std::string WithStanzaId(std::string_view stanza, std::string_view by, int64_t id);
+// The same, in place: `stanza` becomes what WithStanzaId would return.
+void InsertStanzaId(std::string& stanza, std::string_view by, int64_t id);
 
 // XEP-0082 DateTime in UTC with milliseconds: 2024-05-01T12:34:56.789Z.
 std::string FormatTimestamp(int64_t unix_ms);

@@ -57,6 +57,28 @@ TEST(StanzaTextTest, AppendChildXml) {
   EXPECT_EQ(s, "junk");
 }
 
+TEST(StanzaTextTest, StanzaIdGoesBeforeTheRootsEndTag) {
+  const std::string sid = "<stanza-id xmlns='urn:xmpp:sid:0' by='bob@localhost' id='42'/>";
+  EXPECT_EQ(WithStanzaId("<message to='a@b'><body>hi</body></message>", "bob@localhost", 42),
+            "<message to='a@b'><body>hi</body>" + sid + "</message>");
+  EXPECT_EQ(WithStanzaId("<message to='a@b'/>", "bob@localhost", 42),
+            "<message to='a@b'>" + sid + "</message>");
+  // The owner is escaped like any attribute value; ids keep their sign.
+  EXPECT_EQ(WithStanzaId("<m><b/></m>", "o'k&<", -7),
+            "<m><b/><stanza-id xmlns='urn:xmpp:sid:0' by='o&apos;k&amp;&lt;' id='-7'/></m>");
+  EXPECT_EQ(WithStanzaId("junk", "bob@localhost", 1), "junk");
+  // In place: the same text, whatever the shape, spare capacity or not.
+  for (std::string stanza : {"<message to='a@b'><body>hi</body></message>", "<message to='a@b'/>",
+                             "<m><b/></m>", "junk", "<m>text</m>"}) {
+    for (size_t spare : {0, 200}) {
+      std::string in_place = stanza;
+      in_place.reserve(stanza.size() + spare);
+      InsertStanzaId(in_place, "o'k@b", 9000000000);
+      EXPECT_EQ(in_place, WithStanzaId(stanza, "o'k@b", 9000000000)) << stanza;
+    }
+  }
+}
+
 TEST(StanzaTextTest, Timestamps) {
   EXPECT_EQ(FormatTimestamp(0), "1970-01-01T00:00:00.000Z");
   EXPECT_EQ(FormatTimestamp(1700000000123), "2023-11-14T22:13:20.123Z");
