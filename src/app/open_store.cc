@@ -11,7 +11,11 @@ Result<std::unique_ptr<store::Store>> OpenConfiguredStore(const Config& config) 
     options.failover_timeout_ms = config.postgres_failover_timeout_ms;
     return store::OpenPostgres(options);
   }
-  return store::OpenSqlite({config.SqlitePath(), config.sqlite_commit_batch});
+  store::SqliteOptions options;
+  options.path = config.SqlitePath();
+  options.commit_batch = config.sqlite_commit_batch;
+  options.commit_delay_us = config.sqlite_commit_delay_us;
+  return store::OpenSqlite(options);
 }
 
 }  // namespace nines::app

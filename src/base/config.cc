@@ -62,6 +62,10 @@ const std::vector<Key>& Schema() {
        "SQLite database file; empty means <data_dir>/nines.db."},
       {"store.sqlite_commit_batch", &Config::sqlite_commit_batch, 1, 100000, false,
        "Most writes the SQLite writer thread puts in one fsync'd transaction."},
+      {"store.sqlite_commit_delay_us", &Config::sqlite_commit_delay_us, 0, 100000, false,
+       "While the SQLite store is busy (its last group commit held several writes, or several wait, and "
+       "ended less than this long ago), writes wait out the rest of this for others to share their fsync. "
+       "An idle store commits at once; 0 never waits."},
       {"store.postgres_uri", &Config::postgres_uri, 0, 0, false,
        "libpq connection string (URI or key=value) for store.backend = \"postgres\". Name every host of a "
        "Patroni cluster (postgresql://h1,h2,h3/nines); target_session_attrs=read-write is added unless "

@@ -95,6 +95,7 @@ struct Config {
   std::string store_backend = "sqlite";
   std::string sqlite_path;            // empty: <data_dir>/nines.db
   int64_t sqlite_commit_batch = 256;  // statements per group commit at most
+  int64_t sqlite_commit_delay_us = 1000;    // while busy, a commit waits this long after the last for company
   std::string postgres_uri;                 // libpq connection string, for store_backend "postgres"
   int64_t postgres_pool = 3;                // connections: one writer, the rest readers
   int64_t postgres_commit_batch = 256;      // writes per group commit at most

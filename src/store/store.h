@@ -591,6 +591,10 @@ class Store {
 struct SqliteOptions {
   std::string path;
   int64_t commit_batch = 256;  // most writes per group-committed transaction
+  // While busy (the last group commit held several writes, or several are
+  // queued, and it ended less than this long ago), writes wait out the rest
+  // of this for others to share their fsync. 0: commit at once.
+  int64_t commit_delay_us = 0;
   // Archive entries kept in memory (and in their log chunks) before they are
   // written as posting rows (sqlite/archive_log.h); tests set it low.
   int64_t archive_index_every = 131072;

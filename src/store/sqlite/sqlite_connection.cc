@@ -118,12 +118,17 @@ Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path, Mo
     // are outside one here. synchronous=FULL makes every WAL commit fsync.
     // journal_size_limit truncates the WAL back to 64 MiB after a
     // checkpoint, so one burst does not leave a huge file behind.
+    // wal_autocheckpoint: a checkpoint runs inside the commit that crosses
+    // it, and every write waits for it; 4096 pages (16 MiB) keep that wait
+    // to tens of milliseconds (at 16384, 60-100 ms set the p99 of archived
+    // messages) and cost no throughput (docs/benchmarks.md, fifteenth
+    // session).
     // cache_size: the archive's per-owner indexes take inserts all over
     // their b-trees; with SQLite's default 2 MiB cache the writer spent most
     // of its time evicting and re-reading pages (docs/benchmarks.md).
     if (auto r = conn->Exec("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
                             " PRAGMA journal_size_limit = 67108864; PRAGMA cache_size = -65536;"
-                            " PRAGMA wal_autocheckpoint = 16384;");
+                            " PRAGMA wal_autocheckpoint = 4096;");
         !r.ok()) {
       return r.error();
     }

@@ -86,6 +86,9 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& opti
   if (options.commit_batch < 1) {
     return MakeError(Errc::kInvalidArgument, "commit_batch must be at least 1");
   }
+  if (options.commit_delay_us < 0 || options.commit_delay_us > 1'000'000) {
+    return MakeError(Errc::kInvalidArgument, "commit_delay_us must be between 0 and 1000000");
+  }
   if (options.archive_index_every < 1) {
     return MakeError(Errc::kInvalidArgument, "archive_index_every must be at least 1");
   }
@@ -164,7 +167,11 @@ void SqliteStore::Submit(JobQueue& queue, std::condition_variable& cv, Reply<T> 
     std::lock_guard lock(mu_);
     if (!closing_) {
       queue.push_back(std::make_unique<JobImpl<T, Fn>>(std::move(reply), std::move(fn)));
-      cv.notify_one();
+      // A writer waiting out the commit delay wakes only for a full batch
+      // (or at the delay's end), not once per write.
+      if (&queue != &writes_ || !delaying_ || queue.size() >= static_cast<size_t>(options_.commit_batch)) {
+        cv.notify_one();
+      }
       return;
     }
   }
@@ -184,6 +191,10 @@ void SqliteStore::Read(Reply<T> reply, Fn fn) {
 void SqliteStore::WriterLoop() {
   std::vector<std::unique_ptr<Job>> batch;
   const auto limit = static_cast<size_t>(options_.commit_batch);
+  const auto delay = std::chrono::microseconds(options_.commit_delay_us);
+  // The last group commit: when it ended, and how many writes it held.
+  std::chrono::steady_clock::time_point last_end{};
+  size_t last_size = 0;
   while (true) {
     {
       std::unique_lock lock(mu_);
@@ -191,12 +202,26 @@ void SqliteStore::WriterLoop() {
       // own when nothing is queued (IndexReady is writer-thread state).
       writes_ready_.wait(lock, [this] { return closing_ || !writes_.empty() || IndexReady(); });
       if (writes_.empty() && closing_) return;  // everything queued has been committed; Close indexes
+      // Busy: several writes in the last commit or queued now, and the last
+      // commit ended less than the delay ago. The writes wait out the rest of
+      // it for others to share their fsync (store.sqlite_commit_delay_us).
+      // An idle store, or one caller writing in turn, commits at once.
+      if (delay.count() > 0 && !writes_.empty() && writes_.size() < limit && !closing_ &&
+          (last_size > 1 || writes_.size() > 1) && std::chrono::steady_clock::now() < last_end + delay) {
+        delaying_ = true;
+        writes_ready_.wait_until(lock, last_end + delay, [&] { return closing_ || writes_.size() >= limit; });
+        delaying_ = false;
+      }
       while (!writes_.empty() && batch.size() < limit) {
         batch.push_back(std::move(writes_.front()));
         writes_.pop_front();
       }
     }
-    if (!batch.empty()) CommitBatch(batch);
+    if (!batch.empty()) {
+      CommitBatch(batch);
+      last_size = batch.size();
+      last_end = std::chrono::steady_clock::now();
+    }
     batch.clear();
     IndexArchive(false);
   }

@@ -184,6 +184,7 @@ class SqliteStore final : public Store {
   JobQueue writes_;       // guarded by mu_
   JobQueue reads_;        // guarded by mu_
   bool closing_ = false;  // guarded by mu_; once set, queues only drain
+  bool delaying_ = false;  // guarded by mu_: the writer waits out the commit delay (WriterLoop)
 
   std::mutex close_mu_;  // serialises Close(); held while joining
   std::thread writer_;

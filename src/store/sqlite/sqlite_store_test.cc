@@ -1491,6 +1491,106 @@ TEST(SqliteGroupCommit, BatchesAreCappedByCommitBatch) {
   EXPECT_LE(transactions, kWrites / 4 + 1);
 }
 
+// store.sqlite_commit_delay_us: a busy writer lets writes wait for company.
+SqliteOptions WithCommitDelay(const std::string& path, std::chrono::microseconds delay, int64_t batch = 256) {
+  SqliteOptions options{path, batch};
+  options.commit_delay_us = delay.count();
+  return options;
+}
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TEST(SqliteGroupCommit, AnIdleStoreAndOneCallerInTurnCommitAtOnce) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  auto store = MustOpen(WithCommitDelay(path, std::chrono::seconds(1)));
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(
+      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  // One write after another, each waiting for its answer: never a second
+  // write to wait for, so none waits out the delay (six would take 6 s).
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(Await<int64_t>(io, [&](Reply<int64_t> r) {
+                  store->StoreOffline("alice", MakeMessage(std::to_string(i)), std::move(r));
+                }).ok());
+  }
+  EXPECT_LT(SecondsSince(start), 0.9) << "a lone write waited for company";
+}
+
+TEST(SqliteGroupCommit, BusyWritesWaitToShareAnFsync) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  constexpr auto kDelay = std::chrono::milliseconds(400);
+  auto store = MustOpen(WithCommitDelay(path, kDelay));
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(
+      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  std::this_thread::sleep_for(kDelay + std::chrono::milliseconds(100));  // idle again
+  const auto before = AsSqlite(*store).stats();
+  Outcomes outcomes(io);
+  // The writer takes the first write (or several) and waits for the lock;
+  // the rest queue behind. When the lock goes, that batch commits, and
+  // what is left, or what comes next, waits out the delay: the busy case.
+  QueueWhileLocked(path, [&] {
+    for (int i = 0; i < 10; ++i)
+      store->StoreOffline("alice", MakeMessage(std::to_string(i)), outcomes.Add<int64_t>());
+  });
+  const auto released = std::chrono::steady_clock::now();
+  // Without the delay, what was queued would be committed by now, and these
+  // five would need a transaction of their own; with it, they share one.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 10; i < 15; ++i)
+    store->StoreOffline("alice", MakeMessage(std::to_string(i)), outcomes.Add<int64_t>());
+  EXPECT_EQ(outcomes.Wait(), std::vector<std::string>(15, "ok"));
+  EXPECT_GE(SecondsSince(released), 0.3) << "the busy writes did not wait";
+  const auto after = AsSqlite(*store).stats();
+  EXPECT_EQ(after.writes_ok - before.writes_ok, 15);
+  EXPECT_EQ(after.transactions - before.transactions, 2) << "the late writes did not share the fsync";
+}
+
+TEST(SqliteGroupCommit, AFullBatchDoesNotWaitOutTheDelay) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  boost::asio::io_context io;  // outlives the store, see conformance::Await
+  constexpr auto kDelay = std::chrono::milliseconds(600);
+  auto store = MustOpen(WithCommitDelay(path, kDelay, 4));
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(
+      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
+  std::this_thread::sleep_for(kDelay + std::chrono::milliseconds(100));  // idle again
+  // The writer takes one to four of the eight and waits for the lock. After
+  // it, at least four are queued: a full batch, which goes at once, however
+  // busy the store. Only what is left after that may wait.
+  Batch batch(io);
+  std::vector<double> answered;
+  std::chrono::steady_clock::time_point released;
+  QueueWhileLocked(path, [&] {
+    for (int i = 0; i < 8; ++i) {
+      store->StoreOffline("alice", MakeMessage(std::to_string(i)), batch.Add<int64_t>([&](Result<int64_t> r) {
+        EXPECT_TRUE(r.ok());
+        answered.push_back(SecondsSince(released));
+      }));
+    }
+  });
+  released = std::chrono::steady_clock::now();
+  batch.Wait();
+  ASSERT_EQ(answered.size(), 8u);
+  const auto quick = std::count_if(answered.begin(), answered.end(), [](double s) { return s < 0.4; });
+  EXPECT_GE(quick, 5) << "a full batch waited out the delay";
+}
+
+TEST(SqliteGroupCommit, TheCommitDelayIsBounded) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  EXPECT_FALSE(OpenSqlite(WithCommitDelay(path, std::chrono::microseconds(-1))).ok());
+  EXPECT_FALSE(OpenSqlite(WithCommitDelay(path, std::chrono::microseconds(1'000'001))).ok());
+}
+
 TEST(SqliteGroupCommit, AFailingJobFailsAloneInsideItsBatch) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
