@@ -91,9 +91,12 @@ class OriginNotifier {
 };
 
 // A stanza on its way between loops: serialised once, with the few fields
-// routing and error replies need. Immutable once shared. RoutedFields is
+// routing and error replies need. Immutable once shared, with one
+// exception: HubImpl::Archived writes the stanza-id into a message that
+// only its own loop still holds (use_count() == 2). RoutedFields is
 // everything but the text, so that a copy with other text (an archived
-// message with its stanza-id) does not copy the text twice.
+// message with its stanza-id, when it is shared) does not copy the text
+// twice.
 struct RoutedFields {
   Kind kind = Kind::kMessage;
   uint8_t type = 0;         // MsgType, PresType or IqType

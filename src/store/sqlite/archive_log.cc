@@ -877,7 +877,11 @@ Result<void> ArchiveLog::LoadLastId(Connection& conn) {
   if (last_id_ >= 0) return {};
   auto max = ReadInt(conn, "SELECT coalesce(max(last_id), 0) FROM archive_log");
   if (!max.ok()) return max.error();
-  last_id_ = *max;
+  // The chunk being filled is written only when the transaction ends: after
+  // a reload in the middle of one (LoadInSnapshot), the ids it already
+  // handed out are only here. Missing them, an index run would stop short
+  // of their chunk, and the one at close would never finish.
+  last_id_ = std::max(*max, chunk_->bytes.empty() ? int64_t{0} : chunk_last_id_);
   return {};
 }
 

@@ -146,6 +146,8 @@ class ArchiveLog {
   bool IndexDue() const { return archived_here_ && (run_active_ || tail_size_ >= index_every_); }
   bool ArchivedHere() const { return archived_here_; }
   bool TailEmpty() const { return tail_size_ == 0; }
+  size_t TailSize() const { return tail_size_; }
+  bool RunActive() const { return run_active_; }  // an index run is between slices
   // Bytes the chunk buffers hold (capacity), the one being filled included:
   // about the tail's share of the log (tests, diagnostics).
   size_t BufferBytes() const {

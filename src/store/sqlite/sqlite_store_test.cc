@@ -424,6 +424,43 @@ std::unique_ptr<Connection> ConnectionWithAliceAndBob(const std::string& path) {
   return conn.ok() ? std::move(*conn) : nullptr;
 }
 
+// A reload in the middle of a transaction (LoadInSnapshot: another process
+// changed the archive, or EraseBelow in a process that does not archive)
+// must not forget the ids the open chunk has handed out: the index run would
+// stop short of that chunk, and the one at close would never end (a server
+// hung on SIGTERM in test_features.RegistrationTest).
+TEST(SqliteArchive, AReloadInsideATransactionKeepsItsIds) {
+  TempDir dir;
+  const std::string path = (dir.path() / "nines.db").string();
+  auto conn = ConnectionWithAliceAndBob(path);
+  ASSERT_TRUE(conn);
+  ArchiveLog log(1 << 20);
+  ASSERT_TRUE(log.Load(*conn).ok());
+  ASSERT_TRUE(conn->Exec("BEGIN IMMEDIATE").ok());
+  ASSERT_TRUE(log.BeginTransaction(*conn).ok());
+  const std::vector<ArchiveEntry> entries = {
+      {"alice", {0, 0, "bob@example.org", "", true, "", "<message><body>hi</body></message>"}},
+      {"bob", {0, 0, "alice@example.org", "r", false, "", ""}}};
+  ASSERT_TRUE(log.Archive(*conn, entries).ok());
+  ASSERT_TRUE(log.Load(*conn).ok());  // the chunk is not written yet
+  // A later job of the same transaction that needs the last id (an erasure
+  // here, as when an account is deleted just after it sent a message).
+  ASSERT_TRUE(log.Prune(*conn, "alice", 1, -1).ok());
+  ASSERT_TRUE(log.EndTransaction(*conn).ok());
+  ASSERT_TRUE(conn->Exec("COMMIT").ok());
+  log.Committed();
+  ASSERT_EQ(log.TailSize(), 2u);
+  // One whole index run, slice by slice, as the store's writer runs it.
+  do {
+    ASSERT_TRUE(conn->Exec("BEGIN IMMEDIATE").ok());
+    ASSERT_TRUE(log.BeginTransaction(*conn).ok());
+    ASSERT_TRUE(log.IndexSlice(*conn).ok());
+    ASSERT_TRUE(conn->Exec("COMMIT").ok());
+    log.IndexSliceCommitted();
+  } while (log.RunActive());
+  EXPECT_TRUE(log.TailEmpty()) << "the run stopped short of the open chunk's ids";
+}
+
 // The tail's postings point into their chunks' bytes in memory
 // (ArchiveLog::ChunkBuffer). A group commit of one message must not keep a
 // whole chunk's buffer per message until the next index run (a quiet
@@ -1498,6 +1535,20 @@ SqliteOptions WithCommitDelay(const std::string& path, std::chrono::microseconds
   return options;
 }
 
+// A store with alice's account, opened afresh with `delay` (so it starts
+// idle: no commit has ended yet).
+std::unique_ptr<Store> WithAliceAndDelay(boost::asio::io_context& io, const std::string& path,
+                                         std::chrono::microseconds delay, int64_t batch = 256) {
+  {
+    auto store = MustOpen({path});
+    if (!store) return nullptr;
+    auto created =
+        Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); });
+    EXPECT_TRUE(created.ok());
+  }
+  return MustOpen(WithCommitDelay(path, delay, batch));
+}
+
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -1506,31 +1557,25 @@ TEST(SqliteGroupCommit, AnIdleStoreAndOneCallerInTurnCommitAtOnce) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
   boost::asio::io_context io;  // outlives the store, see conformance::Await
-  auto store = MustOpen(WithCommitDelay(path, std::chrono::seconds(1)));
+  auto store = WithAliceAndDelay(io, path, std::chrono::seconds(1));
   ASSERT_TRUE(store);
-  ASSERT_TRUE(
-      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
   // One write after another, each waiting for its answer: never a second
-  // write to wait for, so none waits out the delay (six would take 6 s).
-  const auto start = std::chrono::steady_clock::now();
+  // write to wait for, so none waits out the delay (it would take 1 s).
   for (int i = 0; i < 6; ++i) {
+    const auto start = std::chrono::steady_clock::now();
     ASSERT_TRUE(Await<int64_t>(io, [&](Reply<int64_t> r) {
                   store->StoreOffline("alice", MakeMessage(std::to_string(i)), std::move(r));
                 }).ok());
+    EXPECT_LT(SecondsSince(start), 0.9) << "write " << i << " waited for company";
   }
-  EXPECT_LT(SecondsSince(start), 0.9) << "a lone write waited for company";
 }
 
 TEST(SqliteGroupCommit, BusyWritesWaitToShareAnFsync) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
   boost::asio::io_context io;  // outlives the store, see conformance::Await
-  constexpr auto kDelay = std::chrono::milliseconds(400);
-  auto store = MustOpen(WithCommitDelay(path, kDelay));
+  auto store = WithAliceAndDelay(io, path, std::chrono::seconds(1));
   ASSERT_TRUE(store);
-  ASSERT_TRUE(
-      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
-  std::this_thread::sleep_for(kDelay + std::chrono::milliseconds(100));  // idle again
   const auto before = AsSqlite(*store).stats();
   Outcomes outcomes(io);
   // The writer takes the first write (or several) and waits for the lock;
@@ -1547,7 +1592,7 @@ TEST(SqliteGroupCommit, BusyWritesWaitToShareAnFsync) {
   for (int i = 10; i < 15; ++i)
     store->StoreOffline("alice", MakeMessage(std::to_string(i)), outcomes.Add<int64_t>());
   EXPECT_EQ(outcomes.Wait(), std::vector<std::string>(15, "ok"));
-  EXPECT_GE(SecondsSince(released), 0.3) << "the busy writes did not wait";
+  EXPECT_GE(SecondsSince(released), 0.8) << "the busy writes did not wait";
   const auto after = AsSqlite(*store).stats();
   EXPECT_EQ(after.writes_ok - before.writes_ok, 15);
   EXPECT_EQ(after.transactions - before.transactions, 2) << "the late writes did not share the fsync";
@@ -1557,12 +1602,8 @@ TEST(SqliteGroupCommit, AFullBatchDoesNotWaitOutTheDelay) {
   TempDir dir;
   const std::string path = (dir.path() / "nines.db").string();
   boost::asio::io_context io;  // outlives the store, see conformance::Await
-  constexpr auto kDelay = std::chrono::milliseconds(600);
-  auto store = MustOpen(WithCommitDelay(path, kDelay, 4));
+  auto store = WithAliceAndDelay(io, path, std::chrono::seconds(1), 4);
   ASSERT_TRUE(store);
-  ASSERT_TRUE(
-      Await<void>(io, [&](Reply<void> r) { store->CreateAccount(MakeAccount("alice"), std::move(r)); }).ok());
-  std::this_thread::sleep_for(kDelay + std::chrono::milliseconds(100));  // idle again
   // The writer takes one to four of the eight and waits for the lock. After
   // it, at least four are queued: a full batch, which goes at once, however
   // busy the store. Only what is left after that may wait.
@@ -1580,7 +1621,7 @@ TEST(SqliteGroupCommit, AFullBatchDoesNotWaitOutTheDelay) {
   released = std::chrono::steady_clock::now();
   batch.Wait();
   ASSERT_EQ(answered.size(), 8u);
-  const auto quick = std::count_if(answered.begin(), answered.end(), [](double s) { return s < 0.4; });
+  const auto quick = std::count_if(answered.begin(), answered.end(), [](double s) { return s < 0.7; });
   EXPECT_GE(quick, 5) << "a full batch waited out the delay";
 }
 
