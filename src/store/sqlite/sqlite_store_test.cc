@@ -424,6 +424,18 @@ std::unique_ptr<Connection> ConnectionWithAliceAndBob(const std::string& path) {
   return conn.ok() ? std::move(*conn) : nullptr;
 }
 
+// One transaction on a bare connection, as the store's writer runs it
+// around ArchiveLog's jobs.
+Result<void> CommitArchiveJob(Connection& conn, ArchiveLog& log, const std::function<Result<void>()>& job) {
+  if (auto r = conn.Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
+  if (auto r = log.BeginTransaction(conn); !r.ok()) return r;
+  if (auto r = job(); !r.ok()) return r;
+  if (auto r = log.EndTransaction(conn); !r.ok()) return r;
+  if (auto r = conn.Exec("COMMIT"); !r.ok()) return r;
+  log.Committed();
+  return {};
+}
+
 // A reload in the middle of a transaction (LoadInSnapshot: another process
 // changed the archive, or EraseBelow in a process that does not archive)
 // must not forget the ids the open chunk has handed out: the index run would
@@ -436,19 +448,17 @@ TEST(SqliteArchive, AReloadInsideATransactionKeepsItsIds) {
   ASSERT_TRUE(conn);
   ArchiveLog log(1 << 20);
   ASSERT_TRUE(log.Load(*conn).ok());
-  ASSERT_TRUE(conn->Exec("BEGIN IMMEDIATE").ok());
-  ASSERT_TRUE(log.BeginTransaction(*conn).ok());
   const std::vector<ArchiveEntry> entries = {
       {"alice", {0, 0, "bob@example.org", "", true, "", "<message><body>hi</body></message>"}},
       {"bob", {0, 0, "alice@example.org", "r", false, "", ""}}};
-  ASSERT_TRUE(log.Archive(*conn, entries).ok());
-  ASSERT_TRUE(log.Load(*conn).ok());  // the chunk is not written yet
-  // A later job of the same transaction that needs the last id (an erasure
-  // here, as when an account is deleted just after it sent a message).
-  ASSERT_TRUE(log.Prune(*conn, "alice", 1, -1).ok());
-  ASSERT_TRUE(log.EndTransaction(*conn).ok());
-  ASSERT_TRUE(conn->Exec("COMMIT").ok());
-  log.Committed();
+  ASSERT_TRUE(CommitArchiveJob(*conn, log, [&]() -> Result<void> {
+                if (auto r = log.Archive(*conn, entries); !r.ok()) return r.error();
+                if (auto r = log.Load(*conn); !r.ok()) return r;  // the chunk is not written yet
+                // A later job of the same transaction that needs the last id (an
+                // erasure, as when an account is deleted just after it sent a message).
+                if (auto r = log.Prune(*conn, "alice", 1, -1); !r.ok()) return r.error();
+                return {};
+              }).ok());
   ASSERT_EQ(log.TailSize(), 2u);
   // One whole index run, slice by slice, as the store's writer runs it.
   do {
@@ -473,15 +483,7 @@ TEST(SqliteArchive, ChunkBuffersHoldAboutWhatTheTailPointsInto) {
   ASSERT_TRUE(conn);
   ArchiveLog log(1 << 20);  // no index run here
   ASSERT_TRUE(log.Load(*conn).ok());
-  auto commit = [&](const std::function<Result<void>()>& job) -> Result<void> {
-    if (auto r = conn->Exec("BEGIN IMMEDIATE"); !r.ok()) return r;
-    if (auto r = log.BeginTransaction(*conn); !r.ok()) return r;
-    if (auto r = job(); !r.ok()) return r;
-    if (auto r = log.EndTransaction(*conn); !r.ok()) return r;
-    if (auto r = conn->Exec("COMMIT"); !r.ok()) return r;
-    log.Committed();
-    return {};
-  };
+  auto commit = [&](const std::function<Result<void>()>& job) { return CommitArchiveJob(*conn, log, job); };
   const std::string stanza = "<message><body>" + std::string(200, 'x') + "</body></message>";
   constexpr int kMessages = 300;
   for (int i = 0; i < kMessages; ++i) {
