@@ -546,22 +546,43 @@ void HubImpl::Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> ou
   const RoutedPtr& r = wait.r;
   const std::string& bare = st->bare;
   const size_t home = st->home;
-  if (!outcome.ok() && outcome.error().code == Errc::kNotFound && wait.keep_out && wait.keep_in) {
-    // The local sender's account is gone (deleted just after sending, from
-    // a loop whose store calls do not wait for this one's): the message
-    // is still the recipient's, so it is archived for the recipient alone.
-    // Its place in the outbox, and busy, stay as they are.
+  // kNotFound: an owner's account no longer exists. Deleted in-band, the
+  // hub knows already (AccountRemoved); deleted by `nines user del` on the
+  // running server, this is how it learns (AccountGoneFromStore).
+  const bool owner_missing = !outcome.ok() && outcome.error().code == Errc::kNotFound;
+  if (owner_missing && wait.keep_out && wait.keep_in) {
+    // One of the two is gone, most likely the local sender (deleted just
+    // after sending, from a loop whose store calls do not wait for this
+    // one's): the message is still the recipient's, so it is archived for
+    // the recipient alone. Its place in the outbox, and busy, stay as they are.
     ArchiveWait again = wait;
     again.keep_out = false;
+    again.sender_missing = true;
     QueueArchiveCall(std::move(again));
     return;
+  }
+  const std::string sender_bare = (owner_missing && wait.keep_out) || (outcome.ok() && wait.sender_missing)
+                                      ? std::string(SplitJid(r->from).Bare())
+                                      : std::string();
+  if (!sender_bare.empty()) AccountGoneFromStore(sender_bare);
+  if (owner_missing && wait.keep_out) {
+    // Only the sender kept it, and the sender is gone: it is delivered as
+    // it came, unarchived, rather than lost (the recipient's preferences
+    // left it out of the recipient's archive).
+    outcome = store::ArchiveOutcome{};
   }
   --st->busy;
   auto it = std::find_if(st->outbox.begin(), st->outbox.end(),
                          [&](const AccountState::Pending& p) { return !p.ready && p.routed == r; });
   if (it != st->outbox.end()) {
     it->ready = true;
-    if (!outcome.ok()) {
+    if (owner_missing && !wait.keep_out) {
+      // The recipient is the one gone (a keep_in-only call): no such user
+      // (RFC 6121 §8.5.1), and what the hub had of it goes.
+      Bounce(*r, "service-unavailable");
+      it->deliver = false;
+      EndAccount(*st, std::nullopt);
+    } else if (!outcome.ok()) {
       spdlog::warn("im: archiving a message for {} failed: {}", bare, outcome.error().message);
       Bounce(*r, "internal-server-error", "the message could not be stored");
       it->deliver = false;

@@ -30,6 +30,7 @@ void Hub::SetAsleep(xmpp::SessionRef ref, const xmpp::Jid& full, bool asleep) {
 }
 
 void Hub::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) { impl_->Unbind(ref, full); }
+void Hub::AccountRemoved(xmpp::SessionRef by, const xmpp::Jid& bare) { impl_->AccountRemoved(by, bare); }
 
 const IqRegistry& Hub::registry() const { return impl_->registry(); }
 

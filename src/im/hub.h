@@ -74,6 +74,7 @@ class Hub final : public xmpp::Hub {
   void HandleFromComponent(xmpp::SessionRef ref, xml::Element stanza) override;
   void SetAsleep(xmpp::SessionRef ref, const xmpp::Jid& full, bool asleep) override;
   void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) override;
+  void AccountRemoved(xmpp::SessionRef by, const xmpp::Jid& bare) override;
 
   // The handlers and features in effect; immutable after construction, safe
   // from any thread. Disco#info answers are built from it.

@@ -263,6 +263,9 @@ TEST_F(ArchiveTest, AMessageWhoseSenderIsGoneIsStillTheRecipients) {
   ASSERT_EQ(store_.archive("bob").size(), 1u);
   EXPECT_TRUE(store_.archive("alice").empty());
   EXPECT_TRUE(GotNamed(alice, "message", "error").empty()) << "not bounced";
+  // The sender's sessions end: its account is gone (AccountGoneFromStore).
+  ASSERT_EQ(port_->kicks().size(), 1u);
+  EXPECT_EQ(port_->kicks()[0].first, alice.ref);
 }
 
 TEST_F(ArchiveTest, OfflineMessagesAreArchivedToo) {
@@ -524,6 +527,25 @@ TEST_F(ArchivePrefsTest, NeverKeepsNothingForThatOwnerOnEitherSide) {
   EXPECT_NE(back[0].Child("stanza-id", "urn:xmpp:sid:0"), nullptr) << "alice keeps hers";
   EXPECT_EQ(Archived(alice), (std::vector<std::string>{"to bob", "to alice"}));
   EXPECT_TRUE(Archived(bob).empty());
+}
+
+// The sender's account is gone, and the recipient's preferences keep no copy
+// of the message: only the sender's archive would have had it. It is
+// delivered as it came rather than lost, and the sender's sessions end.
+TEST_F(ArchivePrefsTest, AMessageOnlyItsGoneSenderWouldKeepIsStillDelivered) {
+  Session alice = Online("alice");
+  Session bob = Online("bob");
+  ASSERT_EQ(Prefs(bob, "never").Attr("type"), "result");
+  store_.FailNext("Archive", Errc::kNotFound);
+  Send(alice, "<message to='bob@example.com' type='chat' id='a1'><body>bye</body></message>");
+  auto in = GotNamed(bob, "message");
+  ASSERT_EQ(in.size(), 1u);
+  EXPECT_EQ(in[0].ChildText("body"), "bye");
+  EXPECT_EQ(in[0].Child("stanza-id", "urn:xmpp:sid:0"), nullptr);
+  EXPECT_TRUE(GotNamed(alice, "message", "error").empty()) << "not bounced";
+  ASSERT_EQ(port_->kicks().size(), 1u);
+  EXPECT_EQ(port_->kicks()[0].first, alice.ref);
+  EXPECT_EQ(port_->kicks()[0].second, "not-authorized");
 }
 
 TEST_F(ArchivePrefsTest, ListsOverrideTheDefault) {

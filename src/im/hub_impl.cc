@@ -270,6 +270,10 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
     st->load = Load::kFailed;
   } else if (result.missing) {
     st->load = Load::kMissing;
+    // Bound by a session that authenticated before its account was deleted.
+    for (const Resource& res : st->resources) {
+      port_->Kick(res.ref, "not-authorized", "the account has been removed");
+    }
   } else {
     st->load = Load::kReady;
     st->roster.clear();
@@ -324,7 +328,14 @@ void HubImpl::Bind(xmpp::SessionRef ref, const xmpp::Jid& bare, const std::strin
   size_t home = HomeOf(key);
   loop(home).Post([this, ref, bare, requested, home, key = std::move(key), done = std::move(done)]() mutable {
     AccountState& st = FindOrCreate(home, key);
-    st.known_to_exist = true;
+    // The session has just authenticated, so the account exists; unless it
+    // was deleted since (ForgetAccount): then the load asks the store, and
+    // ends the session if the account is still gone (FinishLoad).
+    const auto& removed = shard(home).removed;
+    auto gone = removed.find(key);
+    const bool recently_removed = gone != removed.end() && loop(home).now_seconds() - gone->second <=
+                                                               ConfigOn(home).limits.auth_timeout;
+    if (st.load != Load::kMissing && !recently_removed) st.known_to_exist = true;
     ++st.running;
     Result<xmpp::Jid> result = MakeError(Errc::kInternal, "unset");
     auto bound = BindResource(st, ref, requested);
@@ -365,7 +376,7 @@ Result<Resource*> HubImpl::BindResource(AccountState& st, xmpp::SessionRef ref, 
     // resource with its ref and does nothing.
     Resource old = std::move(*existing);
     st.resources.erase(existing);
-    port_->Kick(old.ref, "conflict");
+    port_->Kick(old.ref, "conflict", "replaced by a new session for the same resource");
     ForgetSettings(old.ref);
     if (old.available || !old.directed.empty()) ResourceGone(st, std::move(old));
   }
@@ -395,6 +406,64 @@ void HubImpl::Unbind(xmpp::SessionRef ref, const xmpp::Jid& full) {
     --st->running;
     MaybeEvict(*st);
   });
+}
+
+void HubImpl::AccountRemoved(xmpp::SessionRef by, const xmpp::Jid& bare) {
+  std::string key = bare.BareString();
+  size_t home = HomeOf(key);
+  loop(home).Post([this, by, home, key = std::move(key)] {
+    // `by` is bound, so the state is here and loaded, or loading with the
+    // roster read issued before the delete (the store keeps call order):
+    // RunOnAccount then waits for it.
+    RunOnAccount(home, key, [this, by](AccountState& st) { EndAccount(st, by); });
+  });
+}
+
+void HubImpl::EndAccount(AccountState& st, std::optional<xmpp::SessionRef> spare) {
+  if (st.Ready()) CancelSubscriptions(st);
+  for (const Resource& res : st.resources) {
+    if (!spare || !(res.ref == *spare))
+      port_->Kick(res.ref, "not-authorized", "the account has been removed");
+  }
+  ForgetAccount(st);
+}
+
+void HubImpl::AccountGoneFromStore(std::string bare) {
+  spdlog::info("im: account {} no longer exists in the store; ending its sessions", bare);
+  PostToAccount(std::move(bare), [this](AccountState& st) { EndAccount(st, std::nullopt); });
+}
+
+void HubImpl::ForgetAccount(AccountState& st) {
+  // What the sessions' loops hold for their own outgoing checks goes too.
+  if (st.HasSessionSettings()) {
+    for (const Resource& res : st.resources) ForgetSettings(res.ref);
+  }
+  st.load = Load::kMissing;  // a later Bind of the same name loads afresh
+  auto& removed = shard(st.home).removed;
+  const int64_t now = loop(st.home).now_seconds();
+  std::erase_if(
+      removed, [&](const auto& entry) { return now - entry.second > ConfigOn(st.home).limits.auth_timeout; });
+  removed[st.bare] = now;
+  st.known_to_exist = false;
+  st.roster.clear();
+  st.roster_version = 0;
+  st.blocked.reset();
+  st.archive_policy.reset();
+  st.avatar_hash.clear();
+  st.avatar_known = false;
+  st.offline_count = 0;
+  st.presence_errors.clear();
+  st.command_sessions.clear();
+  // Loads in flight finish on their own; what they read is gone with the
+  // account, and the next use of a new account of this name loads again.
+  if (st.push_load == AccountState::PushLoad::kLoaded) {
+    st.push_load = AccountState::PushLoad::kNone;
+    st.pushes.clear();
+  }
+  if (st.pep_load == AccountState::PepLoad::kLoaded) {
+    st.pep_load = AccountState::PepLoad::kNone;
+    st.pep_nodes.clear();
+  }
 }
 
 // ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -154,6 +155,7 @@ class HubImpl final : public xmpp::Rerouter {
   void HandleFromComponent(xmpp::SessionRef ref, xml::Element stanza);
   void SetAsleep(xmpp::SessionRef ref, const xmpp::Jid& full, bool asleep);
   void Unbind(xmpp::SessionRef ref, const xmpp::Jid& full);
+  void AccountRemoved(xmpp::SessionRef by, const xmpp::Jid& bare);
 
   const IqRegistry& registry() const { return registry_; }
 
@@ -166,6 +168,7 @@ class HubImpl final : public xmpp::Rerouter {
     RoutedPtr r;
     bool keep_out;  // the local sender's archive keeps it
     bool keep_in;   // the recipient keeps it: delivered with our stanza-id
+    bool sender_missing = false;  // a retry for the recipient alone: an owner was missing
   };
   struct Shard {
     std::shared_ptr<const Config> config;  // snapshot, refreshed by the loop tick
@@ -174,6 +177,10 @@ class HubImpl final : public xmpp::Rerouter {
     // they send (block list, archiving preferences), by session id; only
     // for accounts that have either (AccountState::HasSessionSettings).
     std::unordered_map<uint64_t, SessionSettings> session_settings;
+    // Accounts deleted in the last limits.auth_timeout seconds (bare JID ->
+    // loop seconds, ForgetAccount): a session that authenticated before the
+    // deletion may still bind, and Bind then asks the store again.
+    std::unordered_map<std::string, int64_t, StringHash, std::equal_to<>> removed;
     // Archive calls made in this pass of the loop (ArchiveThenDeliver), and
     // who waits for each; FlushArchiveCalls sends them.
     store::ArchiveBatch archive_batch;
@@ -277,6 +284,20 @@ class HubImpl final : public xmpp::Rerouter {
   // The current presence of every available resource of `st`, to `to`.
   void SendAvailableTo(AccountState& st, const std::string& to);
   void SendUnavailableTo(AccountState& st, const std::string& to);
+  // XEP-0077 §3.2 for a deleted account: ends every subscription in its
+  // (loaded) roster from its side, as AccountRemoved explains.
+  void CancelSubscriptions(AccountState& st);
+  // Drops what `st` had loaded and marks the account missing
+  // (AccountRemoved); the resources stay until their sessions unbind.
+  void ForgetAccount(AccountState& st);
+  // What AccountRemoved does on the account's home: cancels its
+  // subscriptions, closes its sessions (all but `spare`, the one that asked)
+  // and forgets it.
+  void EndAccount(AccountState& st, std::optional<xmpp::SessionRef> spare);
+  // A store write for `bare` found no such account: it was deleted behind
+  // the server's back (`nines user del` on a running server). EndAccount on
+  // its home. Any loop.
+  void AccountGoneFromStore(std::string bare);
 
   // ---------------------------------------------------------------------
   // Offline (offline.cc)

@@ -527,6 +527,26 @@ void HubImpl::SendPresence(std::string from, std::string to, std::string xml, Pr
         current);
 }
 
+void HubImpl::CancelSubscriptions(AccountState& st) {
+  // XEP-0077 §3.2: as if the user had cancelled each subscription itself
+  // (RFC 6121 §3.2 and §3.3), without writing its own roster, which the
+  // store has deleted. Contacts that had its presence get unavailable
+  // first (§3.2.2); local contacts' rosters change on their side
+  // (InboundSubscription). Remote ones would need server-to-server.
+  for (const auto& [jid, item] : st.roster) {
+    const bool had_from = HasFrom(item.subscription);
+    if (had_from) SendUnavailableTo(st, jid);
+    if (HasTo(item.subscription) || item.ask_out) {
+      SendPresence(st.bare, jid, SimplePresence(st.bare, jid, "unsubscribe"), PresType::kUnsubscribe,
+                   st.home);
+    }
+    if (had_from || item.pending_in) {
+      SendPresence(st.bare, jid, SimplePresence(st.bare, jid, "unsubscribed"), PresType::kUnsubscribed,
+                   st.home);
+    }
+  }
+}
+
 void HubImpl::SendAvailableTo(AccountState& st, const std::string& to) {
   for (const auto& res : st.resources) {
     if (!res.available || !res.presence) continue;

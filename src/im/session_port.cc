@@ -13,8 +13,8 @@ class SessionsPort final : public SessionPort {
                int64_t archive_id) override {
     sessions_->Deliver(ref, std::move(xml), std::move(on_gone), archive_id);
   }
-  void Kick(xmpp::SessionRef ref, std::string condition) override {
-    sessions_->Kick(ref, std::move(condition), "replaced by a new session for the same resource");
+  void Kick(xmpp::SessionRef ref, std::string condition, std::string text) override {
+    sessions_->Kick(ref, std::move(condition), std::move(text));
   }
   void StanzaDone(xmpp::SessionRef ref, uint64_t ticket) override {
     sessions_->StanzaDone(ref, ticket);

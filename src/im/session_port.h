@@ -34,8 +34,9 @@ class SessionPort {
   // follows them (xmpp::C2sSession::SendStanza).
   virtual void Deliver(xmpp::SessionRef ref, std::shared_ptr<const std::string> xml, xmpp::OnGone on_gone,
                        int64_t archive_id = 0) = 0;
-  // Closes the session with a stream error condition (e.g. "conflict").
-  virtual void Kick(xmpp::SessionRef ref, std::string condition) = 0;
+  // Closes the session with a stream error condition (e.g. "conflict") and
+  // its text.
+  virtual void Kick(xmpp::SessionRef ref, std::string condition, std::string text) = 0;
   // The stanza `ticket`, for which HandleStanza returned true, is finished
   // (see xmpp/hub.h). Nothing happens if the session is gone.
   virtual void StanzaDone(xmpp::SessionRef ref, uint64_t ticket) = 0;

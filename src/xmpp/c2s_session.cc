@@ -704,6 +704,11 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
             if (self->state_ != State::kClosed) {
               if (r.ok()) {
                 self->SendOwnStanza(MakeIqResult(*copy).Serialize(ns::kClient));
+                // XEP-0077 §3.2: the account's other sessions end too, and
+                // its contacts' subscriptions with it.
+                if (auto bare = Jid::FromParts(self->username_, self->config_->domain, ""); bare.ok()) {
+                  self->context_.hub->AccountRemoved(self->ref_, *bare);
+                }
                 self->CloseWithStreamError("not-authorized", "the account has been removed");
               } else {
                 self->SendStanzaError(*copy, "wait", "internal-server-error");

@@ -573,6 +573,16 @@ void C2sSession::PersistDevice() {
       device->row, store::Reply<void>(loop_.executor(), [weak = weak_from_this(), written_h](Result<void> r) {
         auto self = weak.lock();
         if (!self) return;
+        if (!r.ok() && r.error().code == Errc::kNotFound) {
+          // The account is gone (deleted by `nines user del`, or by another
+          // session): the session cannot be acknowledged or resumed, so it
+          // ends rather than retrying for ever.
+          spdlog::info("[C{}] {}: the account no longer exists; ending the session", self->ref_.id,
+                       self->jid_.Full());
+          if (self->sm_ && self->sm_->device) self->sm_->device->writing = false;
+          self->CloseWithStreamError("not-authorized", "the account has been removed");
+          return;
+        }
         if (!r.ok()) {
           spdlog::warn("[C{}] {}: storing the resumption state failed: {}", self->ref_.id, self->jid_.Full(),
                        r.error().message);

@@ -85,6 +85,16 @@ class Hub {
   // The session has ended (any reason). If it was available, the hub
   // broadcasts unavailable presence on its behalf (RFC 6121 §4.5.1).
   virtual void Unbind(SessionRef ref, const Jid& full) = 0;
+
+  // The account `bare` has just been deleted from the store, at the request
+  // of its session `by` (XEP-0077 <remove/>), which closes itself. As XEP-0077
+  // §3.2 asks, the hub cancels the account's presence subscriptions (its
+  // contacts get unavailable presence, then `unsubscribe` and `unsubscribed`
+  // as its roster had them) and closes every other session of the account,
+  // detached ones included, with <not-authorized/>. Then it forgets what it
+  // had loaded: from now on the account is missing (messages to it bounce),
+  // and an account made later with the same name starts empty.
+  virtual void AccountRemoved(SessionRef by, const Jid& bare) = 0;
 };
 
 }  // namespace nines::xmpp

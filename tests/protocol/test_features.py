@@ -726,6 +726,73 @@ class RegistrationTest(RawTestCase):
         self.assertEqual(got.get("id"), "last1", to_xml(got))
         self.assertNotIn(user, account_list(self.server))
 
+    def test_remove_ends_every_session_and_cancels_subscriptions(self):
+        # XEP-0077 §3.2: the server terminates all active sessions of the
+        # account and cancels its presence subscriptions; a later account of
+        # the same name inherits nothing.
+        user, password = unique_user("multi"), new_password()
+        stream = self.track(connect_starttls(self.server))
+        self.assertEqual(register(stream, user, password).get("type"), "result")
+        friend, friend_bare, friend_pw = self.new_account("friend")
+        laptop = self.login(user, password, "laptop")
+        phone = self.login(user, password, "phone")
+        f = self.login(friend, friend_pw, "f")
+        for s in (laptop, phone, f):
+            s.available()
+        subscribe(laptop, f)
+        subscribe(f, laptop)
+        f.expect(presence_from(laptop.jid), "the laptop's presence after the subscription")
+        f.roster_get()  # an interested resource (RFC 6121 §2.1.6): it gets roster pushes
+
+        laptop.send(f"<iq type='set' id='unreg3'><query xmlns='{NS_REGISTER}'><remove/></query></iq>")
+        self.assertEqual(laptop.expect(answer_to("unreg3"), "the answer to <remove/>").get("type"), "result")
+        # The other session gets <not-authorized/> and is closed, not left
+        # running for a deleted account.
+        error = phone.expect(lambda e: stream_error_condition(e) is not None, "a stream error on the other session")
+        self.assertEqual(stream_error_condition(error), "not-authorized", to_xml(error))
+        phone.stream.wait_closed(timeout=WAIT)
+        self.assertTrue(phone.stream.closed, "the other session's stream is still open")
+        # The friend sees the account go and both subscriptions end.
+        f.expect(presence_from(phone.jid, "unavailable"), "the phone's unavailable presence")
+        f.expect(presence_from(laptop.bare, "unsubscribe"), "unsubscribe from the removed account")
+        f.expect(presence_from(laptop.bare, "unsubscribed"), "unsubscribed from the removed account")
+        f.expect(roster_push_for(laptop.bare, subscription="none"), "the roster push ending both subscriptions")
+        item = f.roster_get().find(f"{{{NS_ROSTER}}}query/{{{NS_ROSTER}}}item[@jid='{laptop.bare}']")
+        self.assertIsNotNone(item)
+        self.assertEqual(item.get("subscription"), "none", to_xml(item))
+
+        # The name registered again starts with an empty roster and does not
+        # get the friend's presence.
+        again = self.track(connect_starttls(self.server))
+        new_pw = new_password()
+        self.assertEqual(register(again, user, new_pw).get("type"), "result")
+        owner = self.login(user, new_pw, "new")
+        items = owner.roster_get().findall(f"{{{NS_ROSTER}}}query/{{{NS_ROSTER}}}item")
+        self.assertEqual(items, [], "the new account has the old one's roster")
+        owner.available()
+        f.send("<presence><show>away</show></presence>")
+        f.expect(presence_from(f.jid), "the friend's own presence echo")
+        owner.ping_server()  # anything the friend's presence caused has arrived by now
+        self.assertEqual(owner.matching(presence_from(f.jid)), [], "the friend's presence reached the new account")
+
+    def test_account_deleted_by_the_cli_ends_its_session_at_the_next_message(self):
+        # `nines user del` on a running server only changes the store; the
+        # hub learns of it from the archive write of the next message to the
+        # account, refuses that message and ends the account's session.
+        user, _bare, password = self.new_account("clidel")
+        peer, _peer_bare, peer_pw = self.new_account("clipeer")
+        victim = self.login(user, password, "v")
+        victim.available()
+        p = self.login(peer, peer_pw, "p")
+        done = self.server.cli("user", "del", user)
+        self.assertEqual(done.returncode, 0, done.stderr.decode(errors="replace"))
+        p.send(f"<message to='{victim.bare}' type='chat' id='late1'><body>still there?</body></message>")
+        bounced = p.expect(lambda e: e.get("id") == "late1" and e.get("type") == "error", "the refused message")
+        self.assertEqual(stanza_error(bounced)[1], "service-unavailable", to_xml(bounced))
+        error = victim.expect(lambda e: stream_error_condition(e) is not None, "a stream error for the deleted account")
+        self.assertEqual(stream_error_condition(error), "not-authorized", to_xml(error))
+        self.assertEqual(victim.matching(message_with_body("still there?")), [])
+
 
 class RegistrationLimitTest(RawTestCase):
     SERVER_CONFIG = {"registration": {"enabled": True}, "limits": {"registrations_per_ip": 2}}

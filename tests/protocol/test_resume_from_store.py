@@ -28,7 +28,8 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
-from harness import ServerTestCase, connect_starttls, local, login_plain, ns_of, to_xml
+from harness import (NS_STREAM, NS_STREAMS_ERR, ServerTestCase, connect_starttls, local, login_plain, ns_of,
+                     to_xml)
 
 NS_SM = "urn:xmpp:sm:3"
 NS_SID = "urn:xmpp:sid:0"
@@ -339,6 +340,28 @@ class ResumeFromStoreTest(ServerTestCase):
         self.wait_db("SELECT count(*) FROM device_states WHERE username = ?", (n["alice"],), 0)
         _, again = self.resume(n["alice"], n["alice_pw"], token, a.received)
         self.assertTrue(is_sm(again, "failed"), "nor once its state is gone: " + to_xml(again))
+
+    def test_a_session_whose_account_was_deleted_ends_instead_of_waiting_for_its_state(self):
+        # `nines user del` on a running server: the session's next write of its
+        # resumption state finds no account. Its acks wait for that write
+        # (G1), so it used to retry for ever and never answer <r/>; now the
+        # session ends with <not-authorized/>.
+        alice, _bare, alice_pw = self.new_account("rsdel")
+        stream, _full = login_plain(self.server, alice, alice_pw, resource="phone")
+        self.addCleanup(stream.abort)
+        stream.send(f"<enable xmlns='{NS_SM}' resume='true'/>")
+        self.assertTrue(is_sm(stream.recv_until(lambda e: ns_of(e.tag) == NS_SM), "enabled"))
+        self.wait_db("SELECT count(*) FROM device_states WHERE username = ?", (alice,), 1)
+        done = self.server.cli("user", "del", alice)
+        self.assertEqual(done.returncode, 0, done.stderr.decode(errors="replace"))
+        d = Device(stream)
+        d.send(f"<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq><r xmlns='{NS_SM}'/>")
+        error = d.recv_until(lambda e: local(e.tag) == "error" and ns_of(e.tag) == NS_STREAM
+                             or is_sm(e, "a"), timeout=10)
+        self.assertEqual(local(error.tag), "error", "acknowledged for a deleted account: " + to_xml(error))
+        self.assertIsNotNone(error.find(f"{{{NS_STREAMS_ERR}}}not-authorized"), to_xml(error))
+        stream.wait_closed(timeout=10)
+        self.assertTrue(stream.closed)
 
 
 if __name__ == "__main__":

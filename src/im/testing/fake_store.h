@@ -90,7 +90,17 @@ class FakeStore final : public store::Store {
   }
   void DeleteAccount(std::string username, store::Reply<void> reply) override {
     Finish("DeleteAccount", std::move(reply), [=, this]() mutable -> Result<void> {
-      accounts_.erase(username);
+      // What the real stores delete with the account (foreign keys).
+      if (accounts_.erase(username) == 0) return MakeError(Errc::kNotFound, "no such account");
+      rosters_.erase(username);
+      offline_.erase(username);
+      vcards_.erase(username);
+      archive_.erase(username);
+      std::erase_if(devices_, [&](const auto& kv) { return kv.second.username == username; });
+      pushes_.erase(username);
+      blocklists_.erase(username);
+      prefs_.erase(username);
+      std::erase_if(private_, [&](const auto& kv) { return kv.first.first == username; });
       std::erase_if(pep_, [&](const auto& kv) { return kv.first.first == username; });
       return {};
     });

@@ -67,7 +67,7 @@ class FakePort final : public SessionPort {
     }
     deliveries_.push_back(Delivery{ref, *xml, archive_id});
   }
-  void Kick(xmpp::SessionRef ref, std::string condition) override {
+  void Kick(xmpp::SessionRef ref, std::string condition, std::string /*text*/) override {
     kicks_.emplace_back(ref, std::move(condition));
   }
   void StanzaDone(xmpp::SessionRef ref, uint64_t /*ticket*/) override { ++done_[ref.id]; }
