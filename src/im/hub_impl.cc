@@ -438,7 +438,19 @@ void HubImpl::ForgetAccount(AccountState& st) {
   if (st.HasSessionSettings()) {
     for (const Resource& res : st.resources) ForgetSettings(res.ref);
   }
-  st.load = Load::kMissing;  // a later Bind of the same name loads afresh
+  // Missing from now on: queued work is answered as for any missing account
+  // (it would otherwise wait for a load nothing starts), and a later Bind of
+  // the same name loads afresh. A load in flight decides for itself.
+  if (st.load != Load::kLoading) {
+    st.load = Load::kMissing;
+    ++st.running;
+    while (!st.queue.empty() && st.load == Load::kMissing) {
+      AccountOp op = std::move(st.queue.front());
+      st.queue.pop_front();
+      op(st);
+    }
+    --st.running;
+  }
   auto& removed = shard(st.home).removed;
   const int64_t now = loop(st.home).now_seconds();
   std::erase_if(

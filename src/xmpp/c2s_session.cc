@@ -701,14 +701,13 @@ bool C2sSession::HandleRegistration(Element& iq, bool authenticated) {
     boost::asio::post(loop_.executor(), [self = shared_from_this(), copy] {
       self->context_.store.DeleteAccount(
           self->username_, store::Reply<void>(self->loop_.executor(), [self, copy](Result<void> r) {
+            // XEP-0077 §3.2: the account's other sessions end too, and its
+            // contacts' subscriptions with it, even if this client has
+            // already gone.
+            if (r.ok()) self->TellHubAccountRemoved();
             if (self->state_ != State::kClosed) {
               if (r.ok()) {
                 self->SendOwnStanza(MakeIqResult(*copy).Serialize(ns::kClient));
-                // XEP-0077 §3.2: the account's other sessions end too, and
-                // its contacts' subscriptions with it.
-                if (auto bare = Jid::FromParts(self->username_, self->config_->domain, ""); bare.ok()) {
-                  self->context_.hub->AccountRemoved(self->ref_, *bare);
-                }
                 self->CloseWithStreamError("not-authorized", "the account has been removed");
               } else {
                 self->SendStanzaError(*copy, "wait", "internal-server-error");
@@ -896,6 +895,12 @@ void C2sSession::OnWritable() {
   size_t half = static_cast<size_t>(config_->limits.send_queue) / 2;
   // Reading was paused because the peer was not reading; resume once drained.
   if (queued_before > half && out_.size() - out_offset_ <= half && state_ != State::kClosed) OnReadable();
+}
+
+void C2sSession::TellHubAccountRemoved() {
+  if (auto bare = Jid::FromParts(username_, config_->domain, ""); bare.ok()) {
+    context_.hub->AccountRemoved(ref_, *bare);
+  }
 }
 
 void C2sSession::CloseWithStreamError(std::string_view condition, std::string_view text,

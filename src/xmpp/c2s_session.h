@@ -175,6 +175,10 @@ class C2sSession : public std::enable_shared_from_this<C2sSession> {
   // runs again when it lands).
   bool DeviceCovers(uint64_t h);
   void DevicePersisted(uint64_t written_h, bool ok);
+  // The store no longer has this session's account (deleted by <remove/> or
+  // behind the server's back): the hub ends its other sessions and forgets
+  // it (xmpp::Hub::AccountRemoved); this one closes itself.
+  void TellHubAccountRemoved();
   void NoteForDevice(const xml::Element& stanza);  // presence, carbons and roster flags the row keeps
   void EndDevice();  // at Finish: delete the row, or keep it detached across a shutdown
   void ResumeFromStore(std::string previd, uint32_t h);

@@ -580,6 +580,7 @@ void C2sSession::PersistDevice() {
           spdlog::info("[C{}] {}: the account no longer exists; ending the session", self->ref_.id,
                        self->jid_.Full());
           if (self->sm_ && self->sm_->device) self->sm_->device->writing = false;
+          self->TellHubAccountRemoved();
           self->CloseWithStreamError("not-authorized", "the account has been removed");
           return;
         }

@@ -769,11 +769,20 @@ class RegistrationTest(RawTestCase):
         owner = self.login(user, new_pw, "new")
         items = owner.roster_get().findall(f"{{{NS_ROSTER}}}query/{{{NS_ROSTER}}}item")
         self.assertEqual(items, [], "the new account has the old one's roster")
-        owner.available()
-        f.send("<presence><show>away</show></presence>")
-        f.expect(presence_from(f.jid), "the friend's own presence echo")
-        owner.ping_server()  # anything the friend's presence caused has arrived by now
-        self.assertEqual(owner.matching(presence_from(f.jid)), [], "the friend's presence reached the new account")
+
+    def test_remove_then_disconnect_still_ends_the_other_sessions(self):
+        # The client that removed its account may be gone before the store
+        # answers; its other sessions must end all the same.
+        user, password = unique_user("quick"), new_password()
+        stream = self.track(connect_starttls(self.server))
+        self.assertEqual(register(stream, user, password).get("type"), "result")
+        phone = self.login(user, password, "phone")
+        laptop = self.login(user, password, "laptop")
+        laptop.send(f"<iq type='set' id='unreg4'><query xmlns='{NS_REGISTER}'><remove/></query></iq>")
+        laptop.stream.abort()
+        error = phone.expect(lambda e: stream_error_condition(e) is not None, "a stream error on the other session")
+        self.assertEqual(stream_error_condition(error), "not-authorized", to_xml(error))
+        self.assertNotIn(user, account_list(self.server))
 
     def test_account_deleted_by_the_cli_ends_its_session_at_the_next_message(self):
         # `nines user del` on a running server only changes the store; the
