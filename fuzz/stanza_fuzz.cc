@@ -37,7 +37,7 @@ class NullPort final : public nines::im::SessionPort {
   void Deliver(SessionRef, std::shared_ptr<const std::string> xml, nines::xmpp::OnGone, int64_t) override {
     bytes += xml->size();
   }
-  void Kick(SessionRef, std::string) override {}
+  void Kick(SessionRef, std::string, std::string) override {}
   void StanzaDone(SessionRef, uint64_t) override {}
   bool DeliverToDomain(std::string_view domain, std::shared_ptr<const std::string> xml,
                        std::function<void()>) override {
