@@ -561,10 +561,10 @@ void HubImpl::Archived(const ArchiveWait& wait, Result<store::ArchiveOutcome> ou
     QueueArchiveCall(std::move(again));
     return;
   }
-  const std::string sender_bare = (owner_missing && wait.keep_out) || (outcome.ok() && wait.sender_missing)
-                                      ? std::string(SplitJid(r->from).Bare())
-                                      : std::string();
-  if (!sender_bare.empty()) AccountGoneFromStore(sender_bare);
+  // The sender is the one gone: its own call failed, or the retry without it worked.
+  if ((owner_missing && wait.keep_out) || (outcome.ok() && wait.sender_missing)) {
+    AccountGoneFromStore(std::string(SplitJid(r->from).Bare()));
+  }
   if (owner_missing && wait.keep_out) {
     // Only the sender kept it, and the sender is gone: it is delivered as
     // it came, unarchived, rather than lost (the recipient's preferences

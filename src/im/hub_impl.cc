@@ -270,10 +270,7 @@ void HubImpl::FinishLoad(size_t home, const std::string& bare, LoadResult& resul
     st->load = Load::kFailed;
   } else if (result.missing) {
     st->load = Load::kMissing;
-    // Bound by a session that authenticated before its account was deleted.
-    for (const Resource& res : st->resources) {
-      port_->Kick(res.ref, "not-authorized", "the account has been removed");
-    }
+    EndSessions(*st, std::nullopt);  // bound by a session that authenticated before the deletion
   } else {
     st->load = Load::kReady;
     st->roster.clear();
@@ -421,11 +418,14 @@ void HubImpl::AccountRemoved(xmpp::SessionRef by, const xmpp::Jid& bare) {
 
 void HubImpl::EndAccount(AccountState& st, std::optional<xmpp::SessionRef> spare) {
   if (st.Ready()) CancelSubscriptions(st);
-  for (const Resource& res : st.resources) {
-    if (!spare || !(res.ref == *spare))
-      port_->Kick(res.ref, "not-authorized", "the account has been removed");
-  }
+  EndSessions(st, spare);
   ForgetAccount(st);
+}
+
+void HubImpl::EndSessions(const AccountState& st, std::optional<xmpp::SessionRef> spare) {
+  for (const Resource& res : st.resources) {
+    if (!spare || !(res.ref == *spare)) port_->Kick(res.ref, "not-authorized", "the account has been removed");
+  }
 }
 
 void HubImpl::AccountGoneFromStore(std::string bare) {

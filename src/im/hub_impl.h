@@ -294,6 +294,8 @@ class HubImpl final : public xmpp::Rerouter {
   // subscriptions, closes its sessions (all but `spare`, the one that asked)
   // and forgets it.
   void EndAccount(AccountState& st, std::optional<xmpp::SessionRef> spare);
+  // Closes the account's sessions (all but `spare`) with <not-authorized/>.
+  void EndSessions(const AccountState& st, std::optional<xmpp::SessionRef> spare);
   // A store write for `bare` found no such account: it was deleted behind
   // the server's back (`nines user del` on a running server). EndAccount on
   // its home. Any loop.
